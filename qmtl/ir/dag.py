@@ -1,0 +1,80 @@
+"""The canonical DAG document: what `qmtl compile --emit json` prints and the gateway accepts.
+
+It is the IR with names resolved to NodeIDs: every node lists its identity fields (exactly the ones
+``qmtl.ir.nodeid`` hashes) so a reader can recompute every NodeID without user code, plus
+informational fields (``name``, ``type``, ``loc``, ``meta``) that are not part of identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import ops as opreg
+from .module import Loc, Module, Op, Output, make_attrs
+from .nodeid import canonical_bytes, canonical_value, clocks, digest, identity_fields, node_ids
+from .text_types import parse_type
+
+SCHEMA = "qmtl.dag/1"
+
+
+def to_dag(module: Module) -> dict[str, Any]:
+    ids = node_ids(module)
+    clock = clocks(module)
+    nodes = []
+    for op in module.ops:
+        f = identity_fields(op, clock[op.result])
+        opdef = opreg.REGISTRY[op.name]
+        meta = {k: v for k, v in op.attrs if k in opdef.attrs and not opdef.attrs[k].identity}
+        nodes.append({
+            "node_id": ids[op.result], "op": op.name, "inputs": [ids[s] for s in op.operands],
+            "interval": f["interval"], "period": f["period"], "params": canonical_value(f["params"]),
+            "code_hash": f["code_hash"], "schema_compat_id": f["schema_compat_id"],
+            "name": op.result, "type": str(op.type),
+            "loc": str(op.loc) if op.loc else None, "meta": canonical_value(meta),
+        })
+    outputs = [{"name": o.name, "node_id": ids[o.value], "period": o.period, "interval": o.interval,
+                "kind": o.kind} for o in module.outputs]
+    return {"schema": SCHEMA, "strategy": module.name, "nodes": nodes, "outputs": outputs,
+            "checksum": dag_checksum(n["node_id"] for n in nodes)}
+
+
+def dag_checksum(node_ids_: Any) -> str:
+    """Checksum of a DAG: the digest of its sorted NodeIDs (order of nodes does not matter)."""
+    return digest(canonical_bytes(sorted(node_ids_)))
+
+
+def from_dag(doc: dict[str, Any]) -> Module:
+    """Rebuild a module from a DAG document.  Operands are resolved by NodeID; a node whose input is
+    not an earlier node raises ``KeyError`` (lint turns that into a finding)."""
+    by_id: dict[str, str] = {}
+    ops: list[Op] = []
+    for i, n in enumerate(doc["nodes"]):
+        name = n.get("name") or f"n{i}"
+        if name in {o.result for o in ops}:
+            name = f"{name}_{i}"
+        attrs = dict(n.get("params") or {})
+        attrs.update(n.get("meta") or {})
+        opdef = opreg.REGISTRY.get(n["op"])
+        if opdef is not None and opdef.kind == "source" and n.get("interval") is not None:
+            attrs["interval"] = n["interval"]
+        if n.get("period") is not None:
+            attrs["period"] = n["period"]
+        if n.get("code_hash") is not None:
+            attrs["code_hash"] = n["code_hash"]
+        operands = tuple(by_id[x] for x in n.get("inputs", []))
+        ops.append(Op(name, n["op"], operands, make_attrs(attrs), parse_type(n.get("type", "opaque")),
+                      _parse_loc(n.get("loc")), n.get("node_id")))
+        by_id[n["node_id"]] = name
+    outputs = tuple(Output(o["name"], by_id[o["node_id"]], int(o["period"]), int(o["interval"]),
+                           o.get("kind", "traced")) for o in doc.get("outputs", []))
+    return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
+
+
+def _parse_loc(text: str | None) -> Loc | None:
+    if not text:
+        return None
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return Loc(parts[0], int(parts[1]), int(parts[2]))
+    file, _, line = text.rpartition(":")
+    return Loc(file, int(line)) if line.isdigit() else Loc(text, 0)

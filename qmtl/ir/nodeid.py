@@ -1,0 +1,116 @@
+"""Content-addressed identity: NodeIDs and ComputeKeys (DESIGN.md "Identity").
+
+``NodeID = "blake3:" + hex(blake3(canonical bytes))`` where the canonical bytes are compact, key-sorted
+JSON of exactly these fields::
+
+    {"code_hash", "inputs", "interval", "op", "params", "period", "schema_compat_id"}
+
+* ``inputs`` are the operands' NodeIDs, in operand order, sorted only for commutative ops;
+* ``params`` are the op's identity attributes (``AttrSpec.identity``) without ``interval``,
+  ``period`` and ``code_hash``, which have fields of their own;
+* ``period`` is set only for ops whose values depend on the window length (``period_dependent``);
+* ``interval`` is the op's clock: a source's declared interval, else the clock of its inputs.
+
+Nothing else goes in: not value names, not source locations, not the world.  The gateway calls
+``spec_node_id`` on the fields of a submitted DAG, so one function defines identity for both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+from blake3 import blake3
+
+from . import ops as opreg
+from .module import Module, Op
+
+PREFIX = "blake3:"
+_OWN_FIELDS = ("interval", "period", "code_hash")
+
+
+def canonical_value(v: Any) -> Any:
+    """A JSON value with one spelling per meaning: tuples → lists, -0.0 → 0.0, non-finite → strings."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return 0.0 if v == 0 else v
+    if isinstance(v, (list, tuple)):
+        return [canonical_value(x) for x in v]
+    if isinstance(v, Mapping):
+        return {str(k): canonical_value(x) for k, x in v.items()}
+    raise TypeError(f"value {v!r} of type {type(v).__name__} has no canonical form")
+
+
+def canonical_bytes(obj: Any) -> bytes:
+    return json.dumps(canonical_value(obj), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False).encode()
+
+
+def digest(data: bytes) -> str:
+    return PREFIX + blake3(data).hexdigest()
+
+
+def spec_node_id(op: str, inputs: Sequence[str], interval: int | None, period: int | None,
+                 params: Mapping[str, Any], code_hash: str | None,
+                 schema_compat_id: str = opreg.SCHEMA_COMPAT_ID) -> str:
+    """The NodeID of one node given its canonical fields (shared by compiler, lint and gateway)."""
+    opdef = opreg.REGISTRY.get(op)
+    ins = sorted(inputs) if (opdef is not None and opdef.commutative) else list(inputs)
+    spec = {"op": op, "inputs": ins, "interval": interval, "period": period,
+            "params": dict(params), "code_hash": code_hash, "schema_compat_id": schema_compat_id}
+    return digest(canonical_bytes(spec))
+
+
+def identity_fields(op: Op, interval: int | None) -> dict[str, Any]:
+    """The canonical fields of ``op`` other than its inputs (see the module docstring)."""
+    opdef = opreg.REGISTRY[op.name]
+    params = {k: v for k, v in op.attrs
+              if k not in _OWN_FIELDS and (k not in opdef.attrs or opdef.attrs[k].identity)}
+    period = op.attr("period") if opdef.period_dependent else None
+    return {"op": op.name, "interval": interval, "period": period, "params": params,
+            "code_hash": op.attr("code_hash"), "schema_compat_id": opdef.schema_compat_id}
+
+
+def clocks(module: Module) -> dict[str, int | None]:
+    """value → its interval in seconds (None for constants).  Mixed clocks take the largest; the
+    verifier reports them."""
+    out: dict[str, int | None] = {}
+    for op in module.ops:
+        opdef = opreg.REGISTRY.get(op.name)
+        if opdef is not None and opdef.kind == "source":
+            out[op.result] = op.attr("interval")
+        else:
+            ins = [out.get(s) for s in op.operands if out.get(s) is not None]
+            out[op.result] = max(ins) if ins else None
+    return out
+
+
+def node_ids(module: Module) -> dict[str, str]:
+    """value name → NodeID for every op, computed in one pass (ops are in definition order)."""
+    ids: dict[str, str] = {}
+    clock = clocks(module)
+    for op in module.ops:
+        f = identity_fields(op, clock[op.result])
+        ids[op.result] = spec_node_id(f["op"], [ids[s] for s in op.operands], f["interval"],
+                                      f["period"], f["params"], f["code_hash"], f["schema_compat_id"])
+    return ids
+
+
+def with_node_ids(module: Module) -> Module:
+    """The same module with every ``Op.node_id`` filled in."""
+    ids = node_ids(module)
+    return module.with_(ops=tuple(op.with_(node_id=ids[op.result]) for op in module.ops))
+
+
+def compute_key(node_id: str, world: str, domain: str, as_of: str | None, partition: str | None) -> str:
+    """Runtime-state isolation key: the same node in two worlds or domains never shares state."""
+    return digest(canonical_bytes({"node_id": node_id, "world": world, "domain": domain,
+                                   "as_of": as_of, "partition": partition}))

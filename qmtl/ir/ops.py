@@ -1,0 +1,447 @@
+"""The op registry: what every op is called, what it takes, what it returns, and what it means.
+
+Each ``OpDef`` carries a *reference implementation*: a whole-array function over the op's operands
+(numpy arrays for series, ``dict[str, ndarray]`` for bars and frames, Python scalars for scalars).
+The reference interpreter applies it to each tick's window and keeps the last value, which is the
+per-tick rule of DESIGN.md "Semantics".  Traced pandas ops are defined *by pandas*, so their
+reference calls pandas; the recursive indicators are defined the way TA-Lib defines them.
+
+``lookback(attrs)`` is how many bars *before* the current one an op needs to produce a value; a
+chain's warm-up is the sum along its longest path, plus one for the current bar.
+
+``kind`` groups ops for lowering: ``source`` (data enters), ``elementwise`` (tick-local),
+``windowed`` (a function of the last N bars), ``recursive`` (state from the start of the stream),
+``structural`` (column access and frame building), ``opaque`` (a Python function run per tick).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .types import BARS, F64, OPAQUE, Type, frame, promote, scalar, series
+
+Array = np.ndarray
+SCHEMA_COMPAT_ID = "1"
+
+_NUMERIC = "series|scalar"
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """One attribute: accepted Python types, whether it must be given, and its default."""
+
+    types: tuple[type, ...]
+    required: bool = False
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    identity: bool = True  # False: informational only, never part of the NodeID
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    kind: str
+    operands: tuple[str, ...]
+    result: Callable[[tuple[Type, ...], dict], Type]
+    reference: Callable[..., Any]
+    attrs: dict[str, AttrSpec] = field(default_factory=dict)
+    variadic: bool = False
+    commutative: bool = False
+    lookback: Callable[[dict], int] = lambda a: 0
+    period_dependent: bool = False
+    schema_compat_id: str = SCHEMA_COMPAT_ID
+    doc: str = ""
+
+    def accepts(self, position: int, t: Type) -> bool:
+        allowed = self.operands[-1] if (self.variadic and position >= len(self.operands)) else (
+            self.operands[position] if position < len(self.operands) else "")
+        return t.kind in allowed.split("|")
+
+    def defaults(self) -> dict:
+        return {k: s.default for k, s in self.attrs.items() if not s.required and s.default is not None}
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def get(name: str) -> OpDef:
+    return REGISTRY[name]
+
+
+# --- helpers for reference implementations -------------------------------------------------------
+
+def _s(x) -> pd.Series:
+    return pd.Series(np.asarray(x, dtype=float))
+
+
+def _arr(x) -> Array:
+    return np.asarray(x)
+
+
+def _dtype_of(types: tuple[Type, ...]) -> str:
+    return promote(*(t.dtype for t in types if t.dtype)) if types else "f64"
+
+
+def _elementwise_result(dtype_fn):
+    def result(types: tuple[Type, ...], attrs: dict) -> Type:
+        kind = "series" if any(t.kind == "series" for t in types) else "scalar"
+        return Type(kind, dtype_fn(types, attrs))
+    return result
+
+
+_INT = (int,)
+_NUM = (int, float)
+_STR = (str,)
+_TUPLE = (tuple,)
+_BOOL = (bool,)
+
+# --- sources ---------------------------------------------------------------------------------------
+
+register(OpDef(
+    "stream_input", "source", (), lambda t, a: BARS,
+    reference=lambda bars, **a: bars,
+    attrs={"tags": AttrSpec(_TUPLE, default=()), "interval": AttrSpec(_INT, required=True)},
+    doc="Bars of the instruments whose tags match; bound to data by the runtime."))
+
+register(OpDef(
+    "tag_query", "source", (), lambda t, a: OPAQUE,
+    reference=lambda streams, **a: streams,
+    attrs={"tags": AttrSpec(_TUPLE, required=True), "interval": AttrSpec(_INT, required=True),
+           "match_mode": AttrSpec(_STR, default="any", choices=("any", "all"))},
+    doc="Every upstream stream whose tags match the query, resolved at run time."))
+
+# --- structural --------------------------------------------------------------------------------------
+
+
+def _column_result(types: tuple[Type, ...], attrs: dict) -> Type:
+    src = types[0]
+    if src.kind == "frame":
+        for name, dtype in src.columns:
+            if name == attrs.get("name"):
+                return series(dtype)
+        raise TypeError(f"frame has no column {attrs.get('name')!r}")
+    return F64
+
+
+register(OpDef(
+    "column", "structural", ("bars|frame|opaque",), _column_result,
+    reference=lambda table, name: np.asarray(table[name]),
+    attrs={"name": AttrSpec(_STR, required=True)},
+    doc="One field of a bar stream or one column of a frame."))
+
+register(OpDef(
+    "const", "structural", (), lambda t, a: scalar(a.get("dtype", "f64")),
+    reference=lambda value, dtype="f64": value,
+    attrs={"value": AttrSpec((int, float, bool), required=True),
+           "dtype": AttrSpec(_STR, default="f64", choices=("f64", "i64", "bool"))},
+    doc="A constant, broadcast against series."))
+
+register(OpDef(
+    "make_frame", "structural", ("series|scalar",),
+    lambda t, a: frame(tuple(zip(a["columns"], (x.dtype for x in t)))),
+    reference=lambda *cols, columns: dict(zip(columns, cols)),
+    attrs={"columns": AttrSpec(_TUPLE, required=True)}, variadic=True,
+    doc="Named columns side by side: what `pd.DataFrame({...})` builds."))
+
+# --- element-wise ------------------------------------------------------------------------------------
+
+
+def _binary(name: str, fn, dtype_fn=lambda t, a: _dtype_of(t), commutative=False, doc=""):
+    register(OpDef(name, "elementwise", (_NUMERIC, _NUMERIC), _elementwise_result(dtype_fn),
+                   reference=fn, commutative=commutative, doc=doc))
+
+
+def _unary(name: str, fn, dtype_fn=lambda t, a: _dtype_of(t), attrs=None, doc=""):
+    register(OpDef(name, "elementwise", (_NUMERIC,), _elementwise_result(dtype_fn),
+                   reference=fn, attrs=attrs or {}, doc=doc))
+
+
+def _f64(t, a):
+    return "f64"
+
+
+def _bool(t, a):
+    return "bool"
+
+
+def _ratio(a, b):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.true_divide(_f(a), _f(b))
+
+
+def _f(x):
+    return np.asarray(x, dtype=float) if isinstance(x, np.ndarray) else float(x)
+
+
+def _cmp(fn):
+    def ref(a, b):
+        with np.errstate(invalid="ignore"):
+            return fn(_arr(a), _arr(b))
+    return ref
+
+
+_binary("add", lambda a, b: np.add(a, b), commutative=True, doc="a + b")
+_binary("sub", lambda a, b: np.subtract(a, b), doc="a - b")
+_binary("mul", lambda a, b: np.multiply(a, b), commutative=True, doc="a * b")
+_binary("div", _ratio, _f64, doc="a / b (true division; x/0 is ±inf, 0/0 is NaN)")
+_binary("pow", lambda a, b: np.power(_f(a), _f(b)), _f64, doc="a ** b")
+_binary("gt", _cmp(np.greater), _bool, doc="a > b (NaN compares False)")
+_binary("ge", _cmp(np.greater_equal), _bool, doc="a >= b")
+_binary("lt", _cmp(np.less), _bool, doc="a < b")
+_binary("le", _cmp(np.less_equal), _bool, doc="a <= b")
+_binary("eq", _cmp(np.equal), _bool, commutative=True, doc="a == b")
+_binary("ne", _cmp(np.not_equal), _bool, commutative=True, doc="a != b")
+_binary("and", lambda a, b: np.logical_and(a, b), _bool, commutative=True, doc="a & b")
+_binary("or", lambda a, b: np.logical_or(a, b), _bool, commutative=True, doc="a | b")
+_binary("maximum", lambda a, b: np.maximum(a, b), commutative=True, doc="element-wise max (NaN wins)")
+_binary("minimum", lambda a, b: np.minimum(a, b), commutative=True, doc="element-wise min (NaN wins)")
+
+_unary("neg", lambda a: np.negative(a), doc="-a")
+_unary("abs", lambda a: np.abs(a), doc="|a|")
+_unary("not", lambda a: np.logical_not(a), _bool, doc="~a on booleans")
+
+
+def _math(fn):
+    def ref(a):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return fn(_f(a))
+    return ref
+
+
+_unary("log", _math(np.log), _f64, doc="natural log (≤0 gives -inf/NaN)")
+_unary("exp", _math(np.exp), _f64, doc="e ** a")
+_unary("sqrt", _math(np.sqrt), _f64, doc="square root (negative gives NaN)")
+_unary("sign", _math(np.sign), _f64, doc="-1, 0 or 1 (NaN stays NaN)")
+
+
+def _clip(a, lower=None, upper=None):
+    return np.asarray(pd.Series(_f(a)).clip(lower=lower, upper=upper)) if isinstance(a, np.ndarray) \
+        else float(np.clip(a, -math.inf if lower is None else lower, math.inf if upper is None else upper))
+
+
+_unary("clip", _clip, attrs={"lower": AttrSpec(_NUM), "upper": AttrSpec(_NUM)},
+       doc="bound a into [lower, upper]; NaN stays NaN (pandas clip)")
+
+
+def _fillna(a, value):
+    x = _f(a)
+    return np.where(np.isnan(x), value, x) if isinstance(x, np.ndarray) else (value if math.isnan(x) else x)
+
+
+_unary("fillna", _fillna, _f64, attrs={"value": AttrSpec(_NUM, required=True)}, doc="NaN → value")
+
+
+def _astype(a, dtype):
+    if dtype == "f64":
+        return np.asarray(a, dtype=float)
+    if dtype == "bool":
+        return np.asarray(a, dtype=bool)
+    x = np.asarray(a)
+    if x.dtype.kind == "f" and np.isnan(x).any():
+        raise ValueError("cannot convert NaN to integer (astype(int) on a series with NaN)")
+    return x.astype(np.int64)
+
+
+_unary("astype", _astype, lambda t, a: a["dtype"],
+       attrs={"dtype": AttrSpec(_STR, required=True, choices=("f64", "i64", "bool"))},
+       doc="convert the dtype; NaN → integer is an error, as in pandas")
+
+
+def _where(cond, a, b):
+    return np.where(np.asarray(cond, dtype=bool), a, b)
+
+
+register(OpDef(
+    "where", "elementwise", (_NUMERIC, _NUMERIC, _NUMERIC),
+    _elementwise_result(lambda t, a: _dtype_of(t[1:])), reference=_where,
+    doc="a where cond else b (`a.where(cond, b)` / `np.where(cond, a, b)`)"))
+
+# --- windowed ----------------------------------------------------------------------------------------
+
+
+def _periods_lookback(a: dict) -> int:
+    return abs(int(a.get("periods", 1)))
+
+
+register(OpDef(
+    "pct_change", "windowed", ("series",), lambda t, a: F64,
+    reference=lambda x, periods=1: np.asarray(_s(x).pct_change(periods=periods, fill_method=None)),
+    attrs={"periods": AttrSpec(_INT, default=1)}, lookback=_periods_lookback,
+    doc="x[t] / x[t-periods] - 1 (no forward fill)"))
+
+register(OpDef(
+    "diff", "windowed", ("series",), lambda t, a: F64,
+    reference=lambda x, periods=1: np.asarray(_s(x).diff(periods)),
+    attrs={"periods": AttrSpec(_INT, default=1)}, lookback=_periods_lookback, doc="x[t] - x[t-periods]"))
+
+register(OpDef(
+    "shift", "windowed", ("series",), lambda t, a: F64,
+    reference=lambda x, periods=1: np.asarray(_s(x).shift(periods)),
+    attrs={"periods": AttrSpec(_INT, default=1)}, lookback=_periods_lookback, doc="x[t-periods]"))
+
+
+def _rolling(stat: str):
+    def ref(x, window, min_periods=None, ddof=1):
+        r = _s(x).rolling(window, min_periods=min_periods)
+        out = getattr(r, stat)(ddof=ddof) if stat in ("std", "var") else getattr(r, stat)()
+        return np.asarray(out)
+    return ref
+
+
+_ROLLING_ATTRS = {"window": AttrSpec(_INT, required=True), "min_periods": AttrSpec(_INT)}
+for _stat in ("mean", "sum", "min", "max", "std", "var"):
+    _attrs = dict(_ROLLING_ATTRS)
+    if _stat in ("std", "var"):
+        _attrs["ddof"] = AttrSpec(_INT, default=1)
+    register(OpDef(
+        f"rolling_{_stat}", "windowed", ("series",), lambda t, a: F64, reference=_rolling(_stat),
+        attrs=_attrs, lookback=lambda a: int(a["window"]) - 1,
+        doc=f"pandas rolling(window, min_periods).{_stat}()"))
+
+
+def _ewm_mean(x, alpha, adjust=True):
+    return np.asarray(_s(x).ewm(alpha=alpha, adjust=adjust).mean())
+
+
+register(OpDef(
+    "ewm_mean", "windowed", ("series",), lambda t, a: F64, reference=_ewm_mean,
+    attrs={"alpha": AttrSpec(_NUM, required=True), "adjust": AttrSpec(_BOOL, default=True),
+           "period": AttrSpec(_INT, required=True)},
+    period_dependent=True,
+    doc="pandas ewm(alpha, adjust).mean() over the node's P-bar window (so P is part of its identity)"))
+
+# --- recursive (TA-Lib definitions, state from the start of the stream) -----------------------------
+
+
+def _ta_ema(x: Array, period: int, start: int = 0) -> Array:
+    """TA-Lib EMA: seeded with the SMA of the first ``period`` values from ``start``; k = 2/(n+1)."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(len(x), np.nan)
+    first = start + period - 1
+    if first >= len(x):
+        return out
+    k = 2.0 / (period + 1)
+    prev = x[start:first + 1].mean()
+    out[first] = prev
+    for i in range(first + 1, len(x)):
+        prev = (x[i] - prev) * k + prev
+        out[i] = prev
+    return out
+
+
+register(OpDef(
+    "ema", "recursive", ("series",), lambda t, a: F64, reference=lambda x, period: _ta_ema(x, period),
+    attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]) - 1,
+    doc="TA-Lib EMA (SMA seed, k = 2/(period+1))"))
+
+
+def _ta_rsi(x: Array, period: int) -> Array:
+    """TA-Lib RSI (Wilder smoothing, seeded with the plain average of the first ``period`` moves)."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(len(x), np.nan)
+    if len(x) <= period:
+        return out
+    d = np.diff(x)
+    gain = np.where(d > 0, d, 0.0)
+    loss = np.where(d < 0, -d, 0.0)
+    avg_g = gain[:period].sum() / period
+    avg_l = loss[:period].sum() / period
+    out[period] = _rsi_value(avg_g, avg_l)
+    for i in range(period + 1, len(x)):
+        avg_g = (avg_g * (period - 1) + gain[i - 1]) / period
+        avg_l = (avg_l * (period - 1) + loss[i - 1]) / period
+        out[i] = _rsi_value(avg_g, avg_l)
+    return out
+
+
+def _rsi_value(avg_gain: float, avg_loss: float) -> float:
+    total = avg_gain + avg_loss
+    return 0.0 if total == 0 else 100.0 * avg_gain / total
+
+
+register(OpDef(
+    "rsi", "recursive", ("series",), lambda t, a: F64, reference=lambda x, period: _ta_rsi(x, period),
+    attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]),
+    doc="TA-Lib RSI (Wilder)"))
+
+
+def _ta_atr(high: Array, low: Array, close: Array, period: int) -> Array:
+    """TA-Lib ATR: true range from the second bar, SMA seed over ``period`` TRs, then Wilder."""
+    h, l, c = (np.asarray(v, dtype=float) for v in (high, low, close))
+    n = len(c)
+    out = np.full(n, np.nan)
+    if n <= period:
+        return out
+    prev_c = c[:-1]
+    tr = np.maximum.reduce([h[1:] - l[1:], np.abs(h[1:] - prev_c), np.abs(l[1:] - prev_c)])
+    avg = tr[:period].mean()
+    out[period] = avg
+    for i in range(period + 1, n):
+        avg = (avg * (period - 1) + tr[i - 1]) / period
+        out[i] = avg
+    return out
+
+
+register(OpDef(
+    "atr", "recursive", ("series", "series", "series"), lambda t, a: F64,
+    reference=lambda h, l, c, period: _ta_atr(h, l, c, period),
+    attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]),
+    doc="TA-Lib ATR over (high, low, close)"))
+
+
+def _ta_macd(x: Array, fast: int, slow: int, signal: int) -> dict[str, Array]:
+    """TA-Lib MACD: both EMAs are seeded so that they start on the same bar (index slow-1)."""
+    x = np.asarray(x, dtype=float)
+    fast_ema = _ta_ema(x, fast, start=slow - fast)
+    slow_ema = _ta_ema(x, slow)
+    line = fast_ema - slow_ema
+    sig = np.full(len(x), np.nan)
+    if len(x) > slow - 1:
+        sig[slow - 1:] = _ta_ema(line[slow - 1:], signal)
+    valid = np.arange(len(x)) >= slow + signal - 2
+    line = np.where(valid, line, np.nan)
+    return {"macd": line, "macdsignal": sig, "macdhist": line - sig}
+
+
+register(OpDef(
+    "macd", "recursive", ("series",),
+    lambda t, a: frame((("macd", "f64"), ("macdsignal", "f64"), ("macdhist", "f64"))),
+    reference=_ta_macd,
+    attrs={"fast": AttrSpec(_INT, default=12), "slow": AttrSpec(_INT, default=26),
+           "signal": AttrSpec(_INT, default=9)},
+    lookback=lambda a: int(a.get("slow", 26)) + int(a.get("signal", 9)) - 2,
+    doc="TA-Lib MACD → frame<macd, macdsignal, macdhist>"))
+
+# --- opaque ------------------------------------------------------------------------------------------
+
+
+def _py_call(fn, view, **attrs):
+    """Call the user's compute function on a ``CacheView`` of the tick's windows.
+
+    The IR holds only the function's ``code_hash``; the caller (the interpreter or the generated flow)
+    binds that hash to the function object that the compiled strategy carries.
+    """
+    return fn(view)
+
+
+register(OpDef(
+    "py_call", "opaque", ("bars|series|frame|opaque",), lambda t, a: OPAQUE, reference=_py_call,
+    attrs={"code_hash": AttrSpec(_STR, required=True),
+           "fn": AttrSpec(_STR, default="", identity=False),
+           "period": AttrSpec(_INT, required=True),
+           "deterministic": AttrSpec(_BOOL, default=True, identity=False),
+           "reason": AttrSpec(_STR, default="", identity=False)},
+    variadic=True, lookback=lambda a: int(a["period"]) - 1, period_dependent=True,
+    doc="A compute function the tracer could not follow, called per tick with a CacheView."))
