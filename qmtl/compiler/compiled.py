@@ -1,0 +1,58 @@
+"""The compiler's product: canonical IR with NodeIDs, plus what running it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable
+
+from qmtl.ir.diagnostics import Diagnostic
+from qmtl.ir.module import Module
+
+
+@dataclass
+class CompiledStrategy:
+    """A compiled strategy.
+
+    ``module`` is canonical and every op carries its NodeID.  ``functions`` binds each ``py_call``'s
+    ``code_hash`` to the Python function it stands for; ``sdk_nodes`` maps output names to the SDK
+    node objects (each stamped with ``node_id``) so a ``CacheView`` can resolve ``view[node]``.
+    """
+
+    name: str
+    module: Module
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    sdk_nodes: dict[str, Any] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    required_period: dict[str, int] = field(default_factory=dict)
+    source_file: str | None = None
+
+    @cached_property
+    def ir_text(self) -> str:
+        from qmtl.ir.printer import print_module
+        return print_module(self.module)
+
+    @cached_property
+    def dag(self) -> dict[str, Any]:
+        from qmtl.ir.dag import to_dag
+        return to_dag(self.module)
+
+    @cached_property
+    def node_ids(self) -> dict[str, str]:
+        """SDK node name → NodeID of the value that node produces."""
+        ops = self.module.op_map()
+        return {o.name: ops[o.value].node_id for o in self.module.outputs}
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity != "error"]
+
+    def run(self, data: Any, batch_size: int = 10_000, **options: Any):
+        """Replay ``data`` through the generated Numba + Bytewax flow (see ``qmtl.runtime.engine``)."""
+        from qmtl.runtime.engine import run
+        return run(self, data, batch_size=batch_size, **options)
+
+    def run_reference(self, data: Any):
+        """Replay ``data`` through the slow, obvious reference interpreter (the oracle)."""
+        from qmtl.runtime.reference import run
+        return run(self, data)
