@@ -44,8 +44,8 @@ def dag_checksum(node_ids_: Any) -> str:
 
 
 def from_dag(doc: dict[str, Any]) -> Module:
-    """Rebuild a module from a DAG document.  Operands are resolved by NodeID; a node whose input is
-    not an earlier node raises ``KeyError`` (lint turns that into a finding)."""
+    """Rebuild a module from a DAG document.  Operands are resolved by NodeID; an input that names no
+    earlier node is kept as the raw NodeID, so the verifier reports it (E102) instead of this failing."""
     by_id: dict[str, str] = {}
     ops: list[Op] = []
     for i, n in enumerate(doc["nodes"]):
@@ -61,11 +61,11 @@ def from_dag(doc: dict[str, Any]) -> Module:
             attrs["period"] = n["period"]
         if n.get("code_hash") is not None:
             attrs["code_hash"] = n["code_hash"]
-        operands = tuple(by_id[x] for x in n.get("inputs", []))
+        operands = tuple(by_id.get(x, x) for x in n.get("inputs", []))
         ops.append(Op(name, n["op"], operands, make_attrs(attrs), parse_type(n.get("type", "opaque")),
                       _parse_loc(n.get("loc")), n.get("node_id")))
         by_id[n["node_id"]] = name
-    outputs = tuple(Output(o["name"], by_id[o["node_id"]], int(o["period"]), int(o["interval"]),
+    outputs = tuple(Output(o["name"], by_id.get(o["node_id"], o["node_id"]), int(o["period"]), int(o["interval"]),
                            o.get("kind", "traced")) for o in doc.get("outputs", []))
     return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
 

@@ -1,0 +1,105 @@
+"""`qmtl lint --ssa`: the CI gate.  Reads a ``.qir`` dump, a DAG JSON document or a strategy file and
+reports every broken invariant as a ``Diagnostic``.
+
+Exit status contract (used by the CLI): 0 clean, 1 findings (errors), 2 unusable input (missing file,
+unknown format, JSON that is not a DAG document).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qmtl.ir.diagnostics import CompileError, Diagnostic
+from qmtl.ir.module import Loc
+
+CLEAN, FINDINGS, UNUSABLE = 0, 1, 2
+
+
+@dataclass
+class LintReport:
+    path: str
+    kind: str  # "qir" | "dag" | "strategy"
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    unusable: bool = False
+
+    def exit_code(self, warnings_as_errors: bool = False) -> int:
+        if self.unusable:
+            return UNUSABLE
+        bad = {"error", "warning"} if warnings_as_errors else {"error"}
+        return FINDINGS if any(d.severity in bad for d in self.diagnostics) else CLEAN
+
+
+def lint_path(path: str | Path, strategy: str | None = None) -> LintReport:
+    path = Path(path)
+    kind = {".qir": "qir", ".json": "dag", ".py": "strategy"}.get(path.suffix, "")
+    if not path.is_file():
+        return _unusable(path, kind or "unknown", f"no such file: {path}")
+    if not kind:
+        return _unusable(path, "unknown", f"{path.name}: unknown input kind (expected .qir, .json or .py)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _unusable(path, kind, f"cannot read {path}: {exc}")
+    if kind == "qir":
+        return LintReport(str(path), kind, lint_ir_text(text, str(path)))
+    if kind == "dag":
+        return lint_dag_text(text, str(path))
+    return LintReport(str(path), kind, lint_strategy(path, strategy))
+
+
+def lint_ir_text(text: str, path: str = "<input>") -> list[Diagnostic]:
+    from qmtl.ir.parser import parse_module
+    from qmtl.ir.verifier import verify
+    try:
+        module = parse_module(text, path)
+    except CompileError as exc:
+        return exc.diagnostics
+    return verify(module, check_ids=True)
+
+
+def lint_dag_text(text: str, path: str = "<input>") -> LintReport:
+    from qmtl.ir.dag import from_dag
+    from qmtl.ir.verifier import verify
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _unusable(Path(path), "dag", f"not JSON: {exc.msg}", Loc(path, exc.lineno, exc.colno))
+    problem = _dag_shape_problem(doc)
+    if problem:
+        return _unusable(Path(path), "dag", problem)
+    try:
+        module = from_dag(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _unusable(Path(path), "dag", f"not a DAG document: {exc}")
+    return LintReport(path, "dag", verify(module, check_ids=True))
+
+
+def lint_strategy(path: Path, strategy: str | None = None) -> list[Diagnostic]:
+    from qmtl.compiler.pipeline import compile as compile_strategy
+    from qmtl.ir.verifier import verify
+    try:
+        compiled = compile_strategy(path, strategy)
+    except CompileError as exc:
+        return exc.diagnostics
+    return list(compiled.diagnostics) + verify(compiled.module, check_ids=True)
+
+
+def _dag_shape_problem(doc: object) -> str | None:
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        return "not a DAG document: expected an object with a \"nodes\" list"
+    for i, node in enumerate(doc["nodes"]):
+        if not isinstance(node, dict):
+            return f"nodes[{i}] is not an object"
+        for key in ("node_id", "op"):
+            if not isinstance(node.get(key), str):
+                return f"nodes[{i}].{key} is missing or not a string"
+        if not isinstance(node.get("inputs", []), list):
+            return f"nodes[{i}].inputs is not a list"
+    return None
+
+
+def _unusable(path: Path, kind: str, message: str, loc: Loc | None = None) -> LintReport:
+    diag = Diagnostic("E401", message, loc or Loc(str(path), 0, 0))
+    return LintReport(str(path), kind, [diag], unusable=True)
