@@ -1,0 +1,5 @@
+"""Storage seams the services share: one small SQL ``Database`` over SQLite (dev) and PostgreSQL (prod)."""
+
+from .sql import Database, DatabaseError
+
+__all__ = ["Database", "DatabaseError"]
