@@ -1,0 +1,173 @@
+"""Which data feeds which source op, and at which clock.
+
+``bind(module, data)`` resolves every ``stream_input`` and ``tag_query`` op of a module to streams of
+bars, bucketed to the op's interval.  The rules (see the task contract in DESIGN.md "Semantics"):
+
+* one single-symbol dataset feeds every ``stream_input``;
+* a multi-symbol dataset is one stream per symbol, tagged with the symbol: an input whose tags name
+  symbols selects those, one whose tags name no symbol selects all of them (and the nodes downstream
+  then run once per symbol);
+* a ``dict[tag, source]`` binds datasets to tags: an input selects the entries whose key is one of its
+  tags, or — when none of its tags is a key and there is exactly one entry — that entry;
+* a ``tag_query`` selects every stream whose tags (symbol and dict key) match ``any``/``all`` of its
+  query tags, as one group.
+
+Nothing matching is E504, naming the input, its tags and the tags that were available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from qmtl.ir.module import Module, Op
+
+from .data import Dataset, DataError, Stream, load
+
+
+@dataclass(frozen=True)
+class SourceBinding:
+    """The streams one source op reads, each keyed by its run key (symbol or tag; None if unnamed).
+
+    ``fan_out`` says the op's consumers run once per stream (a ``stream_input`` that selected several
+    instruments); otherwise every consumer sees all streams at once (a single stream, or a
+    ``tag_query``'s group).
+    """
+
+    value: str
+    op: Op
+    interval: int
+    streams: tuple[Stream, ...]
+    fan_out: bool
+
+    def by_key(self) -> dict[str | None, Stream]:
+        return {s.key: s for s in self.streams}
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """Every source op of a module bound to bucketed streams (``sources[value name]``)."""
+
+    sources: Mapping[str, SourceBinding]
+    datasets: Mapping[str | None, Dataset]
+
+    def __getitem__(self, value: str) -> SourceBinding:
+        return self.sources[value]
+
+
+def bind(module: Module, data: Any) -> Bindings:
+    """Bind ``data`` (a loadable source, a ``Dataset``, or ``dict[tag, source]``) to ``module``."""
+    if isinstance(data, Bindings):
+        return data
+    datasets = _datasets(data)
+    sources: dict[str, SourceBinding] = {}
+    for op in module.ops:
+        if op.name == "stream_input":
+            streams = _select_stream_input(op, datasets)
+            fan_out = len(streams) > 1
+        elif op.name == "tag_query":
+            streams = _select_tag_query(op, datasets)
+            fan_out = False
+        else:
+            continue
+        interval = int(op.attr("interval"))
+        bucketed = tuple(bucket(s, interval) for s in streams)
+        sources[op.result] = SourceBinding(op.result, op, interval, bucketed, fan_out)
+    return Bindings(sources, datasets)
+
+
+def _datasets(data: Any) -> dict[str | None, Dataset]:
+    if isinstance(data, Mapping):
+        if not data:
+            raise DataError("E504", "<bindings>", "no data given (empty dict)")
+        out = {}
+        for key, src in data.items():
+            ds = load(src)
+            out[str(key)] = Dataset(ds.source, tuple(s.with_tags(_tags_for(s, str(key))) for s in ds.streams),
+                                    ds.has_symbols, ds.fields)
+        return out
+    return {None: load(data)}
+
+
+def _tags_for(stream: Stream, key: str) -> tuple[str, ...]:
+    return (key,) + ((stream.symbol,) if stream.symbol is not None and stream.symbol != key else ())
+
+
+def _label(op: Op) -> str:
+    where = f" ({op.loc})" if op.loc else ""
+    return f"{op.name} %{op.result}{where} with tags {list(op.attr('tags') or ())}"
+
+
+def _select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
+    tags = tuple(op.attr("tags") or ())
+    if None in datasets:
+        return _select_symbols(datasets[None], tags)
+    chosen = [k for k in datasets if k in tags]
+    if not chosen and len(datasets) == 1:
+        chosen = list(datasets)
+    if not chosen:
+        raise DataError("E504", datasets_label(datasets),
+                        f"{_label(op)} matches no bound data; available tags: {sorted(datasets)}")
+    streams: list[Stream] = []
+    for key in chosen:
+        streams.extend(_select_symbols(datasets[key], tags))
+    return tuple(streams)
+
+
+def _select_symbols(ds: Dataset, tags: tuple[str, ...]) -> tuple[Stream, ...]:
+    """Symbols named by ``tags`` if any are, else every stream of the dataset."""
+    named = [s for s in ds.streams if s.symbol is not None and s.symbol in tags]
+    return tuple(named) if named else ds.streams
+
+
+def _select_tag_query(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
+    query = set(op.attr("tags") or ())
+    mode = op.attr("match_mode", "any")
+    streams = [s for ds in datasets.values() for s in ds.streams]
+    hit = [s for s in streams if (query <= set(s.tags) if mode == "all" else query & set(s.tags))]
+    if not hit:
+        available = sorted({t for s in streams for t in s.tags})
+        raise DataError("E504", datasets_label(datasets),
+                        f"{_label(op)} (match_mode={mode}) matches no stream; available tags: {available}")
+    return tuple(hit)
+
+
+def datasets_label(datasets: Mapping[str | None, Dataset]) -> str:
+    return ", ".join(ds.source for ds in datasets.values())
+
+
+# --- bucketing ---------------------------------------------------------------------------------------
+
+
+def bucket(stream: Stream, interval: int) -> Stream:
+    """Bars bucketed to ``interval`` seconds (bucket ts = floor(ts / I) * I): open first, high max,
+    low min, close last, volume sum, any other field last.  Data already on that grid passes
+    through unchanged (the same arrays, no copy)."""
+    if interval <= 0:
+        raise ValueError(f"interval must be positive, got {interval}")
+    ts = stream.ts
+    bts = (ts // interval) * interval
+    starts = np.flatnonzero(np.r_[True, bts[1:] != bts[:-1]]) if len(ts) else np.arange(0)
+    if len(starts) == len(ts) and np.array_equal(bts, ts):
+        return stream
+    ends = np.r_[starts[1:], len(ts)] - 1
+    cols: dict[str, np.ndarray] = {"ts": bts[starts]}
+    for name in stream.fields:
+        cols[name] = _aggregate(name, stream.columns[name], starts, ends)
+    return Stream(cols, stream.symbol, stream.tags)
+
+
+def _aggregate(name: str, col: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    if not len(starts):
+        return col[:0].copy()
+    if name == "open":
+        return col[starts]
+    if name == "high":
+        return np.maximum.reduceat(col, starts)
+    if name == "low":
+        return np.minimum.reduceat(col, starts)
+    if name == "volume":
+        return np.add.reduceat(col, starts)
+    return col[ends]

@@ -1,0 +1,357 @@
+"""Bar data in, validated column arrays out: the runtime's only door for market data.
+
+``load`` accepts a pandas DataFrame, a pyarrow Table, or a path to a CSV, Parquet or Arrow IPC/Feather
+file, and returns a ``Dataset``: one ``Stream`` of column arrays per instrument (``ts`` as int64 epoch
+seconds, every other numeric column as float64).  Arrays are views of the source wherever that is
+possible (a single-chunk Arrow column without nulls, a float64 pandas column, a contiguous run of one
+symbol), because the runtime moves them straight into Numba kernels and a copy of a large history is
+the cost we are trying not to pay.
+
+Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose message names the
+file (or ``<DataFrame>``/``<Table>``) and the problem: E501 no usable ``ts`` column, E502 unsorted or
+duplicate timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown format.
+(E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from qmtl.ir.diagnostics import CompileError, Diagnostic
+from qmtl.ir.module import Loc
+
+BAR_FIELDS = ("open", "high", "low", "close", "volume")
+#: Fields that may never hold NaN/null: a bar without a price is a data error, not a missing value.
+#: Extra columns (signals, sentiment scores, …) may be sparse, so they are not checked.
+REQUIRED_FIELDS = BAR_FIELDS
+_NS_PER_S = 1_000_000_000
+
+
+class DataError(CompileError):
+    """Bad market data: carries one ``Diagnostic`` (E501–E505) naming the source and the problem."""
+
+    def __init__(self, code: str, source: str, message: str):
+        self.code = code
+        self.source = source
+        super().__init__(Diagnostic(code, f"{source}: {message}", Loc(source, 0)))
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One instrument's bars: ``columns['ts']`` (int64, strictly increasing) plus float64 fields.
+
+    ``tags`` are what bindings and tag queries match against (the symbol and, for data bound by a
+    dict, the dict key).  ``key`` names the stream in results (the symbol, else the first tag).
+    """
+
+    columns: Mapping[str, np.ndarray]
+    symbol: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.columns["ts"]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(c for c in self.columns if c != "ts")
+
+    @property
+    def key(self) -> str | None:
+        return self.symbol if self.symbol is not None else (self.tags[0] if self.tags else None)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def with_tags(self, tags: tuple[str, ...]) -> "Stream":
+        return Stream(self.columns, self.symbol, tags)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The bars as a DataFrame indexed by ``ts`` (what a compute function's view shows)."""
+        fields = {c: self.columns[c] for c in self.fields}
+        return pd.DataFrame(fields, index=pd.Index(self.ts, name="ts"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated bars of one source, one ``Stream`` per symbol (a single stream when there is no
+    ``symbol`` column)."""
+
+    source: str
+    streams: tuple[Stream, ...]
+    has_symbols: bool = False
+    fields: tuple[str, ...] = field(default=())
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(s.symbol for s in self.streams if s.symbol is not None)
+
+    def stream(self, symbol: str | None = None) -> Stream:
+        if symbol is None and len(self.streams) == 1:
+            return self.streams[0]
+        for s in self.streams:
+            if s.symbol == symbol:
+                return s
+        raise KeyError(f"{self.source}: no symbol {symbol!r} (have {list(self.symbols)})")
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+
+def load(source: Any) -> Dataset:
+    """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path."""
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return _from_columns(_pandas_columns(source), "<DataFrame>")
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
+    if isinstance(source, (str, Path)):
+        name = str(source)
+        return _from_columns(_arrow_columns(_read_file(Path(source)), name), name)
+    raise DataError("E505", f"<{type(source).__name__}>",
+                    "cannot read data of this type; pass a DataFrame, a pyarrow Table, or a path to a "
+                    ".csv, .parquet, .arrow/.ipc or .feather file")
+
+
+def _read_file(path: Path) -> pa.Table:
+    readers = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet,
+               ".arrow": _read_ipc, ".ipc": _read_ipc, ".feather": _read_ipc}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise DataError("E505", str(path), f"unknown data format {path.suffix!r}; expected one of "
+                        f"{', '.join(sorted(readers))}")
+    if not path.is_file():
+        raise DataError("E505", str(path), "no such file")
+    try:
+        return reader(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
+
+
+def _read_csv(path: Path) -> pa.Table:
+    import pyarrow.csv as pacsv
+    return pacsv.read_csv(path)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+    return pq.read_table(path)
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    import pyarrow.feather as feather
+    # memory-mapped so that columns stay views of the file
+    return feather.read_table(str(path), memory_map=True)
+
+
+# --- columns → numpy ---------------------------------------------------------------------------------
+
+# A raw column before validation: (numpy array, null mask or None).
+_Raw = tuple[np.ndarray, "np.ndarray | None"]
+
+
+def _arrow_columns(table: pa.Table | pa.RecordBatch, source: str) -> dict[str, _Raw]:
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    out: dict[str, _Raw] = {}
+    for name, col in zip(table.column_names, table.columns):
+        out[str(name)] = _arrow_to_numpy(col, str(name), source)
+    return out
+
+
+def _arrow_to_numpy(col: pa.ChunkedArray, name: str, source: str) -> _Raw:
+    """A ChunkedArray as one numpy array: a free view when it is one null-free chunk, otherwise
+    converted chunk by chunk (nulls force a copy; they are reported as a mask)."""
+    t = col.type
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        col = _arrow_time_to_seconds(col)
+    elif pa.types.is_dictionary(t):
+        col = col.cast(t.value_type)
+    chunks = col.chunks or [pa.array([], type=col.type)]
+    arrays, masks = [], []
+    for chunk in chunks:
+        if chunk.null_count == 0 and (pa.types.is_integer(chunk.type) or pa.types.is_floating(chunk.type)):
+            arrays.append(chunk.to_numpy(zero_copy_only=True))
+            masks.append(None)
+        else:
+            mask = np.asarray(chunk.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            arrays.append(chunk.to_numpy(zero_copy_only=False))
+            masks.append(mask)
+    arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    if all(m is None for m in masks):
+        return arr, None
+    mask = np.concatenate([m if m is not None else np.zeros(len(a), bool) for m, a in zip(masks, arrays)])
+    return arr, mask
+
+
+def _arrow_time_to_seconds(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    import pyarrow.compute as pc
+    ts = col.cast(pa.timestamp("s", tz=getattr(col.type, "tz", None)), safe=False) \
+        if pa.types.is_timestamp(col.type) else pc.cast(col, pa.timestamp("s"))
+    return pc.cast(ts, pa.int64())
+
+
+def _pandas_columns(df: pd.DataFrame) -> dict[str, _Raw]:
+    out: dict[str, _Raw] = {}
+    frame = df.reset_index() if _ts_in_index(df) else df
+    for name in frame.columns:
+        s = frame[name]
+        mask = s.isna().to_numpy() if s.hasnans else None
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            arr = _datetimes_to_seconds(s)
+        elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            na = np.nan if mask is not None or pd.api.types.is_float_dtype(s.dtype) else None
+            arr = s.to_numpy(na_value=na) if na is not None else s.to_numpy()
+        else:
+            arr = s.to_numpy(dtype=object)
+        out[str(name)] = (arr, mask)
+    return out
+
+
+def _ts_in_index(df: pd.DataFrame) -> bool:
+    return "ts" not in df.columns and (df.index.name == "ts" or isinstance(df.index, pd.DatetimeIndex))
+
+
+def _datetimes_to_seconds(s: pd.Series) -> np.ndarray:
+    values = s.dt.tz_convert("UTC").dt.tz_localize(None) if s.dt.tz is not None else s
+    return values.to_numpy(dtype="datetime64[s]", na_value=np.datetime64("NaT")).astype(np.int64)
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+
+def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
+    if "ts" not in raw:
+        raise DataError("E501", source, f"no 'ts' column (columns: {', '.join(raw) or 'none'}); "
+                        "bars need a 'ts' column of epoch seconds or timestamps")
+    ts = _ts_seconds(*raw["ts"], source)
+    symbols = _symbol_column(raw.get("symbol"), source)
+    fields = {name: _field(name, arr, source) for name, (arr, _) in raw.items()
+              if name not in ("ts", "symbol")}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    masks = {name: m for name, (_, m) in raw.items() if name in fields}
+    if symbols is None:
+        streams = (_stream(ts, fields, masks, None, np.arange(0), source),)
+    else:
+        streams = tuple(_stream(ts, fields, masks, sym, idx, source) for sym, idx in _groups(symbols))
+    return Dataset(source, streams, has_symbols=symbols is not None, fields=tuple(fields))
+
+
+def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.ndarray:
+    if mask is not None and mask.any():
+        row = int(np.flatnonzero(mask)[0])
+        raise DataError("E503", source, f"column 'ts' is null at row {row}")
+    if arr.dtype.kind in "iu":
+        return arr if arr.dtype == np.int64 else arr.astype(np.int64)
+    if arr.dtype.kind == "M":
+        return arr.astype("datetime64[s]").astype(np.int64)
+    if arr.dtype.kind == "f":
+        if np.isnan(arr).any():
+            raise DataError("E503", source, f"column 'ts' is NaN at row {int(np.flatnonzero(np.isnan(arr))[0])}")
+        if np.all(arr == np.floor(arr)):
+            return arr.astype(np.int64)
+        raise DataError("E501", source, "column 'ts' holds fractional numbers; expected whole epoch seconds")
+    if arr.dtype.kind == "O":
+        try:
+            parsed = pd.to_datetime(pd.Series(arr), utc=True)
+        except (ValueError, TypeError) as exc:
+            raise DataError("E501", source, f"column 'ts' is not a timestamp: {exc}") from None
+        return _datetimes_to_seconds(parsed)
+    raise DataError("E501", source, f"column 'ts' has type {arr.dtype}; expected epoch seconds or timestamps")
+
+
+def _symbol_column(raw: _Raw | None, source: str) -> np.ndarray | None:
+    if raw is None:
+        return None
+    arr, mask = raw
+    if mask is not None and mask.any():
+        raise DataError("E503", source, f"column 'symbol' is null at row {int(np.flatnonzero(mask)[0])}")
+    return np.asarray(arr).astype(str)
+
+
+def _field(name: str, arr: np.ndarray, source: str) -> np.ndarray | None:
+    """float64 view (or copy) of a numeric column; non-numeric extra columns are not fields."""
+    if arr.dtype.kind == "f" and arr.dtype == np.float64:
+        return arr
+    if arr.dtype.kind in "iufb":
+        return arr.astype(np.float64)
+    if name in REQUIRED_FIELDS:
+        raise DataError("E503", source, f"column {name!r} is not numeric (type {arr.dtype})")
+    return None
+
+
+def _groups(symbols: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """(symbol, row indices) in order of first appearance."""
+    uniq, first, inverse = np.unique(symbols, return_index=True, return_inverse=True)
+    for code in np.argsort(first, kind="stable"):
+        yield str(uniq[code]), np.flatnonzero(inverse == code)
+
+
+def _take(arr: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
+    """Rows ``idx`` of ``arr``: a view when they are one contiguous run (the usual layout)."""
+    if idx is None:
+        return arr
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx):
+        return arr[idx[0]:idx[-1] + 1]
+    return arr[idx]
+
+
+def _stream(ts: np.ndarray, fields: dict[str, np.ndarray], masks: dict[str, np.ndarray | None],
+            symbol: str | None, idx: np.ndarray, source: str) -> Stream:
+    rows = idx if symbol is not None else None
+    sts = _take(ts, rows)
+    _check_sorted(sts, rows, symbol, source)
+    cols = {"ts": sts}
+    for name, arr in fields.items():
+        col = _take(arr, rows)
+        if name in REQUIRED_FIELDS:
+            mask = masks.get(name)
+            _check_no_nan(name, col, None if mask is None else _take(mask, rows), sts, rows, symbol, source)
+        cols[name] = col
+    return Stream(cols, symbol, (symbol,) if symbol is not None else ())
+
+
+def _where(symbol: str | None) -> str:
+    return f" for symbol {symbol!r}" if symbol is not None else ""
+
+
+def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, source: str) -> None:
+    bad = np.flatnonzero(np.diff(ts) <= 0)
+    if not len(bad):
+        return
+    i = int(bad[0]) + 1
+    row = int(rows[i]) if rows is not None else i
+    what = "duplicate" if ts[i] == ts[i - 1] else "unsorted"
+    raise DataError("E502", source, f"{what} timestamp{_where(symbol)} at row {row}: ts={int(ts[i])} "
+                    f"follows ts={int(ts[i - 1])}; bars must be strictly increasing in time per symbol")
+
+
+def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.ndarray,
+                  rows: np.ndarray | None, symbol: str | None, source: str) -> None:
+    bad = np.isnan(col) if mask is None else (mask | np.isnan(col))
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    row = int(rows[i]) if rows is not None else i
+    raise DataError("E503", source, f"column {name!r} is NaN/null{_where(symbol)}, first at row {row} "
+                    f"(ts={int(ts[i])}); required bar fields must be present on every bar")
+
+
+# --- batching ----------------------------------------------------------------------------------------
+
+
+def iter_batches(stream: Stream, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Column-dict views of consecutive ``batch_size`` rows: the unit the runtime feeds its kernels."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    n = len(stream)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield {name: arr[start:stop] for name, arr in stream.columns.items()}

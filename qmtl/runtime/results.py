@@ -1,0 +1,135 @@
+"""What a run produces: one DataFrame per non-source output, in one shape for every backend.
+
+Each output frame is indexed by ``ts`` (int64 epoch seconds, index name ``"ts"``), carries a
+``symbol`` column when the output ran for several symbols (rows ordered by ts, then symbol), and
+holds the node's value columns: a frame output's columns, a series output as one column named after
+the output, an opaque output whatever its last row held.  Because the reference interpreter and the
+generated flow both build results through ``assemble``, comparing them is comparing like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.outputs[name]
+
+    @classmethod
+    def from_chunks(cls, chunks: Mapping[str, Iterable[tuple[str | None, pd.DataFrame]]],
+                    multi_key: Mapping[str, bool] | None = None) -> "RunResult":
+        """Build from per-output ``(key, chunk)`` pairs (chunks of one key in time order)."""
+        multi_key = multi_key or {}
+        return cls({name: assemble(pairs, multi_key.get(name)) for name, pairs in chunks.items()})
+
+
+def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool | None = None) -> pd.DataFrame:
+    """One output frame from per-key chunks.
+
+    A chunk is a DataFrame whose index (or ``ts`` column) holds the timestamps.  ``multi_key`` says
+    whether to add a ``symbol`` column; by default, when more than one distinct key is present.
+    """
+    pairs = [(key, _ts_indexed(df)) for key, df in chunks]
+    keys = list(dict.fromkeys(k for k, _ in pairs))
+    with_symbol = len(keys) > 1 if multi_key is None else multi_key
+    frames = []
+    for key, df in pairs:
+        if with_symbol:
+            df = df.copy()
+            df.insert(0, "symbol", key)
+        frames.append(df)
+    if not frames:
+        return _empty(with_symbol)
+    out = pd.concat(frames) if len(frames) > 1 else frames[0]
+    if with_symbol:
+        order = np.lexsort((out["symbol"].astype(str).to_numpy(), out.index.to_numpy()))
+        out = out.iloc[order]
+    out.index = pd.Index(out.index.to_numpy(dtype=np.int64), name="ts")
+    return out
+
+
+def _ts_indexed(df: pd.DataFrame) -> pd.DataFrame:
+    if "ts" in df.columns:
+        df = df.set_index("ts")
+    df.index = pd.Index(np.asarray(df.index, dtype=np.int64), name="ts")
+    return df
+
+
+def _empty(with_symbol: bool) -> pd.DataFrame:
+    cols = {"symbol": pd.Series([], dtype=object)} if with_symbol else {}
+    return pd.DataFrame(cols, index=pd.Index(np.array([], dtype=np.int64), name="ts"))
+
+
+# --- comparison --------------------------------------------------------------------------------------
+
+
+def result_differences(a: RunResult, b: RunResult, rtol: float = 1e-9, atol: float = 1e-12) -> list[str]:
+    """Every way ``a`` and ``b`` differ (empty when equal); NaN equals NaN."""
+    diffs: list[str] = []
+    if set(a.outputs) != set(b.outputs):
+        diffs.append(f"outputs differ: {sorted(a.outputs)} vs {sorted(b.outputs)}")
+    for name in sorted(set(a.outputs) & set(b.outputs)):
+        diffs.extend(f"{name}: {d}" for d in frame_differences(a.outputs[name], b.outputs[name], rtol, atol))
+    return diffs
+
+
+def frame_differences(x: pd.DataFrame, y: pd.DataFrame, rtol: float = 1e-9, atol: float = 1e-12) -> list[str]:
+    if list(x.columns) != list(y.columns):
+        return [f"columns {list(x.columns)} vs {list(y.columns)}"]
+    if len(x) != len(y):
+        return [f"{len(x)} rows vs {len(y)} rows (first ts {_first(x)} vs {_first(y)})"]
+    if not np.array_equal(x.index.to_numpy(), y.index.to_numpy()):
+        i = int(np.flatnonzero(x.index.to_numpy() != y.index.to_numpy())[0])
+        return [f"ts differ first at row {i}: {x.index[i]} vs {y.index[i]}"]
+    return [d for c in x.columns if (d := _column_difference(c, x[c], y[c], x.index, rtol, atol))]
+
+
+def _first(df: pd.DataFrame):
+    return df.index[0] if len(df) else None
+
+
+def _column_difference(name, a: pd.Series, b: pd.Series, index: pd.Index, rtol: float, atol: float) -> str:
+    av, bv = a.to_numpy(), b.to_numpy()
+    if _numeric(av) and _numeric(bv):
+        af, bf = av.astype(float), bv.astype(float)
+        same = np.isclose(af, bf, rtol=rtol, atol=atol, equal_nan=True) | (af == bf)
+    else:
+        same = np.array([_same_object(p, q) for p, q in zip(av, bv)], dtype=bool)
+    if same.all():
+        return ""
+    i = int(np.flatnonzero(~same)[0])
+    return f"column {name!r} differs at {int((~same).sum())} rows, first at ts={index[i]}: {av[i]!r} vs {bv[i]!r}"
+
+
+def _numeric(arr: np.ndarray) -> bool:
+    if arr.dtype.kind in "biuf":
+        return True
+    try:
+        arr.astype(float)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _same_object(p, q) -> bool:
+    if isinstance(p, float) and isinstance(q, float) and np.isnan(p) and np.isnan(q):
+        return True
+    try:
+        return bool(p == q)
+    except (TypeError, ValueError):
+        return False
+
+
+def assert_results_equal(a: RunResult, b: RunResult, rtol: float = 1e-9, atol: float = 1e-12) -> None:
+    """Raise ``AssertionError`` listing every difference between two results (for tests)."""
+    diffs = result_differences(a, b, rtol, atol)
+    if diffs:
+        raise AssertionError("results differ:\n  " + "\n  ".join(diffs))
