@@ -1,0 +1,199 @@
+"""The gateway's FastAPI app, built from explicit dependencies (no globals, no config reading here).
+
+``create_app(db, bus, gsg, world)``: ``db`` is the gateway's ``Database``, ``bus`` the control bus the
+world service publishes to, ``gsg`` a ``GraphStore``, ``world`` the world service as an ASGI app
+(in-process) or a base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, AsyncIterator
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from qmtl.config import DEFAULT_MAX_BODY_BYTES
+
+from ..bus import Bus
+from ..gsg.store import GraphStore
+from . import events
+from .errors import ApiError, describe_validation, error_response, install_error_handlers
+from .metrics import Metrics, gateway_metrics
+from .middleware import BodySizeLimit, PayloadTooLarge, RequestMetrics
+from .models import SubmitRequest
+from .submissions import Recorded, SubmissionStore, strategy_id_for
+from .verify import NodeIdMismatch, VerifiedDag, verify_submission
+from .world_client import WorldClient
+
+QUEUE_TOPIC = "queues"
+
+
+def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: Metrics | None = None) -> FastAPI:
+    store = SubmissionStore(db, gsg)
+    worlds = WorldClient(world)
+    metrics = metrics or gateway_metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await worlds.aclose()
+
+    app = FastAPI(title="qmtl gateway", lifespan=lifespan)
+    app.state.store, app.state.gsg, app.state.bus, app.state.metrics = store, gsg, bus, metrics
+    install_error_handlers(app)
+
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(request: Request, exc: PayloadTooLarge) -> JSONResponse:
+        return error_response(413, "E_PAYLOAD_TOO_LARGE", str(exc))
+
+    _add_strategy_routes(app, store, worlds, bus, metrics)
+    _add_query_routes(app, store, gsg, metrics)
+    _add_event_routes(app, bus)
+    _add_world_proxy(app, worlds)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
+    return app
+
+
+def parse_submission(body: bytes) -> SubmitRequest:
+    try:
+        raw = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "E_SCHEMA", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ApiError(400, "E_SCHEMA", f"request body must be a JSON object, got {type(raw).__name__}")
+    try:
+        return SubmitRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise ApiError(400, "E_SCHEMA", describe_validation(exc)) from None
+
+
+def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClient, bus: Bus,
+                         metrics: Metrics) -> None:
+    @app.post("/strategies")
+    async def submit(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            req = parse_submission(body)
+            dag = await run_in_threadpool(verify_submission, req)
+        except NodeIdMismatch as exc:
+            metrics.inc("nodeid_mismatch_total", by=len(exc.mismatches))
+            metrics.inc("submissions_total", result="rejected")
+            raise
+        except ApiError as exc:
+            if exc.code == "E_CHECKSUM_MISMATCH":
+                metrics.inc("nodeid_checksum_mismatch_total")
+            metrics.inc("submissions_total", result="rejected")
+            raise
+        for world_id in req.worlds():
+            await worlds.require_world(world_id)
+        sid = strategy_id_for(dag.checksum)
+        domains = {w: await worlds.execution_domain(w, sid, req.meta.hint) for w in req.worlds()}
+        started = time.perf_counter()
+        doc = req.dag.model_dump(by_alias=True)
+        recorded = await run_in_threadpool(store.record, dag, doc, req.meta.model_dump(), domains)
+        metrics.observe("diff_duration_ms", (time.perf_counter() - started) * 1000)
+        for world_id in req.worlds():
+            await worlds.bind(world_id, sid)
+        await run_in_threadpool(_publish_queues, bus, recorded, domains)
+        metrics.inc("submissions_total", result="created" if recorded.created else "existing")
+        return JSONResponse(_answer(recorded, dag, req.worlds(), domains),
+                            status_code=201 if recorded.created else 200)
+
+    @app.get("/strategies/{strategy_id}")
+    async def get_strategy(strategy_id: str) -> dict[str, Any]:
+        found = await run_in_threadpool(store.get, strategy_id)
+        if found is None:
+            raise ApiError(404, "E_UNKNOWN_STRATEGY", f"no strategy {strategy_id!r} was submitted")
+        return found
+
+
+def _answer(rec: Recorded, dag: VerifiedDag, world_ids: list[str],
+            domains: dict[str, str]) -> dict[str, Any]:
+    primary = world_ids[0]
+    return {"strategy_id": rec.strategy_id, "created": rec.created, "checksum": dag.checksum,
+            "world_ids": world_ids, "execution_domains": domains, "nodes": rec.nodes,
+            "reused": [n["node_id"] for n in rec.nodes if n["status"] == "existing"],
+            "new": [n["node_id"] for n in rec.nodes if n["status"] == "new"],
+            "queue_map": rec.queues[primary], "queues_by_world": rec.queues}
+
+
+def _publish_queues(bus: Bus, rec: Recorded, domains: dict[str, str]) -> None:
+    new = [n["node_id"] for n in rec.nodes if n["status"] == "new"]
+    for world_id, domain in domains.items():
+        bus.publish(QUEUE_TOPIC, "QueueUpdated",
+                    {"strategy_id": rec.strategy_id, "world_id": world_id, "execution_domain": domain,
+                     "queues": rec.queues[world_id], "new": new},
+                    idempotency_key=f"queues:{rec.strategy_id}:{world_id}:{domain}")
+
+
+def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: Metrics) -> None:
+    @app.get("/queues/by_tag")
+    async def queues_by_tag(tags: Annotated[str, Query(min_length=1)],
+                            interval: Annotated[int | None, Query(gt=0)] = None,
+                            match_mode: Annotated[str, Query(pattern="^(any|all)$")] = "any",
+                            world_id: str | None = None) -> dict[str, Any]:
+        wanted = [t.strip() for t in tags.split(",") if t.strip()]
+        if not wanted:
+            raise ApiError(400, "E_SCHEMA", "tags: give at least one tag, comma-separated")
+        nodes = await run_in_threadpool(gsg.by_tag, wanted, match_mode, interval)
+        by_id = {n.node_id: n for n in nodes}
+        rows = await run_in_threadpool(store.queues_for, list(by_id), world_id)
+        return {"tags": wanted, "match_mode": match_mode, "interval": interval, "world_id": world_id,
+                "queues": [{"node_id": r["node_id"], "queue": r["queue"], "world_id": r["world_id"],
+                            "execution_domain": r["domain"], "op": by_id[r["node_id"]].op,
+                            "interval": by_id[r["node_id"]].interval,
+                            "tags": list(by_id[r["node_id"]].tags)} for r in rows]}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        try:
+            count = await run_in_threadpool(store.count)
+        except Exception as exc:  # the probe reports the failure instead of crashing on it
+            return JSONResponse({"status": "error", "database": f"{type(exc).__name__}: {exc}"},
+                                status_code=503)
+        return {"status": "ok", "strategies": count}
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _add_event_routes(app: FastAPI, bus: Bus) -> None:
+    Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
+
+    @app.get("/events")
+    async def stream(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+                     duration: Annotated[float | None, Query(gt=0, le=86400)] = None,
+                     last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+        if last_event_id is not None and last_event_id.isdigit():
+            after = max(after, int(last_event_id))
+        return StreamingResponse(events.sse_stream(bus, topic, after, duration),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/events/poll")
+    async def poll(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+                   wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> dict[str, Any]:
+        return await events.poll(bus, topic, after, wait)
+
+
+def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        resp = await worlds.forward(request.method, request.url.path, request.scope["query_string"],
+                                    request.scope["headers"], body)
+        keep = {k: v for k, v in resp.headers.items()
+                if k.lower() in ("content-type", "etag", "location", "cache-control")}
+        return Response(resp.content, status_code=resp.status_code, headers=keep)
+
+    app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)
+    app.add_api_route("/worlds/{path:path}", forward, methods=methods, include_in_schema=False)

@@ -1,0 +1,71 @@
+"""The gateway's request boundary: pydantic models of a submission and the DAG document inside it.
+
+Types are strict where identity depends on them: ``"60"`` is not ``60`` to a hash, so the gateway
+refuses it by name instead of coercing it and then reporting a confusing NodeID mismatch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+
+from qmtl.ir.dag import SCHEMA
+
+NODE_ID_PATTERN = r"^blake3:[0-9a-f]{64}$"
+WORLD_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
+WorldId = Annotated[str, StringConstraints(strict=True, pattern=WORLD_ID_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class DagNode(_Model):
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    op: StrictStr
+    inputs: list[StrictStr] = Field(default_factory=list)
+    interval: StrictInt | None = None
+    period: StrictInt | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    code_hash: StrictStr | None = None
+    schema_compat_id: StrictStr
+    # informational, never hashed:
+    name: StrictStr | None = None
+    type: StrictStr | None = None
+    loc: StrictStr | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class DagOutput(_Model):
+    name: StrictStr
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    period: StrictInt
+    interval: StrictInt
+    kind: StrictStr = "traced"
+
+
+class DagDocument(_Model):
+    schema_: Literal[SCHEMA] = Field(alias="schema")  # type: ignore[valid-type]
+    strategy: StrictStr = "dag"
+    nodes: list[DagNode] = Field(min_length=1)
+    outputs: list[DagOutput] = Field(default_factory=list)
+    checksum: StrictStr | None = None
+
+
+class SubmitMeta(_Model):
+    hint: StrictStr | None = None
+    as_of: StrictStr | None = None
+    dataset_fingerprint: StrictStr | None = None
+
+
+class SubmitRequest(_Model):
+    dag: DagDocument
+    world_ids: list[WorldId] = Field(min_length=1, max_length=64)
+    checksum: StrictStr | None = None
+    meta: SubmitMeta = Field(default_factory=SubmitMeta)
+
+    def worlds(self) -> list[str]:
+        """World ids in first-seen order without repeats (a repeat is not a second binding)."""
+        return list(dict.fromkeys(self.world_ids))
+

@@ -1,0 +1,114 @@
+"""Recording submissions: diff against the GSG, upsert it, and persist the strategy — one transaction.
+
+When the GSG lives in the same SQL database (the embedded default), the diff, the graph upsert and the
+strategy row commit together, so an acknowledged submission is never half-written; with Neo4j the
+graph upsert is idempotent and is simply redone by a client's retry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from qmtl.ir.nodeid import digest
+
+from ..gsg.store import GraphStore
+from .verify import VerifiedDag
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS gw_strategy (
+    strategy_id TEXT PRIMARY KEY, checksum TEXT NOT NULL, dag TEXT NOT NULL, meta TEXT NOT NULL,
+    nodes TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS gw_binding (
+    strategy_id TEXT NOT NULL, world_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (strategy_id, world_id));
+CREATE TABLE IF NOT EXISTS gw_queue (
+    world_id TEXT NOT NULL, node_id TEXT NOT NULL, domain TEXT NOT NULL, queue TEXT NOT NULL,
+    PRIMARY KEY (world_id, node_id, domain));
+"""
+
+
+def strategy_id_for(checksum: str) -> str:
+    """A strategy is its DAG: the id is a digest of the checksum, so resubmitting is idempotent."""
+    return digest(("qmtl.strategy/1:" + checksum).encode())
+
+
+def queue_name(world_id: str, domain: str, node_id: str) -> str:
+    return f"{world_id}.{domain}.{node_id.removeprefix('blake3:')[:12]}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    strategy_id: str
+    created: bool
+    nodes: list[dict[str, Any]]  # node_id, name, op, status, used_by
+    queues: dict[str, dict[str, str]]  # world -> node_id -> queue
+
+
+class SubmissionStore:
+    def __init__(self, db: Any, gsg: GraphStore) -> None:
+        self.db = db
+        self.gsg = gsg
+        self.db.executescript(_DDL)
+
+    def record(self, dag: VerifiedDag, doc: dict[str, Any], meta: dict[str, Any],
+               domains: dict[str, str]) -> Recorded:
+        sid = strategy_id_for(dag.checksum)
+        ids = [n.node_id for n in dag.nodes]
+        now = time.time()
+        with self.db.transaction():
+            before = self.gsg.existing(ids)
+            self.gsg.upsert(sid, dag.graph_nodes(), dag.edges())
+            nodes = [{"node_id": n.node_id, "name": n.name, "op": n.op,
+                      "status": "existing" if n.node_id in before else "new",
+                      "used_by": sorted(set(before.get(n.node_id, [])) | {sid})} for n in dag.nodes]
+            created = self.db.fetchone("SELECT 1 AS x FROM gw_strategy WHERE strategy_id = ?",
+                                       (sid,)) is None
+            if created:
+                statuses = [{k: n[k] for k in ("node_id", "name", "op", "status")} for n in nodes]
+                self.db.execute(
+                    "INSERT INTO gw_strategy (strategy_id, checksum, dag, meta, nodes, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (sid, dag.checksum, json.dumps(doc), json.dumps(meta), json.dumps(statuses), now))
+            queues = {w: {i: queue_name(w, d, i) for i in ids} for w, d in domains.items()}
+            for world, domain in domains.items():
+                self.db.execute("INSERT INTO gw_binding (strategy_id, world_id, created_at) "
+                                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sid, world, now))
+                self._save_queues(world, domain, queues[world])
+        return Recorded(sid, created, nodes, queues)
+
+    def _save_queues(self, world: str, domain: str, queues: dict[str, str]) -> None:
+        rows = list(queues.items())
+        for i in range(0, len(rows), 200):
+            chunk = rows[i:i + 200]
+            self.db.execute(
+                "INSERT INTO gw_queue (world_id, node_id, domain, queue) VALUES "
+                + ",".join(["(?, ?, ?, ?)"] * len(chunk)) + " ON CONFLICT DO NOTHING",
+                tuple(v for node_id, queue in chunk for v in (world, node_id, domain, queue)))
+
+    def get(self, strategy_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchone("SELECT * FROM gw_strategy WHERE strategy_id = ?", (strategy_id,))
+        if row is None:
+            return None
+        worlds = self.db.fetchall("SELECT world_id FROM gw_binding WHERE strategy_id = ? "
+                                  "ORDER BY created_at, world_id", (strategy_id,))
+        return {"strategy_id": strategy_id, "checksum": row["checksum"], "dag": json.loads(row["dag"]),
+                "world_ids": [w["world_id"] for w in worlds], "meta": json.loads(row["meta"]),
+                "nodes": json.loads(row["nodes"]), "created_at": row["created_at"]}
+
+    def count(self) -> int:
+        row = self.db.fetchone("SELECT COUNT(*) AS n FROM gw_strategy")
+        return int(row["n"]) if row else 0
+
+    def queues_for(self, node_ids: list[str], world_id: str | None) -> list[dict[str, str]]:
+        if not node_ids:
+            return []
+        marks = ",".join("?" * len(node_ids))
+        sql = f"SELECT world_id, node_id, domain, queue FROM gw_queue WHERE node_id IN ({marks})"
+        params: tuple = tuple(node_ids)
+        if world_id is not None:
+            sql += " AND world_id = ?"
+            params += (world_id,)
+        return self.db.fetchall(sql + " ORDER BY node_id, world_id, domain", params)

@@ -1,0 +1,86 @@
+"""The gateway's one way to reach the world service: in-process (ASGI app) or over HTTP (URL).
+
+Used both for the gateway's own questions (does this world exist, which execution domain does its
+decision give, bind a strategy) and to proxy ``/worlds…`` so SDK clients need a single URL.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+# Domains a strategy may run in; anything else (shadow, unknown, missing) is treated as backtest,
+# the default-safe choice (blueprint 1.3: the Runner never executes in shadow).
+_RUNNABLE_DOMAINS = ("backtest", "dryrun", "live")
+_HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
+               "proxy-connection", "te", "trailer", "accept-encoding"}
+
+
+class WorldClient:
+    def __init__(self, world: Any, timeout: float = 10.0) -> None:
+        self._world = world
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        # Created on first use, inside the server's event loop, which owns its connection pool.
+        if self._client is None:
+            if isinstance(self._world, str):
+                self._client = httpx.AsyncClient(base_url=self._world.rstrip("/"), timeout=self._timeout)
+            else:
+                self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self._world),
+                                                 base_url="http://worldservice", timeout=self._timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http().request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(503, "E_WORLD_UNAVAILABLE",
+                           f"the world service did not answer {method} {path}: {exc}") from None
+
+    async def require_world(self, world_id: str) -> None:
+        resp = await self._call("GET", f"/worlds/{world_id}")
+        if resp.status_code == 404:
+            raise ApiError(404, "E_UNKNOWN_WORLD", f"world_ids: unknown world {world_id!r}")
+        if resp.status_code >= 400:
+            raise ApiError(502, "E_WORLD_UNAVAILABLE",
+                           f"the world service answered {resp.status_code} for world {world_id!r}")
+
+    async def execution_domain(self, world_id: str, strategy_id: str, hint: str | None) -> str:
+        """The decision's execution domain, or ``backtest`` when there is no usable decision."""
+        params = {"strategy_id": strategy_id} | ({"hint": hint} if hint else {})
+        try:
+            resp = await self._call("GET", f"/worlds/{world_id}/decide", params=params)
+            domain = resp.json().get("execution_domain") if resp.status_code == 200 else None
+        except (ApiError, ValueError, AttributeError):
+            domain = None
+        return domain if domain in _RUNNABLE_DOMAINS else "backtest"
+
+    async def bind(self, world_id: str, strategy_id: str) -> bool:
+        """Ask the world service to record the WorldStrategyBinding; False when it has no such route
+        (the gateway's own binding table still holds it)."""
+        resp = await self._call("POST", f"/worlds/{world_id}/bindings", json={"strategy_id": strategy_id})
+        if resp.status_code < 300:
+            return True
+        log.info("world service did not record binding %s/%s: %s", world_id, strategy_id,
+                 resp.status_code)
+        return False
+
+    async def forward(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> httpx.Response:
+        fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+               if k.decode("latin-1").lower() not in _HOP_BY_HOP]
+        url = path + (f"?{query.decode('latin-1')}" if query else "")
+        return await self._call(method, url, headers=fwd, content=body)
