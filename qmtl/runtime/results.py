@@ -16,6 +16,20 @@ import numpy as np
 import pandas as pd
 
 
+class NodeRuntimeError(RuntimeError):
+    """A node failed while running (user code raised, or an op rejected the data it was given).
+
+    Names the node, the tick and the symbol, so the user can find the bar that broke it; the
+    original exception is chained as ``__cause__``.
+    """
+
+    def __init__(self, node: str, ts: int | None, symbol: str | None, problem: str):
+        self.node, self.ts, self.symbol, self.problem = node, ts, symbol, problem
+        where = "" if ts is None else f" at ts={ts}"
+        where += "" if symbol is None else f" for symbol {symbol!r}"
+        super().__init__(f"node {node!r} failed{where}: {problem}")
+
+
 @dataclass
 class RunResult:
     outputs: dict[str, pd.DataFrame] = field(default_factory=dict)
