@@ -1,0 +1,18 @@
+"""Errors the world service answers with: ``{"error": {"code": "E_...", "message": "..."}}``."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def body(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def unknown_world(world_id: str) -> ApiError:
+    return ApiError(404, "E_UNKNOWN_WORLD", f"unknown world {world_id!r}")

@@ -1,0 +1,304 @@
+"""World policies: the pydantic model, the documented presets, and pure evaluation.
+
+A policy is a conjunction of rules checked per strategy:
+
+* ``thresholds``: ``{metric: {min?, max?}}``, bounds inclusive; a missing metric fails its rule.
+* ``hysteresis``: ``{metric, enter, exit}``; a strategy enters the active set only with
+  ``metric >= enter`` and, once active (in the previous evaluation's active set), stays while
+  ``metric >= exit``.  Put the hysteresis metric here, not in ``thresholds`` too, or the threshold
+  would override the band.
+* ``correlation``: ``{max}``; the Pearson correlation of a candidate's returns with each strategy
+  already active (previous active set) and each candidate admitted before it in this evaluation (in rank
+  order) must be ``<= max``.  Without ``returns`` the rule cannot be checked and fails (default-safe).
+* ``top_k``: ``{metric, k, order}``; among strategies passing every other rule, the best ``k`` by
+  ``metric`` (``desc``: higher is better) are kept.
+
+``max_drawdown`` is compared as a positive fraction (0.1 = 10%); negative inputs (as empyrical reports
+them) are taken by absolute value.  ``max_mode`` caps the mode a passing strategy can get ("paper" for
+the sandbox preset: everything passes, never live).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Bounds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Bounds":
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs 'min' and/or 'max'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class TopK(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str
+    k: int = Field(ge=1)
+    order: Literal["desc", "asc"] = "desc"
+
+
+class CorrelationCap(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max: float = Field(ge=-1.0, le=1.0)
+
+
+class Hysteresis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str
+    enter: float
+    exit: float
+
+    @model_validator(mode="after")
+    def _band(self) -> "Hysteresis":
+        if self.exit > self.enter:
+            raise ValueError(f"exit {self.exit} must not exceed enter {self.enter}")
+        return self
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thresholds: dict[str, Bounds] = Field(default_factory=dict)
+    top_k: TopK | None = None
+    correlation: CorrelationCap | None = None
+    hysteresis: Hysteresis | None = None
+    max_mode: Literal["validate", "paper", "live"] = "live"
+
+
+PRESETS: dict[str, Policy] = {
+    # Everything passes and becomes active, but a sandbox world never trades live.
+    "sandbox": Policy(max_mode="paper"),
+    # Few, proven, uncorrelated strategies: Sharpe band 1.5 in / 1.2 out, drawdown <= 10 %.
+    "conservative": Policy(
+        thresholds={"max_drawdown": Bounds(max=0.10), "trades": Bounds(min=50),
+                    "win_rate": Bounds(min=0.5), "profit_factor": Bounds(min=1.3)},
+        hysteresis=Hysteresis(metric="sharpe", enter=1.5, exit=1.2),
+        correlation=CorrelationCap(max=0.6),
+        top_k=TopK(metric="sharpe", k=5)),
+    # Sharpe band 1.0 in / 0.8 out, drawdown <= 20 %, correlation cap 0.8, best 10.
+    "moderate": Policy(
+        thresholds={"max_drawdown": Bounds(max=0.20), "trades": Bounds(min=30),
+                    "profit_factor": Bounds(min=1.1)},
+        hysteresis=Hysteresis(metric="sharpe", enter=1.0, exit=0.8),
+        correlation=CorrelationCap(max=0.8),
+        top_k=TopK(metric="sharpe", k=10)),
+    # Sharpe >= 0.5, drawdown <= 35 %, at least 10 trades, best 20, no correlation cap.
+    "aggressive": Policy(
+        thresholds={"sharpe": Bounds(min=0.5), "max_drawdown": Bounds(max=0.35),
+                    "trades": Bounds(min=10)},
+        top_k=TopK(metric="sharpe", k=20)),
+}
+
+
+class PolicyError(ValueError):
+    """A policy document we cannot use; the message names the field."""
+
+
+def preset(name: str) -> Policy:
+    try:
+        return PRESETS[name].model_copy(deep=True)
+    except KeyError:
+        raise PolicyError(f"preset: unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def policy_from_obj(obj: Any) -> Policy:
+    """Validate a decoded document; ``{"preset": name}`` selects a preset."""
+    if isinstance(obj, Mapping) and set(obj) == {"preset"}:
+        return preset(str(obj["preset"]))
+    try:
+        return Policy.model_validate(obj)
+    except ValidationError as exc:
+        raise PolicyError(_describe(exc)) from None
+
+
+def parse_policy(text: str | bytes, content_type: str = "application/json") -> Policy:
+    """Parse a JSON or YAML policy document (YAML for ``*yaml*`` content types; JSON is YAML too)."""
+    try:
+        obj = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        kind = "YAML" if "yaml" in content_type else "JSON"
+        raise PolicyError(f"policy is not valid {kind}: {exc}") from None
+    if not isinstance(obj, Mapping):
+        raise PolicyError("policy must be a mapping (thresholds, top_k, correlation, hysteresis, max_mode)")
+    return policy_from_obj(obj)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "policy"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    strategy_id: str
+    metrics: Mapping[str, float]
+    returns: Sequence[float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    value: float | None
+    threshold: Any
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "passed": self.passed, "value": self.value,
+                "threshold": self.threshold, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyResult:
+    passed: bool
+    rules: tuple[RuleResult, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "rules": [r.to_json() for r in self.rules]}
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    active: tuple[str, ...]
+    weights: dict[str, float]
+    results: dict[str, StrategyResult] = field(default_factory=dict)
+
+
+def metric_value(metrics: Mapping[str, float], name: str) -> float | None:
+    raw = metrics.get(name)
+    if raw is None or not isinstance(raw, (int, float)) or math.isnan(raw):
+        return None
+    return abs(float(raw)) if name == "max_drawdown" else float(raw)
+
+
+def _threshold_rule(metric: str, bounds: Bounds, metrics: Mapping[str, float]) -> RuleResult:
+    value = metric_value(metrics, metric)
+    spec = bounds.model_dump(exclude_none=True)
+    if value is None:
+        return RuleResult(f"threshold:{metric}", False, None, spec, f"metric {metric!r} missing")
+    low_ok = bounds.min is None or value >= bounds.min
+    high_ok = bounds.max is None or value <= bounds.max
+    detail = "within bounds" if low_ok and high_ok else (
+        f"{value} < min {bounds.min}" if not low_ok else f"{value} > max {bounds.max}")
+    return RuleResult(f"threshold:{metric}", low_ok and high_ok, value, spec, detail)
+
+
+def _hysteresis_rule(h: Hysteresis, metrics: Mapping[str, float], was_active: bool) -> RuleResult:
+    value = metric_value(metrics, h.metric)
+    bar = h.exit if was_active else h.enter
+    spec = {"enter": h.enter, "exit": h.exit}
+    if value is None:
+        return RuleResult(f"hysteresis:{h.metric}", False, None, spec, f"metric {h.metric!r} missing")
+    state = "active: stays while" if was_active else "inactive: enters when"
+    return RuleResult(f"hysteresis:{h.metric}", value >= bar, value, spec, f"{state} >= {bar}")
+
+
+def correlation(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Pearson correlation over the common tail; None when undefined (short or constant series)."""
+    n = min(len(a), len(b))
+    if n < 2:
+        return None
+    x, y = np.asarray(a[-n:], dtype=float), np.asarray(b[-n:], dtype=float)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()) or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _correlation_rule(cap: CorrelationCap, cand: Candidate,
+                      peers: Mapping[str, Sequence[float]]) -> RuleResult:
+    if not cand.returns:
+        return RuleResult("correlation", False, None, cap.max,
+                          "returns required to check the correlation cap")
+    worst_id, worst = None, None
+    for peer_id, peer_returns in peers.items():
+        if peer_id == cand.strategy_id:
+            continue
+        rho = correlation(cand.returns, peer_returns)
+        if rho is not None and (worst is None or rho > worst):
+            worst_id, worst = peer_id, rho
+    if worst is None:
+        return RuleResult("correlation", True, None, cap.max, "no active peer to compare with")
+    ok = worst <= cap.max
+    return RuleResult("correlation", ok, worst, cap.max, f"max correlation {worst:.4f} with {worst_id}")
+
+
+def _rank_key(order: str, metric: str):
+    def key(cand: Candidate) -> tuple[float, str]:
+        value = metric_value(cand.metrics, metric)
+        score = -math.inf if value is None else value
+        return (-score if order == "desc" else score, cand.strategy_id)
+    return key
+
+
+def evaluate_policy(policy: Policy, candidates: Sequence[Candidate], previous_active: Sequence[str] = (),
+                    active_returns: Mapping[str, Sequence[float]] | None = None) -> Evaluation:
+    """Check every rule for every candidate and select the active set; weights are equal among it.
+
+    ``previous_active`` feeds hysteresis; ``active_returns`` are the returns of strategies already active
+    (for the correlation cap).  Candidates are visited in rank order (top_k metric when set, else id) so
+    the greedy correlation admission is deterministic.
+    """
+    prev = set(previous_active)
+    rules: dict[str, list[RuleResult]] = {}
+    for cand in candidates:
+        own = [_threshold_rule(m, b, cand.metrics) for m, b in sorted(policy.thresholds.items())]
+        if policy.hysteresis is not None:
+            own.append(_hysteresis_rule(policy.hysteresis, cand.metrics, cand.strategy_id in prev))
+        rules[cand.strategy_id] = own
+
+    ordered = list(candidates)
+    if policy.top_k is not None:
+        ordered.sort(key=_rank_key(policy.top_k.order, policy.top_k.metric))
+    else:
+        ordered.sort(key=lambda c: c.strategy_id)
+
+    peers: dict[str, Sequence[float]] = dict(active_returns or {})
+    admitted: list[str] = []
+    for cand in ordered:
+        own = rules[cand.strategy_id]
+        if policy.correlation is not None:
+            rule = _correlation_rule(policy.correlation, cand, peers)
+            own.append(rule)
+            if all(r.passed for r in own) and cand.returns:
+                peers[cand.strategy_id] = cand.returns
+        if all(r.passed for r in own):
+            admitted.append(cand.strategy_id)
+
+    if policy.top_k is not None:
+        tk = policy.top_k
+        for cand in ordered:
+            own = rules[cand.strategy_id]
+            if cand.strategy_id not in admitted:
+                own.append(RuleResult(f"top_k:{tk.metric}", False, metric_value(cand.metrics, tk.metric),
+                                      tk.k, "not ranked: another rule failed"))
+                continue
+            rank = admitted.index(cand.strategy_id) + 1
+            own.append(RuleResult(f"top_k:{tk.metric}", rank <= tk.k,
+                                  metric_value(cand.metrics, tk.metric), tk.k,
+                                  f"rank {rank} of {len(admitted)} eligible"))
+        admitted = admitted[:tk.k]
+
+    results = {c.strategy_id: StrategyResult(all(r.passed for r in rules[c.strategy_id]),
+                                             tuple(rules[c.strategy_id])) for c in candidates}
+    active = tuple(sorted(admitted))
+    weights = {sid: 1.0 / len(active) for sid in active} if active else {}
+    return Evaluation(active, weights, results)

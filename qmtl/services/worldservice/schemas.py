@@ -1,0 +1,115 @@
+"""Request bodies at the HTTP boundary (pydantic validates here and nowhere else)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+WORLD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+STRATEGY_ID = Field(min_length=1, max_length=256)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class WorldCreate(_Strict):
+    id: str = Field(pattern=WORLD_ID)
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4096)
+    allow_live: bool = False
+    policy: dict[str, Any] | None = None
+    preset: str | None = None
+    decision_ttl: int = Field(default=300, ge=1, le=7 * 86400)
+
+
+class WorldUpdate(_Strict):
+    """Partial update: fields left out keep their value."""
+
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4096)
+    allow_live: bool | None = None
+    policy: dict[str, Any] | None = None
+    preset: str | None = None
+    decision_ttl: int | None = Field(default=None, ge=1, le=7 * 86400)
+
+
+class StrategyMetrics(_Strict):
+    strategy_id: str = STRATEGY_ID
+    metrics: dict[str, float] = Field(default_factory=dict)
+    returns: list[float] | None = Field(default=None, max_length=100_000)
+
+
+class EvaluateRequest(_Strict):
+    strategies: list[StrategyMetrics] = Field(min_length=1, max_length=10_000)
+    as_of: str | None = Field(default=None, max_length=64)
+    dataset_fingerprint: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "EvaluateRequest":
+        ids = [s.strategy_id for s in self.strategies]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate strategy_id in strategies: {dupes}")
+        return self
+
+
+class ActivationUpdate(_Strict):
+    """Either one strategy's activation (``strategy_id`` + ``active``) or world flags (freeze/drain)."""
+
+    strategy_id: str | None = Field(default=None, min_length=1, max_length=256)
+    side: str | None = Field(default=None, pattern=r"^(long|short)$")
+    active: bool | None = None
+    weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    freeze: bool | None = None
+    drain: bool | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ActivationUpdate":
+        if self.strategy_id is None:
+            if self.active is not None or self.weight is not None or self.side is not None:
+                raise ValueError("active/weight/side need a strategy_id")
+            if self.freeze is None and self.drain is None:
+                raise ValueError("nothing to change: give strategy_id+active, or freeze/drain")
+        elif self.active is None:
+            raise ValueError("active is required with strategy_id")
+        return self
+
+
+class ApplyPlan(_Strict):
+    activate: list[str] = Field(default_factory=list)
+    deactivate: list[str] = Field(default_factory=list)
+    weights: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "ApplyPlan":
+        both = sorted(set(self.activate) & set(self.deactivate))
+        if both:
+            raise ValueError(f"strategies both activated and deactivated: {both}")
+        if self.weights is not None:
+            _check_weights(self.weights)
+        return self
+
+
+class ApplyRequest(_Strict):
+    run_id: str = Field(min_length=1, max_length=128)
+    plan: ApplyPlan | None = None
+
+
+class AllocationsUpdate(_Strict):
+    allocations: dict[str, float]
+
+    @model_validator(mode="after")
+    def _valid(self) -> "AllocationsUpdate":
+        _check_weights(self.allocations)
+        return self
+
+
+def _check_weights(weights: dict[str, float]) -> None:
+    negative = sorted(k for k, w in weights.items() if w < 0)
+    if negative:
+        raise ValueError(f"weights must be >= 0: {negative}")
+    total = sum(weights.values())
+    if total > 1.0 + 1e-9:
+        raise ValueError(f"weights sum to {total:.6g}, more than 1")

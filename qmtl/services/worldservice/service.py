@@ -1,0 +1,347 @@
+"""World service logic: every state change goes through here, is audited, and is announced on the bus.
+
+Each change runs in one database transaction (state + audit rows commit together); bus events are
+published after the commit, so a subscriber never sees an event for state that was rolled back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from qmtl.services.bus import TOPIC_ACTIVATION, TOPIC_APPLY, TOPIC_DECISION, Bus
+
+from .activation_cache import ActivationCache
+from .envelopes import (ActivationEnvelope, DecisionEnvelope, StoredDecision, decided_mode, etag_of, iso,
+                        resolve_decision)
+from .errors import ApiError, unknown_world
+from .policy import Candidate, Policy, PolicyError, evaluate_policy, policy_from_obj, preset
+from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyPlan, ApplyRequest, EvaluateRequest,
+                      WorldCreate, WorldUpdate)
+from .store import WorldStore
+
+Event = tuple[str, str, dict[str, Any], str]  # topic, type, data, idempotency key
+
+
+class WorldService:
+    def __init__(self, store: WorldStore, bus: Bus, cache: ActivationCache | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.bus = bus
+        self.cache = cache
+        self.clock = clock
+        self._apply_lock = threading.Lock()
+
+    # worlds -------------------------------------------------------------------------------------------
+    def world(self, world_id: str) -> dict[str, Any]:
+        world = self.store.get_world(world_id)
+        if world is None:
+            raise unknown_world(world_id)
+        return _world_view(world)
+
+    def list_worlds(self) -> list[dict[str, Any]]:
+        return [_world_view(w) for w in self.store.list_worlds()]
+
+    def create_world(self, req: WorldCreate, actor: str) -> dict[str, Any]:
+        policy = _chosen_policy(req.policy, req.preset) or preset("sandbox")
+        now = self.clock()
+        world = {"id": req.id, "name": req.name, "description": req.description,
+                 "allow_live": req.allow_live, "policy": policy.model_dump(exclude_none=True),
+                 "decision_ttl": req.decision_ttl, "created_at": now, "updated_at": now}
+        with self.store.db.transaction():
+            if self.store.get_world(req.id) is not None:
+                raise ApiError(409, "E_WORLD_EXISTS", f"world {req.id!r} already exists")
+            self.store.put_world(world)
+            self.store.audit(req.id, actor, "world.create", now, None, _world_view(world))
+        return _world_view(world)
+
+    def update_world(self, world_id: str, req: WorldUpdate, actor: str) -> dict[str, Any]:
+        policy = _chosen_policy(req.policy, req.preset)
+        now = self.clock()
+        with self.store.db.transaction():
+            before = self.store.get_world(world_id)
+            if before is None:
+                raise unknown_world(world_id)
+            after = dict(before)
+            for field in ("name", "description", "allow_live", "decision_ttl"):
+                if getattr(req, field) is not None:
+                    after[field] = getattr(req, field)
+            if policy is not None:
+                after["policy"] = policy.model_dump(exclude_none=True)
+            after["updated_at"] = now
+            self.store.put_world(after)
+            self.store.audit(world_id, actor, "world.update", now, _world_view(before), _world_view(after))
+        return _world_view(after)
+
+    def delete_world(self, world_id: str, actor: str) -> None:
+        now = self.clock()
+        with self.store.db.transaction():
+            before = self.store.get_world(world_id)
+            if before is None:
+                raise unknown_world(world_id)
+            self.store.delete_world(world_id)
+            self.store.audit(world_id, actor, "world.delete", now, _world_view(before), None)
+
+    def policy(self, world_id: str) -> dict[str, Any]:
+        return self.world(world_id)["policy"]
+
+    def set_policy(self, world_id: str, policy: Policy, actor: str) -> dict[str, Any]:
+        now = self.clock()
+        doc = policy.model_dump(exclude_none=True)
+        with self.store.db.transaction():
+            world = self.store.get_world(world_id)
+            if world is None:
+                raise unknown_world(world_id)
+            before = world["policy"]
+            self.store.put_world({**world, "policy": doc, "updated_at": now})
+            self.store.audit(world_id, actor, "policy.update", now, before, doc)
+        return doc
+
+    # evaluation and decisions -------------------------------------------------------------------------
+    def evaluate(self, world_id: str, req: EvaluateRequest, actor: str) -> dict[str, Any]:
+        now = self.clock()
+        events: list[Event] = []
+        with self.store.db.transaction():
+            world = self.store.get_world(world_id)
+            if world is None:
+                raise unknown_world(world_id)
+            policy = Policy.model_validate(world["policy"])
+            previous = self.store.latest_evaluation(world_id)
+            prev_active, prev_returns = _previous_active(previous)
+            candidates = [Candidate(s.strategy_id, s.metrics, s.returns) for s in req.strategies]
+            evaluation = evaluate_policy(policy, candidates, prev_active, prev_returns)
+            result = {"active": list(evaluation.active), "weights": evaluation.weights,
+                      "results": {sid: r.to_json() for sid, r in evaluation.results.items()}}
+            seq = self.store.add_evaluation(world_id, now, req.as_of, req.dataset_fingerprint,
+                                            req.model_dump(), result)
+            self.store.audit(world_id, actor, "evaluation", now, None,
+                             {"evaluation_seq": seq, "active": result["active"]})
+            for sid, res in evaluation.results.items():
+                events.append(self._record_decision(world, sid, res.passed, sid in evaluation.active,
+                                                    policy, req, seq, now, actor))
+        self._publish(events)
+        return {"world_id": world_id, "evaluation_seq": seq, **result}
+
+    def _record_decision(self, world: dict[str, Any], sid: str, passed: bool, active: bool,
+                         policy: Policy, req: EvaluateRequest, seq: int, now: float, actor: str) -> Event:
+        mode, reason = decided_mode(passed, active, policy.max_mode, world["allow_live"])
+        decision = {"mode": mode, "reason": reason, "decided_at": now, "ttl": world["decision_ttl"],
+                    "as_of": req.as_of, "dataset_fingerprint": req.dataset_fingerprint,
+                    "evaluation_seq": seq}
+        before = self.store.get_decision(world["id"], sid)
+        self.store.put_decision(world["id"], sid, decision)
+        self.store.audit(world["id"], actor, "decision", now, _decision_view(before),
+                         {"strategy_id": sid, **decision})
+        return (TOPIC_DECISION, "DecisionUpdated", {"world_id": world["id"], "strategy_id": sid, **decision},
+                f"{world['id']}:{seq}:{sid}")
+
+    def decide(self, world_id: str, strategy_id: str, hint: str | None = None) -> DecisionEnvelope:
+        world = self.store.get_world(world_id)
+        if world is None:
+            raise unknown_world(world_id)
+        row = self.store.get_decision(world_id, strategy_id)
+        stored = None if row is None else StoredDecision(row["mode"], row["reason"], row["decided_at"],
+                                                          row["ttl"], row["as_of"], row["dataset_fingerprint"])
+        return resolve_decision(world_id, strategy_id, world["allow_live"], stored, self.clock(), hint,
+                                world["decision_ttl"])
+
+    # activation ---------------------------------------------------------------------------------------
+    def activation(self, world_id: str, strategy_id: str | None = None,
+                   side: str | None = None) -> dict[str, Any]:
+        self.world(world_id)
+        state = self.store.activation_state(world_id)
+        if strategy_id is not None:
+            row = self.store.get_activation(world_id, strategy_id, side)
+            return _strategy_envelope(state, row, strategy_id, side).model_dump()
+        return _world_envelope(state, self.store.activations(world_id))
+
+    def update_activation(self, world_id: str, req: ActivationUpdate, actor: str) -> dict[str, Any]:
+        now = self.clock()
+        with self.store.db.transaction():
+            self.world(world_id)
+            before = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
+            state = self.store.activation_state(world_id)
+            if req.strategy_id is not None:
+                weight = req.weight if req.weight is not None else (1.0 if req.active else 0.0)
+                self.store.put_activation(world_id, req.strategy_id, req.side, bool(req.active),
+                                          weight if req.active else 0.0, now)
+            if req.freeze is not None:
+                state["freeze"] = req.freeze
+            if req.drain is not None:
+                state["drain"] = req.drain
+            events = self._bump(state, now, actor, "activation.update", before)
+        self._publish(events)
+        return self.activation(world_id, req.strategy_id, req.side)
+
+    def _bump(self, state: dict[str, Any], now: float, actor: str, action: str,
+              before: dict[str, Any]) -> list[Event]:
+        """Advance the world's activation sequence, audit the change, return its event."""
+        world_id = state["world_id"]
+        state = {**state, "sequence": state["sequence"] + 1, "updated_at": now}
+        self.store.put_activation_state(state)
+        after = _world_envelope(state, self.store.activations(world_id))
+        self.store.audit(world_id, actor, action, now, before, after)
+        return [(TOPIC_ACTIVATION, "ActivationUpdated", after, f"{world_id}:{state['sequence']}")]
+
+    # two-phase apply ----------------------------------------------------------------------------------
+    def apply(self, world_id: str, req: ApplyRequest, actor: str) -> dict[str, Any]:
+        with self._apply_lock:
+            existing = self.store.get_apply_run(world_id, req.run_id)
+            if existing is not None and existing["status"] == "completed":
+                return _run_view(world_id, existing)
+            self.world(world_id)
+            plan = req.plan or self._default_plan(world_id)
+            resolved = _resolve_plan(plan, self.store.activations(world_id))
+            self.store.put_apply_run(world_id, req.run_id, "running", resolved, self.clock())
+            self._phase(world_id, req.run_id, "freeze", actor, freeze=True, drain=True, plan=resolved)
+            self._phase(world_id, req.run_id, "switch", actor, plan=resolved)
+            self._phase(world_id, req.run_id, "unfreeze", actor, freeze=False, drain=False, plan=resolved)
+            self.store.put_apply_run(world_id, req.run_id, "completed", resolved, self.clock())
+            return _run_view(world_id, self.store.get_apply_run(world_id, req.run_id))
+
+    def apply_run(self, world_id: str, run_id: str) -> dict[str, Any]:
+        self.world(world_id)
+        run = self.store.get_apply_run(world_id, run_id)
+        if run is None:
+            raise ApiError(404, "E_UNKNOWN_RUN", f"no apply run {run_id!r} in world {world_id!r}")
+        return _run_view(world_id, run)
+
+    def _default_plan(self, world_id: str) -> ApplyPlan:
+        latest = self.store.latest_evaluation(world_id)
+        if latest is None:
+            raise ApiError(409, "E_NO_PLAN", f"world {world_id!r} has no evaluation to apply; "
+                                             "evaluate first or pass an explicit plan")
+        active = latest["result"]["active"]
+        current = {a["strategy_id"] for a in self.store.activations(world_id) if a["active"]}
+        return ApplyPlan(activate=active, deactivate=sorted(current - set(active)),
+                         weights=latest["result"]["weights"])
+
+    def _phase(self, world_id: str, run_id: str, phase: str, actor: str, plan: dict[str, Any],
+               freeze: bool | None = None, drain: bool | None = None) -> None:
+        now = self.clock()
+        with self.store.db.transaction():
+            before = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
+            state = self.store.activation_state(world_id)
+            if phase == "switch":
+                for sid in plan["deactivate"]:
+                    self.store.put_activation(world_id, sid, None, False, 0.0, now)
+                for sid, weight in plan["weights"].items():
+                    self.store.put_activation(world_id, sid, None, True, weight, now)
+            if freeze is not None:
+                state["freeze"] = freeze
+            if drain is not None:
+                state["drain"] = drain
+            state["phase"] = "idle" if phase == "unfreeze" else phase
+            state["run_id"] = run_id
+            detail = {"plan": plan} if phase == "switch" else {"freeze": state["freeze"],
+                                                                 "drain": state["drain"]}
+            self.store.add_apply_phase(world_id, run_id, phase, now, detail)
+            events = self._bump(state, now, actor, f"apply.{phase}", before)
+            events.append((TOPIC_APPLY, "ApplyPhase",
+                           {"world_id": world_id, "run_id": run_id, "phase": phase, "detail": detail},
+                           f"{world_id}:{run_id}:{phase}"))
+        self._publish(events)
+
+    # allocations and audit ----------------------------------------------------------------------------
+    def allocations(self, world_id: str) -> dict[str, Any]:
+        self.world(world_id)
+        explicit = self.store.get_allocations(world_id)
+        if explicit is not None:
+            body = {"world_id": world_id, "source": "explicit", "allocations": explicit["weights"],
+                    "updated_at": iso(explicit["updated_at"])}
+        else:
+            rows = [a for a in self.store.activations(world_id) if a["active"]]
+            body = {"world_id": world_id, "source": "active_set",
+                    "allocations": {a["strategy_id"]: a["weight"] for a in rows},
+                    "updated_at": iso(max((a["updated_at"] for a in rows), default=None))}
+        return {**body, "etag": etag_of(body)}
+
+    def set_allocations(self, world_id: str, req: AllocationsUpdate, actor: str) -> dict[str, Any]:
+        now = self.clock()
+        with self.store.db.transaction():
+            before = self.allocations(world_id)
+            self.store.put_allocations(world_id, req.allocations, now)
+            self.store.audit(world_id, actor, "allocations.update", now, before["allocations"],
+                             req.allocations)
+        return self.allocations(world_id)
+
+    def audit_log(self, world_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        entries = self.store.audit_log(world_id, after_seq, limit)
+        if not entries and after_seq == 0 and self.store.get_world(world_id) is None:
+            raise unknown_world(world_id)
+        return [{**e, "at": iso(e["at"])} for e in entries]
+
+    # events -------------------------------------------------------------------------------------------
+    def _publish(self, events: list[Event]) -> None:
+        for topic, type_, data, key in events:
+            self.bus.publish(topic, type_, data, key)
+            if topic == TOPIC_ACTIVATION and self.cache is not None:
+                self.cache.set(data["world_id"], data)
+
+
+def _chosen_policy(doc: dict[str, Any] | None, preset_name: str | None) -> Policy | None:
+    if doc is not None and preset_name is not None:
+        raise PolicyError("give either 'policy' or 'preset', not both")
+    if preset_name is not None:
+        return preset(preset_name)
+    return None if doc is None else policy_from_obj(doc)
+
+
+def _previous_active(evaluation: dict[str, Any] | None) -> tuple[list[str], dict[str, list[float]]]:
+    if evaluation is None:
+        return [], {}
+    active = evaluation["result"]["active"]
+    returns = {s["strategy_id"]: s["returns"] for s in evaluation["request"]["strategies"]
+               if s["strategy_id"] in active and s.get("returns")}
+    return active, returns
+
+
+def _resolve_plan(plan: ApplyPlan, current: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fix the weights a plan will set: explicit ones, else equal among the resulting active set."""
+    if plan.weights is not None:
+        weights = {sid: float(plan.weights.get(sid, 0.0)) for sid in plan.activate}
+    else:
+        staying = {a["strategy_id"] for a in current if a["active"]} - set(plan.deactivate)
+        n = len(staying | set(plan.activate))
+        weights = {sid: 1.0 / n for sid in plan.activate} if n else {}
+    return {"activate": sorted(plan.activate), "deactivate": sorted(plan.deactivate), "weights": weights}
+
+
+def _world_view(world: dict[str, Any]) -> dict[str, Any]:
+    return {"id": world["id"], "name": world.get("name"), "description": world.get("description"),
+            "allow_live": world["allow_live"], "policy": world["policy"],
+            "decision_ttl": world["decision_ttl"], "created_at": iso(world["created_at"]),
+            "updated_at": iso(world["updated_at"])}
+
+
+def _decision_view(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if row is None else {k: v for k, v in row.items() if k != "world_id"}
+
+
+def _strategy_envelope(state: dict[str, Any], row: dict[str, Any] | None, strategy_id: str,
+                       side: str | None) -> ActivationEnvelope:
+    """One strategy's activation; frozen or draining worlds report it inactive (orders must stop)."""
+    stored_active = bool(row and row["active"])
+    payload = {"world_id": state["world_id"], "strategy_id": strategy_id, "side": side,
+               "active": stored_active and not (state["freeze"] or state["drain"]),
+               "weight": row["weight"] if row else 0.0, "freeze": state["freeze"], "drain": state["drain"],
+               "phase": state["phase"], "sequence": state["sequence"], "run_id": state["run_id"],
+               "updated_at": iso(state["updated_at"])}
+    return ActivationEnvelope(etag=etag_of(payload), **payload)
+
+
+def _world_envelope(state: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    strategies = [_strategy_envelope(state, r, r["strategy_id"], r["side"]).model_dump() for r in rows]
+    active = [s for s in strategies if s["active"]]
+    payload = {"world_id": state["world_id"], "strategy_id": None, "side": None, "active": bool(active),
+               "weight": sum(s["weight"] for s in active), "freeze": state["freeze"],
+               "drain": state["drain"], "phase": state["phase"], "sequence": state["sequence"],
+               "run_id": state["run_id"], "updated_at": iso(state["updated_at"]), "strategies": strategies}
+    return {**payload, "etag": etag_of(payload)}
+
+
+def _run_view(world_id: str, run: dict[str, Any]) -> dict[str, Any]:
+    return {"world_id": world_id, "run_id": run["run_id"], "status": run["status"], "plan": run["plan"],
+            "phases": [{**p, "at": iso(p["at"])} for p in run["phases"]]}
