@@ -236,11 +236,13 @@ def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
     fields = {name: _field(name, arr, source) for name, (arr, _) in raw.items()
               if name not in ("ts", "symbol")}
     fields = {k: v for k, v in fields.items() if v is not None}
-    masks = {name: m for name, (_, m) in raw.items() if name in fields}
+    for name in REQUIRED_FIELDS:
+        if name in fields:
+            _check_no_nan(name, fields[name], raw[name][1], ts, symbols, source)
     if symbols is None:
-        streams = (_stream(ts, fields, masks, None, np.arange(0), source),)
+        streams = (_stream(ts, fields, None, np.arange(0), source),)
     else:
-        streams = tuple(_stream(ts, fields, masks, sym, idx, source) for sym, idx in _groups(symbols))
+        streams = tuple(_stream(ts, fields, sym, idx, source) for sym, idx in _groups(symbols))
     return Dataset(source, streams, has_symbols=symbols is not None, fields=tuple(fields))
 
 
@@ -303,18 +305,13 @@ def _take(arr: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
     return arr[idx]
 
 
-def _stream(ts: np.ndarray, fields: dict[str, np.ndarray], masks: dict[str, np.ndarray | None],
-            symbol: str | None, idx: np.ndarray, source: str) -> Stream:
+def _stream(ts: np.ndarray, fields: dict[str, np.ndarray], symbol: str | None, idx: np.ndarray, source: str) -> Stream:
     rows = idx if symbol is not None else None
     sts = _take(ts, rows)
     _check_sorted(sts, rows, symbol, source)
     cols = {"ts": sts}
     for name, arr in fields.items():
-        col = _take(arr, rows)
-        if name in REQUIRED_FIELDS:
-            mask = masks.get(name)
-            _check_no_nan(name, col, None if mask is None else _take(mask, rows), sts, rows, symbol, source)
-        cols[name] = col
+        cols[name] = _take(arr, rows)
     return Stream(cols, symbol, (symbol,) if symbol is not None else ())
 
 
@@ -334,14 +331,15 @@ def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, s
 
 
 def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.ndarray,
-                  rows: np.ndarray | None, symbol: str | None, source: str) -> None:
+                  symbols: np.ndarray | None, source: str) -> None:
+    """Checked on the whole column so the error names the first bad row of the file."""
     bad = np.isnan(col) if mask is None else (mask | np.isnan(col))
     if not bad.any():
         return
-    i = int(np.flatnonzero(bad)[0])
-    row = int(rows[i]) if rows is not None else i
+    row = int(np.flatnonzero(bad)[0])
+    symbol = None if symbols is None else str(symbols[row])
     raise DataError("E503", source, f"column {name!r} is NaN/null{_where(symbol)}, first at row {row} "
-                    f"(ts={int(ts[i])}); required bar fields must be present on every bar")
+                    f"(ts={int(ts[row])}); required bar fields must be present on every bar")
 
 
 # --- batching ----------------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""Loading bars from every supported format, zero-copy where promised, and every DataError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+from qmtl.runtime.data import DataError, Dataset, iter_batches, load
+from qmtl.runtime.synthetic import synthetic_bars
+
+
+def _bars(n: int = 20, symbols=("SYM",)) -> pd.DataFrame:
+    return synthetic_bars(n, symbols=symbols, seed=3)
+
+
+def _assert_same_bars(ds: Dataset, df: pd.DataFrame) -> None:
+    for stream in ds.streams:
+        part = df[df["symbol"] == stream.symbol] if stream.symbol is not None else df
+        assert stream.ts.dtype == np.int64
+        np.testing.assert_array_equal(stream.ts, part["ts"].to_numpy())
+        for col in ("open", "high", "low", "close", "volume"):
+            assert stream.columns[col].dtype == np.float64
+            np.testing.assert_array_equal(stream.columns[col], part[col].to_numpy(dtype=float))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "arrow", "feather"])
+def test_every_file_format_loads_the_same_bars(tmp_path, suffix):
+    df = _bars(30, symbols=("A", "B"))
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    path = tmp_path / f"bars.{suffix}"
+    {"csv": lambda: pacsv.write_csv(table, path), "parquet": lambda: pq.write_table(table, path),
+     "arrow": lambda: feather.write_feather(table, path),
+     "feather": lambda: feather.write_feather(table, path)}[suffix]()
+    ds = load(path)
+    assert ds.source == str(path)
+    assert ds.symbols == ("A", "B")
+    _assert_same_bars(ds, df)
+
+
+def test_dataframe_and_table_load_the_same():
+    df = _bars(25, symbols=("X", "Y", "Z"))
+    a, b = load(df), load(pa.Table.from_pandas(df, preserve_index=False))
+    assert a.source == "<DataFrame>" and b.source == "<Table>"
+    _assert_same_bars(a, df)
+    _assert_same_bars(b, df)
+
+
+def test_single_symbol_without_symbol_column():
+    df = _bars(10).drop(columns="symbol")
+    ds = load(df)
+    assert not ds.has_symbols and len(ds.streams) == 1 and ds.streams[0].symbol is None
+    _assert_same_bars(ds, df)
+
+
+def test_arrow_single_chunk_is_zero_copy():
+    df = _bars(50).drop(columns="symbol")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    ds = load(table)
+    close = ds.streams[0].columns["close"]
+    buf = table.column("close").chunks[0].buffers()[1]
+    assert close.ctypes.data == buf.address  # the very same memory, not a copy
+
+
+def test_arrow_contiguous_symbol_runs_stay_views():
+    df = pd.concat([_bars(10, ("A",)), _bars(10, ("B",))], ignore_index=True)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    ds = load(table)
+    base = table.column("close").chunks[0].buffers()[1].address
+    assert ds.stream("A").columns["close"].ctypes.data == base
+    assert ds.stream("B").columns["close"].ctypes.data == base + 10 * 8
+
+
+def test_chunked_arrow_columns_are_concatenated_in_order():
+    df = _bars(40).drop(columns="symbol")
+    t = pa.Table.from_pandas(df, preserve_index=False)
+    chunked = pa.concat_tables([t.slice(0, 13), t.slice(13, 27)])
+    assert chunked.column("close").num_chunks == 2
+    _assert_same_bars(load(chunked), df)
+
+
+def test_float64_dataframe_columns_are_not_copied():
+    df = _bars(10).drop(columns="symbol")
+    ds = load(df)
+    assert np.shares_memory(ds.streams[0].columns["close"], df["close"].to_numpy())
+
+
+@pytest.mark.parametrize("tz", [None, "UTC", "America/New_York"])
+def test_datetime_timestamps_become_epoch_seconds(tz):
+    df = _bars(5).drop(columns="symbol")
+    expected = df["ts"].to_numpy()
+    stamps = pd.to_datetime(df["ts"], unit="s", utc=True)
+    df["ts"] = stamps.dt.tz_convert(tz) if tz else stamps.dt.tz_localize(None)
+    np.testing.assert_array_equal(load(df).streams[0].ts, expected)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    np.testing.assert_array_equal(load(table).streams[0].ts, expected)
+
+
+def test_datetime_index_named_ts_is_used():
+    df = _bars(5).drop(columns="symbol")
+    expected = df["ts"].to_numpy()
+    df.index = pd.DatetimeIndex(pd.to_datetime(df.pop("ts"), unit="s"), name="ts")
+    np.testing.assert_array_equal(load(df).streams[0].ts, expected)
+
+
+def test_iso_strings_in_csv_become_seconds(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text("ts,open,high,low,close,volume\n"
+                    "2024-01-01T00:00:00Z,1,2,0.5,1.5,10\n2024-01-01T00:01:00Z,1.5,2,1,1.2,11\n")
+    ds = load(path)
+    np.testing.assert_array_equal(ds.streams[0].ts, [1704067200, 1704067260])
+
+
+def test_extra_numeric_columns_are_fields():
+    df = _bars(5).drop(columns="symbol").assign(sentiment=np.arange(5, dtype=np.int32))
+    s = load(df).streams[0]
+    assert "sentiment" in s.fields
+    assert s.columns["sentiment"].dtype == np.float64
+
+
+# --- errors ------------------------------------------------------------------------------------------
+
+
+def _error(source) -> DataError:
+    with pytest.raises(DataError) as info:
+        load(source)
+    return info.value
+
+
+def test_E501_missing_ts_names_the_file(tmp_path):
+    path = tmp_path / "nots.parquet"
+    pq.write_table(pa.Table.from_pandas(_bars(3).drop(columns="ts"), preserve_index=False), path)
+    err = _error(path)
+    assert err.code == "E501" and err.diagnostics[0].code == "E501"
+    assert str(path) in str(err) and "'ts'" in str(err)
+
+
+def test_E501_fractional_ts():
+    df = _bars(3).drop(columns="symbol").assign(ts=[1.5, 2.5, 3.5])
+    err = _error(df)
+    assert err.code == "E501" and "<DataFrame>" in str(err) and "fractional" in str(err)
+
+
+def test_E502_unsorted_names_symbol_row_and_timestamp():
+    df = _bars(6, symbols=("A", "B"))
+    df.loc[9, "ts"] = df.loc[1, "ts"]  # row 9 is B's 5th bar; send it back in time
+    err = _error(df)
+    assert err.code == "E502"
+    msg = str(err)
+    assert "'B'" in msg and "row 9" in msg and f"ts={df.loc[1, 'ts']}" in msg and "unsorted" in msg
+
+
+def test_E502_duplicate_timestamp():
+    df = _bars(4).drop(columns="symbol")
+    df.loc[2, "ts"] = df.loc[1, "ts"]
+    err = _error(df)
+    assert err.code == "E502" and "duplicate" in str(err) and "row 2" in str(err)
+
+
+def test_same_timestamp_in_two_symbols_is_fine():
+    ds = load(_bars(4, symbols=("A", "B")))
+    np.testing.assert_array_equal(ds.stream("A").ts, ds.stream("B").ts)
+
+
+def test_E503_nan_in_required_field_names_column_symbol_and_first_row():
+    df = _bars(5, symbols=("A", "B"))
+    df.loc[7, "close"] = np.nan
+    df.loc[8, "close"] = np.nan
+    err = _error(df)
+    assert err.code == "E503"
+    assert "'close'" in str(err) and "'B'" in str(err) and "row 7" in str(err)
+
+
+def test_E503_null_in_arrow_field(tmp_path):
+    table = pa.table({"ts": [1, 2, 3], "close": pa.array([1.0, None, 3.0])})
+    path = tmp_path / "nulls.feather"
+    feather.write_feather(table, path)
+    err = _error(path)
+    assert err.code == "E503" and str(path) in str(err) and "row 1" in str(err)
+
+
+def test_nan_in_extra_column_is_allowed():
+    df = _bars(3).drop(columns="symbol").assign(signal=[1.0, np.nan, 2.0])
+    assert np.isnan(load(df).streams[0].columns["signal"][1])
+
+
+def test_E505_unknown_format_and_missing_and_corrupt_files(tmp_path):
+    assert _error(tmp_path / "bars.xlsx").code == "E505"
+    missing = _error(tmp_path / "absent.parquet")
+    assert missing.code == "E505" and "no such file" in str(missing)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    err = _error(bad)
+    assert err.code == "E505" and str(bad) in str(err)
+    assert _error(42).code == "E505"
+
+
+# --- batches -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 100])
+def test_iter_batches_covers_the_stream_with_views(batch_size):
+    stream = load(_bars(20).drop(columns="symbol")).streams[0]
+    batches = list(iter_batches(stream, batch_size))
+    assert all(len(b["ts"]) <= batch_size for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b["close"] for b in batches]), stream.columns["close"])
+    assert np.shares_memory(batches[0]["close"], stream.columns["close"])
+    with pytest.raises(ValueError):
+        next(iter_batches(stream, 0))
+
+
+def test_synthetic_bars_are_consistent_and_seeded():
+    df = synthetic_bars(500, symbols=("A", "B"), seed=7)
+    assert (df["high"] >= df[["open", "close"]].max(axis=1)).all()
+    assert (df["low"] <= df[["open", "close"]].min(axis=1)).all()
+    assert (df["low"] > 0).all() and (df["volume"] > 0).all()
+    assert (df["ts"] % 60 == 0).all()
+    pd.testing.assert_frame_equal(df, synthetic_bars(500, symbols=("A", "B"), seed=7))
+    assert not df.equals(synthetic_bars(500, symbols=("A", "B"), seed=8))
+    load(df)  # valid data by our own rules
