@@ -1,0 +1,216 @@
+"""Wiring: build the gateway + world service pair from a ``QmtlConfig`` and run it.
+
+* ``build_services(config)`` → ``(gateway_app, world_app)``.  The world app is mounted behind the
+  gateway's ``/worlds…`` proxy in-process, so one process and one URL serve both.
+  dev: SQLite files under ``home``, the in-process bus, the SQL graph store.
+  prod: PostgreSQL, Redis (bus and activation cache), Neo4j for the graph when configured.  A missing
+  DSN or a server that does not answer stops start-up with a ``StartupError`` saying which.
+* ``serve(config, host, port)`` runs that pair under uvicorn (``qmtl serve``).
+* ``EmbeddedServices`` starts the pair on a free loopback port in a background thread and yields its
+  URL; ``Runner.submit`` uses it when no gateway is configured.
+* ``python -m qmtl.services.app --port N --home DIR`` is ``serve`` as a plain process (the durability
+  test kills it with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from qmtl.config import ConfigError, QmtlConfig, load_config, validate
+
+from .bus import Bus, BusError, make_bus
+from .gateway.app import create_app as create_gateway_app
+from .gsg.neo4j_store import Neo4jGraphStore
+from .gsg.sql import SqlGraphStore
+from .gsg.store import GraphStore
+from .storage.sql import Database, DatabaseError
+
+
+class StartupError(Exception):
+    """The services cannot start with this configuration; the message says what to fix."""
+
+
+def build_services(config: QmtlConfig) -> tuple[FastAPI, FastAPI]:
+    """Both apps for ``config``; ``close_services(gateway_app)`` releases their connections."""
+    problems = validate(config, "all")
+    if problems:
+        raise StartupError(f"cannot start the {config.profile} profile:\n  - " + "\n  - ".join(problems))
+    closers: list[Callable[[], None]] = []
+    try:
+        bus = _connect("control bus", lambda: make_bus(config))
+        closers.append(bus.close)
+        world_db = _connect("world service database",
+                            lambda: Database.connect(config.worldservice_database_dsn()))
+        closers.append(world_db.close)
+        gateway_db = _connect("gateway database", lambda: Database.connect(config.gateway_database_dsn()))
+        closers.append(gateway_db.close)
+        gsg = _graph_store(config, gateway_db)
+        closers.append(gsg.close)
+        world_app = _world_app(config, world_db, bus)
+        gateway_app = create_gateway_app(gateway_db, bus, gsg, world_app,
+                                         max_body_bytes=config.gateway.max_body_bytes)
+    except BaseException:
+        _close_all(closers)
+        raise
+    gateway_app.state.closers = closers
+    return gateway_app, world_app
+
+
+def close_services(gateway_app: FastAPI) -> None:
+    _close_all(getattr(gateway_app.state, "closers", []))
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in reversed(closers):
+        try:
+            close()
+        except Exception:  # closing is best effort: one stuck connection must not hide the others
+            pass
+
+
+def _connect(what: str, connect: Callable[[], Any]) -> Any:
+    try:
+        return connect()
+    except (DatabaseError, BusError, OSError) as exc:
+        raise StartupError(f"cannot start: the {what} is not usable: {exc}") from exc
+
+
+def _graph_store(config: QmtlConfig, gateway_db: Database) -> GraphStore:
+    g = config.gateway
+    if not g.neo4j_uri:
+        return SqlGraphStore(gateway_db)
+    auth = (g.neo4j_user, g.neo4j_password) if g.neo4j_user else None
+    try:
+        return Neo4jGraphStore(g.neo4j_uri, auth)
+    except Exception as exc:  # the driver raises several unrelated types for "not there"
+        raise StartupError(f"cannot start: Neo4j at {g.neo4j_uri} did not answer: {exc}") from exc
+
+
+def _world_app(config: QmtlConfig, db: Database, bus: Bus) -> FastAPI:
+    from .worldservice.app import create_app as create_world_app
+
+    cache = None
+    if config.worldservice.redis_dsn:
+        from .worldservice.activation_cache import RedisActivationCache
+
+        cache = _connect("activation cache (Redis)",
+                         lambda: RedisActivationCache(config.worldservice.redis_dsn))
+    return create_world_app(db, bus, activation_cache=cache)
+
+
+def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the gateway (world routes behind it) until interrupted."""
+    gateway_app, _ = build_services(config)
+    try:
+        uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+    finally:
+        close_services(gateway_app)
+
+
+class ServerThread:
+    """One ASGI app under uvicorn on a free loopback port, in a daemon thread.
+
+    uvicorn only installs signal handlers on the main thread, so running it here leaves the caller's
+    Ctrl-C handling alone.  The socket is bound before the thread starts: no free-port race.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", start_timeout: float = 15.0) -> None:
+        self.app = app
+        self.host = host
+        self.start_timeout = start_timeout
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        port = sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning",
+                                                     timeout_graceful_shutdown=2))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="qmtl-services", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise StartupError(f"the server on {self.host}:{port} did not start")
+            time.sleep(0.02)
+        self.url = f"http://{self.host}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class EmbeddedServices:
+    """The dev pair (SQLite under ``home``, in-process bus) for one ``with`` block; yields its URL."""
+
+    def __init__(self, config: QmtlConfig | None = None, host: str = "127.0.0.1") -> None:
+        self.config = config or QmtlConfig()
+        self.host = host
+        self.url = ""
+        self.gateway_app: FastAPI | None = None
+        self.world_app: FastAPI | None = None
+        self._server: ServerThread | None = None
+
+    def __enter__(self) -> str:
+        self.gateway_app, self.world_app = build_services(self.config)
+        self._server = ServerThread(self.gateway_app, self.host)
+        try:
+            self.url = self._server.start()
+        except BaseException:
+            close_services(self.gateway_app)
+            raise
+        return self.url
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._server is not None:
+            self._server.stop()
+        if self.gateway_app is not None:
+            close_services(self.gateway_app)
+        self._server = None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qmtl.services.app",
+                                     description="Run the qmtl gateway with the world service behind it.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--config", help="qmtl.yml to read (default: $QMTL_CONFIG or ./qmtl.yml)")
+    parser.add_argument("--home", help="directory for the embedded databases (overrides the config)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.home:
+            config = config.model_copy(update={"home": Path(args.home)})
+        serve(config, args.host, args.port)
+    except (ConfigError, StartupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

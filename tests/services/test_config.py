@@ -1,0 +1,104 @@
+"""qmtl.yml loading and validation: dev defaults, prod requirements, errors naming file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qmtl.config import ConfigError, QmtlConfig, load_config, validate
+
+PROD_OK = """
+profile: prod
+gateway:
+  database_dsn: postgresql://postgres@127.0.0.1:5432/test
+  redis_dsn: redis://127.0.0.1:6379/0
+worldservice:
+  database_dsn: postgresql://postgres@127.0.0.1:5432/test
+  redis_dsn: redis://127.0.0.1:6379/0
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "qmtl.yml"
+    path.write_text(text)
+    return path
+
+
+def test_no_file_means_dev_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    config = load_config()
+    assert config.profile == "dev"
+    assert config.gateway_database_dsn() == f"sqlite:///{(tmp_path / 'home' / 'gateway.db').resolve()}"
+    assert config.worldservice_database_dsn().endswith("/home/worldservice.db")
+    assert validate(config) == []
+
+
+def test_reads_cwd_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    _write(tmp_path, "profile: dev\nhome: state\ngateway:\n  max_body_bytes: 1024\n")
+    config = load_config()
+    assert config.gateway.max_body_bytes == 1024
+    assert config.home == tmp_path / "state"  # relative to the file, not the cwd
+    other = tmp_path / "elsewhere.yml"
+    other.write_text(PROD_OK)
+    monkeypatch.setenv("QMTL_CONFIG", str(other))
+    assert load_config().profile == "prod"
+
+
+def test_prod_without_dsns_is_an_error_per_target() -> None:
+    config = QmtlConfig(profile="prod")
+    gateway = validate(config, "gateway")
+    world = validate(config, "worldservice")
+    assert any("gateway.database_dsn is required" in e for e in gateway)
+    assert any("gateway.redis_dsn is required" in e for e in gateway)
+    assert not any(e.startswith("worldservice") for e in gateway)
+    assert any("worldservice.database_dsn is required" in e for e in world)
+    assert sorted(validate(config, "all")) == sorted(gateway + world)
+
+
+def test_prod_with_dsns_validates(tmp_path: Path) -> None:
+    assert validate(load_config(_write(tmp_path, PROD_OK))) == []
+
+
+def test_prod_rejects_sqlite_and_bad_schemes() -> None:
+    config = QmtlConfig.model_validate({
+        "profile": "prod",
+        "gateway": {"database_dsn": "sqlite:///x.db", "redis_dsn": "http://nope",
+                    "neo4j_uri": "bolt://127.0.0.1:7687"},
+        "worldservice": {"database_dsn": "mysql://x", "redis_dsn": "redis://127.0.0.1"}})
+    errors = validate(config)
+    assert "gateway.database_dsn: the prod profile needs PostgreSQL, not SQLite" in errors
+    assert any(e.startswith("gateway.redis_dsn: expected redis://") for e in errors)
+    assert any("neo4j_user/neo4j_password" in e for e in errors)
+    assert any(e.startswith("worldservice.database_dsn: expected sqlite") for e in errors)
+    with pytest.raises(ValueError, match="unknown target"):
+        validate(config, "dagmanager")  # type: ignore[arg-type]
+
+
+def test_unknown_field_and_wrong_type_name_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, "profile: staging\ngateway:\n  databse_dsn: x\n  max_body_bytes: lots\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert str(path) in text
+    assert "profile:" in text and "gateway.databse_dsn:" in text and "gateway.max_body_bytes:" in text
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "profile: dev\ngateway: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"qmtl\.yml:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_named_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yml")
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
