@@ -16,6 +16,7 @@ chain's warm-up is the sum along its longest path, plus one for the current bar.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -325,6 +326,32 @@ register(OpDef(
 # --- recursive (TA-Lib definitions, state from the start of the stream) -----------------------------
 
 
+def _from_first_valid(fn):
+    """Start ``fn`` at the first bar where every input is a number, as TA-Lib does.
+
+    TA-Lib's wrapper skips leading NaNs (an indicator of ``pct_change()`` starts one bar later); an
+    indicator of a series that opens with NaN would otherwise be NaN forever, because NaN poisons
+    the recursion.  NaNs after the start still propagate, exactly as in TA-Lib.
+    """
+    @functools.wraps(fn)  # keeps fn's signature visible to callers that pass only its attributes
+    def reference(*inputs, **attrs):
+        arrays = [np.asarray(x, dtype=float) for x in inputs]
+        n = len(arrays[0]) if arrays else 0
+        start = max((_first_number(a) for a in arrays), default=0)
+        if start == 0:
+            return fn(*arrays, **attrs)
+        tail = fn(*(a[start:] for a in arrays), **attrs)
+        pad = lambda col: np.concatenate([np.full(n - len(col), np.nan), col])  # noqa: E731
+        return {k: pad(v) for k, v in tail.items()} if isinstance(tail, dict) else pad(tail)
+    return reference
+
+
+def _first_number(x: Array) -> int:
+    valid = np.flatnonzero(~np.isnan(x))
+    return int(valid[0]) if len(valid) else len(x)
+
+
+
 def _ta_ema(x: Array, period: int, start: int = 0) -> Array:
     """TA-Lib EMA: seeded with the SMA of the first ``period`` values from ``start``; k = 2/(n+1)."""
     x = np.asarray(x, dtype=float)
@@ -342,7 +369,7 @@ def _ta_ema(x: Array, period: int, start: int = 0) -> Array:
 
 
 register(OpDef(
-    "ema", "recursive", ("series",), lambda t, a: F64, reference=lambda x, period: _ta_ema(x, period),
+    "ema", "recursive", ("series",), lambda t, a: F64, reference=_from_first_valid(lambda x, period: _ta_ema(x, period)),
     attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]) - 1,
     doc="TA-Lib EMA (SMA seed, k = 2/(period+1))"))
 
@@ -372,7 +399,7 @@ def _rsi_value(avg_gain: float, avg_loss: float) -> float:
 
 
 register(OpDef(
-    "rsi", "recursive", ("series",), lambda t, a: F64, reference=lambda x, period: _ta_rsi(x, period),
+    "rsi", "recursive", ("series",), lambda t, a: F64, reference=_from_first_valid(lambda x, period: _ta_rsi(x, period)),
     attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]),
     doc="TA-Lib RSI (Wilder)"))
 
@@ -396,7 +423,7 @@ def _ta_atr(high: Array, low: Array, close: Array, period: int) -> Array:
 
 register(OpDef(
     "atr", "recursive", ("series", "series", "series"), lambda t, a: F64,
-    reference=lambda h, l, c, period: _ta_atr(h, l, c, period),
+    reference=_from_first_valid(lambda h, l, c, period: _ta_atr(h, l, c, period)),
     attrs={"period": AttrSpec(_INT, required=True)}, lookback=lambda a: int(a["period"]),
     doc="TA-Lib ATR over (high, low, close)"))
 
@@ -418,7 +445,7 @@ def _ta_macd(x: Array, fast: int, slow: int, signal: int) -> dict[str, Array]:
 register(OpDef(
     "macd", "recursive", ("series",),
     lambda t, a: frame((("macd", "f64"), ("macdsignal", "f64"), ("macdhist", "f64"))),
-    reference=_ta_macd,
+    reference=_from_first_valid(_ta_macd),
     attrs={"fast": AttrSpec(_INT, default=12), "slow": AttrSpec(_INT, default=26),
            "signal": AttrSpec(_INT, default=9)},
     lookback=lambda a: int(a.get("slow", 26)) + int(a.get("signal", 9)) - 2,
