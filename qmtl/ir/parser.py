@@ -78,10 +78,19 @@ def _parse(text: str, path: str, start: str) -> Any:
     except _FailAt as fail:
         raise _syntax_error(path, fail.line, fail.column, fail.message) from None
     except UnexpectedInput as e:
-        raise _syntax_error(path, max(e.line, 1), max(e.column, 1), _describe(e, text)) from None
+        line, column = _error_position(e, text)
+        raise _syntax_error(path, line, column, _describe(e, text)) from None
     except (LarkError, ValueError, TypeError, RecursionError) as e:
         # Defensive: anything not raised with a position is reported at the start of the text.
         raise _syntax_error(path, 1, 1, f"cannot parse IR: {e}") from None
+
+
+def _error_position(e: UnexpectedInput, text: str) -> tuple[int, int]:
+    """Where to point: lark places end-of-input at the last token; the user wants the end of the text."""
+    at_end = isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
+    if at_end or e.line is None or e.line < 1:
+        return text.count("\n") + 1, len(text) - (text.rfind("\n") + 1) + 1
+    return e.line, max(e.column, 1)
 
 
 def _syntax_error(path: str, line: int, column: int, message: str) -> IRSyntaxError:
