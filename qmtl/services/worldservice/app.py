@@ -30,6 +30,7 @@ from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyRequest, Evaluat
 from .service import WorldService
 from .store import WorldStore
 
+_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type", "missing"}
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a world-service request carrying more is a mistake or an attack
 
 
@@ -63,7 +64,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(400, "E_SCHEMA", "request body is not valid JSON")
-        if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in _NOT_AN_OBJECT for e in errors):
             return _error(400, "E_SCHEMA", "request body must be a JSON object")
         parts = []
         for err in errors[:10]:

@@ -1,6 +1,7 @@
 """SQL for the world service's state, over the shared ``Database`` seam.
 
-Tables are prefixed ``ws_`` so the gateway may share one database.  JSON goes in TEXT columns; booleans
+Tables are prefixed ``ws_`` so the gateway may share one database.  Column names avoid PostgreSQL
+reserved words (``freeze`` is one: the flag is stored as ``is_frozen``).  JSON goes in TEXT columns; booleans
 are INTEGER 0/1; times are epoch seconds (DOUBLE PRECISION).  Every method is one small query; the
 service layer groups them in transactions.
 """
@@ -26,8 +27,8 @@ CREATE TABLE IF NOT EXISTS ws_decisions (
     decided_at DOUBLE PRECISION NOT NULL, ttl INTEGER NOT NULL, as_of TEXT, dataset_fingerprint TEXT,
     evaluation_seq INTEGER NOT NULL, PRIMARY KEY (world_id, strategy_id));
 CREATE TABLE IF NOT EXISTS ws_activation_state (
-    world_id TEXT PRIMARY KEY, sequence INTEGER NOT NULL, freeze INTEGER NOT NULL,
-    drain INTEGER NOT NULL, phase TEXT NOT NULL, run_id TEXT, updated_at DOUBLE PRECISION NOT NULL);
+    world_id TEXT PRIMARY KEY, sequence INTEGER NOT NULL, is_frozen INTEGER NOT NULL,
+    is_draining INTEGER NOT NULL, phase TEXT NOT NULL, run_id TEXT, updated_at DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS ws_activations (
     world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, side TEXT NOT NULL, active INTEGER NOT NULL,
     weight DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
@@ -124,13 +125,16 @@ class WorldStore:
         if row is None:
             return {"world_id": world_id, "sequence": 0, "freeze": False, "drain": False,
                     "phase": "idle", "run_id": None, "updated_at": None}
-        return {**row, "freeze": bool(row["freeze"]), "drain": bool(row["drain"])}
+        return {"world_id": row["world_id"], "sequence": row["sequence"], "freeze": bool(row["is_frozen"]),
+                "drain": bool(row["is_draining"]), "phase": row["phase"], "run_id": row["run_id"],
+                "updated_at": row["updated_at"]}
 
     def put_activation_state(self, s: dict[str, Any]) -> None:
         self.db.execute(
-            "INSERT INTO ws_activation_state (world_id, sequence, freeze, drain, phase, run_id, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (world_id) DO UPDATE SET"
-            " sequence = excluded.sequence, freeze = excluded.freeze, drain = excluded.drain,"
+            "INSERT INTO ws_activation_state (world_id, sequence, is_frozen, is_draining, phase, run_id,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (world_id) DO UPDATE SET"
+            " sequence = excluded.sequence, is_frozen = excluded.is_frozen,"
+            " is_draining = excluded.is_draining,"
             " phase = excluded.phase, run_id = excluded.run_id, updated_at = excluded.updated_at",
             (s["world_id"], s["sequence"], int(s["freeze"]), int(s["drain"]), s["phase"], s["run_id"],
              s["updated_at"]))
