@@ -225,7 +225,7 @@ class _Interpreter:
                 raise NodeRuntimeError(ctx.region.name, None, ctx.key,
                                        f"no function bound to code_hash {op.attr('code_hash')}")
             view = self._view(op.operands, ctx, j)
-            return self._guarded(ctx, j, lambda: opdef.reference(fn, view, **attrs))
+            return self._guarded(ctx, j, lambda: opdef.reference(fn, view))
         operands = [self._operand(v, ctx, windows, j) for v in op.operands]
         kwargs = _accepted(opdef.reference, attrs)
         return self._guarded(ctx, j, lambda: opdef.reference(*operands, **kwargs))
@@ -266,6 +266,7 @@ class _Interpreter:
     def _view(self, values: tuple[str, ...], ctx: "_RegionContext", j: int) -> Any:
         from qmtl.runtime.sdk import CacheView
         windows: dict[str, dict[int, Any]] = {}
+        names: dict[str, str] = {}
         for v in values:
             tr = ctx.input_window(v, j)
             interval = int(self.clock.get(v) or ctx.region.interval)
@@ -273,8 +274,10 @@ class _Interpreter:
                 for k, member in tr.data.items():
                     windows[str(k)] = {interval: _to_pandas(member, v)}
             else:
-                windows[self._node_id(v)] = {interval: _to_pandas(tr, self._series_name(v))}
-        return CacheView(windows)
+                node_id = self._node_id(v)
+                windows[node_id] = {interval: _to_pandas(tr, self._series_name(v))}
+                names[self._series_name(v)] = node_id
+        return CacheView(windows, names=names)
 
     def _node_id(self, value: str) -> str:
         op = self.ops.get(value)
