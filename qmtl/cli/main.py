@@ -5,12 +5,24 @@ from __future__ import annotations
 import typer
 
 from .compile_cmd import compile_command
+from .config_cmd import config_app
+from .demo_cmd import demo_command
 from .lint_cmd import lint_command
+from .serve_cmd import serve_command
+from .status_cmd import status_command
+from .submit_cmd import submit_command
+from .world_cmd import world_app
 
 app = typer.Typer(help="qmtl: compile trading strategies to SSA IR, Numba kernels and Bytewax flows.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.command("compile")(compile_command)
 app.command("lint")(lint_command)
+app.command("serve")(serve_command)
+app.command("submit")(submit_command)
+app.command("status")(status_command)
+app.command("demo")(demo_command)
+app.add_typer(world_app, name="world")
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ returns_lists = st.lists(
     min_size=2, max_size=300)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(deadline=None)
 @given(returns_lists, st.sampled_from([60, 300, 3600, 86_400]))
 def test_sharpe_matches_empyrical(values: list[float], interval: int) -> None:
     r = np.array(values)
@@ -34,7 +34,7 @@ def test_sharpe_matches_empyrical(values: list[float], interval: int) -> None:
         assert ours == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(deadline=None)
 @given(returns_lists)
 def test_max_drawdown_matches_empyrical(values: list[float]) -> None:
     r = np.array(values)

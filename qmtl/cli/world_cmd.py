@@ -1,0 +1,155 @@
+"""`qmtl world …`: create and inspect worlds through the gateway (which proxies the world service).
+
+Also home of ``gateway_client``, the one place where the CLI turns a gateway failure into a printed
+error code + message and exit status 1 (no traceback): every command that talks to a gateway uses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+import yaml
+
+from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable, resolve_gateway_url
+
+from .output import err, out, print_json
+
+world_app = typer.Typer(help="Create and inspect worlds (policies, decisions, allocations).",
+                        no_args_is_help=True)
+
+GatewayUrl = typer.Option(None, "--gateway-url", envvar="QMTL_GATEWAY_URL",
+                          help="Gateway base URL (default http://127.0.0.1:8000).")
+Output = typer.Option("text", "--output", "-o", help="text | json")
+
+
+@contextlib.contextmanager
+def gateway_client(url: str | None, timeout: float = 10.0) -> Iterator[GatewayClient]:
+    """A client for ``url``; gateway errors end the command with their code and message, exit 1."""
+    base = resolve_gateway_url(url)
+    try:
+        with GatewayClient(base, timeout=timeout) as client:
+            yield client
+    except GatewayError as exc:
+        err.print(f"error[{exc.code}]: {exc.message}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except GatewayUnavailable as exc:
+        err.print(f"error[E_UNAVAILABLE]: gateway at {base} did not answer: {exc}\n"
+                  "  start one with `qmtl serve` or point --gateway-url / QMTL_GATEWAY_URL at it",
+                  style="bold red", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def fail(message: str, code: str = "E_USAGE") -> None:
+    err.print(f"error[{code}]: {message}", style="bold red", markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+def read_document(path: Path, what: str = "policy") -> tuple[str, str]:
+    """A YAML/JSON mapping file's text and content type; unreadable or malformed files stop here,
+    named (``what`` says which kind of document it should have been)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot read {what} file: {exc}")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        fail(f"{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}", _code(what))
+    if not isinstance(doc, dict):
+        fail(f"{path}: a {what} must be a mapping, got {type(doc).__name__}", _code(what))
+    kind = "application/json" if path.suffix.lower() == ".json" else "application/yaml"
+    return text, kind
+
+
+def _show(data: Any, output: str, title: str | None = None) -> None:
+    if output == "json":
+        print_json(data)
+        return
+    if title:
+        out.print(title, style="bold", markup=False, highlight=False)
+    out.print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip(),
+              markup=False, highlight=False)
+
+
+@world_app.command("create")
+def create(name: str = typer.Argument(..., help="World id."),
+           preset: Optional[str] = typer.Option(None, "--preset",
+                                                help="sandbox | conservative | moderate | aggressive"),
+           policy: Optional[Path] = typer.Option(None, "--policy", help="Policy file (YAML or JSON)."),
+           allow_live: bool = typer.Option(False, "--allow-live", help="Allow live trading (still "
+                                           "needs a passing policy)."),
+           description: Optional[str] = typer.Option(None, "--description"),
+           gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Create a world (sandbox preset when neither --preset nor --policy is given)."""
+    if preset and policy:
+        fail("give --preset or --policy, not both")
+    doc = yaml.safe_load(read_document(policy)[0]) if policy else None
+    with gateway_client(gateway_url) as client:
+        world = client.create_world(name, preset=preset, policy=doc, allow_live=allow_live,
+                                    description=description)
+    _show(world, output, f"created world {name!r}")
+
+
+@world_app.command("list")
+def list_worlds(gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """List worlds."""
+    with gateway_client(gateway_url) as client:
+        worlds = client.list_worlds().get("worlds", [])
+    if output == "json":
+        print_json(worlds)
+        return
+    if not worlds:
+        out.print("no worlds yet: `qmtl world create NAME --preset sandbox`", markup=False)
+    for w in worlds:
+        live = "live allowed" if w.get("allow_live") else "no live"
+        out.print(f"{w['id']}\t{live}\tmax_mode={w.get('policy', {}).get('max_mode', '?')}",
+                  markup=False, highlight=False)
+
+
+@world_app.command("show")
+def show(name: str, gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Show one world."""
+    with gateway_client(gateway_url) as client:
+        _show(client.get_world(name), output)
+
+
+@world_app.command("policy")
+def policy_cmd(name: str,
+               set_file: Optional[Path] = typer.Option(None, "--set", help="Replace the policy with "
+                                                      "this YAML/JSON file."),
+               gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Show a world's policy, or replace it with --set FILE."""
+    with gateway_client(gateway_url) as client:
+        if set_file is not None:
+            text, kind = read_document(set_file)
+            _show(client.put_policy(name, text, kind), output, f"policy of {name!r} updated")
+        else:
+            _show(client.get_policy(name), output)
+
+
+@world_app.command("apply")
+def apply(name: str, run_id: str = typer.Option(..., "--run-id", help="Idempotency key of this "
+                                                "apply (same id twice = one apply)."),
+          plan: Optional[Path] = typer.Option(None, "--plan", help="JSON/YAML {activate: [...], "
+                                              "deactivate: [...]}; default: latest evaluation."),
+          gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set."""
+    plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None
+    with gateway_client(gateway_url) as client:
+        _show(client.apply(name, run_id, plan_doc), output, f"apply {run_id!r} on {name!r}")
+
+
+@world_app.command("allocations")
+def allocations(name: str, gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Show a world's capital allocations."""
+    with gateway_client(gateway_url) as client:
+        _show(client.allocations(name), output)
+
+
+def _code(what: str) -> str:
+    return "E_POLICY" if what == "policy" else "E_SCHEMA"

@@ -1,0 +1,276 @@
+"""``Runner.submit``: the single entry point from a strategy to a world's decision.
+
+compile + lint (precheck) → replay the data through the generated flow → returns and metrics →
+submit the DAG to the gateway → evaluate in the world → read decision and activation.
+
+The world service is the source of truth; the local numbers are a precheck. Failures the user can fix
+(compile errors, bad data, an unknown world) come back as a ``rejected`` result; a gateway that does not
+answer gives ``safe_mode`` with a local default-safe decision. ``submit`` never raises for either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import blake3
+import numpy as np
+import pandas as pd
+
+from qmtl.ir.diagnostics import CompileError, Diagnostic
+from qmtl.runtime.metrics import Metrics, compute_metrics
+from qmtl.runtime.returns import closes_from_dataset, derive_returns
+from qmtl.services.client import (GATEWAY_URL_ENV, GatewayClient, GatewayError,
+                                  GatewayUnavailable)
+
+from .submit import DiagnosticInfo, NodeRef, Precheck, SubmitResult, local_safe_decision
+
+#: Synthetic replay used when no data is given: enough bars to warm up any sane strategy.
+SYNTHETIC_BARS = 2_000
+SYNTHETIC_SEED = 0
+#: The world gets at most this many (most recent) returns: enough for a correlation estimate while
+#: keeping the evaluate request far below the gateway's body limit.
+MAX_RETURNS_SENT = 10_000
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What the local run produced: the precheck and the per-bar returns behind its metrics."""
+
+    precheck: Precheck
+    returns: list[float]
+    ok: bool
+
+
+class Runner:
+    """World-driven execution. There is no client-side mode: the world decides what runs where."""
+
+    @staticmethod
+    def submit(strategy_cls_or_path: Any, world: str, data: Any = None,
+               gateway_url: str | None = None, *, strategy: str | None = None,
+               batch_size: int = 10_000, timeout: float = 10.0) -> SubmitResult:
+        """Compile, replay and submit a strategy to ``world``; see the module docstring."""
+        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size)
+        if compiled is None or not replay.ok:
+            return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
+                                downgrade_reason=_first_error(replay.precheck))
+        url = _configured_gateway_url(gateway_url)
+        if url is not None:
+            return _submit_to(url, compiled, world, replay, timeout, embedded=False)
+        with _embedded_gateway() as embedded_url:
+            return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True)
+
+
+# --- precheck: compile, lint, replay, metrics ------------------------------------------------------
+
+
+def _precheck(target: Any, data: Any, strategy: str | None,
+              batch_size: int) -> tuple[Any, Replay]:
+    from qmtl.compiler.pipeline import compile as compile_strategy
+    from qmtl.ir.verifier import verify
+    try:
+        compiled = compile_strategy(target, strategy)
+    except CompileError as exc:
+        return None, _failed(exc.diagnostics)
+    diagnostics = list(compiled.diagnostics) + verify(compiled.module, check_ids=True)
+    if any(d.severity == "error" for d in diagnostics):
+        return None, _failed(diagnostics)
+    return compiled, _replay(compiled, data, batch_size, diagnostics)
+
+
+def _replay(compiled: Any, data: Any, batch_size: int,
+            diagnostics: list[Diagnostic]) -> Replay:
+    from qmtl.runtime.data import load
+    synthetic = data is None
+    try:
+        source = _synthetic_for(compiled) if synthetic else data
+        datasets = _datasets(source, load)
+        loaded = dict(datasets) if isinstance(source, Mapping) else datasets[0][1]
+        run = compiled.run(loaded, batch_size=batch_size)
+    except CompileError as exc:
+        return _failed(diagnostics + exc.diagnostics)
+    except Exception as exc:  # noqa: BLE001 - user code raised during the replay: report, don't crash
+        return _failed(diagnostics + [Diagnostic("E510", f"replay failed: {type(exc).__name__}: {exc}")])
+    intervals = {o.name: o.interval for o in compiled.module.outputs}
+    closes: dict[str | None, pd.Series] = {}
+    for tag, dataset in datasets:
+        for key, series in closes_from_dataset(dataset).items():
+            closes[key if key is not None else tag] = series
+    try:
+        derived = derive_returns(run.outputs, closes, intervals)
+    except KeyError as exc:
+        diagnostics = diagnostics + [Diagnostic("E511", f"cannot derive returns: {exc.args[0]}",
+                                                severity="warning")]
+        derived = derive_returns({}, closes)
+    interval = _returns_interval(compiled, derived.source)
+    metrics = compute_metrics(derived.returns, interval, derived.trades) if interval else Metrics()
+    precheck = Precheck(
+        metrics=metrics, diagnostics=[DiagnosticInfo.of(d) for d in diagnostics],
+        returns_source=derived.source, data_source=_describe_source(source, synthetic, datasets),
+        synthetic_data=synthetic, dataset_fingerprint=dataset_fingerprint(d for _, d in datasets),
+        as_of=_as_of(d for _, d in datasets), bars=sum(len(s) for _, d in datasets for s in d.streams))
+    return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True)
+
+
+def _failed(diagnostics: list[Diagnostic]) -> Replay:
+    return Replay(Precheck(diagnostics=[DiagnosticInfo.of(d) for d in diagnostics]), [], ok=False)
+
+
+def _first_error(precheck: Precheck) -> str:
+    errors = [d for d in precheck.diagnostics if d.severity == "error"]
+    first = errors[0].format() if errors else "precheck failed"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"precheck failed: {first}{more}"
+
+
+def _synthetic_for(compiled: Any) -> pd.DataFrame:
+    from qmtl.runtime.synthetic import synthetic_bars
+    sources = [o.interval for o in compiled.module.outputs if o.kind == "source"] or \
+              [o.interval for o in compiled.module.outputs]
+    interval = min(sources) if sources else 60
+    return synthetic_bars(SYNTHETIC_BARS, symbols=("SYM",), interval=interval, seed=SYNTHETIC_SEED)
+
+
+def _datasets(source: Any, load: Any) -> list[tuple[str | None, Any]]:
+    if isinstance(source, Mapping):
+        return [(str(tag), load(part)) for tag, part in source.items()]
+    return [(None, load(source))]
+
+
+def _returns_interval(compiled: Any, returns_source: str | None) -> int | None:
+    """Bar length of the output the returns came from (it sets the annualisation)."""
+    by_name = {o.name: o.interval for o in compiled.module.outputs}
+    if returns_source is not None:
+        name = returns_source.split(".", 1)[0]
+        if name in by_name:
+            return by_name[name]
+    return min(by_name.values()) if by_name else None
+
+
+def _describe_source(source: Any, synthetic: bool, datasets: list[tuple[str | None, Any]]) -> str:
+    if synthetic:
+        d = datasets[0][1]
+        syms = ",".join(s.key or "SYM" for s in d.streams)
+        return f"synthetic: {SYNTHETIC_BARS} seeded bars of {syms} (seed {SYNTHETIC_SEED})"
+    if isinstance(source, Mapping):
+        return "{" + ", ".join(f"{tag}: {d.source}" for tag, d in datasets) + "}"
+    return str(source) if isinstance(source, (str, Path)) else datasets[0][1].source
+
+
+def dataset_fingerprint(datasets: Iterator[Any] | list[Any]) -> str:
+    """BLAKE3 over the loaded data: every stream's key, column names, dtypes and bytes. Two files
+    with the same bars give the same fingerprint whatever their format."""
+    h = blake3.blake3()
+    for dataset in datasets:
+        for stream in dataset.streams:
+            h.update(f"stream:{stream.key}\n".encode())
+            for name in sorted(stream.columns):
+                arr = np.ascontiguousarray(stream.columns[name])
+                h.update(f"{name}:{arr.dtype.str}:{arr.size}\n".encode())
+                h.update(arr.tobytes())
+    return "blake3:" + h.hexdigest()
+
+
+def _as_of(datasets: Iterator[Any]) -> str | None:
+    """The data's point in time: the last bar's timestamp (ISO 8601, UTC)."""
+    last = [int(s.ts[-1]) for d in datasets for s in d.streams if len(s)]
+    return datetime.fromtimestamp(max(last), timezone.utc).isoformat() if last else None
+
+
+# --- the services ------------------------------------------------------------------------------------
+
+
+def _configured_gateway_url(explicit: str | None) -> str | None:
+    """``gateway_url=`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml → None (embedded)."""
+    if explicit:
+        return explicit.rstrip("/")
+    if os.environ.get(GATEWAY_URL_ENV):
+        return os.environ[GATEWAY_URL_ENV].rstrip("/")
+    from qmtl.config import ConfigError, load_config
+    try:
+        configured = load_config().gateway_url
+    except ConfigError:
+        return None
+    return configured.rstrip("/") if configured else None
+
+
+@contextlib.contextmanager
+def _embedded_gateway() -> Iterator[str]:
+    from qmtl.config import load_config
+    from qmtl.services.app import EmbeddedServices
+    with EmbeddedServices(load_config()) as url:
+        yield url
+
+
+def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: float,
+               embedded: bool) -> SubmitResult:
+    precheck = replay.precheck
+    base = {"world": world, "precheck": precheck, "gateway_url": url, "embedded": embedded}
+    strategy_id: str | None = None
+    try:
+        with GatewayClient(url, timeout=timeout) as client:
+            ack = client.submit_strategy(compiled.dag, [world], _meta(precheck))
+            strategy_id = ack["strategy_id"]
+            nodes = _node_refs(ack)
+            reused = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("reused", []))]
+            new = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("new", []))]
+            client.evaluate(world, _evaluation(strategy_id, precheck, replay.returns))
+            decision = client.decide(world, strategy_id)
+            activation = client.activation(world, strategy_id)
+    except GatewayUnavailable as exc:
+        reason = f"gateway unavailable: {exc}"
+        return SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
+                            downgrade_reason=reason,
+                            decision=local_safe_decision(world, strategy_id, reason, precheck),
+                            **base)
+    except GatewayError as exc:
+        return SubmitResult(status="rejected", strategy_id=strategy_id,
+                            downgrade_reason=_rejection(exc, world), **base)
+    return SubmitResult(status="accepted", strategy_id=strategy_id, decision=decision,
+                        activation=_activation_of(activation, strategy_id), reused_nodes=reused,
+                        new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+
+
+def _meta(precheck: Precheck) -> dict[str, Any]:
+    return {"as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+
+
+def _evaluation(strategy_id: str, precheck: Precheck, returns: list[float]) -> dict[str, Any]:
+    return {"strategies": [{"strategy_id": strategy_id, "metrics": precheck.metrics.policy_values(),
+                            "returns": returns}],
+            "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+
+
+def _node_refs(ack: Mapping[str, Any]) -> dict[str, NodeRef]:
+    return {n["node_id"]: NodeRef(node_id=n["node_id"], name=n.get("name"), op=n.get("op"),
+                                  used_by=list(n.get("used_by", [])))
+            for n in ack.get("nodes", [])}
+
+
+def _ids(entries: list[Any]) -> list[str]:
+    """``reused``/``new`` as NodeIDs, whether the gateway lists ids or node objects."""
+    return [e["node_id"] if isinstance(e, Mapping) else str(e) for e in entries]
+
+
+def _activation_of(activation: Any, strategy_id: str | None) -> dict[str, Any] | None:
+    """This strategy's activation envelope from a single envelope or a list of them."""
+    if isinstance(activation, Mapping):
+        for key in ("activations", "items", "strategies"):
+            if isinstance(activation.get(key), list):
+                return _activation_of(activation[key], strategy_id)
+        return dict(activation)
+    if isinstance(activation, list):
+        mine = [a for a in activation if isinstance(a, Mapping) and a.get("strategy_id") == strategy_id]
+        return dict(mine[0]) if mine else None
+    return None
+
+
+def _rejection(exc: GatewayError, world: str) -> str:
+    if exc.code == "E_UNKNOWN_WORLD":
+        return (f"unknown world {world!r} ({exc.code}: {exc.message}); create it first, e.g. "
+                f"`qmtl world create {world} --preset sandbox`")
+    return f"gateway rejected the submission: {exc.code}: {exc.message}"

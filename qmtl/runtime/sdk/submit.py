@@ -1,0 +1,101 @@
+"""What ``Runner.submit`` hands back: the world's decision (the source of truth) next to the local
+precheck, kept apart so nobody mistakes a local number for a promotion.
+
+``status``:
+* ``accepted`` — the gateway took the DAG and the world evaluated it; ``decision`` says what may run.
+* ``rejected`` — compile/lint/run errors, an unknown world, or the gateway refused the submission;
+  ``downgrade_reason`` says which (and ``precheck.diagnostics`` carries the compiler's findings).
+* ``safe_mode`` — a gateway was configured but did not answer; ``decision`` is a local default-safe
+  envelope (compute-only, backtest, orders gated) and ``downgrade_reason`` says what failed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qmtl.ir.diagnostics import Diagnostic
+from qmtl.runtime.metrics import Metrics
+from qmtl.services.worldservice.envelopes import DecisionEnvelope, etag_of, iso
+
+Status = Literal["accepted", "rejected", "safe_mode"]
+#: How long a locally made safe envelope is good for: short, so a caller retries the world soon.
+LOCAL_DECISION_TTL = 60
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class DiagnosticInfo(_Model):
+    """A compiler ``Diagnostic`` at the SDK boundary (JSON-friendly)."""
+
+    code: str
+    severity: str
+    message: str
+    file: str | None = None
+    line: int = 0
+    col: int = 0
+
+    @classmethod
+    def of(cls, d: Diagnostic) -> "DiagnosticInfo":
+        loc = d.loc
+        return cls(code=d.code, severity=d.severity, message=d.message,
+                   file=loc.file if loc else None, line=loc.line if loc else 0,
+                   col=loc.col if loc else 0)
+
+    def format(self) -> str:
+        return f"{self.file or '<strategy>'}:{self.line}:{self.col}: {self.severity}[{self.code}]: " \
+               f"{self.message}"
+
+
+class Precheck(_Model):
+    """The local replay: computed here, advisory only — the world decides."""
+
+    metrics: Metrics = Field(default_factory=Metrics)
+    diagnostics: list[DiagnosticInfo] = Field(default_factory=list)
+    returns_source: str | None = None
+    data_source: str | None = None
+    synthetic_data: bool = False
+    dataset_fingerprint: str | None = None
+    as_of: str | None = None
+    bars: int = 0
+
+
+class NodeRef(_Model):
+    """One node of the submitted DAG as the gateway's graph store saw it."""
+
+    node_id: str
+    name: str | None = None
+    op: str | None = None
+    used_by: list[str] = Field(default_factory=list)
+
+
+class SubmitResult(_Model):
+    status: Status
+    world: str
+    strategy_id: str | None = None
+    decision: DecisionEnvelope | None = None
+    activation: dict[str, Any] | None = None
+    precheck: Precheck = Field(default_factory=Precheck)
+    safe_mode: bool = False
+    downgrade_reason: str | None = None
+    reused_nodes: list[NodeRef] = Field(default_factory=list)
+    new_nodes: list[NodeRef] = Field(default_factory=list)
+    queue_map: dict[str, str] = Field(default_factory=dict)
+    gateway_url: str | None = None
+    embedded: bool = False
+
+
+def local_safe_decision(world: str, strategy_id: str | None, reason: str,
+                        precheck: Precheck) -> DecisionEnvelope:
+    """The envelope the SDK assumes when the world cannot be asked: compute-only, backtest, orders
+    gated. It is never better than what the world service itself would say without a decision."""
+    payload = {"world_id": world, "strategy_id": strategy_id or "", "effective_mode": "compute-only",
+               "execution_domain": "backtest", "reason": f"{reason}: local default-safe compute-only",
+               "ttl": LOCAL_DECISION_TTL, "as_of": precheck.as_of,
+               "dataset_fingerprint": precheck.dataset_fingerprint, "orders_gated": True,
+               "decided_at": iso(time.time())}
+    return DecisionEnvelope(etag=etag_of(payload), **payload)

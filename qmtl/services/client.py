@@ -1,0 +1,159 @@
+"""The SDK's and the CLI's one door to a gateway: a thin httpx client that turns answers into dicts
+and failures into two exceptions a caller can act on.
+
+* ``GatewayUnavailable`` — the gateway could not give an answer (connection refused, timeout, a 5xx,
+  a body that is not JSON). The SDK falls back to default-safe on this one.
+* ``GatewayError`` — the gateway answered "no" (a 4xx with ``{"error": {"code", "message"}}``); the
+  caller shows the code and message and stops.
+
+World routes go through the gateway (it proxies ``/worlds…`` to the world service), so a client needs
+one base URL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:8000"
+GATEWAY_URL_ENV = "QMTL_GATEWAY_URL"
+
+
+class GatewayError(Exception):
+    """A 4xx answer: ``code`` is the service's error code (``E_UNKNOWN_WORLD``, ``E_SCHEMA``, …)."""
+
+    def __init__(self, status: int, code: str, message: str, url: str = ""):
+        self.status, self.code, self.message, self.url = status, code, message, url
+        super().__init__(f"{code}: {message}")
+
+
+class GatewayUnavailable(Exception):
+    """No usable answer from the gateway; the message says what failed and where."""
+
+
+def resolve_gateway_url(explicit: str | None = None) -> str:
+    """``explicit`` → ``$QMTL_GATEWAY_URL`` → the local default (what the CLI talks to)."""
+    return (explicit or os.environ.get(GATEWAY_URL_ENV) or DEFAULT_GATEWAY_URL).rstrip("/")
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "GatewayClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- gateway ---------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def submit_strategy(self, dag: dict[str, Any], world_ids: list[str],
+                        meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = {"dag": dag, "world_ids": world_ids, "meta": meta or {}}
+        if dag.get("checksum"):
+            body["checksum"] = dag["checksum"]
+        return self._call("POST", "/strategies", json=body)
+
+    def get_strategy(self, strategy_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/strategies/{_seg(strategy_id)}")
+
+    # --- worlds (proxied) --------------------------------------------------------------------------
+
+    def create_world(self, world_id: str, *, preset: str | None = None,
+                     policy: dict[str, Any] | None = None, allow_live: bool = False,
+                     description: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": world_id, "allow_live": allow_live}
+        if preset is not None:
+            body["preset"] = preset
+        if policy is not None:
+            body["policy"] = policy
+        if description is not None:
+            body["description"] = description
+        return self._call("POST", "/worlds", json=body)
+
+    def list_worlds(self) -> Any:
+        return self._call("GET", "/worlds")
+
+    def get_world(self, world_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/worlds/{_seg(world_id)}")
+
+    def get_policy(self, world_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/worlds/{_seg(world_id)}/policy")
+
+    def put_policy(self, world_id: str, text: str, content_type: str) -> dict[str, Any]:
+        return self._call("PUT", f"/worlds/{_seg(world_id)}/policy", content=text.encode(),
+                          headers={"content-type": content_type})
+
+    def evaluate(self, world_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/worlds/{_seg(world_id)}/evaluate", json=body)
+
+    def decide(self, world_id: str, strategy_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/worlds/{_seg(world_id)}/decide",
+                          params={"strategy_id": strategy_id})
+
+    def activation(self, world_id: str, strategy_id: str | None = None) -> Any:
+        params = {"strategy_id": strategy_id} if strategy_id else None
+        return self._call("GET", f"/worlds/{_seg(world_id)}/activation", params=params)
+
+    def apply(self, world_id: str, run_id: str,
+              plan: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"run_id": run_id}
+        if plan is not None:
+            body["plan"] = plan
+        return self._call("POST", f"/worlds/{_seg(world_id)}/apply", json=body)
+
+    def allocations(self, world_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/worlds/{_seg(world_id)}/allocations")
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base_url}{path}"
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise GatewayUnavailable(f"{method} {url}: timed out") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"{method} {url}: {_transport_problem(exc)}") from None
+        if response.status_code >= 500:
+            code, message = _error_of(response)
+            raise GatewayUnavailable(f"{method} {url}: HTTP {response.status_code} {code}: {message}")
+        if response.status_code >= 400:
+            code, message = _error_of(response)
+            raise GatewayError(response.status_code, code, message, url)
+        try:
+            return response.json()
+        except ValueError:
+            raise GatewayUnavailable(f"{method} {url}: answer is not JSON "
+                                     f"(HTTP {response.status_code})") from None
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: a world or strategy id must not be able to walk the route tree."""
+    return quote(value, safe="")
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        err = response.json().get("error", {})
+        return str(err.get("code", f"HTTP_{response.status_code}")), str(err.get("message", ""))
+    except (ValueError, AttributeError):
+        return f"HTTP_{response.status_code}", response.text[:200]
+
+
+def _transport_problem(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return f"connection refused or unreachable ({exc})"
+    return f"{type(exc).__name__}: {exc}"
