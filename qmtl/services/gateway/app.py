@@ -165,9 +165,10 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-def _add_event_routes(app: FastAPI, bus: Bus) -> None:
-    Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
+Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
 
+
+def _add_event_routes(app: FastAPI, bus: Bus) -> None:
     @app.get("/events")
     async def stream(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
                      duration: Annotated[float | None, Query(gt=0, le=86400)] = None,

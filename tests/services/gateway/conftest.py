@@ -37,9 +37,9 @@ class Stack:
 def stack(request: pytest.FixtureRequest, db_backend) -> Iterator[Stack]:
     """Parametrised through ``db_backend``: SQLite + in-process bus, PostgreSQL + Redis Streams."""
     kind = request.node.callspec.params["db_backend"]
+    prefix = f"qmtl:test:{uuid.uuid4().hex[:8]}"
     if kind == "postgresql":
-        bus: Bus = RedisStreamBus(request.getfixturevalue("redis_url"),
-                                  prefix=f"qmtl:test:{uuid.uuid4().hex[:8]}")
+        bus: Bus = RedisStreamBus(request.getfixturevalue("redis_url"), prefix=prefix)
     else:
         bus = InProcessBus()
     world_app = create_world(db_backend("world"), bus)
@@ -47,5 +47,18 @@ def stack(request: pytest.FixtureRequest, db_backend) -> Iterator[Stack]:
     app = create_gateway(gateway_db, bus, SqlGraphStore(gateway_db), world_app, max_body_bytes=BODY_LIMIT)
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Stack(url, client, bus, app, kind)
+    if isinstance(bus, RedisStreamBus):
+        _delete_keys(bus.url, prefix)
     bus.close()
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    """Redis has no per-test schema: remove this test's streams so the server does not fill up."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
