@@ -267,3 +267,22 @@ def test_assert_results_equal_reports_differences():
     b.outputs["momentum_signal"].iloc[5, 0] = 1 - b.outputs["momentum_signal"].iloc[5, 0]
     with pytest.raises(AssertionError, match="momentum_signal"):
         assert_results_equal(a, b)
+
+
+def test_single_symbol_input_is_broadcast_against_a_fanned_out_input():
+    """close of every symbol minus the benchmark's close: the benchmark input selects one symbol and
+    is shared by each per-symbol run."""
+    m = module([
+        src("all", tags=("price",)), src("spy", tags=("SPY",)),
+        op("c", "column", ("all",), name="close"), op("b", "column", ("spy",), name="close"),
+        op("rel", "sub", ("c", "b")),
+    ], [Output("all", "all", 1, 60, "source"), Output("spy", "spy", 1, 60, "source"),
+        Output("rel", "rel", 2, 60)])
+    df = synthetic_bars(15, symbols=("SPY", "AAA", "BBB"), seed=4)
+    out = _run(m, df).outputs["rel"]
+    spy = df[df.symbol == "SPY"].set_index("ts")["close"]
+    assert sorted(out["symbol"].unique()) == ["AAA", "BBB", "SPY"]
+    for sym in ("AAA", "BBB"):
+        part = df[df.symbol == sym].set_index("ts")["close"]
+        got = out[out["symbol"] == sym]["rel"]
+        np.testing.assert_allclose(got.to_numpy(), (part - spy).to_numpy()[1:], rtol=1e-12)
