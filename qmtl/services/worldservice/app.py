@@ -25,8 +25,8 @@ from .activation_cache import ActivationCache
 from .envelopes import DecisionEnvelope
 from .errors import ApiError
 from .policy import PolicyError, parse_policy
-from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyRequest, EvaluateRequest, WorldCreate,
-                      WorldUpdate)
+from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyRequest, BindingCreate, EvaluateRequest,
+                      WorldCreate, WorldUpdate)
 from .service import WorldService
 from .store import WorldStore
 
@@ -146,6 +146,15 @@ def _install_routes(app: FastAPI, ws: WorldService) -> None:
     @app.get("/worlds/{world_id}/apply/{run_id}")
     def get_apply(world_id: str, run_id: str) -> dict[str, Any]:
         return ws.apply_run(world_id, run_id)
+
+    @app.post("/worlds/{world_id}/bindings")
+    def bind(world_id: str, body: BindingCreate, actor: str = actor_header) -> JSONResponse:
+        binding, created = ws.bind(world_id, body.strategy_id, actor)
+        return JSONResponse(status_code=201 if created else 200, content=binding)
+
+    @app.get("/worlds/{world_id}/bindings")
+    def bindings(world_id: str) -> dict[str, Any]:
+        return {"world_id": world_id, "bindings": ws.bindings(world_id)}
 
     @app.get("/worlds/{world_id}/audit")
     def audit(world_id: str, after_seq: int = Query(default=0, ge=0),

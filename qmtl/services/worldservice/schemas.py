@@ -55,6 +55,10 @@ class EvaluateRequest(_Strict):
         return self
 
 
+class BindingCreate(_Strict):
+    strategy_id: str = STRATEGY_ID
+
+
 class ActivationUpdate(_Strict):
     """Either one strategy's activation (``strategy_id`` + ``active``) or world flags (freeze/drain)."""
 

@@ -244,6 +244,23 @@ class WorldService:
                            f"{world_id}:{run_id}:{phase}"))
         self._publish(events)
 
+    # world-strategy bindings (blueprint 4.3): recorded idempotently as the gateway accepts submissions
+    def bind(self, world_id: str, strategy_id: str, actor: str) -> tuple[dict[str, Any], bool]:
+        """Record the binding; returns it and whether it was new (a repeat changes nothing)."""
+        now = self.clock()
+        with self.store.db.transaction():
+            self.world(world_id)
+            existing = self.store.get_binding(world_id, strategy_id)
+            if existing is None:
+                self.store.add_binding(world_id, strategy_id, now)
+                self.store.audit(world_id, actor, "binding.create", now, None, {"strategy_id": strategy_id})
+            row = existing or {"world_id": world_id, "strategy_id": strategy_id, "created_at": now}
+        return {**row, "created_at": iso(row["created_at"])}, existing is None
+
+    def bindings(self, world_id: str) -> list[dict[str, Any]]:
+        self.world(world_id)
+        return [{**b, "created_at": iso(b["created_at"])} for b in self.store.bindings(world_id)]
+
     # allocations and audit ----------------------------------------------------------------------------
     def allocations(self, world_id: str) -> dict[str, Any]:
         self.world(world_id)

@@ -41,13 +41,16 @@ CREATE TABLE IF NOT EXISTS ws_apply_phases (
     at DOUBLE PRECISION NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (world_id, run_id, idx));
 CREATE TABLE IF NOT EXISTS ws_allocations (
     world_id TEXT PRIMARY KEY, weights TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS ws_bindings (
+    world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (world_id, strategy_id));
 CREATE TABLE IF NOT EXISTS ws_audit (
     world_id TEXT NOT NULL, seq INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, before TEXT, after TEXT, PRIMARY KEY (world_id, seq))
 """
 
 _PER_WORLD_TABLES = ("ws_evaluations", "ws_decisions", "ws_activation_state", "ws_activations",
-                     "ws_apply_runs", "ws_apply_phases", "ws_allocations")
+                     "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings")
 
 
 def _dumps(obj: Any) -> str | None:
@@ -196,6 +199,19 @@ class WorldStore:
             "INSERT INTO ws_allocations (world_id, weights, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (world_id) DO UPDATE SET weights = excluded.weights,"
             " updated_at = excluded.updated_at", (world_id, _dumps(weights), at))
+
+    # world-strategy bindings ---------------------------------------------------------------------------
+    def get_binding(self, world_id: str, strategy_id: str) -> dict[str, Any] | None:
+        return self.db.fetchone("SELECT * FROM ws_bindings WHERE world_id = ? AND strategy_id = ?",
+                                (world_id, strategy_id))
+
+    def add_binding(self, world_id: str, strategy_id: str, at: float) -> None:
+        self.db.execute("INSERT INTO ws_bindings (world_id, strategy_id, created_at) VALUES (?, ?, ?)",
+                        (world_id, strategy_id, at))
+
+    def bindings(self, world_id: str) -> list[dict[str, Any]]:
+        return self.db.fetchall("SELECT * FROM ws_bindings WHERE world_id = ? ORDER BY strategy_id",
+                                (world_id,))
 
     # audit --------------------------------------------------------------------------------------------
     def audit(self, world_id: str, actor: str, action: str, at: float, before: Any, after: Any) -> None:

@@ -57,7 +57,8 @@ def test_unknown_world_is_404_on_every_route(client: httpx.Client) -> None:
              ("GET", "/worlds/nope/decide?strategy_id=s", None), ("GET", "/worlds/nope/activation", None),
              ("PUT", "/worlds/nope/activation", {"freeze": True}),
              ("POST", "/worlds/nope/apply", {"run_id": "r"}), ("GET", "/worlds/nope/apply/r", None),
-             ("GET", "/worlds/nope/audit", None), ("GET", "/worlds/nope/allocations", None),
+             ("GET", "/worlds/nope/audit", None), ("POST", "/worlds/nope/bindings", {"strategy_id": "s"}),
+             ("GET", "/worlds/nope/bindings", None), ("GET", "/worlds/nope/allocations", None),
              ("PUT", "/worlds/nope/allocations", {"allocations": {}})]
     for method, path, body in calls:
         assert_error(client.request(method, path, json=body), 404, "E_UNKNOWN_WORLD")
@@ -250,6 +251,19 @@ def test_allocations(client: httpx.Client) -> None:
     assert put.status_code == 200
     assert put.json()["source"] == "explicit" and put.json()["allocations"] == {"a": 0.7, "b": 0.2}
     assert put.json()["etag"] != derived["etag"]
+
+
+def test_bindings_are_idempotent(client: httpx.Client) -> None:
+    make_world(client)
+    first = client.post("/worlds/w1/bindings", json={"strategy_id": "s1"})
+    assert first.status_code == 201 and first.json()["strategy_id"] == "s1"
+    again = client.post("/worlds/w1/bindings", json={"strategy_id": "s1"})
+    assert again.status_code == 200 and again.json() == first.json()
+    client.post("/worlds/w1/bindings", json={"strategy_id": "s0"})
+    assert [b["strategy_id"] for b in client.get("/worlds/w1/bindings").json()["bindings"]] == ["s0", "s1"]
+    assert_error(client.post("/worlds/w1/bindings", json={"strategy_id": ""}), 422, "E_SCHEMA", "strategy_id")
+    actions = [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]]
+    assert actions.count("binding.create") == 2
 
 
 def test_audit_log_records_every_change(client: httpx.Client) -> None:
