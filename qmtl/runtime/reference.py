@@ -218,8 +218,7 @@ class _Interpreter:
 
     def _apply(self, op: Op, ctx: "_RegionContext", windows: dict[str, dict[int, Any]], j: int) -> Any:
         opdef = opreg.REGISTRY[op.name]
-        attrs = {**opdef.defaults(), **op.attr_dict}
-        if op.name == "py_call":
+        if op.name == "py_call":  # its attrs describe the call (hash, period); the function takes a view
             fn = self.functions.get(str(op.attr("code_hash")))
             if fn is None:
                 raise NodeRuntimeError(ctx.region.name, None, ctx.key,
@@ -227,7 +226,7 @@ class _Interpreter:
             view = self._view(op.operands, ctx, j)
             return self._guarded(ctx, j, lambda: opdef.reference(fn, view))
         operands = [self._operand(v, ctx, windows, j) for v in op.operands]
-        kwargs = _accepted(opdef.reference, attrs)
+        kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
         return self._guarded(ctx, j, lambda: opdef.reference(*operands, **kwargs))
 
     def _recursive(self, op: Op, ctx: "_RegionContext", windows: dict[str, dict[int, Any]],
