@@ -1,0 +1,211 @@
+"""End to end: Runner.submit and `qmtl submit` against the real services (uvicorn on a free port,
+SQLite in a temp dir): world → compile → replay → gateway diff → world evaluation → decision."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from qmtl.cli.main import app
+from qmtl.config import QmtlConfig
+from qmtl.runtime.sdk.runner import Runner
+from qmtl.runtime.synthetic import synthetic_bars
+from qmtl.services.app import EmbeddedServices
+from qmtl.services.client import GatewayClient
+
+MOMENTUM = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+import pandas as pd
+
+
+class GeneralStrategy(Strategy):
+    def setup(self):
+        price_stream = StreamInput(interval="60s", period=30)
+
+        def generate_signal(view) -> pd.DataFrame:
+            price = view.as_frame(price_stream, 60, columns=["close"]).validate_columns(["close"])
+            momentum = price.frame["close"].pct_change().rolling(5).mean()
+            signal = (momentum > 0).astype(int)
+            return pd.DataFrame({"signal": signal})
+
+        signal_node = Node(input=price_stream, compute_fn=generate_signal, name="momentum_signal")
+        self.add_nodes([price_stream, signal_node])
+'''
+
+# Same price input (interval and period), a different signal: the input node must be reused.
+REVERSION = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+import pandas as pd
+
+
+class Reversion(Strategy):
+    def setup(self):
+        prices = StreamInput(interval="60s", period=30)
+
+        def fade(view) -> pd.DataFrame:
+            close = view.as_frame(prices, 60, columns=["close"]).frame["close"]
+            z = (close - close.rolling(20).mean()) / close.rolling(20).std()
+            return pd.DataFrame({"signal": -(z > 1).astype(int) + (z < -1).astype(int)})
+
+        self.add_nodes([prices, Node(input=prices, compute_fn=fade, name="reversion_signal")])
+'''
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("e2e-home")
+    with EmbeddedServices(QmtlConfig(home=home)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("e2e-files")
+    (root / "momentum.py").write_text(MOMENTUM)
+    (root / "reversion.py").write_text(REVERSION)
+    synthetic_bars(3000, symbols=("AAA", "BBB"), interval=60, seed=11).to_parquet(
+        root / "prices.parquet", index=False)
+    return {"momentum": root / "momentum.py", "reversion": root / "reversion.py",
+            "prices": root / "prices.parquet"}
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def create_world(url: str, world: str, **kwargs) -> None:
+    with GatewayClient(url) as client:
+        client.create_world(world, **kwargs)
+
+
+def test_submit_is_accepted_with_metrics_and_a_default_safe_decision(services, files) -> None:
+    create_world(services, "e2e-validate", policy={"max_mode": "validate"})
+    result = Runner.submit(files["momentum"], world="e2e-validate", data=files["prices"],
+                           gateway_url=services)
+    assert result.status == "accepted", result.downgrade_reason
+    assert result.strategy_id and not result.safe_mode
+    m = result.precheck.metrics
+    assert m.sharpe is not None and m.max_drawdown is not None and m.max_drawdown <= 0
+    assert m.trades and m.trades > 0 and m.bars > 2000
+    assert result.precheck.returns_source.startswith("momentum_signal.signal")
+    assert not result.precheck.synthetic_data
+    # the world's envelope, not a local one: it carries the submission's as_of and fingerprint
+    dec = result.decision
+    assert dec.world_id == "e2e-validate" and dec.strategy_id == result.strategy_id
+    assert dec.execution_domain == "backtest" and dec.orders_gated
+    assert dec.dataset_fingerprint == result.precheck.dataset_fingerprint
+    assert dec.as_of == result.precheck.as_of
+    assert result.activation is not None and result.activation["world_id"] == "e2e-validate"
+    # every node is new on the first submission, each with a queue in this world's backtest domain
+    assert result.new_nodes and not result.reused_nodes
+    assert set(result.queue_map) == {n.node_id for n in result.new_nodes}
+    assert all(q.startswith("e2e-validate.backtest.") for q in result.queue_map.values())
+    # the gateway kept the submission
+    with GatewayClient(services) as client:
+        stored = client.get_strategy(result.strategy_id)
+    assert stored["world_ids"] == ["e2e-validate"]
+    assert stored["meta"]["dataset_fingerprint"] == result.precheck.dataset_fingerprint
+
+
+def test_world_without_live_never_goes_live(services, files) -> None:
+    create_world(services, "e2e-sandbox", preset="sandbox")
+    result = Runner.submit(files["momentum"], world="e2e-sandbox", data=files["prices"],
+                           gateway_url=services)
+    assert result.status == "accepted"
+    assert result.decision.execution_domain != "live" and result.decision.effective_mode != "live"
+
+
+def test_second_strategy_reuses_the_shared_price_input(services, files) -> None:
+    create_world(services, "e2e-reuse", preset="sandbox")
+    first = Runner.submit(files["momentum"], world="e2e-reuse", data=files["prices"],
+                          gateway_url=services)
+    second = Runner.submit(files["reversion"], world="e2e-reuse", data=files["prices"],
+                           gateway_url=services)
+    assert first.status == second.status == "accepted"
+    assert first.strategy_id != second.strategy_id
+    reused = {n.node_id: n for n in second.reused_nodes}
+    assert "stream_input" in [n.op for n in reused.values()], "the shared price input is reused"
+    first_ids = {n.node_id for n in first.new_nodes + first.reused_nodes}
+    assert set(reused) <= first_ids
+    assert all(first.strategy_id in n.used_by for n in reused.values())
+    assert second.new_nodes  # its own signal is new
+
+
+def test_resubmitting_is_idempotent(services, files) -> None:
+    create_world(services, "e2e-idem", preset="sandbox")
+    a = Runner.submit(files["momentum"], world="e2e-idem", data=files["prices"], gateway_url=services)
+    b = Runner.submit(files["momentum"], world="e2e-idem", data=files["prices"], gateway_url=services)
+    assert a.strategy_id == b.strategy_id and not b.new_nodes
+    assert {n.node_id for n in b.reused_nodes} == {n.node_id for n in a.reused_nodes + a.new_nodes}
+
+
+def test_unknown_world_is_a_clear_rejection(services, files) -> None:
+    result = Runner.submit(files["momentum"], world="no-such-world", data=files["prices"],
+                           gateway_url=services)
+    assert result.status == "rejected" and not result.safe_mode
+    assert "no-such-world" in result.downgrade_reason and "E_UNKNOWN_WORLD" in result.downgrade_reason
+    assert result.precheck.metrics.sharpe is not None  # the precheck still ran
+
+
+def test_closed_port_gives_safe_mode(files) -> None:
+    url = closed_port_url()
+    result = Runner.submit(files["momentum"], world="anything", data=files["prices"], gateway_url=url,
+                           timeout=2.0)
+    assert result.status == "safe_mode" and result.safe_mode
+    assert url in result.downgrade_reason
+    assert result.decision.effective_mode == "compute-only" and result.decision.orders_gated
+    assert result.precheck.metrics.sharpe is not None
+
+
+def test_env_gateway_url_is_used(services, files, monkeypatch: pytest.MonkeyPatch) -> None:
+    create_world(services, "e2e-env", preset="sandbox")
+    monkeypatch.setenv("QMTL_GATEWAY_URL", services)
+    result = Runner.submit(files["momentum"], world="e2e-env", data=files["prices"])
+    assert result.status == "accepted" and result.gateway_url == services and not result.embedded
+
+
+def test_no_gateway_configured_starts_embedded_services(files, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QMTL_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = Runner.submit(files["momentum"], world="fresh")
+    # a fresh machine has no world yet: a clear answer, from services that really ran
+    assert result.embedded and result.status == "rejected"
+    assert "fresh" in result.downgrade_reason and "qmtl world create" in result.downgrade_reason
+    assert (tmp_path / "home" / "gateway.db").exists()
+    assert result.precheck.synthetic_data
+
+
+def test_cli_submit_json(services, files) -> None:
+    create_world(services, "e2e-cli", preset="sandbox")
+    r = CliRunner().invoke(app, ["submit", str(files["momentum"]), "--world", "e2e-cli", "--data",
+                                 str(files["prices"]), "--gateway-url", services, "--output", "json"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["status"] == "accepted" and doc["decision"]["world_id"] == "e2e-cli"
+    assert doc["precheck"]["metrics"]["sharpe"] is not None
+
+
+def test_cli_submit_text_summary_and_exit_codes(services, files) -> None:
+    create_world(services, "e2e-cli-text", preset="sandbox")
+    cli = CliRunner()
+    r = cli.invoke(app, ["submit", str(files["momentum"]), "-w", "e2e-cli-text", "--data",
+                         str(files["prices"]), "--gateway-url", services], catch_exceptions=False)
+    assert r.exit_code == 0
+    assert "ACCEPTED" in r.stdout and "decision:" in r.stdout and "sharpe" in r.stdout
+    r = cli.invoke(app, ["submit", str(files["momentum"]), "-w", "nope", "--data",
+                         str(files["prices"]), "--gateway-url", services], catch_exceptions=False)
+    assert r.exit_code == 1 and "E_UNKNOWN_WORLD" in r.stdout
+    r = cli.invoke(app, ["submit", str(files["momentum"]), "-w", "x", "--data", str(files["prices"]),
+                         "--gateway-url", closed_port_url(), "--timeout", "2"], catch_exceptions=False)
+    assert r.exit_code == 2 and "SAFE_MODE" in r.stdout

@@ -1,0 +1,148 @@
+"""Runner.submit's own logic: fingerprints, the safe-mode envelope, rejections and precheck."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from qmtl.runtime.data import load
+from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint
+from qmtl.runtime.sdk.submit import Precheck, SubmitResult, local_safe_decision
+from qmtl.runtime.synthetic import synthetic_bars
+from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
+
+MOMENTUM = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+import pandas as pd
+
+
+class GeneralStrategy(Strategy):
+    def setup(self):
+        price_stream = StreamInput(interval="60s", period=30)
+
+        def generate_signal(view) -> pd.DataFrame:
+            price = view.as_frame(price_stream, 60, columns=["close"]).validate_columns(["close"])
+            momentum = price.frame["close"].pct_change().rolling(5).mean()
+            signal = (momentum > 0).astype(int)
+            return pd.DataFrame({"signal": signal})
+
+        signal_node = Node(input=price_stream, compute_fn=generate_signal, name="momentum_signal")
+        self.add_nodes([price_stream, signal_node])
+'''
+
+BROKEN = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+
+class Broken(Strategy):
+    def setup(self):
+        price = StreamInput(interval="sixty", period=30)
+        self.add_nodes([price])
+'''
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture()
+def strategy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "momentum.py"
+    path.write_text(MOMENTUM)
+    return path
+
+
+def test_fingerprint_depends_on_bars_not_on_file_format(tmp_path: Path) -> None:
+    bars = synthetic_bars(50, symbols=("A", "B"), seed=3)
+    bars.to_parquet(tmp_path / "b.parquet", index=False)
+    bars.to_csv(tmp_path / "b.csv", index=False)
+    fp_parquet = dataset_fingerprint([load(tmp_path / "b.parquet")])
+    assert fp_parquet == dataset_fingerprint([load(tmp_path / "b.csv")])
+    assert fp_parquet == dataset_fingerprint([load(bars)])
+    assert fp_parquet.startswith("blake3:") and len(fp_parquet) == len("blake3:") + 64
+    changed = bars.copy()
+    changed.loc[10, "close"] *= 1.0001
+    assert dataset_fingerprint([load(changed)]) != fp_parquet
+    assert dataset_fingerprint([load(synthetic_bars(50, symbols=("A", "B"), seed=4))]) != fp_parquet
+
+
+def test_local_safe_decision_is_default_safe() -> None:
+    pre = Precheck(as_of="2024-01-01T00:00:00+00:00", dataset_fingerprint="blake3:" + "a" * 64)
+    env = local_safe_decision("w", "sid", "gateway unavailable: refused", pre)
+    assert env.effective_mode == "compute-only" and env.execution_domain == "backtest"
+    assert env.orders_gated is True
+    assert "gateway unavailable" in env.reason and env.as_of == pre.as_of
+
+
+def test_client_maps_refused_connection_to_unavailable() -> None:
+    with GatewayClient(closed_port_url(), timeout=2.0) as client:
+        with pytest.raises(GatewayUnavailable, match="connection refused"):
+            client.health()
+
+
+def test_client_error_carries_code_and_message() -> None:
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.raw_path == b"/worlds/x%2Fy":  # ids are one escaped path segment
+            return httpx.Response(404, json={"error": {"code": "E_UNKNOWN_WORLD", "message": "nope"}})
+        return httpx.Response(502, text="bad gateway")
+
+    with GatewayClient("http://gw.test", transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(GatewayError) as info:
+            client.get_world("x/y")
+        assert (info.value.status, info.value.code, info.value.message) == (404, "E_UNKNOWN_WORLD", "nope")
+        with pytest.raises(GatewayUnavailable, match="HTTP 502"):
+            client.list_worlds()
+
+
+def test_compile_errors_are_a_rejected_result_not_an_exception(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text(BROKEN)
+    result = Runner.submit(path, world="w", gateway_url=closed_port_url())
+    assert isinstance(result, SubmitResult)
+    assert result.status == "rejected" and result.decision is None
+    codes = [d.code for d in result.precheck.diagnostics]
+    assert "E304" in codes
+    assert "E304" in result.downgrade_reason and "sixty" in result.downgrade_reason
+
+
+def test_unreachable_gateway_gives_safe_mode_with_precheck(strategy_file: Path) -> None:
+    url = closed_port_url()
+    result = Runner.submit(strategy_file, world="w", gateway_url=url, timeout=2.0)
+    assert result.status == "safe_mode" and result.safe_mode is True
+    assert url in result.downgrade_reason and "gateway unavailable" in result.downgrade_reason
+    assert result.decision.execution_domain == "backtest" and result.decision.orders_gated
+    # the precheck ran on seeded synthetic data and says so
+    pre = result.precheck
+    assert pre.synthetic_data and "synthetic" in pre.data_source
+    assert pre.returns_source.startswith("momentum_signal.signal")
+    assert pre.metrics.bars > 1000 and pre.metrics.sharpe is not None
+    assert pre.metrics.trades and pre.metrics.trades > 0
+    assert pre.dataset_fingerprint.startswith("blake3:")
+
+
+def test_precheck_is_deterministic_and_data_dependent(strategy_file: Path, tmp_path: Path) -> None:
+    url = closed_port_url()
+    a = Runner.submit(strategy_file, world="w", gateway_url=url, timeout=2.0)
+    b = Runner.submit(strategy_file, world="w", gateway_url=url, timeout=2.0)
+    assert a.precheck.metrics == b.precheck.metrics
+    other = synthetic_bars(1500, seed=99)
+    c = Runner.submit(strategy_file, world="w", data=other, gateway_url=url, timeout=2.0)
+    assert not c.precheck.synthetic_data and c.precheck.data_source == "<DataFrame>"
+    assert c.precheck.dataset_fingerprint != a.precheck.dataset_fingerprint
+    assert c.precheck.metrics != a.precheck.metrics
+    assert c.precheck.as_of == pd.Timestamp(int(other["ts"].max()), unit="s", tz="UTC").isoformat()
+
+
+def test_bad_data_is_a_rejected_result(strategy_file: Path, tmp_path: Path) -> None:
+    bad = synthetic_bars(100).drop(columns=["ts"])
+    result = Runner.submit(strategy_file, world="w", data=bad, gateway_url=closed_port_url())
+    assert result.status == "rejected"
+    assert [d.code for d in result.precheck.diagnostics if d.severity == "error"] == ["E501"]
