@@ -20,7 +20,7 @@ from qmtl.ir.module import Module, Op
 from .attrs import canonical_attrs
 from .base import PassContext
 from .graph import drop_newly_dead, output_values, rename_operands, rename_outputs, resolve
-from .structural_ids import IdTable
+from .structural_ids import IdTable, restamp
 
 
 def run(module: Module, ctx: PassContext) -> Module:
@@ -44,7 +44,7 @@ def run(module: Module, ctx: PassContext) -> Module:
         defined[op.result] = op
         kept.append(op)
     result = module.with_(ops=tuple(kept), outputs=rename_outputs(module.outputs, renames))
-    return drop_newly_dead(module, result)
+    return restamp(module, drop_newly_dead(module, result))
 
 
 def _order_operands(op: Op, table: IdTable) -> Op:

@@ -22,6 +22,7 @@ from qmtl.ir.types import scalar
 from .attrs import const_value
 from .base import PassContext
 from .graph import drop_newly_dead
+from .structural_ids import restamp
 
 _NUMPY = {"f64": np.float64, "i64": np.int64, "bool": np.bool_}
 
@@ -36,7 +37,7 @@ def run(module: Module, ctx: PassContext) -> Module:
         if op.name == "const" and _const_dtype(op) is not None:
             consts[op.result] = (op.attr("value"), _const_dtype(op))
         out.append(op)
-    return drop_newly_dead(module, module.with_(ops=tuple(out)))
+    return restamp(module, drop_newly_dead(module, module.with_(ops=tuple(out))))
 
 
 def _const_dtype(op: Op) -> str | None:

@@ -10,7 +10,7 @@ for anything else, so a broken op is never merged with or ordered by a guess.
 from __future__ import annotations
 
 from qmtl.ir import ops as opreg
-from qmtl.ir.module import Op
+from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import identity_fields, spec_node_id
 
 _UNHASHABLE = "unhashable:"
@@ -57,3 +57,19 @@ class IdTable:
                                 f["code_hash"], f["schema_compat_id"])
         except (TypeError, ValueError):
             return _UNHASHABLE + op.result
+
+
+def restamp(before: Module, after: Module) -> Module:
+    """Keep printed NodeIDs truthful: if ``before`` carried them, recompute them on ``after``.
+
+    A rewrite changes the identity of the ops it touches and of everything downstream, so a stale
+    ``node_id`` would make the verifier report E108 on a module that is in fact fine.  Ops whose
+    identity cannot be computed (the verifier reports why) get no ``node_id``."""
+    if after is before or all(op.node_id is None for op in before.ops):
+        return after
+    table = IdTable()
+    stamped = []
+    for op in after.ops:
+        key = table.add(op)
+        stamped.append(op.with_(node_id=key if IdTable.is_structural(key) else None))
+    return after.with_(ops=tuple(stamped))
