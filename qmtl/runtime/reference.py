@@ -32,7 +32,7 @@ from qmtl.ir.regions import Region, regions_in_dependency_order
 
 from .binding import Bindings, bind
 from .data import Stream
-from .results import NodeRuntimeError, RunResult, assemble
+from .results import NodeRuntimeError, RunResult
 
 Key = str | None
 
