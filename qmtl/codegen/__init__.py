@@ -1,0 +1,11 @@
+"""Lowering the IR to a generated Python module: fused Numba kernels plus a Bytewax dataflow.
+
+``generate(module) -> str`` is the source text (what ``qmtl compile --emit py`` prints);
+``load(module)`` returns the imported module from the build cache.
+"""
+
+from .cache import load, module_path
+from .generate import digest, generate
+from .partition import Plan, plan
+
+__all__ = ["generate", "load", "module_path", "digest", "plan", "Plan"]

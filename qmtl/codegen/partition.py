@@ -1,0 +1,181 @@
+"""Partitioning: which ops run in which fused Numba kernel, and which run per tick in Python.
+
+The unit of *semantics* is an SDK node's region (its ops, its boundary inputs, its ``period``): the
+reference interpreter evaluates a region once per tick over the last ``period`` bars of each boundary
+input.  Kernels reproduce that per-tick rule exactly when every op of the region is one we lower
+(its value at the last row of a window equals its value over the whole history, given the warm-up
+gate).  A region holding an op we cannot lower that way (``py_call``, anything reading an opaque
+value, a windowed ``ewm_mean`` fed by a look-back chain) is evaluated per tick in Python by the
+reference implementations — correct, slower — and the plan records why.
+
+Gates are structural: whether a region *fires* at a tick depends only on which of its inputs are
+present and how many bars each has had, never on values.  So all gates of a batch are computed first
+(one tiny kernel), and every compute step reads them.
+
+Kernel ops are levelled so a kernel never waits on Python: a per-tick region at level ``l`` reads
+only values of levels below ``l``; kernel ops at level ``l`` may read per-tick regions of level ``l``.
+Execution order per batch: gates, then for each level: per-tick regions, then that level's kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qmtl.ir import ops as opreg
+from qmtl.ir.module import Module, Op, Output
+from qmtl.ir.nodeid import clocks
+from qmtl.ir.regions import Region as NodeRegion
+from qmtl.ir.regions import regions_in_dependency_order
+
+#: Ops the kernels implement natively (every registry op except the sources and ``py_call``).
+LOWERED = frozenset(name for name, d in opreg.REGISTRY.items() if d.kind not in ("source", "opaque"))
+
+#: Ops whose value is NaN whenever their own look-back is not yet filled; a windowed ``ewm_mean``
+#: fed only by these sees NaN at the window's first rows, exactly as the kernel's masked window does.
+_NAN_ON_SHORT_HISTORY = frozenset({"column", "shift", "diff", "pct_change", "add", "sub", "mul", "div",
+                                   "pow", "neg", "abs", "log", "exp", "sqrt", "sign", "clip",
+                                   "maximum", "minimum", "const"})
+
+
+@dataclass(frozen=True)
+class Region:
+    """One SDK node (``qmtl.ir.regions.Region``) with how it runs here: in a kernel or per tick."""
+
+    node: NodeRegion
+    ops: tuple[Op, ...]  # the ops this region computes in a kernel (shared ops: first region only)
+    lowered: bool
+    level: int
+    reason: str = ""
+
+    @property
+    def output(self) -> Output:
+        return Output(self.node.name, self.node.value, self.node.period, self.node.interval,
+                      self.node.kind)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.node.inputs
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One fused, jitted group: ops in module order, the values it reads from outside, the values
+    it writes for later steps or outputs, and the region whose gate clocks each stateful op."""
+
+    index: int
+    clock: int | None
+    level: int
+    ops: tuple[Op, ...]
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    region_of: tuple[tuple[str, str], ...]  # op result → output name (its gate)
+
+
+@dataclass(frozen=True)
+class Plan:
+    module: Module
+    regions: tuple[Region, ...]
+    kernels: tuple[Kernel, ...]
+    per_tick: tuple[tuple[int, Region], ...]  # (level, region) evaluated in Python
+    sources: tuple[Op, ...]
+    clock: dict[str, int | None]
+
+    def steps(self, clock: int | None):
+        """Kernels and per-tick regions of one clock in execution order."""
+        levels = sorted({k.level for k in self.kernels} | {lv for lv, _ in self.per_tick})
+        for level in levels:
+            for lv, region in self.per_tick:
+                if lv == level and self.clock[region.output.value] == clock:
+                    yield region
+            for k in self.kernels:
+                if k.level == level and k.clock == clock:
+                    yield k
+
+
+def regions(module: Module) -> tuple[Region, ...]:
+    """Every non-source node, in dependency order, with its kernel-or-Python decision and level."""
+    level_of: dict[str, int] = {}
+    claimed: set[str] = set()
+    result = []
+    for node in regions_in_dependency_order(module):
+        members = {op.result for op in node.ops}
+        lowered, reason = _lowerable(node.ops, module, members)
+        base = max((level_of.get(v, 0) for v in node.inputs), default=0)
+        level = base + (0 if lowered else 1)
+        level_of.setdefault(node.value, level)
+        own = tuple(op for op in node.ops if op.result not in claimed) if lowered else node.ops
+        if lowered:
+            claimed |= members
+        result.append(Region(node, own, lowered, level, reason))
+    return tuple(result)
+
+
+def _lowerable(body: tuple[Op, ...], module: Module, members: set[str]) -> tuple[bool, str]:
+    ops = module.op_map()
+    for op in body:
+        if op.name not in LOWERED:
+            return False, f"{op.result} = {op.name} runs as Python per tick"
+        if any(ops[s].type.kind == "opaque" for s in op.operands):
+            return False, f"{op.result} = {op.name} reads an opaque value"
+        if op.name == "ewm_mean" and not _nan_chain(ops[op.operands[0]], ops, members):
+            return False, (f"{op.result} = ewm_mean over a window whose early rows are not NaN "
+                           "(evaluated per tick over the window)")
+    return True, ""
+
+
+def _nan_chain(op: Op, ops: dict[str, Op], members: set[str]) -> bool:
+    if op.result not in members:
+        return True
+    if op.name not in _NAN_ON_SHORT_HISTORY and not (
+            op.name.startswith("rolling_") and op.attr("min_periods") in (None, op.attr("window"))):
+        return False
+    return all(_nan_chain(ops[s], ops, members) for s in op.operands)
+
+
+def lookback_of(value: str, module: Module, members: set[str]) -> int:
+    """Bars before the current one that ``value`` needs, summed along its longest path inside a
+    region (how many leading rows of a region window hold truncated-history values)."""
+    ops = module.op_map()
+    memo: dict[str, int] = {}
+
+    def walk(v: str) -> int:
+        if v not in members:
+            return 0
+        if v not in memo:
+            op = ops[v]
+            own = opreg.REGISTRY[op.name].lookback(op.attr_dict) if op.name != "ewm_mean" else 0
+            memo[v] = own + max((walk(s) for s in op.operands), default=0)
+        return memo[v]
+
+    return walk(value)
+
+
+def plan(module: Module) -> Plan:
+    regs = regions(module)
+    clock = clocks(module)
+    ops = module.op_map()
+    per_tick = tuple((r.level, r) for r in regs if not r.lowered)
+    groups: dict[tuple[int, str], list[Op]] = {}
+    region_of: dict[str, str] = {}
+    for r in regs:
+        if r.lowered:
+            for op in r.ops:
+                if op.name == "const":
+                    continue  # inlined as a literal wherever it is read
+                region_of[op.result] = r.node.name
+                groups.setdefault((r.level, str(clock[op.result])), []).append(op)
+    users = module.users()
+    out_values = {o.value for o in module.outputs}
+    position = {op.result: i for i, op in enumerate(module.ops)}
+    kernels = []
+    for i, ((lv, _), members) in enumerate(sorted(groups.items())):
+        members.sort(key=lambda op: position[op.result])
+        inside = {op.result for op in members}
+        reads = tuple(dict.fromkeys(s for op in members for s in op.operands
+                                    if s not in inside and ops[s].type.kind != "bars"))
+        writes = tuple(op.result for op in members
+                       if op.result in out_values or any(u not in inside for u in users.get(op.result, ())))
+        kernels.append(Kernel(i, clock[members[0].result], lv, tuple(members), reads, writes,
+                              tuple((op.result, region_of[op.result]) for op in members)))
+    sources = tuple(op for op in module.ops if opreg.REGISTRY[op.name].kind == "source")
+    return Plan(module, regs, tuple(kernels), per_tick, sources, clock)

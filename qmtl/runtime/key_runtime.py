@@ -1,0 +1,184 @@
+"""The state of one run key (instrument) in the generated flow, and what a batch step does with it.
+
+The generated ``process(rt, n)`` calls back into this object for everything that is not a kernel:
+its buffers, the kernels' state arrays, the source columns of the current batch, error checks, and
+per-tick Python regions (``py_call`` and ops without a kernel lowering).  Per-tick regions reuse the
+reference interpreter's evaluation of one region over input windows, fed with the window tail this
+key has kept, so the Python path and the oracle cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from qmtl.ir import ops as opreg
+from qmtl.ir.module import Module
+
+from .binding import Bindings
+from .data import Stream
+from .reference import Track, _collect, _common_ts, _Interpreter, _opaque_frame, _RegionContext
+from .results import NodeRuntimeError
+
+
+def key_streams(module: Module, bindings: Bindings) -> dict[Any, dict[str, Stream]]:
+    """run key → source value → its stream (one key, ``None``, when no source fans out)."""
+    fanned = [sb for sb in bindings.sources.values() if sb.fan_out]
+    keys = list(fanned[0].by_key()) if fanned else [None]
+    out: dict[Any, dict[str, Stream]] = {}
+    for k in keys:
+        out[k] = {v: (sb.by_key()[k] if sb.fan_out else sb.streams[0])
+                  for v, sb in bindings.sources.items()}
+    return out
+
+
+class KeyRuntime:
+    def __init__(self, gen, module: Module, regions: Mapping[str, Any], functions, streams: dict[str, Stream],
+                 key: Any):
+        self.gen, self.module, self.regions, self.key = gen, module, regions, key
+        self.streams = streams
+        self.ts = next(iter(streams.values())).ts if streams else np.array([], np.int64)
+        self.gates = np.zeros(max(gen.GATE_SLOTS, 1), dtype=np.int64)
+        self._state = {k: (np.array(f, dtype=np.float64), np.array(i if i else [0], dtype=np.int64))
+                       for k, (f, i) in gen.STATE.items()}
+        self._bufs: dict[str, np.ndarray] = {}
+        self.lo = self.hi = 0
+        self._interp = _Interpreter(module, functions, Bindings({}, {}), compute_fns={})
+        self._tails: dict[str, dict[str, Track]] = {}  # region → input value → kept history
+        self._seen: dict[str, dict[str, int]] = {}     # region → input value → entries before tail
+
+    def __getstate__(self) -> dict:
+        """What a Bytewax snapshot holds: the numeric state of this key (kernels, gates, position).
+        Per-tick tails are not snapshotted yet, so resuming a flow with Python regions is unsupported."""
+        return {"key": self.key, "hi": self.hi, "gates": self.gates, "state": self._state}
+
+    # --- called by the generated process() -------------------------------------------------------
+
+    def buf(self, name: str) -> np.ndarray:
+        n = self.hi - self.lo
+        arr = self._bufs.get(name)
+        if arr is None or len(arr) < n:
+            arr = np.zeros(max(n, 1), dtype=self.gen.BUFFERS[name])
+            self._bufs[name] = arr
+        return arr
+
+    def state(self, k: int):
+        return self._state[k]
+
+    def col(self, source: str, field: str) -> np.ndarray:
+        stream = self.streams[source]
+        if field not in stream.columns:
+            from .data import DataError
+            raise DataError("E503", str(self.key), f"source {source} has no field {field!r} "
+                            f"(have {list(stream.fields)})")
+        return np.ascontiguousarray(stream.columns[field][self.lo:self.hi], dtype=np.float64)
+
+    def check(self, k: int, ret) -> None:
+        t, code = ret
+        if code:
+            value = self.gen.ERRORS[k][code]
+            node = next((r.name for r in self.regions.values() if any(o.result == value for o in r.ops)),
+                        value)
+            raise NodeRuntimeError(node, int(self.ts[self.lo + t]), self.key,
+                                   f"ValueError: cannot convert NaN to integer ({value} = astype i64)")
+
+    def per_tick(self, region_name: str, n: int) -> None:
+        region = self.regions[region_name]
+        tracks, seen = self._advance_tails(region, n)
+        ticks = _common_ts(list(tracks.values()))
+        local = {v: np.searchsorted(tr.ts, ticks, side="right").astype(np.int64) for v, tr in tracks.items()}
+        batch_ts = self.ts[self.lo:self.hi]
+        ready = ticks >= (batch_ts[0] if n else np.iinfo(np.int64).max)
+        for v, c in local.items():
+            ready &= (c + seen[v]) >= region.period
+        ctx = _RegionContext(region, self.key, tracks, ticks, local)
+        rows = self._interp._evaluate_ops(ctx, ready)
+        track = _collect(region, self.module.op_map().get(region.value), ticks[ready], rows)
+        pos = np.searchsorted(batch_ts, track.ts)
+        emit = self.buf(f"emit_{self._region_index(region_name)}")
+        emit[:n] = False
+        emit[pos] = True
+        self._store(region, track, pos)
+
+    # --- one batch --------------------------------------------------------------------------------
+
+    def run_batch(self, item, process) -> list:
+        _part, lo, hi = item
+        self.lo, self.hi = lo, hi
+        process(self, hi - lo)
+        return self._emitted()
+
+    def _emitted(self) -> list:
+        n = self.hi - self.lo
+        ts = self.ts[self.lo:self.hi]
+        out = []
+        for name, (bufs, emit, cols) in self.gen.OUTPUTS.items():
+            mask = self.buf(emit)[:n]
+            if not mask.any():
+                continue
+            index = pd.Index(ts[mask], name="ts")
+            if self.gen.BUFFERS[bufs[0]] == "object":
+                frame = _opaque_frame(name, list(self.buf(bufs[0])[:n][mask]), index)
+            elif cols is None:
+                frame = pd.DataFrame({name: self.buf(bufs[0])[:n][mask]}, index=index)
+            else:
+                frame = pd.DataFrame({c: self.buf(b)[:n][mask] for c, b in zip(cols, bufs)}, index=index)
+            out.append((name, self.key, frame, self.lo))
+        return out
+
+    # --- per-tick helpers ----------------------------------------------------------------------------
+
+    def _region_index(self, name: str) -> int:
+        return self.gen.REGIONS[name]
+
+    def _advance_tails(self, region, n: int):
+        tails = self._tails.setdefault(region.name, {})
+        seen = self._seen.setdefault(region.name, {})
+        keep_all = any(opreg.REGISTRY[op.name].kind == "recursive" for op in region.ops)
+        for v in region.inputs:
+            new = self._new_entries(v, n)
+            old = tails.get(v)
+            tr = new if old is None else _concat(old, new)
+            drop = 0 if keep_all else max(0, len(tr) - region.period)
+            seen[v] = seen.get(v, 0) + drop
+            tails[v] = tr.window(len(tr), len(tr) - drop) if drop else tr
+        return tails, seen
+
+    def _new_entries(self, value: str, n: int) -> Track:
+        if value in self.streams:
+            s = self.streams[value]
+            return Track(s.ts[self.lo:self.hi], "bars",
+                         {c: s.columns[c][self.lo:self.hi] for c in s.fields})
+        owner = next(r for r in self.regions.values() if r.value == value)
+        mask = self.buf(f"emit_{self._region_index(owner.name)}")[:n].copy()
+        ts = self.ts[self.lo:self.hi][mask]
+        op = self.module.op_map()[value]
+        bufs, _, cols = self.gen.OUTPUTS[owner.name]
+        if op.type.kind == "frame":
+            return Track(ts, "frame", {c: self.buf(b)[:n][mask].copy() for c, b in zip(cols, bufs)})
+        if op.type.kind in ("series", "scalar"):
+            return Track(ts, "series", self.buf(bufs[0])[:n][mask].copy())
+        return Track(ts, "opaque", list(self.buf(bufs[0])[:n][mask]))
+
+    def _store(self, region, track: Track, pos: np.ndarray) -> None:
+        bufs, _, cols = self.gen.OUTPUTS[region.name]
+        if track.kind == "frame":
+            for c, b in zip(cols, bufs):
+                self.buf(b)[pos] = track.data[c]
+        elif track.kind == "series":
+            self.buf(bufs[0])[pos] = track.data
+        else:
+            arr = self.buf(bufs[0])
+            for p, row in zip(pos, track.data):
+                arr[p] = row
+
+
+def _concat(a: Track, b: Track) -> Track:
+    ts = np.concatenate([a.ts, b.ts])
+    if a.kind in ("bars", "frame"):
+        return Track(ts, a.kind, {c: np.concatenate([a.data[c], b.data[c]]) for c in a.data})
+    if a.kind == "series":
+        return Track(ts, "series", np.concatenate([a.data, b.data]))
+    return Track(ts, a.kind, list(a.data) + list(b.data))
