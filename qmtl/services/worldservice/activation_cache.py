@@ -31,12 +31,20 @@ class MemoryActivationCache:
             self._data[world_id] = json.dumps(envelope, sort_keys=True)
 
 
+class ActivationCacheError(ConnectionError):
+    """The cache's Redis is not reachable (an OSError, so start-up code treats it as a missing backend)."""
+
+
 class RedisActivationCache:
     def __init__(self, url: str, prefix: str = "qmtl:activation") -> None:
         import redis
 
         self.prefix = prefix
         self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        try:
+            self._redis.ping()  # prod must fail at start-up, not on the first activation change
+        except redis.RedisError as exc:
+            raise ActivationCacheError(f"cannot reach Redis for the activation cache at {url}: {exc}") from exc
 
     def _key(self, world_id: str) -> str:
         return f"{self.prefix}:{world_id}"
