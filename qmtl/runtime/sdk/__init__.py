@@ -1,0 +1,30 @@
+"""The user-facing SDK: declare a strategy's nodes; qmtl compiles them.
+
+``Runner`` lives in ``qmtl.runtime.sdk.runner`` and is imported on first use, so declaring and
+compiling a strategy does not load the execution engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .cache_view import CacheView, FrameWrapper
+from .errors import MissingColumnsError, SDKArgumentError, UnsupportedOperation
+from .expr import Expr, Frame
+from .indicators import atr, bollinger, ema, macd, rsi, sma, zscore
+from .intervals import parse_interval
+from .nodes import MatchMode, Node, StreamInput, TagQueryNode
+from .strategy import Strategy
+
+__all__ = [
+    "Strategy", "Node", "StreamInput", "TagQueryNode", "MatchMode", "CacheView", "FrameWrapper",
+    "Runner", "Expr", "Frame", "sma", "ema", "rsi", "macd", "bollinger", "atr", "zscore",
+    "SDKArgumentError", "UnsupportedOperation", "MissingColumnsError", "parse_interval",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Runner":
+        return importlib.import_module("qmtl.runtime.sdk.runner").Runner
+    raise AttributeError(f"module 'qmtl.runtime.sdk' has no attribute {name!r}")

@@ -1,0 +1,259 @@
+"""``trace(strategy) -> FrontendResult``: run ``setup()``, trace every compute function, emit raw SSA.
+
+Each compute function is called exactly once, on a symbolic view (``symbolic_view``) through a copy
+that sees the pandas/numpy shims (``shims``).  If that succeeds, the node is the ops its result tree
+lowers to; if anything is unsupported, or the user's code raises, the node becomes ONE ``py_call`` op
+over its inputs, with the reason kept in the op and in an N202 note.  A failed trace is never retried.
+No canonicalisation, CSE or DCE happens here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from qmtl.ir.diagnostics import Diagnostic
+from qmtl.ir.module import Loc, Module, Output
+from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation, recording_unsupported
+from qmtl.runtime.sdk.expr import Expr, Frame
+from qmtl.runtime.sdk.intervals import parse_interval, parse_period
+from qmtl.runtime.sdk.nodes import Node, StreamInput, TagQueryNode
+from qmtl.runtime.sdk.source_location import short, traceback_location
+from qmtl.runtime.sdk.strategy import Strategy
+
+from .builder import LoweringError, ModuleBuilder, value_name
+from .code_hash import code_hash
+from .collect import CycleError, assign_names, ordered_nodes, run_capturing_locals
+from .result import FrontendResult
+from .shims import traced_copy
+from .symbolic_view import InputInfo, SymbolicFrameWrapper, SymbolicView, UndeclaredInput
+
+_TAG_QUERY_REASON = "a TagQueryNode's upstream streams are resolved at run time"
+
+
+def trace(target: Any) -> FrontendResult:
+    """Trace a ``Strategy`` subclass or instance into a raw IR module (errors as diagnostics)."""
+    return _Tracer(target).run()
+
+
+class _Tracer:
+    def __init__(self, target: Any):
+        self.cls = target if isinstance(target, type) else type(target)
+        self.instance = None if isinstance(target, type) else target
+        self.source_file = _source_file(self.cls)
+        self.diags: list[Diagnostic] = []
+        self.builder = ModuleBuilder()
+        from .lowering import Lowerer
+        self.lowerer = Lowerer(self.builder, self._value_of)
+        self.values: dict[int, str] = {}
+        self.names: dict[int, str] = {}
+        self.clock: dict[int, tuple[int, int]] = {}
+        self.functions: dict[str, Any] = {}
+        self.outputs: list[Output] = []
+        self.sdk_nodes: dict[str, Node] = {}
+        self.value_names: set[str] = set()
+
+    # --- driver ----------------------------------------------------------------------------------
+    def run(self) -> FrontendResult:
+        if not (isinstance(self.cls, type) and issubclass(self.cls, Strategy)):
+            self.diags.append(Diagnostic("E303", f"{self.cls.__name__} is not a Strategy subclass",
+                                         self._class_loc()))
+            return self._result()
+        found = self._setup()
+        if found is not None:
+            nodes, variables = found
+            try:
+                order = ordered_nodes(nodes)
+            except CycleError as err:
+                self.diags.append(Diagnostic("E103", str(err), err.node.loc))
+                return self._result()
+            self.names, name_diags = assign_names(order, variables)
+            self.diags.extend(name_diags)
+            if not name_diags:
+                for node in order:
+                    self._lower_node(node)
+        return self._result()
+
+    def _result(self) -> FrontendResult:
+        module = Module(self.cls.__name__, tuple(self.builder.ops), tuple(self.outputs))
+        return FrontendResult(module, self.functions, self.sdk_nodes, self.diags, self.source_file)
+
+    def _setup(self) -> tuple[list[Node], dict[int, str]] | None:
+        try:
+            strategy = self.instance if self.instance is not None else self.cls()
+            strategy.reset_nodes()
+            variables = run_capturing_locals(strategy.setup)
+        except SDKArgumentError as err:
+            self.diags.append(Diagnostic("E304", err.reason, err.loc))
+            return None
+        except Exception as err:  # the user's setup() failed: report where, in their file
+            loc = traceback_location(err.__traceback__, self.source_file) or self._class_loc()
+            self.diags.append(Diagnostic(
+                "E302", f"{type(err).__name__}: {err} (while setting up {self.cls.__name__})", loc))
+            return None
+        nodes = strategy.nodes
+        if not nodes:
+            self.diags.append(Diagnostic("E304", f"{self.cls.__name__}.setup() added no nodes "
+                                         "(call self.add_nodes([...]))", self._class_loc()))
+            return None
+        return nodes, variables
+
+    # --- one node --------------------------------------------------------------------------------
+    def _lower_node(self, node: Node) -> None:
+        if any(id(dep) not in self.values for dep in node.inputs):
+            return  # an input already failed and was reported
+        name = self.names[id(node)]
+        try:
+            interval, period = self._clock_of(node)
+        except SDKArgumentError as err:
+            self.diags.append(Diagnostic("E304", err.reason, err.loc))
+            return
+        self.clock[id(node)] = (interval, period)
+        vname = value_name(name, self.value_names)
+        if isinstance(node, StreamInput):
+            value = self.builder.emit(vname, "stream_input", (),
+                                      {"interval": interval, "tags": node.tags}, node.loc)
+            self._output(node, name, value, "source")
+        elif isinstance(node, TagQueryNode):
+            self._lower_tag_query(node, name, vname, interval, period)
+        elif node.expr is not None:
+            try:
+                value = self.lowerer.lower(node.expr, vname, period)
+            except LoweringError as err:
+                self.diags.append(Diagnostic(err.code, f"node {name!r}: {err.message}", err.loc or node.loc))
+                return
+            self._output(node, name, value, "traced")
+        else:
+            self._lower_compute(node, name, vname, period)
+
+    def _lower_tag_query(self, node: TagQueryNode, name: str, vname: str, interval: int, period: int) -> None:
+        attrs = {"tags": node.query_tags, "match_mode": node.match_mode.value, "interval": interval}
+        if node.compute_fn is None:
+            self._output(node, name, self.builder.emit(vname, "tag_query", (), attrs, node.loc), "source")
+            return
+        query = self.builder.emit(self.builder.fresh(vname), "tag_query", (), attrs, node.loc)
+        value = self._opaque(node.compute_fn, (query,), vname, period, _TAG_QUERY_REASON, node.loc, name)
+        self._output(node, name, value, "opaque", _TAG_QUERY_REASON)
+
+    def _lower_compute(self, node: Node, name: str, vname: str, period: int) -> None:
+        fn = node.compute_fn
+        view = SymbolicView(name, [self._input_info(dep) for dep in node.inputs], self._known_info)
+        mark = self.builder.mark()
+        with recording_unsupported() as seen:
+            try:
+                value = self._lower_result(traced_copy(fn)(view), vname, period, fn)
+            except UndeclaredInput as err:
+                self._drop(mark)
+                self.diags.append(Diagnostic("E304", str(err), err.loc or node.loc))
+                return
+            except LoweringError as err:
+                reason, where = f"{err.message} at {short(err.loc)}", err.loc
+            except UnsupportedOperation as err:
+                first = seen[0] if seen else err
+                reason, where = first.reason, first.loc
+            except Exception as err:  # the user's code raised while traced: keep why, run it opaque
+                first = seen[0] if seen else None
+                where = traceback_location(err.__traceback__, _code_file(fn))
+                reason = first.reason if first else f"{type(err).__name__}: {err} at {short(where)}"
+                where = first.loc if first else where
+            else:
+                self._output(node, name, value, "traced")
+                return
+        self._drop(mark)
+        value = self._opaque(fn, tuple(dict.fromkeys(self.values[id(d)] for d in node.inputs)),
+                             vname, period, reason, where, name)
+        self._output(node, name, value, "opaque", reason)
+
+    def _lower_result(self, result: Any, vname: str, period: int, fn: Any) -> str:
+        if isinstance(result, (Expr, Frame)):
+            return self.lowerer.lower(result, vname, period)
+        what = ("a FrameWrapper (return its .frame)" if isinstance(result, SymbolicFrameWrapper)
+                else f"a {type(result).__name__}")
+        raise UnsupportedOperation(f"compute function returns {what}, not a traced series or frame",
+                                   _function_loc(fn))
+
+    def _opaque(self, fn: Any, operands: tuple[str, ...], vname: str, period: int, reason: str,
+                where: Loc | None, name: str) -> str:
+        ch = code_hash(fn, self._node_identity)
+        self.functions[ch.value] = fn
+        attrs = {"code_hash": ch.value, "fn": getattr(fn, "__name__", type(fn).__name__),
+                 "period": period, "deterministic": ch.deterministic, "reason": reason}
+        value = self.builder.emit(vname, "py_call", operands, attrs, _function_loc(fn))
+        self.diags.append(Diagnostic("N202", f"node {name!r} runs as an opaque Python call: {reason}",
+                                     where or _function_loc(fn), severity="note"))
+        return value
+
+    def _drop(self, mark: int) -> None:
+        self.lowerer.forget(self.builder.truncate(mark))
+
+    # --- lookups ---------------------------------------------------------------------------------
+    def _output(self, node: Node, name: str, value: str, kind: str, reason: str = "") -> None:
+        interval, period = self.clock[id(node)]
+        self.values[id(node)] = value
+        self.outputs.append(Output(name, value, period, interval, kind, reason))
+        self.sdk_nodes[name] = node
+
+    def _value_of(self, node: Any) -> str | None:
+        return self.values.get(id(node))
+
+    def _node_identity(self, node: Node) -> str | None:
+        value = self.values.get(id(node))
+        return self.builder.node_id(value) if value is not None else None
+
+    def _input_info(self, node: Node) -> InputInfo:
+        value = self.values[id(node)]
+        return InputInfo(node, self.names[id(node)], self.clock[id(node)][0], self.builder.types[value])
+
+    def _known_info(self, node: Node) -> InputInfo | None:
+        return self._input_info(node) if id(node) in self.values else None
+
+    def _clock_of(self, node: Node) -> tuple[int, int]:
+        """(interval, period): declared, else inherited from inputs / the strategy's defaults."""
+        ins = [self.clock[id(d)] for d in node.inputs]
+        interval = node.interval or (max(i for i, _ in ins) if ins else None) or self._default_interval()
+        if interval is None:
+            raise SDKArgumentError(f"{type(node).__name__} {self.names[id(node)]!r} needs interval= "
+                                   f"(or set {self.cls.__name__}.default_interval)", node.loc)
+        period = node.period or self._default_period() or (max(p for _, p in ins) if ins else 1)
+        return interval, period
+
+    def _default_interval(self) -> int | None:
+        value = getattr(self.cls, "default_interval", None)
+        if value is None:
+            return None
+        try:
+            return parse_interval(value, "default_interval")
+        except SDKArgumentError as err:
+            raise SDKArgumentError(err.reason, self._class_loc()) from None
+
+    def _default_period(self) -> int | None:
+        value = getattr(self.cls, "default_period", None)
+        if value is None:
+            return None
+        try:
+            return parse_period(value, "default_period")
+        except SDKArgumentError as err:
+            raise SDKArgumentError(err.reason, self._class_loc()) from None
+
+    def _class_loc(self) -> Loc | None:
+        try:
+            return Loc(self.source_file or "<unknown>", inspect.getsourcelines(self.cls)[1])
+        except (OSError, TypeError):
+            return Loc(self.source_file, 1) if self.source_file else None
+
+
+def _source_file(cls: type) -> str | None:
+    try:
+        return inspect.getsourcefile(cls)
+    except TypeError:
+        return None
+
+
+def _code_file(fn: Any) -> str | None:
+    code = getattr(fn, "__code__", None)
+    return code.co_filename if code is not None else None
+
+
+def _function_loc(fn: Any) -> Loc | None:
+    code = getattr(fn, "__code__", None)
+    return Loc(code.co_filename, code.co_firstlineno) if code is not None else None
