@@ -1,0 +1,183 @@
+"""Load benchmark: N concurrent clients submitting distinct 200-node strategies to the gateway.
+
+The real gateway + world service run under uvicorn on a loopback port (in this process, one server
+thread), backed by SQLite (temp dir, in-process bus) or PostgreSQL + Redis (a throw-away schema on
+127.0.0.1:5432).  Request bodies are encoded before the clock starts, so the numbers are the
+service's: verify every NodeID, diff against the GSG, persist, answer.
+
+    .venv/bin/python benchmarks/bench_gateway.py --clients 8 --submissions 160 --nodes 200
+    .venv/bin/python benchmarks/bench_gateway.py --backend sqlite --out benchmarks/results/gateway.md
+
+Bounded: ``--submissions`` total per backend and ``--max-seconds`` wall time; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qmtl.services.app import ServerThread  # noqa: E402
+from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus  # noqa: E402
+from qmtl.services.gateway.app import create_app as create_gateway  # noqa: E402
+from qmtl.services.gateway.sample_dags import chain_dag  # noqa: E402
+from qmtl.services.gsg import SqlGraphStore  # noqa: E402
+from qmtl.services.storage.sql import Database  # noqa: E402
+from qmtl.services.worldservice.app import create_app as create_world  # noqa: E402
+
+PG = os.environ.get("QMTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("QMTL_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@contextmanager
+def sqlite_backend() -> Iterator[tuple[Database, Database, Bus]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        gw = Database.connect(f"sqlite:///{tmp}/gateway.db")
+        ws = Database.connect(f"sqlite:///{tmp}/worldservice.db")
+        yield gw, ws, InProcessBus()
+        gw.close()
+        ws.close()
+
+
+@contextmanager
+def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = Database.connect(PG)
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
+    try:
+        dsn = f"{PG}?options=-csearch_path%3D{schema}"
+        gw, ws = Database.connect(dsn), Database.connect(dsn)
+        yield gw, ws, bus
+        gw.close()
+        ws.close()
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+        import redis
+
+        r = redis.Redis.from_url(REDIS)
+        keys = list(r.scan_iter(f"qmtl:bench:{schema}:*"))
+        if keys:
+            r.delete(*keys)
+        bus.close()
+
+
+def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float) -> dict:
+    bodies = [json.dumps({"dag": chain_dag(f"bench{i}", nodes, seed=i + 1), "world_ids": ["bench"]}).encode()
+              for i in range(submissions)]
+    latencies: list[float] = []
+    failures = 0
+    lock = threading.Lock()
+    with ExitStack() as stack:
+        gw, ws, bus = stack.enter_context(sqlite_backend() if backend == "sqlite" else postgres_backend())
+        app = create_gateway(gw, bus, SqlGraphStore(gw), create_world(ws, bus))
+        url = stack.enter_context(ServerThread(app))
+        httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
+        deadline = time.monotonic() + max_seconds
+        next_body = iter(range(submissions))
+
+        def client() -> None:
+            nonlocal failures
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"content-type": "application/json"}) as http:
+                while time.monotonic() < deadline:
+                    with lock:
+                        i = next(next_body, None)
+                    if i is None:
+                        return
+                    t0 = time.perf_counter()
+                    resp = http.post("/strategies", content=bodies[i])
+                    dt = (time.perf_counter() - t0) * 1000
+                    with lock:
+                        if resp.status_code == 201:
+                            latencies.append(dt)
+                        else:
+                            failures += 1
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            for f in [pool.submit(client) for _ in range(clients)]:
+                f.result()
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"backend": backend, "clients": clients, "nodes": nodes, "ok": len(latencies),
+            "failed": failures, "seconds": elapsed, "per_s": len(latencies) / elapsed,
+            "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
+            "mean": statistics.fmean(latencies) if latencies else float("nan")}
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def report(results: list[dict], args: argparse.Namespace) -> str:
+    lines = ["# Gateway load benchmark", "",
+             f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.", "",
+             f"`benchmarks/bench_gateway.py --clients {args.clients} --submissions {args.submissions} "
+             f"--nodes {args.nodes}`: each submission is a distinct {args.nodes}-node strategy sharing "
+             "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
+             "GSG, persists (fsync'd) and answers 201.", "",
+             "| backend | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms | mean ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['backend']} | {r['clients']} | {r['nodes']} | {r['ok']} | {r['failed']} | "
+                     f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="all")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--submissions", type=int, default=160)
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--out", type=Path, help="write a markdown report here")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
+    results = []
+    for backend in backends:
+        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds)
+        print(f"{backend}: {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
+              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+        results.append(r)
+    text = report(results, args)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
