@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # Integer attributes that count bars or seconds: zero or less has no meaning (and would give a
 # negative look-back).
 _POSITIVE_INTS = ("window", "period", "interval", "fast", "slow", "signal")
+_OUTPUT_KINDS = ("traced", "opaque")
 
 
 def verify(module: Module, *, check_ids: bool = True,
@@ -45,7 +46,7 @@ def verify(module: Module, *, check_ids: bool = True,
     * E109 an output's declared period covers its look-back (``qmtl.ir.lookback.required_periods``);
     * E110 an op's inputs tick on one clock (interval);
     * E111 an opaque ``py_call`` is deterministic (``deterministic = false`` has no stable identity);
-    * E112 outputs name defined values and are named once;
+    * E112 outputs name defined values, are named once, and have kind ``traced`` or ``opaque``;
     * E113 an op's printed type equals ``OpDef.result(operand types, attrs)``.
 
     ``text_locs`` (``qmtl.ir.parser.TextLocs``) makes diagnostics point into IR text rather than at
@@ -283,6 +284,9 @@ def _check_outputs(state: _State) -> None:
         if out.name in seen:
             state.report("E112", f"output @{out.name} is declared twice", loc)
         seen.add(out.name)
+        if out.kind not in _OUTPUT_KINDS:
+            state.report("E112", f"output @{out.name} has kind {out.kind!r}; expected "
+                                 f"{' or '.join(map(repr, _OUTPUT_KINDS))}", loc)
         if out.value not in state.first_def:
             state.report("E112", f"output @{out.name} names undefined value %{out.value}", loc)
             continue

@@ -181,12 +181,15 @@ def test_E112_bad_outputs_point_at_the_output_line_in_text():
     text = ("module @t {\n  %p = stream_input() {interval = 60} : bars\n"
             '  output @a = %nowhere {interval = 60, kind = "traced", period = 1}\n'
             '  output @b = %p {interval = 60, kind = "traced", period = 1}\n'
-            '  output @b = %p {interval = 60, kind = "traced", period = 1}\n}\n')
+            '  output @b = %p {interval = 60, kind = "traced", period = 1}\n'
+            '  output @c = %p {interval = 60, kind = "magic", period = 1}\n}\n')
     module, text_locs = parse_module_with_locs(text, "t.qir")
     diags = verify(module, text_locs=text_locs)
-    assert [(d.code, d.loc) for d in diags] == [("E112", Loc("t.qir", 3, 3)), ("E112", Loc("t.qir", 5, 3))]
+    assert [(d.code, d.loc) for d in diags] == [("E112", Loc("t.qir", 3, 3)), ("E112", Loc("t.qir", 5, 3)),
+                                                ("E112", Loc("t.qir", 6, 3))]
     assert "undefined value %nowhere" in diags[0].message
     assert "@b is declared twice" in diags[1].message
+    assert "kind 'magic'" in diags[2].message
 
 
 def test_E113_printed_type_differs_from_the_inferred_one():
