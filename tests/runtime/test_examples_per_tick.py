@@ -34,3 +34,13 @@ def test_ir_interpreter_equals_per_tick_python(example, symbols):
     assert ir.outputs, "the example has no non-source outputs"
     assert any(len(df) for df in ir.outputs.values()), "nothing was emitted: data too short for warm-up?"
     assert_results_equal(ir, python)
+
+
+def test_correlation_example_reads_every_tagged_stream():
+    compiled = _compile("correlation.py")
+    data = {"ta-indicator": synthetic_bars(80, symbols=("RSI", "MFI"), interval=3600, seed=5)}
+    ir = run(compiled, data)
+    # the tag query's node sees both streams: a correlation row per tick, emitted once 24 bars are in
+    assert len(ir.outputs["indicators"]) == 80 - 23
+    assert len(ir.outputs["indicator_corr"]) == 80 - 23 - 23
+    assert_results_equal(ir, per_tick_python(compiled, data))
