@@ -78,7 +78,8 @@ class Output:
     """A named result of the strategy: an SDK ``Node``'s value and the window it was declared with.
 
     ``period`` is the warm-up gate: the runtime emits no value for this output until every input of
-    the node has ``period`` bars.  ``kind`` is ``traced`` or ``opaque`` (for the compile summary).
+    the node has ``period`` bars.  ``kind`` is ``source`` (a StreamInput or TagQueryNode), ``traced`` or ``opaque``
+    (for the compile summary).
     """
 
     name: str

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # Integer attributes that count bars or seconds: zero or less has no meaning (and would give a
 # negative look-back).
 _POSITIVE_INTS = ("window", "period", "interval", "fast", "slow", "signal")
-_OUTPUT_KINDS = ("traced", "opaque")
+_OUTPUT_KINDS = ("source", "traced", "opaque")  # source: a StreamInput/TagQueryNode output
 
 
 def verify(module: Module, *, check_ids: bool = True,
