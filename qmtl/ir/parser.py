@@ -26,6 +26,7 @@ from .module import Loc, Module, Op, Output
 from .types import Type
 
 SYNTAX_ERROR = "E001"
+MAX_NESTING = 32  # list attributes deeper than this are refused
 _OUTPUT_ATTRS = {"interval": int, "period": int, "kind": str, "reason": str}
 
 
@@ -260,7 +261,10 @@ class _BuildIR(Transformer):
     def none_value(self) -> None:
         return None
 
-    def list_value(self, *items: Any) -> tuple:
+    def list_value(self, bracket: Token, *items: Any) -> tuple:
+        # Deeper nesting would make printing, hashing and verifying recurse past Python's limit.
+        if any(_nesting(x) >= MAX_NESTING for x in items):
+            raise _FailAt(bracket, f"lists nested more than {MAX_NESTING} deep")
         return tuple(items)
 
     # types
@@ -295,6 +299,13 @@ class _Attrs:
     """Marks a parsed ``{…}`` so ``op_def`` can tell it from the optional parts that follow."""
 
     items: tuple[tuple[str, Any], ...]
+
+
+def _nesting(value: Any) -> int:
+    """How deep tuples nest in ``value`` (children are already checked, so this stays shallow)."""
+    if not isinstance(value, tuple):
+        return 0
+    return 1 + max((_nesting(x) for x in value), default=0)
 
 
 def _numeric_type(kw: Token, dtype: Token) -> Type:

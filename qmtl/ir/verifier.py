@@ -222,9 +222,17 @@ def _value_problems(key: str, value: object, spec: AttrSpec) -> list[str]:
         return [f"attribute {key!r} must be at least 1, got {value}"]
     try:
         canonical_value(value)
-    except (TypeError, ValueError):
-        return [f"attribute {key!r} has no canonical form: {value!r}"]
+    except (TypeError, ValueError, RecursionError):
+        return [f"attribute {key!r} has no canonical form: {_short(value)}"]
     return []
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _has_type(value: object, types: tuple[type, ...]) -> bool:

@@ -73,3 +73,21 @@ def test_mutated_valid_text(text):
         # whatever parsed is a module the verifier can judge and the printer can print
         verify(module)
         assert parse_module(print_module(module)) == module or "nan" in text
+
+
+def test_deeply_nested_lists_are_a_syntax_error_not_a_crash():
+    deep = "module @m { %a = stream_input() {interval = 1, tags = " + "[" * 5000 + "]" * 5000 + "} : bars }"
+    assert parse_or_locate(deep) is None
+    ok = "module @m { %a = stream_input() {interval = 1, tags = " + "[" * 32 + "]" * 32 + "} : bars }"
+    module = parse_or_locate(ok)
+    assert module is not None and parse_module(print_module(module)) == module
+
+
+def test_verifier_survives_absurd_nesting_built_in_python():
+    from qmtl.ir.module import Op
+    from qmtl.ir.types import BARS
+    value: tuple = ()
+    for _ in range(5000):
+        value = (value,)
+    module = Module("m", (Op("a", "stream_input", (), (("interval", 1), ("tags", value)), BARS),))
+    assert [d.code for d in verify(module)] == ["E107"]
