@@ -54,3 +54,26 @@ def test_examples_compile_through_the_whole_pipeline() -> None:
     compiled = qmtl.compile(EXAMPLES / "momentum.py")
     node = compiled.sdk_nodes["momentum_signal"]
     assert node.node_id == compiled.node_ids["momentum_signal"] and node.node_id.startswith("blake3:")
+
+
+def test_indicator_example_expression_and_traced_nodes_share_ids() -> None:
+    from qmtl.ir.nodeid import node_ids
+
+    result = trace(load_strategy(EXAMPLES / "indicators.py", None))
+    assert not result.diagnostics
+    ids = node_ids(result.module)
+    out = {o.name: ids[o.value] for o in result.module.outputs}
+    assert out["trend"] == out["trend_traced"]
+    ops = {op.name for op in result.module.ops}
+    assert {"ema", "rolling_mean", "rsi", "macd", "rolling_std", "atr"} <= ops
+
+
+def test_multi_node_example_reads_another_nodes_frame() -> None:
+    result = trace(load_strategy(EXAMPLES / "multi_node.py", None))
+    assert not result.diagnostics
+    assert [(o.name, o.kind) for o in result.module.outputs] == [
+        ("btc", "source"), ("eth", "source"), ("returns", "traced"), ("spread_signal", "traced")]
+    ops = result.module.op_map()
+    reads = [op for op in result.module.ops if op.name == "column" and op.operands == ("returns",)]
+    assert sorted(op.attr("name") for op in reads) == ["btc_ret", "eth_ret"]
+    assert ops["spread_signal"].attr("columns") == ("z", "position")
