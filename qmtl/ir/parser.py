@@ -88,10 +88,13 @@ def _parse(text: str, path: str, start: str) -> Any:
 
 def _error_position(e: UnexpectedInput, text: str) -> tuple[int, int]:
     """Where to point: lark places end-of-input at the last token; the user wants the end of the text."""
-    at_end = isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
-    if at_end or e.line is None or e.line < 1:
+    if _at_end(e) or e.line is None or e.line < 1:
         return text.count("\n") + 1, len(text) - (text.rfind("\n") + 1) + 1
     return e.line, max(e.column, 1)
+
+
+def _at_end(e: UnexpectedInput) -> bool:
+    return isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
 
 
 def _syntax_error(path: str, line: int, column: int, message: str) -> IRSyntaxError:
@@ -124,7 +127,7 @@ def _describe(e: UnexpectedInput, text: str) -> str:
         expected = e.allowed or set()
     else:
         got, expected = "end of input", set(getattr(e, "expected", ()) or ())
-    where = _before(text, getattr(e, "pos_in_stream", None))
+    where = _before(text, len(text) if _at_end(e) else getattr(e, "pos_in_stream", None))
     return f"expected {_one_of(expected)}{where}, got {got}"
 
 

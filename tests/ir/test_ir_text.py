@@ -198,7 +198,8 @@ def test_text_locs_point_at_each_definition():
     ("module @m {\n output @o = %a {period = 1.5, interval = 1}\n}", 2, 9, ["'period' must be int"]),
     ("module @m {\n %a = f() : bars loc(\"x\":1:2:3)\n}", 2, 29, ["expected ')'"]),
     ("module @m {\n %a = f(%b,) : bars\n}", 2, 12, ["a value name like %x", "got ')'"]),
-    ('module @m {\n %a = f() : bars\n', 3, 1, ["end of input"]),
+    ('module @m {\n %a = f() : bars\n', 3, 1, ["after '%a = f() : bars', got end of input"]),
+    ("module @m { %a = f() {k = " + "9" * 5000 + "} : bars }", 1, 27, ["bad integer"]),
 ])
 def test_syntax_errors_say_where_and_what(text, line, col, words):
     with pytest.raises(IRSyntaxError) as err:
