@@ -140,3 +140,14 @@ def test_fold_is_idempotent():
     once, _ = run_pass(fold.run, b.module())
     twice, _ = run_pass(fold.run, once)
     assert once == twice
+
+
+def test_a_const_still_read_by_dead_user_code_is_kept_for_dce_to_report():
+    b = Builder()
+    x = b.close(b.source())
+    k = b.const(0, dtype="i64", result="k")
+    b.output("o", b.op("abs", k, result="folded"), period=1)
+    b.op("add", x, k, result="unused", line=12)
+    m, _ = run_pass(fold.run, b.module())
+    assert "k" in m.op_map() and m.op_map()["unused"].operands == (x, "k")
+    assert m.op_map()["folded"].attr_dict == {"value": 0, "dtype": "i64"}

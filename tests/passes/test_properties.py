@@ -75,7 +75,8 @@ def test_pipeline_is_idempotent(module):
 
 
 def _shuffled_and_renamed(module: Module, seed: int) -> Module:
-    """The same program with another valid op order and fresh value names."""
+    """The same program with another valid op order, fresh value names, and commutative ops' operands
+    in another order."""
     rng = random.Random(seed)
     ops = list(module.ops)
     placed: list = []
@@ -87,11 +88,17 @@ def _shuffled_and_renamed(module: Module, seed: int) -> Module:
         placed.append(op)
         defined.add(op.result)
     new = {op.result: f"r{i}_{rng.randrange(10 ** 6)}" for i, op in enumerate(placed)}
-    ops = tuple(op.with_(result=new[op.result], operands=tuple(new[s] for s in op.operands))
-                for op in placed)
+    ops = tuple(op.with_(result=new[op.result], operands=_maybe_swapped(op, new, rng)) for op in placed)
     outputs = tuple(Output(o.name, new[o.value], o.period, o.interval, o.kind, o.reason)
                     for o in module.outputs)
     return module.with_(ops=ops, outputs=outputs)
+
+
+def _maybe_swapped(op, new: dict[str, str], rng: random.Random) -> tuple[str, ...]:
+    operands = [new[s] for s in op.operands]
+    if opreg.REGISTRY[op.name].commutative and rng.random() < 0.5:
+        operands.reverse()
+    return tuple(operands)
 
 
 def _shapes(module: Module) -> list[tuple]:

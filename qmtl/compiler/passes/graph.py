@@ -54,9 +54,14 @@ def drop_newly_dead(before: Module, after: Module) -> Module:
     without users.  Those ops *were* used by the strategy, so they are dropped here, silently, rather
     than left for DCE to report as the user's dead code (W201).
     """
-    was_live = live_values(before)
-    now_live = live_values(after)
-    dead = {v for v in was_live - now_live}
+    dead = live_values(before) - live_values(after)
     if not dead:
         return after
-    return after.with_(ops=tuple(op for op in after.ops if op.result not in dead))
+    kept: list[Op] = []
+    used: set[str] = set()
+    for op in reversed(after.ops):  # an op the user's own dead code still reads stays, for DCE to judge
+        if op.result in dead and op.result not in used:
+            continue
+        kept.append(op)
+        used.update(op.operands)
+    return after.with_(ops=tuple(reversed(kept)))
