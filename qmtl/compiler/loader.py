@@ -30,21 +30,31 @@ from qmtl.runtime.sdk.strategy import Strategy
 def load_strategy(path: Path, name: str | None = None) -> type[Strategy]:
     """The ``Strategy`` subclass defined in ``path`` (the one called ``name`` when given)."""
     path = Path(path).resolve()
+    shown = display_path(path)
     source = _read(path)
     try:
-        code = compile(source, str(path), "exec")
+        code = compile(source, shown, "exec")
     except SyntaxError as err:
         raise CompileError(Diagnostic(
-            "E301", f"syntax error: {err.msg}", Loc(str(path), err.lineno or 1, err.offset or 0))) from None
+            "E301", f"syntax error: {err.msg}", Loc(shown, err.lineno or 1, err.offset or 0))) from None
     module = _execute(path, code)
     return _pick(path, module, name)
+
+
+def display_path(path: Path) -> str:
+    """The path as a user would write it: relative to the working directory when inside it, so IR
+    dumps and diagnostics do not depend on where the checkout lives."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise CompileError(Diagnostic("E302", f"cannot read strategy file: {err}", Loc(str(path), 0))) from None
+        raise CompileError(Diagnostic("E302", f"cannot read strategy file: {err}", Loc(display_path(path), 0))) from None
 
 
 def _module_name(path: Path) -> str:
@@ -67,7 +77,8 @@ def _execute(path: Path, code: object) -> ModuleType:
         raise CompileError(Diagnostic("E304", err.reason, err.loc)) from None
     except Exception as err:
         sys.modules.pop(module_name, None)
-        loc = traceback_location(err.__traceback__, str(path)) or Loc(str(path), 0)
+        shown = display_path(path)
+        loc = traceback_location(err.__traceback__, shown) or Loc(shown, 0)
         raise CompileError(Diagnostic(
             "E302", f"{type(err).__name__}: {err} (while importing {path.name})", loc)) from None
     finally:
@@ -87,14 +98,14 @@ def _pick(path: Path, module: ModuleType, name: str | None) -> type[Strategy]:
                 return cls
         raise CompileError(Diagnostic(
             "E303", f"no Strategy named {name!r} in {path.name} (found: {names or 'none'})",
-            Loc(str(path), 1)))
+            Loc(display_path(path), 1)))
     if not found:
         raise CompileError(Diagnostic(
-            "E303", f"no Strategy subclass is defined in {path.name}", Loc(str(path), 1)))
+            "E303", f"no Strategy subclass is defined in {path.name}", Loc(display_path(path), 1)))
     if len(found) > 1:
         raise CompileError(Diagnostic(
             "E303", f"{path.name} defines several strategies ({names}); choose one by name",
-            Loc(str(path), _line_of(found[1]))))
+            Loc(display_path(path), _line_of(found[1]))))
     return found[0]
 
 
