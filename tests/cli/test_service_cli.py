@@ -152,3 +152,28 @@ def test_config_validate_reports_bad_files(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "not found" in r.stderr
     r = run("config", "validate", "--target", "bogus")
     assert r.exit_code == 1 and "--target" in r.stderr
+
+
+def test_packaged_example_matches_the_checkout() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert (root / "qmtl" / "examples" / "momentum.py").read_text() == \
+        (root / "examples" / "momentum.py").read_text()
+
+
+def test_demo_runs_the_whole_loop_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    home = tmp_path / "home"
+    r = run("demo", "--home", str(home), "--output", "json")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    assert first["world_created"] is True and (home / "demo" / "prices.parquet").exists()
+    result = first["result"]
+    assert result["status"] == "accepted" and result["world"] == "demo"
+    assert result["decision"]["execution_domain"] in ("backtest", "dryrun")  # never live: no allow_live
+    assert result["precheck"]["metrics"]["trades"] > 0 and result["new_nodes"]
+    again = json.loads(run("demo", "--home", str(home), "--output", "json").stdout)
+    assert again["world_created"] is False
+    assert again["result"]["strategy_id"] == result["strategy_id"]
+    assert not again["result"]["new_nodes"]  # everything already in the graph
+    assert again["result"]["precheck"]["dataset_fingerprint"] == result["precheck"]["dataset_fingerprint"]
