@@ -177,3 +177,12 @@ def test_demo_runs_the_whole_loop_twice(tmp_path: Path, monkeypatch: pytest.Monk
     assert again["result"]["strategy_id"] == result["strategy_id"]
     assert not again["result"]["new_nodes"]  # everything already in the graph
     assert again["result"]["precheck"]["dataset_fingerprint"] == result["precheck"]["dataset_fingerprint"]
+
+
+def test_serve_prod_without_dsns_refuses_to_start(tmp_path: Path) -> None:
+    cfg = tmp_path / "qmtl.yml"
+    cfg.write_text("profile: dev\n")
+    r = run("serve", "--profile", "prod", "--config", str(cfg), "--port", "1")
+    assert r.exit_code == 1 and "redis_dsn" in r.stderr and "prod" in r.stderr
+    r = run("serve", "--profile", "staging")
+    assert r.exit_code == 1 and "--profile" in r.stderr

@@ -146,3 +146,43 @@ def test_bad_data_is_a_rejected_result(strategy_file: Path, tmp_path: Path) -> N
     result = Runner.submit(strategy_file, world="w", data=bad, gateway_url=closed_port_url())
     assert result.status == "rejected"
     assert [d.code for d in result.precheck.diagnostics if d.severity == "error"] == ["E501"]
+
+
+NO_SIGNAL = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+
+class Spread(Strategy):
+    def setup(self):
+        bars = StreamInput(interval="60s", period=10)
+
+        def spread(view):
+            frame = view.as_frame(bars, 60, columns=["high", "low"]).frame
+            return (frame["high"] - frame["low"]).rolling(3).mean()
+
+        self.add_nodes([bars, Node(input=bars, compute_fn=spread, name="spread")])
+'''
+
+
+def test_strategy_class_and_dict_data(tmp_path: Path) -> None:
+    from qmtl.compiler.loader import load_strategy
+
+    path = tmp_path / "momentum.py"
+    path.write_text(MOMENTUM)
+    cls = load_strategy(path, None)
+    bars = synthetic_bars(800, seed=5).drop(columns=["symbol"])
+    by_path = Runner.submit(path, world="w", data=bars, gateway_url=closed_port_url(), timeout=2.0)
+    by_class = Runner.submit(cls, world="w", data={"px": bars}, gateway_url=closed_port_url(),
+                             timeout=2.0)
+    assert by_class.status == by_path.status == "safe_mode"
+    assert by_class.precheck.metrics == by_path.precheck.metrics
+    assert by_class.precheck.data_source == "{px: <DataFrame>}"
+
+
+def test_no_signal_output_means_no_metrics_but_still_submits(tmp_path: Path) -> None:
+    path = tmp_path / "spread.py"
+    path.write_text(NO_SIGNAL)
+    result = Runner.submit(path, world="w", gateway_url=closed_port_url(), timeout=2.0)
+    assert result.status == "safe_mode"
+    assert result.precheck.returns_source is None
+    assert result.precheck.metrics.sharpe is None and result.precheck.metrics.bars == 0
