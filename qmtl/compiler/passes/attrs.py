@@ -73,7 +73,7 @@ def _as_float(value: int | float) -> int | float:
 
 
 def _normalise(op: Op, key: str, value: AttrValue, spec: opreg.AttrSpec) -> tuple[AttrValue, str]:
-    if value is None:
+    if value is None or (op.name == "const" and key == "value"):  # a const's value follows its dtype
         return value, ""
     if key == "tags":
         return _tags(value)
