@@ -7,11 +7,14 @@ Embedded services → world ``demo`` (moderate preset) if missing → seeded syn
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from .output import err, out, print_json
+
+if TYPE_CHECKING:
+    from qmtl.services.client import GatewayClient
 
 DEMO_WORLD = "demo"
 DEMO_PRESET = "moderate"
@@ -61,7 +64,7 @@ def demo_command(
     raise typer.Exit(EXIT_CODES[result.status])
 
 
-def _ensure_world(client) -> bool:  # client: qmtl.services.client.GatewayClient
+def _ensure_world(client: GatewayClient) -> bool:
     from qmtl.services.client import GatewayError
     try:
         client.get_world(DEMO_WORLD)

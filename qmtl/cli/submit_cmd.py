@@ -7,12 +7,16 @@ Exit status: 0 accepted, 1 rejected (compile/lint/run errors, unknown world, ref
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from .output import err, out, print_json
+
+if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it may not need
+    from qmtl.runtime.metrics import Metrics
+    from qmtl.runtime.sdk.submit import SubmitResult
 
 EXIT_CODES = {"accepted": 0, "rejected": 1, "safe_mode": 2}
 
@@ -52,7 +56,7 @@ def submit_command(
     raise typer.Exit(EXIT_CODES[result.status])
 
 
-def print_summary(result) -> None:  # result: qmtl.runtime.sdk.submit.SubmitResult
+def print_summary(result: SubmitResult) -> None:
     """The human view of a submission: status, the world's decision, precheck metrics, nodes."""
     style = {"accepted": "bold green", "rejected": "bold red", "safe_mode": "bold yellow"}[result.status]
     out.print(f"{result.status.upper()}  world={result.world}  strategy={result.strategy_id or '-'}",
@@ -85,7 +89,7 @@ def print_summary(result) -> None:  # result: qmtl.runtime.sdk.submit.SubmitResu
                           markup=False, highlight=False)
 
 
-def _metrics_table(metrics) -> Table:
+def _metrics_table(metrics: Metrics) -> Table:
     table = Table(title="precheck metrics (local; the world decides)", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
