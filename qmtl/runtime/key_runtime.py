@@ -96,6 +96,7 @@ class KeyRuntime:
         ctx = _RegionContext(region, self.key, tracks, ticks, local)
         rows = self._interp._evaluate_ops(ctx, ready)
         track = _collect(region, self.module.op_map().get(region.value), ticks[ready], rows)
+        self._trim_tails(region)
         pos = np.searchsorted(batch_ts, track.ts)
         emit = self.buf(f"emit_{self._region_index(region_name)}")
         emit[:n] = False
@@ -134,17 +135,27 @@ class KeyRuntime:
         return self.gen.REGIONS[name]
 
     def _advance_tails(self, region, n: int):
+        """Append this batch's entries to each input's kept tail (trimmed after evaluation)."""
         tails = self._tails.setdefault(region.name, {})
         seen = self._seen.setdefault(region.name, {})
-        keep_all = any(opreg.REGISTRY[op.name].kind == "recursive" for op in region.ops)
         for v in region.inputs:
             new = self._new_entries(v, n)
             old = tails.get(v)
-            tr = new if old is None else _concat(old, new)
-            drop = 0 if keep_all else max(0, len(tr) - region.period)
-            seen[v] = seen.get(v, 0) + drop
-            tails[v] = tr.window(len(tr), len(tr) - drop) if drop else tr
+            tails[v] = new if old is None else _concat(old, new)
+            seen.setdefault(v, 0)
         return tails, seen
+
+    def _trim_tails(self, region) -> None:
+        """Keep the last ``period`` entries of each input: all a later tick's window can reach
+        (everything, if the region holds a recursive op, whose history starts at the first tick)."""
+        if any(opreg.REGISTRY[op.name].kind == "recursive" for op in region.ops):
+            return
+        tails, seen = self._tails[region.name], self._seen[region.name]
+        for v, tr in tails.items():
+            drop = max(0, len(tr) - region.period)
+            if drop:
+                seen[v] += drop
+                tails[v] = tr.window(len(tr), len(tr) - drop)
 
     def _new_entries(self, value: str, n: int) -> Track:
         if value in self.streams:
