@@ -13,14 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from qmtl import codegen
 from qmtl.ir.regions import node_regions
 
 from .binding import Bindings, bind
 from .flow import BatchSource, CollectSink, run_flow
-from .key_runtime import KeyRuntime, key_streams
+from .key_runtime import KeyRuntime, chunk_frame, key_streams
 from .results import RunResult, assemble
 
 
@@ -76,17 +75,9 @@ def _needs_reference(module, bindings: Bindings) -> bool:
 
 
 def _assemble(gen, items, streams, bindings) -> RunResult:
-    chunks: dict[str, list] = {name: [] for name in gen.OUTPUTS}
-    for name, key, frame, _ in sorted(items, key=lambda it: it[3]):
-        chunks[name].append((key, frame))
-    keys = [k for k in streams]
-    multi = {name: len(keys) > 1 for name in gen.OUTPUTS}
-    return RunResult({name: assemble(_merge(pairs), multi[name]) for name, pairs in chunks.items()})
-
-
-def _merge(pairs):
-    """Concatenate each key's chunks (already in time order) so assembly sorts once."""
-    by_key: dict[Any, list[pd.DataFrame]] = {}
-    for key, frame in pairs:
-        by_key.setdefault(key, []).append(frame)
-    return [(k, pd.concat(f) if len(f) > 1 else f[0]) for k, f in by_key.items()]
+    parts: dict[str, dict[Any, list]] = {name: {} for name in gen.OUTPUTS}
+    for name, key, part, _lo in sorted(items, key=lambda it: it[3]):
+        parts[name].setdefault(key, []).append(part)
+    multi = len(streams) > 1
+    return RunResult({name: assemble([(k, chunk_frame(name, p)) for k, p in by_key.items()], multi)
+                      for name, by_key in parts.items()})

@@ -112,6 +112,8 @@ class KeyRuntime:
         return self._emitted()
 
     def _emitted(self) -> list:
+        """This batch's emitted rows per output as raw arrays (``ts`` plus value columns): frames are
+        built once per key at the end, because a DataFrame per batch costs more than the kernels."""
         n = self.hi - self.lo
         ts = self.ts[self.lo:self.hi]
         out = []
@@ -119,15 +121,13 @@ class KeyRuntime:
             mask = self.buf(emit)[:n]
             if not mask.any():
                 continue
-            index = pd.Index(ts[mask], name="ts")
             if self.gen.BUFFERS[bufs[0]] == "object":
-                frame = _opaque_frame(name, list(self.buf(bufs[0])[:n][mask]), index)
-            elif cols is None:
-                frame = pd.DataFrame({name: self.buf(bufs[0])[:n][mask]}, index=index)
+                values = {None: list(self.buf(bufs[0])[:n][mask])}
             else:
-                frame = pd.DataFrame({c: self.buf(b)[:n][mask] for c, b in zip(cols, bufs)}, index=index)
-            out.append((name, self.key, frame, self.lo))
+                values = {c: self.buf(b)[:n][mask] for c, b in zip(cols or [name], bufs)}
+            out.append((name, self.key, (ts[mask], values), self.lo))
         return out
+
 
     # --- per-tick helpers ----------------------------------------------------------------------------
 
@@ -193,3 +193,12 @@ def _concat(a: Track, b: Track) -> Track:
     if a.kind == "series":
         return Track(ts, "series", np.concatenate([a.data, b.data]))
     return Track(ts, a.kind, list(a.data) + list(b.data))
+
+
+def chunk_frame(name: str, parts: list) -> pd.DataFrame:
+    """One key's emitted parts (in time order) → its output frame, indexed by ``ts``."""
+    index = pd.Index(np.concatenate([p[0] for p in parts]), name="ts")
+    first = parts[0][1]
+    if None in first:  # opaque rows
+        return _opaque_frame(name, [r for p in parts for r in p[1][None]], index)
+    return pd.DataFrame({c: np.concatenate([p[1][c] for p in parts]) for c in first}, index=index)
