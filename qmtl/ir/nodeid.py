@@ -32,6 +32,18 @@ _OWN_FIELDS = ("interval", "period", "code_hash")
 
 def canonical_value(v: Any) -> Any:
     """A JSON value with one spelling per meaning: tuples → lists, -0.0 → 0.0, non-finite → strings."""
+    t = type(v)  # exact-type fast paths first: this runs for every field of every op hashed
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is tuple or t is list:
+        return [canonical_value(x) for x in v]
+    if t is dict:
+        return {str(k): canonical_value(x) for k, x in v.items()}
+    return _canonical_other(v)
+
+
+def _canonical_other(v: Any) -> Any:
+    """Floats and subclasses of the basic types (numpy scalars, enums, other mappings)."""
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, int):
@@ -49,9 +61,13 @@ def canonical_value(v: Any) -> Any:
     raise TypeError(f"value {v!r} of type {type(v).__name__} has no canonical form")
 
 
+# One encoder for every call: ``json.dumps`` with options builds a new encoder each time, which cost
+# more than the encoding itself for the small specs hashed here.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_bytes(obj: Any) -> bytes:
-    return json.dumps(canonical_value(obj), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(canonical_value(obj)).encode()
 
 
 def digest(data: bytes) -> str:
@@ -93,14 +109,36 @@ def clocks(module: Module) -> dict[str, int | None]:
     return out
 
 
+def op_node_id(op: Op, interval: int | None, input_ids: Sequence[str]) -> str:
+    """The NodeID of ``op`` on clock ``interval`` reading values whose NodeIDs are ``input_ids``.
+
+    Remembered per ``Op`` object: ops are immutable, and a compile hashes the same op objects several
+    times (the passes' identity tables, then the final ``with_node_ids``), so the repeats are lookups.
+    The memo is keyed by object identity (plus the interval and inputs), never by equality, because
+    equal attribute tuples can still hash differently (``1`` vs ``1.0`` vs ``True``)."""
+    inputs = tuple(input_ids)
+    entry = _OP_IDS.get(id(op))
+    if entry is not None and entry[0] is op and entry[1] == interval and entry[2] == inputs:
+        return entry[3]
+    f = identity_fields(op, interval)
+    node_id = spec_node_id(f["op"], inputs, f["interval"], f["period"], f["params"], f["code_hash"],
+                           f["schema_compat_id"])
+    if len(_OP_IDS) >= _OP_IDS_MAX:
+        _OP_IDS.clear()
+    _OP_IDS[id(op)] = (op, interval, inputs, node_id)  # holding ``op`` keeps its id from being reused
+    return node_id
+
+
+_OP_IDS: dict[int, tuple[Op, int | None, tuple[str, ...], str]] = {}
+_OP_IDS_MAX = 200_000
+
+
 def node_ids(module: Module) -> dict[str, str]:
     """value name → NodeID for every op, computed in one pass (ops are in definition order)."""
     ids: dict[str, str] = {}
     clock = clocks(module)
     for op in module.ops:
-        f = identity_fields(op, clock[op.result])
-        ids[op.result] = spec_node_id(f["op"], [ids[s] for s in op.operands], f["interval"],
-                                      f["period"], f["params"], f["code_hash"], f["schema_compat_id"])
+        ids[op.result] = op_node_id(op, clock[op.result], [ids[s] for s in op.operands])
     return ids
 
 

@@ -107,14 +107,20 @@ def _function_name(node: Node) -> str | None:
 
 
 def run_capturing_locals(method: Callable[[], Any]) -> dict[int, str]:
-    """Call a bound method; return id(node) → the local variable that held it when it returned."""
+    """Call a bound method; return id(node) → the local variable that held it when it returned.
+
+    A profile hook catches the method's frame on its first event and removes itself at once, so the
+    thousands of calls a large ``setup()`` makes run unhooked.  A finished frame keeps its locals
+    (the frame object owns them once it outlives its execution), so they are read after the call.
+    """
     code = getattr(getattr(method, "__func__", None), "__code__", None)
-    captured: dict[str, Any] = {}
+    frames: list[types.FrameType] = []
     previous = sys.getprofile()
 
     def profiler(frame: types.FrameType, event: str, arg: Any) -> None:
-        if event == "return" and frame.f_code is code:
-            captured.update(frame.f_locals)
+        if event == "call" and frame.f_code is code and not frames:
+            frames.append(frame)
+            sys.setprofile(previous)
         if previous is not None:
             previous(frame, event, arg)
 
@@ -123,6 +129,7 @@ def run_capturing_locals(method: Callable[[], Any]) -> dict[int, str]:
         method()
     finally:
         sys.setprofile(previous)
+    captured = frames[0].f_locals if frames else {}
     out: dict[int, str] = {}
     for name, value in captured.items():
         if isinstance(value, Node) and name != "self":

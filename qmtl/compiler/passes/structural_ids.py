@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from qmtl.ir import ops as opreg
 from qmtl.ir.module import Module, Op
-from qmtl.ir.nodeid import identity_fields, spec_node_id
+from qmtl.ir.nodeid import op_node_id
 
 _UNHASHABLE = "unhashable:"
 
@@ -52,9 +52,7 @@ class IdTable:
         if op.name not in opreg.REGISTRY or not all(self.is_structural(i) for i in inputs):
             return _UNHASHABLE + op.result
         try:
-            f = identity_fields(op, self.clock[op.result])
-            return spec_node_id(f["op"], inputs, f["interval"], f["period"], f["params"],
-                                f["code_hash"], f["schema_compat_id"])
+            return op_node_id(op, self.clock[op.result], inputs)
         except (TypeError, ValueError):
             return _UNHASHABLE + op.result
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from types import FrameType, TracebackType
+from functools import lru_cache
+from types import CodeType, FrameType, TracebackType
 
 import numpy
 import pandas
@@ -22,8 +23,11 @@ _LIBRARY_DIRS = tuple(
     for m in (pandas, numpy))
 
 
+@lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
-    """True for files that belong to qmtl itself (or the array libraries it wraps)."""
+    """True for files that belong to qmtl itself (or the array libraries it wraps).
+
+    Cached: every traced op and SDK node asks this for each frame on the stack."""
     path = os.path.abspath(filename)
     if path.startswith(_QMTL_DIR + os.sep):
         return True
@@ -35,13 +39,30 @@ def frame_loc(frame: FrameType) -> Loc:
     code = frame.f_code
     col = 0
     try:
-        positions = list(code.co_positions())
-        pos = positions[frame.f_lasti // 2]
+        pos = _positions(code)[frame.f_lasti // 2]
         if pos[2] is not None:
             col = pos[2] + 1
     except (AttributeError, IndexError, ValueError):
         pass
     return Loc(code.co_filename, frame.f_lineno or code.co_firstlineno, col)
+
+
+# id(code object) → (code, its instruction positions).  A ``setup()`` that builds thousands of nodes
+# asks for a location once per node from the same (long) code object: listing its positions every
+# time made tracing quadratic in the strategy's size.  Keyed by identity because hashing a code object
+# hashes all of its bytecode; the entry keeps the code alive so its id cannot be reused, and the cache
+# is bounded.
+_POSITIONS: dict[int, tuple[CodeType, list[tuple[int | None, ...]]]] = {}
+_POSITIONS_MAX = 256
+
+
+def _positions(code: CodeType) -> list[tuple[int | None, ...]]:
+    entry = _POSITIONS.get(id(code))
+    if entry is None or entry[0] is not code:
+        if len(_POSITIONS) >= _POSITIONS_MAX:
+            _POSITIONS.clear()
+        entry = _POSITIONS[id(code)] = (code, list(code.co_positions()))
+    return entry[1]
 
 
 def user_location(depth: int = 1) -> Loc | None:

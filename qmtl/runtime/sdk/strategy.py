@@ -28,12 +28,16 @@ class Strategy:
     def add_nodes(self, nodes: Node | Iterable[Node]) -> None:
         items = [nodes] if isinstance(nodes, Node) else list(nodes)
         added: list[Node] = self.__dict__.setdefault("_nodes", [])
+        # identities of ``added``, so adding n nodes costs O(n) rather than O(n²) comparisons
+        seen: set[int] = self.__dict__.setdefault("_node_ids", {id(n) for n in added})
         for node in items:
             if not isinstance(node, Node):
                 raise SDKArgumentError(f"add_nodes() takes SDK nodes, got {type(node).__name__}")
-            if all(node is not other for other in added):
+            if id(node) not in seen:
+                seen.add(id(node))
                 added.append(node)
 
     def reset_nodes(self) -> None:
         """Forget added nodes (the frontend calls this before running ``setup()``)."""
         self.__dict__["_nodes"] = []
+        self.__dict__["_node_ids"] = set()
