@@ -197,7 +197,12 @@ _binary("add", lambda a, b: np.add(a, b), commutative=True, doc="a + b")
 _binary("sub", lambda a, b: np.subtract(a, b), doc="a - b")
 _binary("mul", lambda a, b: np.multiply(a, b), commutative=True, doc="a * b")
 _binary("div", _ratio, _f64, doc="a / b (true division; x/0 is ±inf, 0/0 is NaN)")
-_binary("pow", lambda a, b: np.power(_f(a), _f(b)), _f64, doc="a ** b")
+def _pow(a, b):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return np.power(_f(a), _f(b))
+
+
+_binary("pow", _pow, _f64, doc="a ** b (negative base with fractional exponent is NaN)")
 _binary("gt", _cmp(np.greater), _bool, doc="a > b (NaN compares False)")
 _binary("ge", _cmp(np.greater_equal), _bool, doc="a >= b")
 _binary("lt", _cmp(np.less), _bool, doc="a < b")
