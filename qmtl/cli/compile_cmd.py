@@ -60,8 +60,10 @@ def render(compiled, emit: Emit) -> str:
 
 
 def write_artefacts(compiled, target: Path) -> list[Path]:
+    from qmtl.codegen import generate
     target.mkdir(parents=True, exist_ok=True)
-    files = {"module.qir": compiled.ir_text, "dag.json": json.dumps(compiled.dag, indent=2) + "\n"}
+    files = {"module.qir": compiled.ir_text, "dag.json": json.dumps(compiled.dag, indent=2) + "\n",
+             "module.py": generate(compiled.module)}
     written = []
     for name, text in files.items():
         (target / name).write_text(text, encoding="utf-8")
