@@ -7,7 +7,8 @@ JSON of exactly these fields::
 
 * ``inputs`` are the operands' NodeIDs, in operand order, sorted only for commutative ops;
 * ``params`` are the op's identity attributes (``AttrSpec.identity``) without ``interval``,
-  ``period`` and ``code_hash``, which have fields of their own;
+  ``code_hash`` and — for ``period_dependent`` ops — ``period``, which have fields of their own
+  (``ema``'s ``period`` is its span, an ordinary parameter);
 * ``period`` is set only for ops whose values depend on the window length (``period_dependent``);
 * ``interval`` is the op's clock: a source's declared interval, else the clock of its inputs.
 
@@ -28,6 +29,7 @@ from .module import Module, Op
 
 PREFIX = "blake3:"
 _OWN_FIELDS = ("interval", "period", "code_hash")
+_OWN_FIELDS_NO_PERIOD = ("interval", "code_hash")
 
 
 def canonical_value(v: Any) -> Any:
@@ -88,8 +90,12 @@ def spec_node_id(op: str, inputs: Sequence[str], interval: int | None, period: i
 def identity_fields(op: Op, interval: int | None) -> dict[str, Any]:
     """The canonical fields of ``op`` other than its inputs (see the module docstring)."""
     opdef = opreg.REGISTRY[op.name]
+    # ``period`` has a field of its own only where it is the node's window (``period_dependent``);
+    # elsewhere an attribute named ``period`` is an ordinary parameter (``ema``'s span: ema(5) and
+    # ema(20) must not share a NodeID).
+    own = _OWN_FIELDS if opdef.period_dependent else _OWN_FIELDS_NO_PERIOD
     params = {k: v for k, v in op.attrs
-              if k not in _OWN_FIELDS and (k not in opdef.attrs or opdef.attrs[k].identity)}
+              if k not in own and (k not in opdef.attrs or opdef.attrs[k].identity)}
     period = op.attr("period") if opdef.period_dependent else None
     return {"op": op.name, "interval": interval, "period": period, "params": params,
             "code_hash": op.attr("code_hash"), "schema_compat_id": opdef.schema_compat_id}

@@ -163,3 +163,33 @@ def test_dag_document_carries_no_world_or_names_in_identity(tmp_path):
     for node in c.dag["nodes"]:
         assert spec_node_id(node["op"], node["inputs"], node["interval"], node["period"], node["params"],
                             node["code_hash"], node["schema_compat_id"]) == node["node_id"]
+
+
+INDICATOR_SPANS = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+from qmtl.runtime.sdk.indicators import {fn}
+
+
+class Spans(Strategy):
+    def setup(self):
+        price = StreamInput(tags=["BTC"], interval=60, period=60)
+        fast = Node(input=price, period=60, name="fast",
+                    compute_fn=lambda view: {fn}(view[price][60]["close"], 5))
+        slow = Node(input=price, period=60, name="slow",
+                    compute_fn=lambda view: {fn}(view[price][60]["close"], 20))
+        self.add_nodes([price, fast, slow])
+'''
+
+
+@pytest.mark.parametrize("fn", ["ema", "rsi"])
+def test_a_recursive_indicators_span_is_part_of_its_identity(tmp_path, fn):
+    """``ema``'s ``period`` attribute is its span, not the node's window: ema(5) ≠ ema(20), and CSE
+    must not merge them."""
+    c = compile_text(tmp_path, INDICATOR_SPANS.format(fn=fn))
+    assert c.node_ids["fast"] != c.node_ids["slow"]
+    spans = sorted(n["params"]["period"] for n in c.dag["nodes"] if n["op"] == fn)
+    assert spans == [5, 20]
+    for node in c.dag["nodes"]:  # the document still recomputes
+        from qmtl.ir.nodeid import spec_node_id
+        assert spec_node_id(node["op"], node["inputs"], node["interval"], node["period"], node["params"],
+                            node["code_hash"], node["schema_compat_id"]) == node["node_id"]

@@ -52,10 +52,31 @@ class Lowerer:
         self._memo[key] = (e, value)
         return value
 
+    def lower_unused(self, built: list[Expr], period: int, owner: str) -> None:
+        """Emit what a traced function built but did not return, in the order it was built.
+
+        Those values are dead code: the DCE pass removes them and warns (W201) at the line that built
+        them.  Emitted after the node's value, so the names and order of the live ops do not move.
+        Selections and literals (``column``, ``const``, ``node_ref``) are not computations — the
+        view builds some of them itself — so they are emitted only as operands of a dead computation.
+        A dead value that does not type-check is skipped: it never runs, so it cannot fail.
+        """
+        for e in built:
+            if (id(e), period) in self._memo or e.op in _NOT_COMPUTATIONS:
+                continue
+            mark = self.builder.mark()
+            try:
+                self._expr(e, None, period, owner)
+            except LoweringError:
+                self.forget(self.builder.truncate(mark))
+
     def forget(self, dropped: set[str]) -> None:
         """Forget memo entries for values a failed trace dropped."""
         for key in [k for k, (_, v) in self._memo.items() if v in dropped]:
             del self._memo[key]
+
+
+_NOT_COMPUTATIONS = frozenset({"node_ref", "column", "const"})
 
 
 def _frame_columns(root: Frame | dict[str, Expr]) -> dict[str, Expr] | None:

@@ -15,7 +15,7 @@ from typing import Any
 from qmtl.ir.diagnostics import Diagnostic
 from qmtl.ir.module import Loc, Module, Output
 from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation, recording_unsupported
-from qmtl.runtime.sdk.expr import Expr, Frame
+from qmtl.runtime.sdk.expr import Expr, Frame, recording_exprs
 from qmtl.runtime.sdk.intervals import parse_interval, parse_period
 from qmtl.runtime.sdk.nodes import Node, StreamInput, TagQueryNode
 from qmtl.runtime.sdk.source_location import short, traceback_location
@@ -141,7 +141,10 @@ class _Tracer:
         mark = self.builder.mark()
         with recording_unsupported() as seen:
             try:
-                value = self._lower_result(traced_copy(fn)(view), vname, period, fn)
+                with recording_exprs() as built:
+                    result = traced_copy(fn)(view)
+                value = self._lower_result(result, vname, period, fn)
+                self.lowerer.lower_unused(built, period, vname)
             except UndeclaredInput as err:
                 self._drop(mark)
                 self.diags.append(Diagnostic("E304", str(err), err.loc or node.loc))

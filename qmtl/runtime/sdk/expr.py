@@ -47,6 +47,8 @@ class Expr:
         self.node = node
         self.loc = loc if loc is not None else user_location(2)
         self._columns: dict[str, Expr] = {}
+        if _RECORDERS:
+            _RECORDERS[-1].append(self)
 
     # --- identity and display -------------------------------------------------------------------
     __hash__ = object.__hash__
@@ -342,6 +344,26 @@ class Frame:
     def __repr__(self) -> str:
         cols = self.explicit_columns
         return f"<Frame {list(cols) if cols is not None else repr(self._source)}>"
+
+
+# --- recording what a traced function built ----------------------------------------------------
+
+# A traced compute function may build values it never returns.  The frontend emits those too (the
+# DCE pass then removes them and warns, W201), so every Expr built while a recorder is open is kept,
+# in creation order (which is a valid definition order: an Expr's operands exist before it).
+_RECORDERS: list[list[Expr]] = []
+
+
+class recording_exprs:
+    """Context manager collecting every ``Expr`` created inside it, in creation order."""
+
+    def __enter__(self) -> list[Expr]:
+        self.built: list[Expr] = []
+        _RECORDERS.append(self.built)
+        return self.built
+
+    def __exit__(self, *exc: object) -> None:
+        _RECORDERS.remove(self.built)
 
 
 # --- constructors --------------------------------------------------------------------------------
