@@ -50,13 +50,15 @@ def lint_path(path: str | Path, strategy: str | None = None) -> LintReport:
 
 
 def lint_ir_text(text: str, path: str = "<input>") -> list[Diagnostic]:
-    from qmtl.ir.parser import parse_module
+    """Findings on IR text point at its own lines (an op's ``loc(...)`` names the strategy file, which
+    is not what the reader of a ``.qir`` file is looking at)."""
+    from qmtl.ir.parser import parse_module_with_locs
     from qmtl.ir.verifier import verify
     try:
-        module = parse_module(text, path)
+        module, text_locs = parse_module_with_locs(text, path)
     except CompileError as exc:
         return exc.diagnostics
-    return verify(module, check_ids=True)
+    return verify(module, check_ids=True, text_locs=text_locs)
 
 
 def lint_dag_text(text: str, path: str = "<input>") -> LintReport:

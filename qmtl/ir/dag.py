@@ -11,8 +11,10 @@ from typing import Any
 
 from . import ops as opreg
 from .module import Loc, Module, Op, Output, make_attrs
+from .types import Type
 from .nodeid import canonical_bytes, canonical_value, clocks, digest, identity_fields, node_ids
-from .text_types import parse_type
+from .parser import IRSyntaxError, parse_type
+from .printer import print_type
 
 SCHEMA = "qmtl.dag/1"
 
@@ -29,7 +31,7 @@ def to_dag(module: Module) -> dict[str, Any]:
             "node_id": ids[op.result], "op": op.name, "inputs": [ids[s] for s in op.operands],
             "interval": f["interval"], "period": f["period"], "params": canonical_value(f["params"]),
             "code_hash": f["code_hash"], "schema_compat_id": f["schema_compat_id"],
-            "name": op.result, "type": str(op.type),
+            "name": op.result, "type": print_type(op.type),
             "loc": str(op.loc) if op.loc else None, "meta": canonical_value(meta),
         })
     outputs = [{"name": o.name, "node_id": ids[o.value], "period": o.period, "interval": o.interval,
@@ -62,12 +64,22 @@ def from_dag(doc: dict[str, Any]) -> Module:
         if n.get("code_hash") is not None:
             attrs["code_hash"] = n["code_hash"]
         operands = tuple(by_id.get(x, x) for x in n.get("inputs", []))
-        ops.append(Op(name, n["op"], operands, make_attrs(attrs), parse_type(n.get("type", "opaque")),
+        ops.append(Op(name, n["op"], operands, make_attrs(attrs), _node_type(n.get("type", "opaque"), i),
                       _parse_loc(n.get("loc")), n.get("node_id")))
         by_id[n["node_id"]] = name
     outputs = tuple(Output(o["name"], by_id.get(o["node_id"], o["node_id"]), int(o["period"]), int(o["interval"]),
                            o.get("kind", "traced")) for o in doc.get("outputs", []))
     return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
+
+
+def _node_type(text: Any, index: int) -> Type:
+    """A node's ``type`` field, read by the IR grammar (one spelling for the text form and the DAG)."""
+    if not isinstance(text, str):
+        raise ValueError(f"nodes[{index}].type must be a string, got {text!r}")
+    try:
+        return parse_type(text)
+    except IRSyntaxError as exc:
+        raise ValueError(f"nodes[{index}].type {text!r}: {exc.diagnostic.message}") from None
 
 
 def _parse_loc(text: str | None) -> Loc | None:
