@@ -58,6 +58,9 @@ class QmtlConfig(_Section):
     home: Path = Field(default_factory=paths.home)
     # Where the SDK submits strategies; None means "start the embedded pair in-process".
     gateway_url: str | None = None
+    # Namespace of every Redis key (bus streams, activation cache): two deployments, or a test run,
+    # can share one Redis server without reading each other's events.
+    redis_prefix: str = Field("qmtl", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     worldservice: WorldServiceConfig = Field(default_factory=WorldServiceConfig)
 

@@ -103,7 +103,8 @@ def _world_app(config: QmtlConfig, db: Database, bus: Bus) -> FastAPI:
         from .worldservice.activation_cache import RedisActivationCache
 
         cache = _connect("activation cache (Redis)",
-                         lambda: RedisActivationCache(config.worldservice.redis_dsn))
+                         lambda: RedisActivationCache(config.worldservice.redis_dsn,
+                                                      prefix=f"{config.redis_prefix}:activation"))
     return create_world_app(db, bus, activation_cache=cache)
 
 

@@ -172,7 +172,7 @@ def make_bus(config: Any = None) -> Bus:
         return RedisStreamBus(config) if config else InProcessBus()
     dsn = _redis_dsn(config)
     if dsn:
-        return RedisStreamBus(dsn)
+        return RedisStreamBus(dsn, prefix=f"{getattr(config, 'redis_prefix', 'qmtl')}:bus")
     if getattr(config, "profile", "dev") == "prod":
         raise BusError("profile 'prod' needs worldservice.redis_dsn (or gateway.redis_dsn) for the bus")
     return InProcessBus()

@@ -1,5 +1,6 @@
-"""End to end: Runner.submit and `qmtl submit` against the real services (uvicorn on a free port,
-SQLite in a temp dir): world → compile → replay → gateway diff → world evaluation → decision."""
+"""End to end: Runner.submit and `qmtl submit` against the real services (uvicorn on a free port),
+once on SQLite in a temp dir and once on PostgreSQL + Redis (tests/e2e/conftest.py):
+world → compile → replay → gateway diff → world evaluation → decision."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from qmtl.cli.main import app
-from qmtl.config import QmtlConfig
 from qmtl.runtime.sdk.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
-from qmtl.services.app import EmbeddedServices
 from qmtl.services.client import GatewayClient
 
 MOMENTUM = '''
@@ -53,13 +52,6 @@ class Reversion(Strategy):
 
         self.add_nodes([prices, Node(input=prices, compute_fn=fade, name="reversion_signal")])
 '''
-
-
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("e2e-home")
-    with EmbeddedServices(QmtlConfig(home=home)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

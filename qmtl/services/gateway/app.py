@@ -94,7 +94,8 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         for world_id in req.worlds():
             await worlds.require_world(world_id)
         sid = strategy_id_for(dag.checksum)
-        domains = {w: await worlds.execution_domain(w, sid, req.meta.hint) for w in req.worlds()}
+        decisions = {w: await worlds.decision(w, sid, req.meta.hint) for w in req.worlds()}
+        domains = {w: d["execution_domain"] for w, d in decisions.items()}
         started = time.perf_counter()
         doc = req.dag.model_dump(by_alias=True)
         recorded = await run_in_threadpool(store.record, dag, doc, req.meta.model_dump(), domains)
@@ -103,7 +104,7 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
             await worlds.bind(world_id, sid)
         await run_in_threadpool(_publish_queues, bus, recorded, domains)
         metrics.inc("submissions_total", result="created" if recorded.created else "existing")
-        return JSONResponse(_answer(recorded, dag, req.worlds(), domains),
+        return JSONResponse(_answer(recorded, dag, req.worlds(), decisions),
                             status_code=201 if recorded.created else 200)
 
     @app.get("/strategies/{strategy_id}")
@@ -115,10 +116,12 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
 
 
 def _answer(rec: Recorded, dag: VerifiedDag, world_ids: list[str],
-            domains: dict[str, str]) -> dict[str, Any]:
+            decisions: dict[str, dict[str, Any]]) -> dict[str, Any]:
     primary = world_ids[0]
+    domains = {w: d["execution_domain"] for w, d in decisions.items()}
     return {"strategy_id": rec.strategy_id, "created": rec.created, "checksum": dag.checksum,
-            "world_ids": world_ids, "execution_domains": domains, "nodes": rec.nodes,
+            "world_ids": world_ids, "execution_domains": domains, "decisions": decisions,
+            "nodes": rec.nodes,
             "reused": [n["node_id"] for n in rec.nodes if n["status"] == "existing"],
             "new": [n["node_id"] for n in rec.nodes if n["status"] == "new"],
             "queue_map": rec.queues[primary], "queues_by_world": rec.queues}

@@ -58,15 +58,25 @@ class WorldClient:
             raise ApiError(502, "E_WORLD_UNAVAILABLE",
                            f"the world service answered {resp.status_code} for world {world_id!r}")
 
-    async def execution_domain(self, world_id: str, strategy_id: str, hint: str | None) -> str:
-        """The decision's execution domain, or ``backtest`` when there is no usable decision."""
+    async def decision(self, world_id: str, strategy_id: str, hint: str | None) -> dict[str, Any]:
+        """The world's decision for the submission: mode, domain, gate and the reason.
+
+        Anything but a usable answer (an error, a shadow or unknown domain) resolves to backtest with
+        orders gated, the default-safe choice, and the reason says why.
+        """
         params = {"strategy_id": strategy_id} | ({"hint": hint} if hint else {})
         try:
             resp = await self._call("GET", f"/worlds/{world_id}/decide", params=params)
-            domain = resp.json().get("execution_domain") if resp.status_code == 200 else None
-        except (ApiError, ValueError, AttributeError):
-            domain = None
-        return domain if domain in _RUNNABLE_DOMAINS else "backtest"
+            body = resp.json() if resp.status_code == 200 else None
+        except (ApiError, ValueError):
+            body = None
+        domain = body.get("execution_domain") if isinstance(body, dict) else None
+        if domain not in _RUNNABLE_DOMAINS:
+            why = "no usable decision from the world service" if body is None else \
+                f"execution domain {domain!r} is not runnable"
+            return {"effective_mode": "compute-only", "execution_domain": "backtest",
+                    "orders_gated": True, "reason": f"{why}: default-safe compute-only"}
+        return {k: body.get(k) for k in ("effective_mode", "execution_domain", "orders_gated", "reason")}
 
     async def bind(self, world_id: str, strategy_id: str) -> bool:
         """Ask the world service to record the WorldStrategyBinding; False when it has no such route

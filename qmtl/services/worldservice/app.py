@@ -3,8 +3,8 @@
 Every failure is a 4xx/5xx JSON body ``{"error": {"code": "E_...", "message": "..."}}``: validation
 errors are ``E_SCHEMA`` (400 for malformed JSON, 422 for a well-formed body of the wrong shape, naming
 the field), bad policies ``E_POLICY`` (400), unknown worlds ``E_UNKNOWN_WORLD`` (404), bodies over
-``max_body_bytes`` ``E_TOO_LARGE`` (413).  The acting user is taken from the ``X-Actor`` header for the
-audit log.
+``max_body_bytes`` ``E_PAYLOAD_TOO_LARGE`` (413, the gateway's code for the same thing).  The acting
+user is taken from the ``X-Actor`` header for the audit log.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        payload = json.dumps({"error": {"code": "E_TOO_LARGE",
+        payload = json.dumps({"error": {"code": "E_PAYLOAD_TOO_LARGE",
                                         "message": f"request body exceeds {self.limit} bytes"}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),

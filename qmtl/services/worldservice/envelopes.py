@@ -83,12 +83,16 @@ def resolve_decision(world_id: str, strategy_id: str, allow_live: bool, stored: 
     live without ``allow_live`` -> hint.  A hint can only lower the mode; a higher hint is refused and the
     reason says so.
     """
+    ignored = "" if hint in (None, "compute-only") else f"; hint {hint!r} ignored"
+    if hint == "live" and not allow_live:
+        ignored += " (world does not allow live)"
     if stored is None:
         return _envelope(world_id, strategy_id, "compute-only", "no decision for this strategy in this "
-                         "world: default-safe compute-only", default_ttl, None, None, None)
+                         f"world: default-safe compute-only{ignored}", default_ttl, None, None, None)
 
     def safe(why: str) -> DecisionEnvelope:
-        return _envelope(world_id, strategy_id, "compute-only", f"{why}: default-safe compute-only",
+        return _envelope(world_id, strategy_id, "compute-only",
+                         f"{why}: default-safe compute-only{ignored}",
                          stored.ttl, stored.as_of, stored.dataset_fingerprint, stored.decided_at)
 
     if now > stored.decided_at + stored.ttl:

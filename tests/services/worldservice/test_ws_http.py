@@ -97,14 +97,14 @@ def test_schema_errors(client: httpx.Client) -> None:
 def test_body_size_limit_is_413(client: httpx.Client) -> None:
     make_world(client)
     huge = {"strategies": [{"strategy_id": "s", "metrics": {}, "returns": [0.0001] * 200_000}]}
-    assert_error(client.post("/worlds/w1/evaluate", json=huge), 413, "E_TOO_LARGE")
+    assert_error(client.post("/worlds/w1/evaluate", json=huge), 413, "E_PAYLOAD_TOO_LARGE")
 
     def chunks():  # no Content-Length: the limit must hold for streamed bodies too
         for _ in range(40):
             yield b" " * 50_000
 
     r = client.post("/worlds/w1/evaluate", content=chunks(), headers={"content-type": "application/json"})
-    assert_error(r, 413, "E_TOO_LARGE")
+    assert_error(r, 413, "E_PAYLOAD_TOO_LARGE")
     assert client.get("/worlds/w1").status_code == 200  # the service is still fine
 
 
