@@ -44,6 +44,8 @@ def compile_command(
     target = output_dir or _default_dir(compiled.name)
     written = write_artefacts(compiled, target)
     out.print(summary_table(compiled))
+    for line in opaque_reasons(compiled):
+        out.print(f"opaque  {line}", highlight=False, markup=False)
     out.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
 
 
@@ -78,10 +80,14 @@ def summary_table(compiled) -> Table:
         table.add_column(col)
     for o in compiled.module.outputs:
         op = ops[o.value]
-        kind = o.kind + (f" ({o.reason})" if o.reason else "")
         table.add_row(o.name, op.name, (op.node_id or "")[:19], str(o.period),
-                      str(compiled.required_period.get(o.value, "")), kind)
+                      str(compiled.required_period.get(o.value, "")), o.kind)
     return table
+
+
+def opaque_reasons(compiled) -> list[str]:
+    """One line per opaque node saying why it could not be traced (printed under the table)."""
+    return [f"{o.name}: {o.reason}" for o in compiled.module.outputs if o.kind == "opaque" and o.reason]
 
 
 def _default_dir(name: str) -> Path:
