@@ -128,6 +128,27 @@ def _describe(file: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def describe(config: QmtlConfig) -> list[str]:
+    """Where each service keeps its state, one line each, passwords hidden (for start-up logs)."""
+    bus = config.worldservice.redis_dsn or config.gateway.redis_dsn
+    cache = config.worldservice.redis_dsn
+    return [f"profile: {config.profile}",
+            f"gateway database: {redact(config.gateway_database_dsn())}",
+            f"world service database: {redact(config.worldservice_database_dsn())}",
+            f"control bus: {redact(bus) + ' (Redis Streams)' if bus else 'in-process'}",
+            f"activation cache: {redact(cache) if cache else 'none'}",
+            f"strategy graph: {config.gateway.neo4j_uri or 'the gateway database'}"]
+
+
+def redact(dsn: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``: DSNs end up in logs."""
+    scheme, sep, rest = dsn.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return dsn
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
 def validate(config: QmtlConfig, target: Target = "all") -> list[str]:
     """Errors that keep ``target`` from starting under ``config.profile`` (empty list: fine)."""
     if target not in ("all", "gateway", "worldservice"):

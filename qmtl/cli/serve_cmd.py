@@ -19,7 +19,7 @@ def serve_command(
 ) -> None:
     """Run the services. dev: SQLite under .qmtl/, nothing else to start. prod: PostgreSQL + Redis
     (checked at start-up)."""
-    from qmtl.config import ConfigError, load_config
+    from qmtl.config import ConfigError, describe, load_config
     from qmtl.services.app import StartupError, serve
 
     if profile not in (None, "dev", "prod"):
@@ -28,6 +28,8 @@ def serve_command(
         cfg = load_config(config)
         if profile is not None:
             cfg = cfg.model_copy(update={"profile": profile})
+        for line in describe(cfg):
+            err.print(f"qmtl serve: {line}", markup=False, highlight=False)
         serve(cfg, host, port)
     except (ConfigError, StartupError) as exc:
         _fail(str(exc))

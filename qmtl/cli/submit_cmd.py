@@ -71,6 +71,8 @@ def print_summary(result: SubmitResult) -> None:
         gate = "orders gated" if dec.orders_gated else "orders open"
         out.print(f"  decision: {dec.effective_mode} → {dec.execution_domain} ({gate}); {dec.reason}",
                   markup=False, highlight=False)
+    if result.evaluation is not None:
+        _print_evaluation(result)
     if result.activation is not None:
         act = result.activation
         out.print(f"  activation: active={act.get('active')} weight={act.get('weight')} "
@@ -87,6 +89,17 @@ def print_summary(result: SubmitResult) -> None:
             for n in nodes:
                 out.print(f"    {label:6} {n.node_id[:19]}…  {n.op or '?':12} {n.name or ''}",
                           markup=False, highlight=False)
+
+
+def _print_evaluation(result: SubmitResult) -> None:
+    """The world's verdict per rule: a failed submission says which rule to work on."""
+    ev = result.evaluation
+    failed = ev.failed_rules()
+    verdict = "passed" if ev.passed else f"failed {len(failed)} of {len(ev.rules)} rules"
+    selected = f"active, weight {ev.weight:.4g}" if ev.active else "not selected"
+    out.print(f"  policy: {verdict}; {selected}", markup=False, highlight=False)
+    for rule in failed:
+        out.print(f"    ✗ {rule.rule}: {rule.detail}", markup=False, highlight=False)
 
 
 def _metrics_table(metrics: Metrics) -> Table:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from qmtl.cli.main import app
 from qmtl.config import QmtlConfig
 from qmtl.services.app import EmbeddedServices
+from qmtl.services.gateway.sample_dags import chain_dag
+from tests.services.conftest import PG_BASE, REDIS_URL, unavailable
 
 cli = CliRunner()
 
@@ -186,3 +193,91 @@ def test_serve_prod_without_dsns_refuses_to_start(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "redis_dsn" in r.stderr and "prod" in r.stderr
     r = run("serve", "--profile", "staging")
     assert r.exit_code == 1 and "--profile" in r.stderr
+
+
+def _prod_yml(path: Path, schema: str, prefix: str, redis_url: str, pg_base: str) -> Path:
+    dsn = f"{pg_base}?options=-csearch_path%3D{schema}"
+    path.write_text(f"profile: prod\nredis_prefix: {prefix}\n"
+                    f"gateway:\n  database_dsn: {dsn}\n  redis_dsn: {redis_url}\n"
+                    f"worldservice:\n  database_dsn: {dsn}\n  redis_dsn: {redis_url}\n")
+    return path
+
+
+@pytest.fixture
+def prod_yml(tmp_path: Path):
+    """A prod qmtl.yml on the local PostgreSQL (a schema of its own) and Redis (a key prefix of its
+    own); skipped with the reason when a server is absent (failed under QMTL_REQUIRE_SERVICES=1)."""
+    import psycopg
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+    except Exception as exc:  # any failure to connect means "no server here"
+        unavailable(f"prod serve needs PostgreSQL at {PG_BASE} and Redis at {REDIS_URL}: {exc}")
+    tag = uuid.uuid4().hex[:10]
+    schema, prefix = f"qmtl_serve_{tag}", f"qmtl-serve:{tag}"
+    with admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield _prod_yml(tmp_path / "qmtl.yml", schema, prefix, REDIS_URL, PG_BASE), schema, prefix
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        rds = redis.Redis.from_url(REDIS_URL)
+        keys = list(rds.scan_iter(f"{prefix}:*"))
+        if keys:
+            rds.delete(*keys)
+        rds.close()
+
+
+def _wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"qmtl serve exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).json()
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise AssertionError(f"qmtl serve did not answer at {url} within {timeout}s")
+
+
+def test_serve_prod_profile_starts_and_keeps_state_in_postgres_and_redis(prod_yml) -> None:
+    """`qmtl serve --profile prod` as a user runs it: a real process, a real port, real servers."""
+    import psycopg
+    import redis
+
+    cfg, schema, prefix = prod_yml
+    url = closed_port_url()
+    port = url.rsplit(":", 1)[1]
+    proc = subprocess.Popen([sys.executable, "-m", "qmtl.cli.main", "serve", "--profile", "prod",
+                             "--config", str(cfg), "--port", port],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for_health(url, proc)["status"] == "ok"
+        assert httpx.post(f"{url}/worlds", json={"id": "prod-w"}).status_code == 201
+        resp = httpx.post(f"{url}/strategies", json={"dag": chain_dag("p", 5), "world_ids": ["prod-w"]})
+        assert resp.status_code == 201, resp.text
+        sid = resp.json()["strategy_id"]
+        assert httpx.get(f"{url}/strategies/{sid}").json()["world_ids"] == ["prod-w"]
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=20)
+    assert "qmtl serve: profile: prod" in stderr and "(Redis Streams)" in stderr
+    # the state is where the config said: PostgreSQL rows, Redis streams under the prefix
+    with psycopg.connect(PG_BASE) as conn:
+        rows = conn.execute(f'SELECT strategy_id FROM "{schema}".gw_strategy').fetchall()
+        worlds = conn.execute(f'SELECT COUNT(*) FROM "{schema}".ws_worlds').fetchone()
+    assert [r[0] for r in rows] == [sid] and worlds[0] == 1
+    rds = redis.Redis.from_url(REDIS_URL)
+    assert rds.exists(f"{prefix}:bus:queues:stream")
+    rds.close()
+
+
+def test_serve_prod_with_servers_down_fails_clearly(tmp_path: Path) -> None:
+    cfg = _prod_yml(tmp_path / "qmtl.yml", "public", "x", "redis://127.0.0.1:1/0",
+                    "postgresql://postgres@127.0.0.1:1/test")
+    r = run("serve", "--config", str(cfg), "--port", "1")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "cannot start" in r.stderr and "127.0.0.1:1" in r.stderr

@@ -87,6 +87,20 @@ def test_submit_result_carries_the_issue_fields(services, strategy_file, gw) -> 
     assert res.activation["strategy_id"] == res.strategy_id and "sequence" in res.activation
     assert res.precheck.metrics.sharpe is not None and res.precheck.metrics.bars > 1000
     assert isinstance(res.reused_nodes, list)
+    # the world's verdict per rule travels with the result, kept apart from the local precheck
+    assert res.evaluation.passed and res.evaluation.active and res.evaluation.weight == 1.0
+    assert res.evaluation.failed_rules() == []
+
+
+def test_failed_policy_names_the_failing_rule(gw, services, strategy_file) -> None:
+    make_world(gw, "strict-w", policy={"thresholds": {"trades": {"min": 1e9}}})
+    path, data = strategy_file
+    res = Runner.submit(path, world="strict-w", data=data, gateway_url=services)
+    assert res.status == "accepted" and res.decision.effective_mode == "validate"
+    failed = res.evaluation.failed_rules()
+    assert [r.rule for r in failed] == ["threshold:trades"]
+    assert failed[0].value == res.precheck.metrics.trades and "min" in failed[0].detail
+    assert not res.evaluation.active
 
 
 def _poll(gw: httpx.Client, topic: str) -> list[dict]:

@@ -195,6 +195,7 @@ def test_cli_submit_text_summary_and_exit_codes(services, files) -> None:
                          str(files["prices"]), "--gateway-url", services], catch_exceptions=False)
     assert r.exit_code == 0
     assert "ACCEPTED" in r.stdout and "decision:" in r.stdout and "sharpe" in r.stdout
+    assert "policy: passed; active, weight 1" in r.stdout
     r = cli.invoke(app, ["submit", str(files["momentum"]), "-w", "nope", "--data",
                          str(files["prices"]), "--gateway-url", services], catch_exceptions=False)
     assert r.exit_code == 1 and "E_UNKNOWN_WORLD" in r.stdout

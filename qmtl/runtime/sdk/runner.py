@@ -27,7 +27,8 @@ from qmtl.runtime.returns import closes_from_dataset, derive_returns
 from qmtl.services.client import (GATEWAY_URL_ENV, GatewayClient, GatewayError,
                                   GatewayUnavailable)
 
-from .submit import DiagnosticInfo, NodeRef, Precheck, SubmitResult, local_safe_decision
+from .submit import (DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
+                     local_safe_decision)
 
 #: Synthetic replay used when no data is given: enough bars to warm up any sane strategy.
 SYNTHETIC_BARS = 2_000
@@ -218,7 +219,7 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
             nodes = _node_refs(ack)
             reused = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("reused", []))]
             new = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("new", []))]
-            client.evaluate(world, _evaluation(strategy_id, precheck, replay.returns))
+            evaluated = client.evaluate(world, _evaluation(strategy_id, precheck, replay.returns))
             decision = client.decide(world, strategy_id)
             activation = client.activation(world, strategy_id)
     except GatewayUnavailable as exc:
@@ -231,7 +232,8 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
         return SubmitResult(status="rejected", strategy_id=strategy_id,
                             downgrade_reason=_rejection(exc, world), **base)
     return SubmitResult(status="accepted", strategy_id=strategy_id, decision=decision,
-                        activation=_activation_of(activation, strategy_id), reused_nodes=reused,
+                        activation=_activation_of(activation, strategy_id),
+                        evaluation=_evaluation_of(evaluated, strategy_id), reused_nodes=reused,
                         new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
 
 
@@ -243,6 +245,19 @@ def _evaluation(strategy_id: str, precheck: Precheck, returns: list[float]) -> d
     return {"strategies": [{"strategy_id": strategy_id, "metrics": precheck.metrics.policy_values(),
                             "returns": returns}],
             "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+
+
+def _evaluation_of(answer: Any, strategy_id: str) -> WorldEvaluation | None:
+    """This strategy's part of ``POST /worlds/{id}/evaluate``'s answer (None if it is not there)."""
+    if not isinstance(answer, Mapping):
+        return None
+    mine = (answer.get("results") or {}).get(strategy_id)
+    if not isinstance(mine, Mapping):
+        return None
+    return WorldEvaluation(evaluation_seq=answer.get("evaluation_seq"), passed=bool(mine.get("passed")),
+                           active=strategy_id in (answer.get("active") or []),
+                           weight=float((answer.get("weights") or {}).get(strategy_id, 0.0)),
+                           rules=[RuleResult.model_validate(r) for r in mine.get("rules", [])])
 
 
 def _node_refs(ack: Mapping[str, Any]) -> dict[str, NodeRef]:

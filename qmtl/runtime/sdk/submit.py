@@ -47,8 +47,11 @@ class DiagnosticInfo(_Model):
                    col=loc.col if loc else 0)
 
     def format(self) -> str:
-        return f"{self.file or '<strategy>'}:{self.line}:{self.col}: {self.severity}[{self.code}]: " \
-               f"{self.message}"
+        # A finding with no line (a data file, the replay as a whole) names just the file.
+        where = self.file or "<strategy>"
+        if self.line > 0:
+            where += f":{self.line}:{self.col}"
+        return f"{where}: {self.severity}[{self.code}]: {self.message}"
 
 
 class Precheck(_Model):
@@ -73,12 +76,36 @@ class NodeRef(_Model):
     used_by: list[str] = Field(default_factory=list)
 
 
+class RuleResult(_Model):
+    """One policy rule as the world judged it (``threshold:sharpe``, ``top_k:sharpe``, …)."""
+
+    rule: str
+    passed: bool
+    value: Any = None
+    threshold: Any = None
+    detail: str = ""
+
+
+class WorldEvaluation(_Model):
+    """What the world's policy made of this strategy's metrics: why it was (not) selected."""
+
+    evaluation_seq: int | None = None
+    passed: bool
+    active: bool
+    weight: float = 0.0
+    rules: list[RuleResult] = Field(default_factory=list)
+
+    def failed_rules(self) -> list[RuleResult]:
+        return [r for r in self.rules if not r.passed]
+
+
 class SubmitResult(_Model):
     status: Status
     world: str
     strategy_id: str | None = None
     decision: DecisionEnvelope | None = None
     activation: dict[str, Any] | None = None
+    evaluation: WorldEvaluation | None = None
     precheck: Precheck = Field(default_factory=Precheck)
     safe_mode: bool = False
     downgrade_reason: str | None = None
