@@ -135,7 +135,7 @@ class WorldService:
         self.store.audit(world["id"], actor, "decision", now, _decision_view(before),
                          {"strategy_id": sid, **decision})
         return (TOPIC_DECISION, "DecisionUpdated", {"world_id": world["id"], "strategy_id": sid, **decision},
-                f"{world['id']}:{seq}:{sid}")
+                f"{_key_scope(world)}:{seq}:{sid}")
 
     def decide(self, world_id: str, strategy_id: str, hint: str | None = None) -> DecisionEnvelope:
         world = self.store.get_world(world_id)
@@ -183,7 +183,8 @@ class WorldService:
         self.store.put_activation_state(state)
         after = _world_envelope(state, self.store.activations(world_id))
         self.store.audit(world_id, actor, action, now, before, after)
-        return [(TOPIC_ACTIVATION, "ActivationUpdated", after, f"{world_id}:{state['sequence']}")]
+        scope = _key_scope(self.store.get_world(world_id))
+        return [(TOPIC_ACTIVATION, "ActivationUpdated", after, f"{scope}:{state['sequence']}")]
 
     # two-phase apply ----------------------------------------------------------------------------------
     def apply(self, world_id: str, req: ApplyRequest, actor: str) -> dict[str, Any]:
@@ -241,7 +242,7 @@ class WorldService:
             events = self._bump(state, now, actor, f"apply.{phase}", before)
             events.append((TOPIC_APPLY, "ApplyPhase",
                            {"world_id": world_id, "run_id": run_id, "phase": phase, "detail": detail},
-                           f"{world_id}:{run_id}:{phase}"))
+                           f"{_key_scope(self.store.get_world(world_id))}:{run_id}:{phase}"))
         self._publish(events)
 
     # world-strategy bindings (blueprint 4.3): recorded idempotently as the gateway accepts submissions
@@ -296,6 +297,18 @@ class WorldService:
             self.bus.publish(topic, type_, data, key)
             if topic == TOPIC_ACTIVATION and self.cache is not None:
                 self.cache.set(data["world_id"], data)
+
+
+def _key_scope(world: dict[str, Any] | None) -> str:
+    """The prefix of a world's event idempotency keys: its id *and* when it was created.
+
+    Sequences restart when a world is deleted and created again, while the bus (Redis in prod)
+    remembers every key it saw; keyed by id alone, the new world's events would be taken for the old
+    world's repeats and never reach a subscriber.
+    """
+    if world is None:
+        raise unknown_world("?")
+    return f"{world['id']}@{float(world['created_at']):.6f}"
 
 
 def _chosen_policy(doc: dict[str, Any] | None, preset_name: str | None) -> Policy | None:

@@ -205,10 +205,31 @@ def test_activation_get_put_events_and_cache(client: httpx.Client, ws_backend) -
     other = client.get("/worlds/w1/activation", params={"strategy_id": "ghost"}).json()
     assert other["active"] is False and other["weight"] == 0.0
     events = ws_backend.bus.read(TOPIC_ACTIVATION)
-    assert [(e.type, e.data["sequence"], e.idempotency_key) for e in events] == [
-        ("ActivationUpdated", 1, "w1:1"), ("ActivationUpdated", 2, "w1:2")]
+    assert [(e.type, e.data["sequence"]) for e in events] == [("ActivationUpdated", 1), ("ActivationUpdated", 2)]
+    assert events[0].idempotency_key.startswith("w1@") and events[0].idempotency_key.endswith(":1")
+    assert events[1].idempotency_key == events[0].idempotency_key[:-2] + ":2"
     cached = ws_backend.cache.get("w1")
     assert cached["sequence"] == 2 and cached["freeze"] is True and cached["etag"] == frozen["etag"]
+
+
+def test_recreated_world_events_are_not_taken_for_repeats(client: httpx.Client, ws_backend) -> None:
+    """Sequences restart with a new world of the same id; its events must still reach subscribers."""
+    make_world(client, "again", preset="sandbox")
+    client.put("/worlds/again/activation", json={"strategy_id": "old", "active": True})
+    evaluate(client, "again", [{"strategy_id": "s", "metrics": {}}])
+    client.post("/worlds/again/apply", json={"run_id": "r1"})
+    before = {t: len(ws_backend.bus.read(t)) for t in (TOPIC_ACTIVATION, TOPIC_DECISION, TOPIC_APPLY)}
+    assert client.delete("/worlds/again").status_code == 204
+    time.sleep(0.01)  # a new creation time, as any real re-creation has
+    make_world(client, "again", preset="sandbox")
+    client.put("/worlds/again/activation", json={"strategy_id": "new", "active": True})
+    evaluate(client, "again", [{"strategy_id": "s", "metrics": {}}])
+    client.post("/worlds/again/apply", json={"run_id": "r1"})
+    after = {t: ws_backend.bus.read(t) for t in before}
+    assert {t: len(events) - before[t] for t, events in after.items()} == \
+        {TOPIC_ACTIVATION: before[TOPIC_ACTIVATION], TOPIC_DECISION: 1, TOPIC_APPLY: 3}
+    newest = [e for e in after[TOPIC_ACTIVATION] if e.data["sequence"] == 1][-1]
+    assert [s["strategy_id"] for s in newest.data["strategies"]] == ["new"]
 
 
 def test_two_phase_apply_is_idempotent(client: httpx.Client, ws_backend) -> None:
