@@ -7,6 +7,7 @@ error code + message and exit status 1 (no traceback): every command that talks 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -133,13 +134,15 @@ def policy_cmd(name: str,
 
 
 @world_app.command("apply")
-def apply(name: str, run_id: str = typer.Option(..., "--run-id", help="Idempotency key of this "
-                                                "apply (same id twice = one apply)."),
+def apply(name: str, run_id: Optional[str] = typer.Option(None, "--run-id", help="Idempotency key "
+                                                          "of this apply (same id twice = one apply); "
+                                                          "default: a new one."),
           plan: Optional[Path] = typer.Option(None, "--plan", help="JSON/YAML {activate: [...], "
                                               "deactivate: [...]}; default: latest evaluation."),
           gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
     """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set."""
     plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None
+    run_id = run_id or f"apply-{uuid.uuid4().hex[:12]}"
     with gateway_client(gateway_url) as client:
         _show(client.apply(name, run_id, plan_doc), output, f"apply {run_id!r} on {name!r}")
 

@@ -117,6 +117,12 @@ def test_allocations_and_apply(gateway: str, tmp_path: Path) -> None:
     assert json.loads(run(*args).stdout) == first  # idempotent by run id
     r = run("world", "allocations", "cli-alloc", "--gateway-url", gateway, "-o", "json")
     assert "strat-a" in json.dumps(json.loads(r.stdout))
+    # without --run-id each apply is a new run (and a new activation sequence)
+    plan.write_text("deactivate: [strat-a]\n")
+    runs = [json.loads(run("world", "apply", "cli-alloc", "--plan", str(plan), "--gateway-url", gateway,
+                           "-o", "json").stdout) for _ in range(2)]
+    assert runs[0]["run_id"] != runs[1]["run_id"] and runs[0]["run_id"].startswith("apply-")
+    assert all(r["status"] == "completed" for r in runs)
 
 
 def test_status_reports_health_and_unknown_strategy(gateway: str) -> None:

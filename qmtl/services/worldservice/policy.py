@@ -198,7 +198,7 @@ def _threshold_rule(metric: str, bounds: Bounds, metrics: Mapping[str, float]) -
     low_ok = bounds.min is None or value >= bounds.min
     high_ok = bounds.max is None or value <= bounds.max
     detail = "within bounds" if low_ok and high_ok else (
-        f"{value} < min {bounds.min}" if not low_ok else f"{value} > max {bounds.max}")
+        f"{value:.6g} < min {bounds.min:g}" if not low_ok else f"{value:.6g} > max {bounds.max:g}")
     return RuleResult(f"threshold:{metric}", low_ok and high_ok, value, spec, detail)
 
 
