@@ -136,7 +136,14 @@ def op_node_id(op: Op, interval: int | None, input_ids: Sequence[str]) -> str:
 
 
 _OP_IDS: dict[int, tuple[Op, int | None, tuple[str, ...], str]] = {}
-_OP_IDS_MAX = 200_000
+_OP_IDS_MAX = 50_000
+
+
+def forget_memoised_ids() -> None:
+    """Drop the per-op memo.  The frontend calls this when it starts tracing a strategy: the ops of the
+    previous compile will not be hashed again, and holding them would keep them alive (and make the
+    cyclic collector scan them) for the rest of the process."""
+    _OP_IDS.clear()
 
 
 def node_ids(module: Module) -> dict[str, str]:

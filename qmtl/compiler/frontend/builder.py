@@ -1,7 +1,9 @@
 """Emitting raw SSA: ops appended in definition order, each typed by the op registry on the way in.
 
-The builder also keeps every value's clock and raw NodeID up to date, one op at a time, because an
-opaque function's ``code_hash`` names the upstream nodes it closes over by their NodeIDs.
+The builder also gives every value's raw NodeID, because an opaque function's ``code_hash`` names the
+upstream nodes it closes over by their NodeIDs.  IDs are hashed on demand, over the prefix of ops not
+hashed yet: most strategies never ask, and hashing every op as it is emitted cost as much as the
+rest of tracing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from qmtl.ir import ops as opreg
 from qmtl.ir.module import Loc, Op, make_attrs
-from qmtl.ir.nodeid import identity_fields, spec_node_id
+from qmtl.ir.nodeid import op_node_id
 from qmtl.ir.types import Type
 
 
@@ -34,6 +36,8 @@ class ModuleBuilder:
         self.types: dict[str, Type] = {}
         self._clock: dict[str, int | None] = {}
         self._ids: dict[str, str] = {}
+        self._hashed = 0  # ops[:_hashed] have their clock and NodeID in _clock / _ids
+        self._index: dict[str, int] = {}
         self._counters: dict[str, int] = {}
 
     def emit(self, result: str, name: str, operands: tuple[str, ...], attrs: dict[str, Any],
@@ -55,27 +59,27 @@ class ModuleBuilder:
         except (TypeError, KeyError, ValueError) as err:
             raise LoweringError("E106", f"{name}: {err}", loc) from None
         op = Op(result, name, operands, make_attrs(attrs), result_type, loc)
+        self._index[result] = len(self.ops)
         self.ops.append(op)
         self.types[result] = result_type
-        self._record_identity(op)
         return result
-
-    def _record_identity(self, op: Op) -> None:
-        opdef = opreg.REGISTRY[op.name]
-        if opdef.kind == "source":
-            clock = op.attr("interval")
-        else:
-            ins = [self._clock[s] for s in op.operands if self._clock.get(s) is not None]
-            clock = max(ins) if ins else None
-        self._clock[op.result] = clock  # type: ignore[assignment]
-        f = identity_fields(op, clock)  # type: ignore[arg-type]
-        self._ids[op.result] = spec_node_id(
-            f["op"], [self._ids[s] for s in op.operands], f["interval"], f["period"], f["params"],
-            f["code_hash"], f["schema_compat_id"])
 
     def node_id(self, value: str) -> str:
         """The raw (pre-canonicalisation) NodeID of a value emitted so far."""
+        if value not in self._ids:
+            self._hash_through(self._index[value])
         return self._ids[value]
+
+    def _hash_through(self, last: int) -> None:
+        for op in self.ops[self._hashed:last + 1]:
+            if opreg.REGISTRY[op.name].kind == "source":
+                clock = op.attr("interval")
+            else:
+                ins = [self._clock[s] for s in op.operands if self._clock.get(s) is not None]
+                clock = max(ins) if ins else None
+            self._clock[op.result] = clock  # type: ignore[assignment]
+            self._ids[op.result] = op_node_id(op, clock, [self._ids[s] for s in op.operands])  # type: ignore[arg-type]
+        self._hashed = max(self._hashed, last + 1)
 
     def fresh(self, base: str) -> str:
         """The next intermediate name under a node: ``base.1``, ``base.2`` …"""
@@ -90,10 +94,12 @@ class ModuleBuilder:
         """Drop every op emitted after ``mark`` (a traced function that failed half-way)."""
         dropped = {op.result for op in self.ops[mark:]}
         del self.ops[mark:]
+        self._hashed = min(self._hashed, mark)
         for value in dropped:
             self.types.pop(value, None)
             self._clock.pop(value, None)
             self._ids.pop(value, None)
+            self._index.pop(value, None)
         return dropped
 
 

@@ -14,6 +14,8 @@ the verifier, not this pass, reports them.
 
 from __future__ import annotations
 
+import math
+
 from qmtl.ir import ops as opreg
 from qmtl.ir.module import Module, Op
 
@@ -34,7 +36,8 @@ def run(module: Module, ctx: PassContext) -> Module:
         attrs, problems = canonical_attrs(op)
         for diag in problems:
             ctx.report(diag)
-        op = op.with_(attrs=attrs)
+        if not _same_spelling(attrs, op.attrs):
+            op = op.with_(attrs=attrs)
         op = _order_operands(op, table)
         replacement = _identity_of(op, defined) if _may_rewrite(op, defined, outputs) else None
         if replacement is not None:
@@ -45,6 +48,19 @@ def run(module: Module, ctx: PassContext) -> Module:
         kept.append(op)
     result = module.with_(ops=tuple(kept), outputs=rename_outputs(module.outputs, renames))
     return restamp(module, drop_newly_dead(module, result))
+
+
+def _same_spelling(a: object, b: object) -> bool:
+    """Equal *and* spelled alike: ``1 == 1.0 == True`` in Python, but not in a NodeID, so canonical
+    attributes replace the op's unless every value also has the same type (keeping the same object
+    spares a copy and lets later passes reuse its memoised NodeID)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same_spelling(x, y) for x, y in zip(a, b))  # type: ignore[arg-type]
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b) or (a != a and b != b)  # type: ignore[arg-type]
+    return a == b
 
 
 def _order_operands(op: Op, table: IdTable) -> Op:

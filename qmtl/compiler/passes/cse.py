@@ -22,7 +22,7 @@ def run(module: Module, ctx: PassContext) -> Module:
     kept: list[Op] = []
     for op in module.ops:
         op = rename_operands(op, renames)
-        key = table.add(op)
+        key = table.add_and_key(op)
         # equal NodeIDs imply equal types in a valid module; a mismatch is the verifier's to report
         if table.is_structural(key) and key in first and first[key].type == op.type:
             renames[op.result] = first[key].result
