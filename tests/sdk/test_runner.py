@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from qmtl.runtime.data import load
-from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint
+from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint, unusable_decision
 from qmtl.runtime.sdk.submit import Precheck, SubmitResult, local_safe_decision
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
@@ -70,6 +70,21 @@ def test_fingerprint_depends_on_bars_not_on_file_format(tmp_path: Path) -> None:
     changed.loc[10, "close"] *= 1.0001
     assert dataset_fingerprint([load(changed)]) != fp_parquet
     assert dataset_fingerprint([load(synthetic_bars(50, symbols=("A", "B"), seed=4))]) != fp_parquet
+
+
+def test_unusable_world_decisions_are_named() -> None:
+    from qmtl.services.worldservice.envelopes import StoredDecision, resolve_decision
+
+    decided, fp, as_of = 1_700_000_000.0, "blake3:" + "c" * 64, "2024-01-01T00:00:00+00:00"
+    fresh = resolve_decision("w", "s", False, StoredDecision("paper", "ok", decided, 60, as_of, fp),
+                             now=decided + 1)
+    assert unusable_decision(fresh, now=decided + 1) is None
+    assert "stale" in unusable_decision(fresh, now=decided + 61)
+    none = resolve_decision("w", "s", False, None, now=decided)
+    assert "no decision" in unusable_decision(none, now=decided)
+    bare = resolve_decision("w", "s", False, StoredDecision("paper", "ok", decided, 60, None, fp),
+                            now=decided + 1)
+    assert "as_of" in unusable_decision(bare, now=decided + 1)
 
 
 def test_local_safe_decision_is_default_safe() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from qmtl.runtime.metrics import Metrics, compute_metrics
 from qmtl.runtime.returns import closes_from_dataset, derive_returns
 from qmtl.services.client import (GATEWAY_URL_ENV, GatewayClient, GatewayError,
                                   GatewayUnavailable)
+from qmtl.services.worldservice.envelopes import DecisionEnvelope
 
 from .submit import (DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
                      local_safe_decision)
@@ -231,10 +233,29 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
     except GatewayError as exc:
         return SubmitResult(status="rejected", strategy_id=strategy_id,
                             downgrade_reason=_rejection(exc, world), **base)
-    return SubmitResult(status="accepted", strategy_id=strategy_id, decision=decision,
+    envelope = DecisionEnvelope.model_validate(decision)
+    unusable = unusable_decision(envelope, time.time())
+    return SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
+                        safe_mode=unusable is not None, downgrade_reason=unusable,
                         activation=_activation_of(activation, strategy_id),
                         evaluation=_evaluation_of(evaluated, strategy_id), reused_nodes=reused,
                         new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+
+
+def unusable_decision(decision: DecisionEnvelope, now: float) -> str | None:
+    """Why the world's answer cannot be acted on (no decision, stale, no as_of/fingerprint), or None.
+
+    The world already resolves such a decision to compute-only; saying so here as ``safe_mode`` lets
+    a caller tell "the policy put me in backtest" from "nothing usable was decided".
+    """
+    if decision.decided_at is None:
+        return f"the world has no decision for this strategy: {decision.reason}"
+    decided = datetime.fromisoformat(decision.decided_at).timestamp()
+    if now > decided + decision.ttl:
+        return f"the world's decision is stale (decided {decision.decided_at}, ttl {decision.ttl}s)"
+    if not decision.as_of or not decision.dataset_fingerprint:
+        return "the world's decision has no as_of/dataset_fingerprint: default-safe compute-only"
+    return None
 
 
 def _meta(precheck: Precheck) -> dict[str, Any]:

@@ -7,6 +7,9 @@ precheck, kept apart so nobody mistakes a local number for a promotion.
   ``downgrade_reason`` says which (and ``precheck.diagnostics`` carries the compiler's findings).
 * ``safe_mode`` — a gateway was configured but did not answer; ``decision`` is a local default-safe
   envelope (compute-only, backtest, orders gated) and ``downgrade_reason`` says what failed.
+
+``safe_mode`` (the flag) is also set on an ``accepted`` result whose world decision cannot be acted on
+— none, stale (past its ttl), or without ``as_of``/``dataset_fingerprint`` — with the reason.
 """
 
 from __future__ import annotations
