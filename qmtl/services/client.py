@@ -69,6 +69,12 @@ class GatewayClient:
     def get_strategy(self, strategy_id: str) -> dict[str, Any]:
         return self._call("GET", f"/strategies/{_seg(strategy_id)}")
 
+    def events(self, topic: str, after: int = 0, wait: float = 0.0) -> dict[str, Any]:
+        """Control-bus events of ``topic`` (``activation``, ``queues``, ``decision``, ``apply``) after
+        sequence ``after``, waiting up to ``wait`` s for one; pass the answer's ``last_seq`` next time."""
+        return self._call("GET", "/events/poll", params={"topic": topic, "after": after, "wait": wait},
+                          timeout=max(self._http.timeout.read or 0.0, wait + 5.0))
+
     # --- worlds (proxied) --------------------------------------------------------------------------
 
     def create_world(self, world_id: str, *, preset: str | None = None,

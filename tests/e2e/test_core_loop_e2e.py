@@ -11,6 +11,7 @@ import pytest
 
 from qmtl.runtime.sdk.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
+from qmtl.services.client import GatewayClient
 from qmtl.services.gateway.sample_dags import chain_dag
 
 MOMENTUM = '''
@@ -208,3 +209,16 @@ def test_bad_input_on_world_routes_through_the_gateway(gw) -> None:
     assert error_code(gw.post("/worlds/bad-w/evaluate", content=chunks()), 413) == "E_PAYLOAD_TOO_LARGE"
     assert gw.get("/health").json()["status"] == "ok"
     assert gw.get("/worlds/bad-w").status_code == 200  # nothing above broke the world
+
+
+def test_sdk_client_follows_the_event_stream(gw, services) -> None:
+    make_world(gw, "follow-w")
+    with GatewayClient(services) as client:
+        start = client.events("activation")["last_seq"]
+        gw.put("/worlds/follow-w/activation", json={"strategy_id": "s", "active": True})
+        got = client.events("activation", after=start, wait=5)
+        assert [e["data"]["world_id"] for e in got["events"]] == ["follow-w"]
+        assert got["last_seq"] == got["events"][0]["seq"] > start
+        began = time.monotonic()
+        assert client.events("activation", after=got["last_seq"], wait=0.5)["events"] == []
+        assert time.monotonic() - began >= 0.4  # it waited for an event before answering empty
