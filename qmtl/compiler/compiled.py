@@ -47,7 +47,7 @@ class CompiledStrategy:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity != "error"]
 
-    def run(self, data: Any, batch_size: int = 10_000, **options: Any):
+    def run(self, data: Any, batch_size: int | None = None, **options: Any):
         """Replay ``data`` through the generated Numba + Bytewax flow (see ``qmtl.runtime.engine``)."""
         from qmtl.runtime.engine import run
         return run(self, data, batch_size=batch_size, **options)

@@ -1,14 +1,27 @@
-"""Bytewax plumbing for the generated flow: a source partitioned by instrument, a collecting sink.
+"""Bytewax plumbing for the generated flow: a source partitioned by instrument, sinks, and running it
+in this process (worker threads) or in several processes (a Bytewax cluster on 127.0.0.1).
 
-Items are ``(key, (lo, hi))``: a half-open range of one key's bars.  The arrays themselves stay where
-binding put them (views of the loaded data); only the range crosses the dataflow, so a batch costs
-Bytewax one item however many bars it holds.
+Items are ``(key, (part, lo, hi, last))``: a half-open range of one key's bars, and whether it is that
+key's last batch.  The arrays themselves stay where binding put them (views of the loaded data); only
+the range crosses the dataflow, so a batch costs Bytewax one item however many bars it holds — and
+moving an item to another process costs a few bytes, since every process holds the same data.
+
+What comes out is one item per key, after its last batch: ``(key, {output: (ts, columns)})``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
+import os
+import pickle
+import socket
+import tempfile
 import threading
-from typing import Any
+import traceback
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Callable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -24,14 +37,17 @@ class _RangePartition(StatefulSourcePartition):
             raise StopIteration()
         lo, hi = self.pos, min(self.pos + self.batch_size, self.length)
         self.pos = hi
-        return [(self.part, (self.part, lo, hi))]
+        return [(self.part, (self.part, lo, hi, hi == self.length))]
 
     def snapshot(self) -> int:
         return self.pos
 
 
 class BatchSource(FixedPartitionedSource):
-    """One partition per run key; each poll yields the next ``batch_size`` ticks of that key."""
+    """One partition per run key; each poll yields the next ``batch_size`` ticks of that key.
+
+    Bytewax builds a partition only on the worker that owns it, so in a cluster each instrument is
+    read by exactly one process."""
 
     def __init__(self, parts: dict[str, tuple[Any, int]], batch_size: int):
         self.parts = parts
@@ -50,12 +66,12 @@ class _ListPartition(StatelessSinkPartition):
 
     def write_batch(self, items: list) -> None:
         with self.lock:
-            for _key, rows in items:
+            for _part, rows in items:
                 self.out.extend(rows)
 
 
 class CollectSink(DynamicSink):
-    """Collects every worker's emitted chunks into one list (workers share this process)."""
+    """Collects every worker's finished keys into one list (workers share this process)."""
 
     def __init__(self) -> None:
         self.items: list = []
@@ -63,6 +79,46 @@ class CollectSink(DynamicSink):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ListPartition:
         return _ListPartition(self.items, self._lock)
+
+
+class _FilePartition(StatelessSinkPartition):
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def write_batch(self, items: list) -> None:
+        for _part, rows in items:
+            for key, outputs in rows:
+                _write_atomically(self.directory / _key_file(key), pickle.dumps(
+                    (key, outputs), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class FileSink(DynamicSink):
+    """Each finished key as one file in ``directory``, named by the key and replaced atomically:
+    Bytewax is at-least-once, and writing a key again writes the same file again (idempotent)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _FilePartition:
+        return _FilePartition(self.directory)
+
+
+def read_file_sink(directory: Path) -> list:
+    """What a ``FileSink`` wrote: ``(key, outputs)`` per finished key."""
+    return [pickle.loads(p.read_bytes()) for p in sorted(Path(directory).glob("key-*.pkl"))]
+
+
+def _key_file(key: Any) -> str:
+    return "key-" + hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest() + ".pkl"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# --- running -------------------------------------------------------------------------------------------
 
 
 def run_flow(flow, workers: int = 1) -> None:
@@ -79,6 +135,88 @@ def run_flow(flow, workers: int = 1) -> None:
         if user is exc:
             raise
         raise user from None
+
+
+def run_cluster(build: Callable[[FileSink], Any], processes: int, workers: int = 1) -> list:
+    """Run the flow ``build(sink)`` as a Bytewax cluster of ``processes`` processes on 127.0.0.1,
+    each with ``workers`` worker threads, and return what the sink received (``(key, outputs)``).
+
+    The processes are forked from this one, so they already hold the loaded data, the compiled
+    strategy (user functions included, which need not be picklable) and the imported kernels; each
+    writes the keys it owns into a shared temporary directory that this process reads back.  A failure
+    in any process (a node error, say) is raised here, and the remaining processes are stopped.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("processes > 1 needs the 'fork' start method (POSIX); use workers instead")
+    ctx = multiprocessing.get_context("fork")
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
+    with tempfile.TemporaryDirectory(prefix="qmtl-cluster-") as tmp:
+        out = Path(tmp)
+        flow = build(FileSink(out))
+        procs = [ctx.Process(target=_cluster_process, args=(flow, addresses, i, workers, out),
+                             name=f"qmtl-bytewax-{i}", daemon=True) for i in range(processes)]
+        for p in procs:
+            p.start()
+        _wait_all(procs, out)
+        return read_file_sink(out)
+
+
+def _cluster_process(flow, addresses: list[str], proc_id: int, workers: int, out: Path) -> None:
+    from bytewax.errors import BytewaxRuntimeError
+    from bytewax.testing import cluster_main
+    try:
+        cluster_main(flow, addresses, proc_id, worker_count_per_proc=workers)
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent
+        error = _user_error(exc) if isinstance(exc, BytewaxRuntimeError) else exc
+        _write_atomically(out / f"error-{proc_id}.pkl", _pickled_error(error))
+        os._exit(1)
+
+
+def _pickled_error(error: BaseException) -> bytes:
+    try:
+        data = pickle.dumps(error)
+        pickle.loads(data)
+        return data
+    except Exception:  # noqa: BLE001 - an unpicklable error still reaches the parent as text
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
+        return pickle.dumps(RuntimeError(text))
+
+
+def _wait_all(procs: list, out: Path) -> None:
+    """Join every process; on the first failure stop the rest and raise that process's error."""
+    pending = list(procs)
+    while pending:
+        for p in list(pending):
+            p.join(timeout=0.05)
+            if p.exitcode is None:
+                continue
+            pending.remove(p)
+            if p.exitcode != 0:
+                for other in pending:
+                    other.terminate()
+                for other in pending:
+                    other.join()
+                raise _process_error(out, procs.index(p), p.exitcode)
+
+
+def _process_error(out: Path, proc_id: int, exitcode: int) -> BaseException:
+    path = out / f"error-{proc_id}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    return RuntimeError(f"Bytewax process {proc_id} exited with code {exitcode} and reported no error")
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the OS calls free right now on 127.0.0.1 (held open together, so they are distinct)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            with closing(s):
+                pass
 
 
 def _user_error(exc: BaseException) -> BaseException:

@@ -5,12 +5,19 @@ its buffers, the kernels' state arrays, the source columns of the current batch,
 per-tick Python regions (``py_call`` and ops without a kernel lowering).  Per-tick regions reuse the
 reference interpreter's evaluation of one region over input windows, fed with the window tail this
 key has kept, so the Python path and the oracle cannot drift apart.
+
+Where the time goes matters here (see DESIGN.md "Performance model"): buffers are scratch that is
+only valid during one batch, so one set per worker thread serves every key; emitted rows are appended
+by a jitted compaction into arrays sized for the key's whole stream, and handed on once, when the
+key's last batch has run — no pandas and no per-batch result objects inside the dataflow.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Mapping
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -43,8 +50,11 @@ class KeyRuntime:
         self.gates = np.zeros(max(gen.GATE_SLOTS, 1), dtype=np.int64)
         self._state = {k: (np.array(f, dtype=np.float64), np.array(i if i else [0], dtype=np.int64))
                        for k, (f, i) in gen.STATE.items()}
-        self._bufs: dict[str, np.ndarray] = {}
+        self._bufs = _scratch(gen.DIGEST)
+        self.rows = {name: _Rows(len(self.ts), _output_dtypes(gen, bufs, cols or [name]))
+                     for name, (bufs, _emit, cols) in gen.OUTPUTS.items()}
         self.lo = self.hi = 0
+        self.done = False  # set by the key's last batch: its rows are handed on, its state dropped
         self._interp = _Interpreter(module, functions, Bindings({}, {}), compute_fns={})
         self._tails: dict[str, dict[str, Track]] = {}  # region → input value → kept history
         self._seen: dict[str, dict[str, int]] = {}     # region → input value → entries before tail
@@ -52,7 +62,8 @@ class KeyRuntime:
     def __getstate__(self) -> dict:
         """What a Bytewax snapshot holds: the numeric state of this key (kernels, gates, position).
         Per-tick tails are not snapshotted yet, so resuming a flow with Python regions is unsupported."""
-        return {"key": self.key, "hi": self.hi, "gates": self.gates, "state": self._state}
+        return {"key": self.key, "hi": self.hi, "gates": self.gates, "state": self._state,
+                "rows": self.rows}
 
     # --- called by the generated process() -------------------------------------------------------
 
@@ -106,28 +117,24 @@ class KeyRuntime:
     # --- one batch --------------------------------------------------------------------------------
 
     def run_batch(self, item, process) -> list:
-        _part, lo, hi = item
-        self.lo, self.hi = lo, hi
-        process(self, hi - lo)
-        return self._emitted()
+        """Run one batch; after the key's last batch, hand on everything it emitted (once)."""
+        _part, lo, hi, last = item
+        self.lo, self.hi, self.done = lo, hi, last
+        if hi > lo:
+            process(self, hi - lo)
+            self._append_emitted()
+        return [(self.key, self.finished())] if last else []
 
-    def _emitted(self) -> list:
-        """This batch's emitted rows per output as raw arrays (``ts`` plus value columns): frames are
-        built once per key at the end, because a DataFrame per batch costs more than the kernels."""
+    def _append_emitted(self) -> None:
         n = self.hi - self.lo
         ts = self.ts[self.lo:self.hi]
-        out = []
         for name, (bufs, emit, cols) in self.gen.OUTPUTS.items():
-            mask = self.buf(emit)[:n]
-            if not mask.any():
-                continue
-            if self.gen.BUFFERS[bufs[0]] == "object":
-                values = {None: list(self.buf(bufs[0])[:n][mask])}
-            else:
-                values = {c: self.buf(b)[:n][mask] for c, b in zip(cols or [name], bufs)}
-            out.append((name, self.key, (ts[mask], values), self.lo))
-        return out
+            self.rows[name].append(self.buf(emit)[:n], ts,
+                                   [self.buf(b)[:n] for b in bufs])
 
+    def finished(self) -> dict[str, tuple[np.ndarray, dict]]:
+        """output name → (ts, {column: values}) of every row this key emitted so far (views)."""
+        return {name: rows.view() for name, rows in self.rows.items()}
 
     # --- per-tick helpers ----------------------------------------------------------------------------
 
@@ -195,10 +202,68 @@ def _concat(a: Track, b: Track) -> Track:
     return Track(ts, a.kind, list(a.data) + list(b.data))
 
 
-def chunk_frame(name: str, parts: list) -> pd.DataFrame:
-    """One key's emitted parts (in time order) → its output frame, indexed by ``ts``."""
-    index = pd.Index(np.concatenate([p[0] for p in parts]), name="ts")
-    first = parts[0][1]
-    if None in first:  # opaque rows
-        return _opaque_frame(name, [r for p in parts for r in p[1][None]], index)
-    return pd.DataFrame({c: np.concatenate([p[1][c] for p in parts]) for c in first}, index=index)
+# --- emitted rows ---------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact(mask, src, dst, k):
+    """Append ``src[mask]`` to ``dst`` at ``k``; returns the new length (one pass, no temporaries)."""
+    for t in range(len(mask)):
+        if mask[t]:
+            dst[k] = src[t]
+            k += 1
+    return k
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(digest: str) -> dict[str, np.ndarray]:
+    """This thread's batch buffers for one generated module (a Bytewax worker runs one key's batch
+    at a time, and nothing in a buffer outlives its batch, so every key can share them)."""
+    pools = getattr(_SCRATCH, "pools", None)
+    if pools is None:
+        pools = _SCRATCH.pools = {}
+    return pools.setdefault(digest, {})
+
+
+def _output_dtypes(gen, bufs: list[str], cols: list) -> dict[Any, str]:
+    if gen.BUFFERS[bufs[0]] == "object":
+        return {None: "object"}
+    return {c: gen.BUFFERS[b] for c, b in zip(cols, bufs)}
+
+
+class _Rows:
+    """One output's emitted rows for one key, appended batch by batch into arrays sized for the
+    key's whole stream (at most one row per tick), so nothing is concatenated at the end.  ``np.empty``
+    leaves untouched pages unallocated, so the unused tail costs address space, not memory."""
+
+    def __init__(self, capacity: int, dtypes: dict[Any, str]):
+        self.count = 0
+        self.ts = np.empty(capacity, dtype=np.int64)
+        self.objects: list | None = [] if None in dtypes else None
+        self.cols = {} if self.objects is not None else {
+            c: np.empty(capacity, dtype=d) for c, d in dtypes.items()}
+
+    def append(self, mask: np.ndarray, ts: np.ndarray, values: list[np.ndarray]) -> None:
+        k = self.count
+        if self.objects is not None:
+            self.objects.extend(values[0][mask])
+        else:
+            for dst, src in zip(self.cols.values(), values):
+                _compact(mask, src, dst, k)
+        self.count = _compact(mask, ts, self.ts, k)
+
+    def view(self) -> tuple[np.ndarray, dict]:
+        k = self.count
+        if self.objects is not None:
+            return self.ts[:k], {None: self.objects}
+        return self.ts[:k], {c: a[:k] for c, a in self.cols.items()}
+
+
+def rows_frame(name: str, ts: np.ndarray, values: dict) -> pd.DataFrame:
+    """One key's emitted rows → its output frame, indexed by ``ts``; numeric columns are not copied."""
+    index = pd.Index(ts, name="ts", copy=False)
+    if None in values:  # opaque rows
+        return _opaque_frame(name, list(values[None]), index)
+    return pd.DataFrame(values, index=index, copy=False)

@@ -29,6 +29,10 @@ class NodeRuntimeError(RuntimeError):
         where += "" if symbol is None else f" for symbol {symbol!r}"
         super().__init__(f"node {node!r} failed{where}: {problem}")
 
+    def __reduce__(self):
+        # rebuilt from its fields, so the error survives the trip back from a worker process
+        return (type(self), (self.node, self.ts, self.symbol, self.problem))
+
 
 @dataclass
 class RunResult:
@@ -54,27 +58,29 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
     pairs = [(key, _ts_indexed(df)) for key, df in chunks]
     keys = list(dict.fromkeys(k for k, _ in pairs))
     with_symbol = len(keys) > 1 if multi_key is None else multi_key
+    if not pairs:
+        return _empty(with_symbol)
+    if not with_symbol:
+        out = pd.concat([df for _, df in pairs]) if len(pairs) > 1 else pairs[0][1]
+        return out.set_axis(pd.Index(out.index.to_numpy(dtype=np.int64), name="ts", copy=False), axis=0)
+    # rows ordered by ts, then symbol: concatenate in symbol order, then a stable sort by ts
+    pairs.sort(key=lambda p: str(p[0]))
     frames = []
     for key, df in pairs:
-        if with_symbol:
-            df = df.copy()
-            df.insert(0, "symbol", key)
+        df = df.copy(deep=False)
+        df.insert(0, "symbol", key)
         frames.append(df)
-    if not frames:
-        return _empty(with_symbol)
     out = pd.concat(frames) if len(frames) > 1 else frames[0]
-    if with_symbol:
-        order = np.lexsort((out["symbol"].astype(str).to_numpy(), out.index.to_numpy()))
-        out = out.iloc[order]
-    out.index = pd.Index(out.index.to_numpy(dtype=np.int64), name="ts")
-    return out
+    ts = out.index.to_numpy(dtype=np.int64)
+    order = np.argsort(ts, kind="stable")
+    out = out.iloc[order]
+    return out.set_axis(pd.Index(ts[order], name="ts", copy=False), axis=0)
 
 
 def _ts_indexed(df: pd.DataFrame) -> pd.DataFrame:
     if "ts" in df.columns:
         df = df.set_index("ts")
-    df.index = pd.Index(np.asarray(df.index, dtype=np.int64), name="ts")
-    return df
+    return df.set_axis(pd.Index(np.asarray(df.index, dtype=np.int64), name="ts", copy=False), axis=0)
 
 
 def _empty(with_symbol: bool) -> pd.DataFrame:
