@@ -63,6 +63,8 @@ def print_summary(result: SubmitResult) -> None:
               style=style, markup=False, highlight=False)
     if result.downgrade_reason:
         out.print(f"  reason: {result.downgrade_reason}", markup=False, highlight=False)
+    for note in result.notes:
+        out.print(f"  note: {note}", markup=False, highlight=False)
     for d in result.precheck.diagnostics:
         target = err if d.severity == "error" else out
         target.print("  " + d.format(), markup=False, highlight=False)

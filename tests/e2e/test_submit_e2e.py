@@ -170,11 +170,15 @@ def test_no_gateway_configured_starts_embedded_services(files, tmp_path: Path,
     monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     result = Runner.submit(files["momentum"], world="fresh")
-    # a fresh machine has no world yet: a clear answer, from services that really ran
-    assert result.embedded and result.status == "rejected"
-    assert "fresh" in result.downgrade_reason and "qmtl world create" in result.downgrade_reason
+    # a fresh machine: no server, no world yet; the embedded pair runs and a sandbox world is made
+    assert result.embedded and result.status == "accepted", result.downgrade_reason
+    assert result.notes and "sandbox" in result.notes[0] and "'fresh'" in result.notes[0]
+    assert result.decision.world_id == "fresh" and result.decision.execution_domain != "live"
     assert (tmp_path / "home" / "gateway.db").exists()
     assert result.precheck.synthetic_data
+    again = Runner.submit(files["momentum"], world="fresh")  # same home: the world is there now
+    assert again.status == "accepted" and again.notes == []
+    assert again.strategy_id == result.strategy_id and not again.new_nodes
 
 
 def test_cli_submit_json(services, files) -> None:

@@ -212,10 +212,14 @@ def _embedded_gateway() -> Iterator[str]:
 def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: float,
                embedded: bool) -> SubmitResult:
     precheck = replay.precheck
-    base = {"world": world, "precheck": precheck, "gateway_url": url, "embedded": embedded}
+    notes: list[str] = []
+    base = {"world": world, "precheck": precheck, "gateway_url": url, "embedded": embedded,
+            "notes": notes}
     strategy_id: str | None = None
     try:
         with GatewayClient(url, timeout=timeout) as client:
+            if embedded:
+                notes += _ensure_sandbox_world(client, world)
             ack = client.submit_strategy(compiled.dag, [world], _meta(precheck))
             strategy_id = ack["strategy_id"]
             nodes = _node_refs(ack)
@@ -240,6 +244,21 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
                         activation=_activation_of(activation, strategy_id),
                         evaluation=_evaluation_of(evaluated, strategy_id), reused_nodes=reused,
                         new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+
+
+def _ensure_sandbox_world(client: GatewayClient, world: str) -> list[str]:
+    """The embedded pair on a fresh machine has no worlds and no server to create one through, so
+    the first submission creates ``world`` with the sandbox preset (never live) and says so."""
+    try:
+        client.get_world(world)
+        return []
+    except GatewayError as exc:
+        if exc.code != "E_UNKNOWN_WORLD":
+            raise
+    client.create_world(world, preset="sandbox",
+                        description="created by Runner.submit on the embedded services")
+    return [f"world {world!r} did not exist in the embedded services; created it with the sandbox "
+            "preset (paper at most, never live)"]
 
 
 def unusable_decision(decision: DecisionEnvelope, now: float) -> str | None:

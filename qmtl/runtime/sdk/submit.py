@@ -117,6 +117,7 @@ class SubmitResult(_Model):
     queue_map: dict[str, str] = Field(default_factory=dict)
     gateway_url: str | None = None
     embedded: bool = False
+    notes: list[str] = Field(default_factory=list)
 
 
 def local_safe_decision(world: str, strategy_id: str | None, reason: str,
