@@ -120,18 +120,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 # --- running -------------------------------------------------------------------------------------------
 
+_FAILURES: list[BaseException] = []
+
 
 def run_flow(flow, workers: int = 1) -> None:
     """Run in this process: ``run_main`` for one worker, ``cluster_main`` with N worker threads."""
-    from bytewax.errors import BytewaxRuntimeError
     from bytewax.testing import cluster_main, run_main
+    _FAILURES.clear()
     try:
         if workers == 1:
             run_main(flow)
         else:
             cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    except BytewaxRuntimeError as exc:
+    except BaseException as exc:
         user = _user_error(exc)
+        if user is exc and _FAILURES:
+            user = _FAILURES[0]
         if user is exc:
             raise
         raise user from None
@@ -161,13 +165,23 @@ def run_cluster(build: Callable[[FileSink], Any], processes: int, workers: int =
         return read_file_sink(out)
 
 
+def note_failure(exc: BaseException) -> None:
+    """Remember the first exception a step raised in this process.  In a multi-process cluster
+    Bytewax turns it into a Rust panic that no longer carries it, so the process reports this one."""
+    if not _FAILURES:
+        _FAILURES.append(exc)
+
+
 def _cluster_process(flow, addresses: list[str], proc_id: int, workers: int, out: Path) -> None:
     from bytewax.errors import BytewaxRuntimeError
     from bytewax.testing import cluster_main
+    _FAILURES.clear()
     try:
         cluster_main(flow, addresses, proc_id, worker_count_per_proc=workers)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent
         error = _user_error(exc) if isinstance(exc, BytewaxRuntimeError) else exc
+        if _FAILURES and error is exc:
+            error = _FAILURES[0]
         _write_atomically(out / f"error-{proc_id}.pkl", _pickled_error(error))
         os._exit(1)
 
@@ -182,8 +196,10 @@ def _pickled_error(error: BaseException) -> bytes:
         return pickle.dumps(RuntimeError(text))
 
 
-def _wait_all(procs: list, out: Path) -> None:
-    """Join every process; on the first failure stop the rest and raise that process's error."""
+def _wait_all(procs: list, out: Path, grace: float = 5.0) -> None:
+    """Join every process.  When one fails, the others soon fail too (their peer is gone), so give
+    them ``grace`` seconds to report, stop any still running, and raise the most telling error: the
+    user's (a node failure) rather than a peer's lost connection."""
     pending = list(procs)
     while pending:
         for p in list(pending):
@@ -192,18 +208,32 @@ def _wait_all(procs: list, out: Path) -> None:
                 continue
             pending.remove(p)
             if p.exitcode != 0:
-                for other in pending:
-                    other.terminate()
-                for other in pending:
-                    other.join()
-                raise _process_error(out, procs.index(p), p.exitcode)
+                _stop(pending, grace)
+                raise _cluster_error(out, procs)
 
 
-def _process_error(out: Path, proc_id: int, exitcode: int) -> BaseException:
-    path = out / f"error-{proc_id}.pkl"
-    if path.exists():
-        return pickle.loads(path.read_bytes())
-    return RuntimeError(f"Bytewax process {proc_id} exited with code {exitcode} and reported no error")
+def _stop(procs: list, grace: float) -> None:
+    for p in procs:
+        p.join(timeout=grace)
+    for p in procs:
+        if p.exitcode is None:
+            p.terminate()
+            p.join()
+
+
+def _cluster_error(out: Path, procs: list) -> BaseException:
+    from qmtl.ir.diagnostics import CompileError
+    from .results import NodeRuntimeError
+    errors = []
+    for i, p in enumerate(procs):
+        path = out / f"error-{i}.pkl"
+        if path.exists():
+            errors.append(pickle.loads(path.read_bytes()))
+        elif p.exitcode not in (0, None):
+            errors.append(RuntimeError(f"Bytewax process {i} exited with code {p.exitcode} "
+                                       "and reported no error"))
+    user = [e for e in errors if isinstance(e, (NodeRuntimeError, CompileError))]
+    return (user or errors)[0]
 
 
 def _free_ports(count: int) -> list[int]:

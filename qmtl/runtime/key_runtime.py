@@ -26,6 +26,7 @@ from qmtl.ir.module import Module
 
 from .binding import Bindings
 from .data import Stream
+from .flow import note_failure
 from .reference import Track, _collect, _common_ts, _Interpreter, _opaque_frame, _RegionContext
 from .results import NodeRuntimeError
 
@@ -121,7 +122,11 @@ class KeyRuntime:
         _part, lo, hi, last = item
         self.lo, self.hi, self.done = lo, hi, last
         if hi > lo:
-            process(self, hi - lo)
+            try:
+                process(self, hi - lo)
+            except Exception as exc:
+                note_failure(exc)
+                raise
             self._append_emitted()
         return [(self.key, self.finished())] if last else []
 
