@@ -198,18 +198,10 @@ def _function_ast(fn: types.FunctionType) -> ast.AST | None:
 
 def _find_definition(fn: types.FunctionType) -> ast.AST | None:
     code = fn.__code__
-    tree = _module_ast(code.co_filename)
-    if tree is None:
+    index = _definitions(code.co_filename)
+    if index is None:
         return _standalone_ast(fn)
-    candidates: list[ast.AST] = []
-    for node in ast.walk(tree):
-        if code.co_name == "<lambda>" and isinstance(node, ast.Lambda):
-            if node.lineno == code.co_firstlineno:
-                candidates.append(node)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name:
-            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
-            if code.co_firstlineno in (first, node.lineno):
-                candidates.append(node)
+    candidates = index.get((code.co_name, code.co_firstlineno), [])
     argnames = list(code.co_varnames[:code.co_argcount])
     for node in candidates:
         if [a.arg for a in node.args.args] == argnames:  # type: ignore[attr-defined]
@@ -217,21 +209,41 @@ def _find_definition(fn: types.FunctionType) -> ast.AST | None:
     return candidates[0] if candidates else None
 
 
-_MODULE_CACHE: dict[tuple[str, int], ast.Module | None] = {}
+# (function name or "<lambda>", first line) → definitions there, in ``ast.walk`` order
+_DefinitionIndex = dict[tuple[str, int], list[ast.AST]]
+
+# filename → (the linecache line list it was built from, that file's definition index).  Built once
+# per file version: walking the whole module for every opaque function made hashing n functions of
+# one file cost O(n × file size).  linecache hands back the same list object until the file changes.
+_INDEX_CACHE: dict[str, tuple[list[str], _DefinitionIndex | None]] = {}
 
 
-def _module_ast(filename: str) -> ast.Module | None:
+def _definitions(filename: str) -> _DefinitionIndex | None:
     lines = linecache.getlines(filename)
     if not lines:
         return None
-    source = "".join(lines)
-    key = (filename, hash(source))
-    if key not in _MODULE_CACHE:
-        try:
-            _MODULE_CACHE[key] = ast.parse(source)
-        except SyntaxError:
-            _MODULE_CACHE[key] = None
-    return _MODULE_CACHE[key]
+    cached = _INDEX_CACHE.get(filename)
+    if cached is not None and cached[0] is lines:
+        return cached[1]
+    try:
+        tree: ast.Module | None = ast.parse("".join(lines))
+    except SyntaxError:
+        tree = None
+    index = _index_definitions(tree) if tree is not None else None
+    _INDEX_CACHE[filename] = (lines, index)
+    return index
+
+
+def _index_definitions(tree: ast.Module) -> _DefinitionIndex:
+    index: _DefinitionIndex = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Lambda):
+            index.setdefault(("<lambda>", node.lineno), []).append(node)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            for line in dict.fromkeys((first, node.lineno)):
+                index.setdefault((node.name, line), []).append(node)
+    return index
 
 
 def _standalone_ast(fn: types.FunctionType) -> ast.AST | None:
