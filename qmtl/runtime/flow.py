@@ -154,7 +154,8 @@ def run_cluster(build: Callable[[FileSink], Any], processes: int, workers: int =
         raise RuntimeError("processes > 1 needs the 'fork' start method (POSIX); use workers instead")
     ctx = multiprocessing.get_context("fork")
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(processes)]
-    with tempfile.TemporaryDirectory(prefix="qmtl-cluster-") as tmp:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # results cross in memory, not via disk
+    with tempfile.TemporaryDirectory(prefix="qmtl-cluster-", dir=shm) as tmp:
         out = Path(tmp)
         flow = build(FileSink(out))
         procs = [ctx.Process(target=_cluster_process, args=(flow, addresses, i, workers, out),

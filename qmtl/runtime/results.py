@@ -14,6 +14,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 
 class NodeRuntimeError(RuntimeError):
@@ -65,6 +66,8 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
         return out.set_axis(pd.Index(out.index.to_numpy(dtype=np.int64), name="ts", copy=False), axis=0)
     # rows ordered by ts, then symbol: concatenate in symbol order, then a stable sort by ts
     pairs.sort(key=lambda p: str(p[0]))
+    if _same_numeric_columns([df for _, df in pairs]):
+        return _interleave(pairs)
     frames = []
     for key, df in pairs:
         df = df.copy(deep=False)
@@ -75,6 +78,37 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
     order = np.argsort(ts, kind="stable")
     out = out.iloc[order]
     return out.set_axis(pd.Index(ts[order], name="ts", copy=False), axis=0)
+
+
+def _same_numeric_columns(frames: list[pd.DataFrame]) -> bool:
+    first = frames[0].dtypes
+    return all(d.kind in "biuf" for d in first) and all(
+        list(df.columns) == list(frames[0].columns) and (df.dtypes == first).all() for df in frames[1:])
+
+
+def _interleave(pairs: list[tuple[str | None, pd.DataFrame]]) -> pd.DataFrame:
+    """The keyed frame of ``pairs`` (sorted by key) built with one gather per column: what
+    concat-then-sort gives, without pandas moving 10⁷ rows through its block machinery."""
+    frames = [df for _, df in pairs]
+    ts_parts = [df.index.to_numpy(dtype=np.int64) for df in frames]
+    order = _ts_then_key_order(ts_parts)
+    codes = np.repeat(np.arange(len(frames)), [len(t) for t in ts_parts])[order]
+    symbol = pa.array([k for k, _ in pairs], type=pa.string()).take(pa.array(codes))
+    columns = {"symbol": symbol.to_pandas(types_mapper=lambda _t: pd.StringDtype(na_value=np.nan)).array}
+    for c in frames[0].columns:
+        columns[c] = np.concatenate([df[c].to_numpy() for df in frames])[order]
+    index = pd.Index(np.concatenate(ts_parts)[order], name="ts", copy=False)
+    return pd.DataFrame(columns, index=index, copy=False)
+
+
+def _ts_then_key_order(ts_parts: list[np.ndarray]) -> np.ndarray:
+    """Row order by ts, ties by key (the part's position).  Keys sharing one timestamp grid — the
+    usual replay — interleave without a sort."""
+    first = ts_parts[0]
+    if all(len(t) == len(first) and np.array_equal(t, first) for t in ts_parts[1:]):
+        k, n = len(ts_parts), len(first)
+        return np.arange(k * n, dtype=np.int64).reshape(k, n).T.ravel()
+    return np.argsort(np.concatenate(ts_parts), kind="stable")
 
 
 def _ts_indexed(df: pd.DataFrame) -> pd.DataFrame:
