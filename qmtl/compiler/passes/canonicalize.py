@@ -47,7 +47,9 @@ def run(module: Module, ctx: PassContext) -> Module:
         defined[op.result] = op
         kept.append(op)
     result = module.with_(ops=tuple(kept), outputs=rename_outputs(module.outputs, renames))
-    return restamp(module, drop_newly_dead(module, result))
+    if renames:  # only a rewrite can leave ops without users (reordering operands cannot)
+        result = drop_newly_dead(module, result)
+    return restamp(module, result)
 
 
 def _same_spelling(a: object, b: object) -> bool:

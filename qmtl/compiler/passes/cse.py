@@ -30,5 +30,5 @@ def run(module: Module, ctx: PassContext) -> Module:
         first.setdefault(key, op)
         kept.append(op)
     result = module.with_(ops=tuple(kept), outputs=rename_outputs(module.outputs, renames))
-    return drop_newly_dead(module, result)
+    return drop_newly_dead(module, result) if renames else result
 

@@ -30,13 +30,16 @@ _NUMPY = {"f64": np.float64, "i64": np.int64, "bool": np.bool_}
 def run(module: Module, ctx: PassContext) -> Module:
     consts: dict[str, tuple[AttrValue, str]] = {}
     out: list[Op] = []
+    folded_any = False
     for op in module.ops:
         folded = _fold(op, consts)
         if folded is not None:
-            op = folded
+            op, folded_any = folded, True
         if op.name == "const" and _const_dtype(op) is not None:
             consts[op.result] = (op.attr("value"), _const_dtype(op))
         out.append(op)
+    if not folded_any:
+        return module
     return restamp(module, drop_newly_dead(module, module.with_(ops=tuple(out))))
 
 
