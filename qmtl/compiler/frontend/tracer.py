@@ -2,9 +2,11 @@
 
 Each compute function is called exactly once, on a symbolic view (``symbolic_view``) through a copy
 that sees the pandas/numpy shims (``shims``).  If that succeeds, the node is the ops its result tree
-lowers to; if anything is unsupported, or the user's code raises, the node becomes ONE ``py_call`` op
-over its inputs, with the reason kept in the op and in an N202 note.  A failed trace is never retried.
-No canonicalisation, CSE or DCE happens here.
+lowers to, followed by every other value the call built but did not return (dead code, in the order
+it was built, so the DCE pass can name it in a W201 warning); if anything is unsupported, or the
+user's code raises, the node becomes ONE ``py_call`` op over its inputs, with the reason kept in the
+op and in an N202 note.  A failed trace is never retried.  No canonicalisation, CSE or DCE happens
+here.
 """
 
 from __future__ import annotations
