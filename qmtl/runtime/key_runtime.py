@@ -259,6 +259,23 @@ class _Rows:
                 _compact(mask, src, dst, k)
         self.count = _compact(mask, ts, self.ts, k)
 
+    def __getstate__(self) -> dict:
+        # a snapshot (Bytewax deep-copies state at each epoch) holds the rows emitted so far, not the
+        # never-touched tail of the arrays
+        ts, values = self.view()
+        return {"capacity": len(self.ts), "ts": ts, "values": values}
+
+    def __setstate__(self, state: dict) -> None:
+        ts, values = state["ts"], state["values"]
+        dtypes = {c: ("object" if c is None else v.dtype) for c, v in values.items()}
+        self.__init__(state["capacity"], dtypes)
+        self.count = len(ts)
+        self.ts[:self.count] = ts
+        if self.objects is not None:
+            self.objects.extend(values[None])
+        for c, v in self.cols.items():
+            v[:self.count] = values[c]
+
     def view(self) -> tuple[np.ndarray, dict]:
         k = self.count
         if self.objects is not None:

@@ -200,3 +200,15 @@ def test_processes_run_unpicklable_user_functions_and_report_their_errors():
             run(CompiledStrategy(module.name, module, functions={"h1": explode}), data,
                 processes=processes, workers=workers)
         assert "'dev'" in str(info.value) and "ZeroDivisionError: boom" in str(info.value)
+
+
+def test_rows_snapshot_keeps_emitted_rows_and_capacity():
+    import copy
+    from qmtl.runtime.key_runtime import _Rows
+    rows = _Rows(1000, {"x": "float64"})
+    rows.append(np.array([True, False, True]), np.array([1, 2, 3]), [np.array([0.5, 1.5, 2.5])])
+    again = copy.deepcopy(rows)
+    again.append(np.array([True]), np.array([9]), [np.array([9.5])])
+    ts, values = again.view()
+    assert ts.tolist() == [1, 3, 9] and values["x"].tolist() == [0.5, 2.5, 9.5]
+    assert rows.view()[0].tolist() == [1, 3] and len(again.ts) == 1000
