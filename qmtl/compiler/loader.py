@@ -6,7 +6,8 @@ helpers import.  Every failure is a ``CompileError`` pointing into the user's fi
 
 * E301 — the file does not parse (file:line:col of the SyntaxError);
 * E302 — importing it raised (file:line of the innermost frame in the file, exception type and text);
-* E304 — an SDK argument was wrong while importing (a module-level node with a bad interval, …);
+* E304 — an SDK argument was wrong while importing (a module-level node with a bad interval, …),
+  or the code the argument's error class carries (E310 look-ahead, E106 operand type);
 * E303 — no ``Strategy`` subclass defined in the file, several and no ``name``, or ``name`` not found.
 """
 
@@ -74,7 +75,7 @@ def _execute(path: Path, code: object) -> ModuleType:
         exec(code, module.__dict__)  # noqa: S102 - running the user's strategy file is the point
     except SDKArgumentError as err:
         sys.modules.pop(module_name, None)
-        raise CompileError(Diagnostic("E304", err.reason, err.loc)) from None
+        raise CompileError(Diagnostic(err.code, err.reason, err.loc)) from None
     except Exception as err:
         sys.modules.pop(module_name, None)
         shown = display_path(path)

@@ -101,12 +101,18 @@ def test_reading_an_undeclared_input_is_an_error() -> None:
     assert err.code == "E304" and "'b'" in err.message and err.loc.file == __file__
 
 
-def test_wrong_interval_in_view_is_opaque() -> None:
-    result = one_node(lambda v: v["price"]["5m"]["close"])
-    assert "interval 60s, not 300s" in opaque_op(result, "sig").attr("reason")
+def test_wrong_interval_in_view_is_an_error() -> None:
+    # the run-time view holds only the input's own interval: running it opaque would fail on bar one
+    class WrongInterval(Strategy):
+        def setup(self):
+            p = StreamInput(interval=60, period=5, name="price")
+            self.add_nodes([p, Node(input=p, compute_fn=lambda v: v["price"]["5m"]["close"], name="sig")])
+
+    (err,) = [d for d in trace(WrongInterval).diagnostics if d.severity == "error"]
+    assert err.code == "E304" and "interval 60s, not 300s" in err.message and err.loc.file == __file__
 
 
-def test_missing_column_of_an_upstream_frame_is_opaque() -> None:
+def test_missing_column_of_an_upstream_frame_is_an_error() -> None:
     class Missing(Strategy):
         def setup(self):
             p = StreamInput(interval=60, period=5, name="p")
@@ -114,6 +120,5 @@ def test_missing_column_of_an_upstream_frame_is_opaque() -> None:
             g = Node(input=f, compute_fn=lambda v: v[f][60]["b"], name="g")
             self.add_nodes([g])
 
-    result = trace(Missing)
-    assert "no column 'b'" in opaque_op(result, "g").attr("reason")
-    assert result.module.output("f").kind == "traced"
+    (err,) = [d for d in trace(Missing).diagnostics if d.severity == "error"]
+    assert err.code == "E304" and "no column 'b'" in err.message and err.loc.file == __file__

@@ -81,15 +81,19 @@ class SymbolicView:
         raise UnsupportedOperation(f"reading the view with a {type(key).__name__} key")
 
     def window(self, key: Any, interval: Any) -> Frame | Expr:
+        """The input's window at ``interval`` — which must be the input's own interval: the run-time
+        view holds no other, so asking for one is the user's mistake (E304), not a reason to run the
+        node opaque and fail on the first bar."""
         info = self._info(key)
         try:
             from qmtl.runtime.sdk.intervals import parse_interval
             seconds = parse_interval(interval)
         except SDKArgumentError as err:
-            raise UnsupportedOperation(err.reason, user_location(3)) from None
+            raise SDKArgumentError(f"view[{info.name}][{interval!r}]: {err.reason}", user_location(3)) from None
         if seconds != info.interval:
-            raise UnsupportedOperation(
-                f"node {info.name!r} has interval {info.interval}s, not {seconds}s", user_location(3))
+            raise SDKArgumentError(
+                f"view[{info.name}][{interval!r}]: node {info.name!r} runs at interval {info.interval}s, "
+                f"not {seconds}s (read view[{info.name}][{info.interval}])", user_location(3))
         return _window_value(info)
 
     def __getitem__(self, key: Any) -> "_SymbolicNodeWindows":

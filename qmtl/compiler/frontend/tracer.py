@@ -11,6 +11,7 @@ here.
 
 from __future__ import annotations
 
+import dis
 import gc
 import inspect
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from qmtl.ir.diagnostics import Diagnostic
 from qmtl.ir.module import Loc, Module, Output
 from qmtl.ir.nodeid import forget_memoised_ids
 from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation, recording_unsupported
-from qmtl.runtime.sdk.expr import Expr, Frame, recording_exprs
+from qmtl.runtime.sdk.expr import Expr, Frame, as_expr, recording_exprs
 from qmtl.runtime.sdk.intervals import parse_interval, parse_period
 from qmtl.runtime.sdk.nodes import Node, StreamInput, TagQueryNode
 from qmtl.runtime.sdk.source_location import short, traceback_location
@@ -105,7 +106,7 @@ class _Tracer:
             strategy.reset_nodes()
             variables = run_capturing_locals(strategy.setup)
         except SDKArgumentError as err:
-            self.diags.append(Diagnostic("E304", err.reason, err.loc))
+            self.diags.append(Diagnostic(err.code, err.reason, err.loc))
             return None
         except Exception as err:  # the user's setup() failed: report where, in their file
             loc = traceback_location(err.__traceback__, self.source_file) or self._class_loc()
@@ -127,7 +128,7 @@ class _Tracer:
         try:
             interval, period = self._clock_of(node)
         except SDKArgumentError as err:
-            self.diags.append(Diagnostic("E304", err.reason, err.loc))
+            self.diags.append(Diagnostic(err.code, err.reason, err.loc))
             return
         self.clock[id(node)] = (interval, period)
         vname = value_name(name, self.value_names)
@@ -170,6 +171,10 @@ class _Tracer:
                 self._drop(mark)
                 self.diags.append(Diagnostic("E304", str(err), err.loc or node.loc))
                 return
+            except SDKArgumentError as err:  # the user's mistake: it would fail the same way at run time
+                self._drop(mark)
+                self.diags.append(Diagnostic(err.code, f"node {name!r}: {err.reason}", err.loc or node.loc))
+                return
             except LoweringError as err:
                 reason, where = f"{err.message} at {short(err.loc)}", err.loc
             except UnsupportedOperation as err:
@@ -191,6 +196,12 @@ class _Tracer:
     def _lower_result(self, result: Any, vname: str, period: int, fn: Any) -> str:
         if isinstance(result, (Expr, Frame)):
             return self.lowerer.lower(result, vname, period)
+        if isinstance(result, dict) and result and all(isinstance(k, str) for k in result):
+            # {"col": series, ...} is a frame to the runtime too (one column per key, in order)
+            return self.lowerer.lower({k: as_expr(v) for k, v in result.items()}, vname, period)
+        if result is None and not _returns_a_value(fn):
+            raise SDKArgumentError(f"compute function {getattr(fn, '__name__', fn)!r} never returns a value "
+                                   "(missing return?)", _function_loc(fn))
         what = ("a FrameWrapper (return its .frame)" if isinstance(result, SymbolicFrameWrapper)
                 else f"a {type(result).__name__}")
         raise UnsupportedOperation(f"compute function returns {what}, not a traced series or frame",
@@ -276,6 +287,23 @@ def _source_file(cls: type) -> str | None:
 def _code_file(fn: Any) -> str | None:
     code = getattr(fn, "__code__", None)
     return code.co_filename if code is not None else None
+
+
+def _returns_a_value(fn: Any) -> bool:
+    """Whether any ``return`` in ``fn`` may return something other than ``None`` (from its bytecode:
+    a bare or implicit return loads the constant None right before returning)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return True
+    previous = None
+    for ins in dis.get_instructions(code):
+        if ins.opname == "RETURN_CONST" and ins.argval is not None:
+            return True
+        if ins.opname == "RETURN_VALUE" and not (previous is not None and previous.opname == "LOAD_CONST"
+                                                 and previous.argval is None):
+            return True
+        previous = ins
+    return False
 
 
 def _function_loc(fn: Any) -> Loc | None:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from qmtl.ir.module import Loc
 
-from .errors import UnsupportedOperation
+from .errors import LookAheadError, OperandTypeError, UnknownColumnError, UnsupportedOperation
 from .source_location import user_location
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -147,16 +147,20 @@ class Expr:
     def pct_change(self, periods: int = 1, fill_method: Any = None) -> "Expr":
         if fill_method is not None:
             raise UnsupportedOperation(f"pct_change(fill_method={fill_method!r})")
-        return Expr("pct_change", (self,), {"periods": _whole(periods, "pct_change periods")})
+        return Expr("pct_change", (self,), {"periods": _backward(periods, "pct_change")})
 
     def diff(self, periods: int = 1) -> "Expr":
-        return Expr("diff", (self,), {"periods": _whole(periods, "diff periods")})
+        return Expr("diff", (self,), {"periods": _backward(periods, "diff")})
 
     def shift(self, periods: int = 1) -> "Expr":
-        return Expr("shift", (self,), {"periods": _whole(periods, "shift periods")})
+        return Expr("shift", (self,), {"periods": _backward(periods, "shift")})
 
     def rolling(self, window: int, min_periods: int | None = None, center: bool = False,
                 **options: Any) -> "Rolling":
+        if center is True:
+            raise LookAheadError("rolling(center=True) averages bars after the current one (look-ahead); "
+                                 "a node only sees bars up to now — use a trailing window",
+                                 user_location(2))
         if center or options:
             raise UnsupportedOperation(f"rolling() option(s) {sorted(options) or ['center']}")
         return Rolling(self, _whole(window, "rolling window", positive=True),
@@ -304,7 +308,7 @@ class Frame:
             return self._explicit[name]
         if self._source is None or (self._known is not None and name not in self._known):
             have = ", ".join(self._known or self._explicit) or "no columns"
-            raise UnsupportedOperation(f"frame has no column {name!r} (has: {have})", user_location(3))
+            raise UnknownColumnError(f"frame has no column {name!r} (has: {have})", user_location(3))
         return self._source.column(name)
 
     def __getitem__(self, key: Any) -> Any:
@@ -423,6 +427,10 @@ _DTYPES = {"int": "i64", "int64": "i64", "i64": "i64", "float": "f64", "float64"
 
 
 def _binary(op: str, a: Any, b: Any) -> Expr:
+    for x in (a, b):
+        if isinstance(x, (str, bytes)) or x is None:
+            raise OperandTypeError(f"operator {_SYMBOLS.get(op, op)} between a series and "
+                                   f"{x!r} ({type(x).__name__}); use a number", user_location(3))
     a_, b_ = as_expr(a), as_expr(b)
     return Expr(op, (a_, b_), label=_common_label((a_, b_)), loc=user_location(3))
 
@@ -451,11 +459,25 @@ def _plain_number(x: Any) -> bool | int | float:
     raise UnsupportedOperation(f"{type(x).__name__} where a number is expected")
 
 
-def _whole(x: Any, what: str, positive: bool = False) -> int:
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**", "gt": ">", "ge": ">=",
+            "lt": "<", "le": "<=", "eq": "==", "ne": "!=", "and": "&", "or": "|"}
+
+
+def _backward(periods: Any, method: str) -> int:
+    """``periods`` of shift/diff/pct_change, refused when negative: that reads future bars."""
+    n = _whole(periods, f"{method} periods", loc=user_location(3))
+    if n < 0:
+        raise LookAheadError(f"{method}({n}) reads {-n} bar(s) after the current one (look-ahead); a "
+                             f"node's value at a bar may only use bars up to it ({method}({-n}) looks back)",
+                             user_location(3))
+    return n
+
+
+def _whole(x: Any, what: str, positive: bool = False, loc: Loc | None = None) -> int:
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
-        raise UnsupportedOperation(f"{what}={x!r} (only a whole number is traceable)", user_location(3))
+        raise UnsupportedOperation(f"{what}={x!r} (only a whole number is traceable)", loc or user_location(3))
     if positive and int(x) <= 0:
-        raise UnsupportedOperation(f"{what}={x!r} must be positive", user_location(3))
+        raise UnsupportedOperation(f"{what}={x!r} must be positive", loc or user_location(3))
     return int(x)
 
 

@@ -15,6 +15,7 @@ node whose ops are exactly those the equivalent traced compute function produces
 
 from __future__ import annotations
 
+import inspect
 from enum import Enum
 from typing import Any, Callable, Iterable
 
@@ -45,8 +46,7 @@ class Node:
         self._init_common(name, interval, period)
         if (compute_fn is None) == (expr is None):
             raise SDKArgumentError("Node needs exactly one of compute_fn= or expr=", self.loc)
-        if compute_fn is not None and not callable(compute_fn):
-            raise SDKArgumentError(f"compute_fn={compute_fn!r} is not callable", self.loc)
+        _check_compute_fn(compute_fn, self.loc)
         self.compute_fn = compute_fn
         self.expr = _check_expr(expr, self.loc) if expr is not None else None
         declared = _as_inputs(input, self.loc)
@@ -116,9 +116,29 @@ class TagQueryNode(Node):
         except ValueError:
             raise SDKArgumentError(f"match_mode={match_mode!r} must be MatchMode.ANY or MatchMode.ALL",
                                    self.loc) from None
-        if compute_fn is not None and not callable(compute_fn):
-            raise SDKArgumentError(f"compute_fn={compute_fn!r} is not callable", self.loc)
+        _check_compute_fn(compute_fn, self.loc)
         self.compute_fn = compute_fn
+
+
+def _check_compute_fn(fn: Any, loc: Loc | None) -> None:
+    """A compute function is called with one argument, the view: say so now, at the ``Node(...)``
+    line, rather than on the first bar of a run."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise SDKArgumentError(f"compute_fn={fn!r} is not callable", loc)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: trust it
+        return
+    try:
+        signature.bind(object())
+    except TypeError:
+        name = getattr(fn, "__name__", type(fn).__name__)
+        code = getattr(fn, "__code__", None)
+        where = f" (defined at {code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+        raise SDKArgumentError(f"compute_fn {name}{signature} must take exactly one argument, the view "
+                               f"(def {name}(view): ...){where}", loc) from None
 
 
 def expr_inputs(expr: Expr | Frame | dict[str, Expr]) -> tuple[Node, ...]:
