@@ -32,6 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from qmtl.config import DEFAULT_GATEWAY_POOL_SIZE  # noqa: E402
 from qmtl.services.app import ServerThread  # noqa: E402
 from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus  # noqa: E402
 from qmtl.services.gateway.app import create_app as create_gateway  # noqa: E402
@@ -62,7 +63,8 @@ def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
     bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
     try:
         dsn = f"{PG}?options=-csearch_path%3D{schema}"
-        gw, ws = Database.connect(dsn), Database.connect(dsn)
+        # as ``build_services`` wires them: a pool for the gateway, one connection for the world service
+        gw, ws = Database.connect(dsn, pool_size=DEFAULT_GATEWAY_POOL_SIZE), Database.connect(dsn)
         yield gw, ws, bus
         gw.close()
         ws.close()

@@ -28,6 +28,9 @@ Profile = Literal["dev", "prod"]
 Target = Literal["all", "gateway", "worldservice"]
 DEFAULT_FILE = "qmtl.yml"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# PostgreSQL connections the gateway commits submissions on in parallel (its writes are idempotent
+# inserts, so they commute); the world service keeps one, as its audit numbering needs serial writes.
+DEFAULT_GATEWAY_POOL_SIZE = 8
 
 
 class ConfigError(Exception):
@@ -46,6 +49,10 @@ class GatewayConfig(_Section):
     neo4j_user: str | None = None
     neo4j_password: str | None = None
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
+    database_pool_size: int = Field(DEFAULT_GATEWAY_POOL_SIZE, ge=1, le=64)
+    # One log line per request costs more than a small request's own work under load; errors and
+    # start-up are logged either way.
+    access_log: bool = False
 
 
 class WorldServiceConfig(_Section):

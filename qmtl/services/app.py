@@ -51,7 +51,9 @@ def build_services(config: QmtlConfig) -> tuple[FastAPI, FastAPI]:
         world_db = _connect("world service database",
                             lambda: Database.connect(config.worldservice_database_dsn()))
         closers.append(world_db.close)
-        gateway_db = _connect("gateway database", lambda: Database.connect(config.gateway_database_dsn()))
+        gateway_db = _connect("gateway database",
+                              lambda: Database.connect(config.gateway_database_dsn(),
+                                                       pool_size=config.gateway.database_pool_size))
         closers.append(gateway_db.close)
         gsg = _graph_store(config, gateway_db)
         closers.append(gsg.close)
@@ -112,7 +114,8 @@ def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000) -> None
     """Run the gateway (world routes behind it) until interrupted."""
     gateway_app, _ = build_services(config)
     try:
-        uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+        uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
+                    access_log=config.gateway.access_log)
     finally:
         close_services(gateway_app)
 

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS gw_queue (
     PRIMARY KEY (world_id, node_id, domain));
 """
 
+_BINDING_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("created_at", "DOUBLE PRECISION"))
+_QUEUE_COLUMNS = (("world_id", "TEXT"), ("node_id", "TEXT"), ("domain", "TEXT"), ("queue", "TEXT"))
+
 
 def strategy_id_for(checksum: str) -> str:
     """A strategy is its DAG: the id is a digest of the checksum, so resubmitting is idempotent."""
@@ -55,38 +58,33 @@ class SubmissionStore:
 
     def record(self, dag: VerifiedDag, doc: dict[str, Any], meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:
+        """Diff, upsert and persist in one transaction (run again if it lost a deadlock)."""
+        return self.db.run_transaction(lambda: self._record(dag, doc, meta, domains))
+
+    def _record(self, dag: VerifiedDag, doc: dict[str, Any], meta: dict[str, Any],
+                domains: dict[str, str]) -> Recorded:
         sid = strategy_id_for(dag.checksum)
         ids = [n.node_id for n in dag.nodes]
         now = time.time()
-        with self.db.transaction():
-            before = self.gsg.existing(ids)
-            self.gsg.upsert(sid, dag.graph_nodes(), dag.edges())
-            nodes = [{"node_id": n.node_id, "name": n.name, "op": n.op,
-                      "status": "existing" if n.node_id in before else "new",
-                      "used_by": sorted(set(before.get(n.node_id, [])) | {sid})} for n in dag.nodes]
-            created = self.db.fetchone("SELECT 1 AS x FROM gw_strategy WHERE strategy_id = ?",
-                                       (sid,)) is None
-            if created:
-                statuses = [{k: n[k] for k in ("node_id", "name", "op", "status")} for n in nodes]
-                self.db.execute(
-                    "INSERT INTO gw_strategy (strategy_id, checksum, dag, meta, nodes, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (sid, dag.checksum, json.dumps(doc), json.dumps(meta), json.dumps(statuses), now))
-            queues = {w: {i: queue_name(w, d, i) for i in ids} for w, d in domains.items()}
-            for world, domain in domains.items():
-                self.db.execute("INSERT INTO gw_binding (strategy_id, world_id, created_at) "
-                                "VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sid, world, now))
-                self._save_queues(world, domain, queues[world])
+        before = self.gsg.existing(ids)
+        self.gsg.upsert(sid, dag.graph_nodes(), dag.edges())
+        nodes = [{"node_id": n.node_id, "name": n.name, "op": n.op,
+                  "status": "existing" if n.node_id in before else "new",
+                  "used_by": sorted(set(before.get(n.node_id, [])) | {sid})} for n in dag.nodes]
+        statuses = [{k: n[k] for k in ("node_id", "name", "op", "status")} for n in nodes]
+        # RETURNING tells whether THIS transaction created the row: two concurrent submissions of one
+        # strategy cannot both answer "created".
+        created = bool(self.db.fetchall(
+            "INSERT INTO gw_strategy (strategy_id, checksum, dag, meta, nodes, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING strategy_id",
+            (sid, dag.checksum, json.dumps(doc), json.dumps(meta), json.dumps(statuses), now)))
+        queues = {w: {i: queue_name(w, d, i) for i in ids} for w, d in domains.items()}
+        self.db.insert_many("gw_binding", _BINDING_COLUMNS,
+                            sorted((sid, world, now) for world in domains))
+        self.db.insert_many("gw_queue", _QUEUE_COLUMNS,
+                            sorted({(world, node_id, domain, queues[world][node_id])
+                                    for world, domain in domains.items() for node_id in ids}))
         return Recorded(sid, created, nodes, queues)
-
-    def _save_queues(self, world: str, domain: str, queues: dict[str, str]) -> None:
-        rows = list(queues.items())
-        for i in range(0, len(rows), 200):
-            chunk = rows[i:i + 200]
-            self.db.execute(
-                "INSERT INTO gw_queue (world_id, node_id, domain, queue) VALUES "
-                + ",".join(["(?, ?, ?, ?)"] * len(chunk)) + " ON CONFLICT DO NOTHING",
-                tuple(v for node_id, queue in chunk for v in (world, node_id, domain, queue)))
 
     def get(self, strategy_id: str) -> dict[str, Any] | None:
         row = self.db.fetchone("SELECT * FROM gw_strategy WHERE strategy_id = ?", (strategy_id,))
@@ -105,10 +103,9 @@ class SubmissionStore:
     def queues_for(self, node_ids: list[str], world_id: str | None) -> list[dict[str, str]]:
         if not node_ids:
             return []
-        marks = ",".join("?" * len(node_ids))
-        sql = f"SELECT world_id, node_id, domain, queue FROM gw_queue WHERE node_id IN ({marks})"
-        params: tuple = tuple(node_ids)
+        where, params = self.db.any_of("node_id", node_ids)
+        sql = f"SELECT world_id, node_id, domain, queue FROM gw_queue WHERE {where}"
         if world_id is not None:
             sql += " AND world_id = ?"
-            params += (world_id,)
+            params = (*params, world_id)
         return self.db.fetchall(sql + " ORDER BY node_id, world_id, domain", params)

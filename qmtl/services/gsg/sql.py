@@ -25,8 +25,10 @@ CREATE TABLE IF NOT EXISTS gsg_use (
     node_id TEXT NOT NULL, strategy_id TEXT NOT NULL, PRIMARY KEY (node_id, strategy_id));
 """
 
-# Rows per multi-row INSERT: keeps statements well under SQLite's bound-parameter limit.
-_CHUNK = 200
+_NODE_COLUMNS = (("node_id", "TEXT"), ("op", "TEXT"), ("interval_s", "BIGINT"), ("tags", "TEXT"))
+_TAG_COLUMNS = (("node_id", "TEXT"), ("tag", "TEXT"))
+_EDGE_COLUMNS = (("src", "TEXT"), ("dst", "TEXT"))
+_USE_COLUMNS = (("node_id", "TEXT"), ("strategy_id", "TEXT"))
 
 
 class SqlGraphStore(GraphStore):
@@ -35,35 +37,30 @@ class SqlGraphStore(GraphStore):
         self.db.executescript(_DDL)
 
     def upsert(self, strategy_id: str, nodes: Sequence[GraphNode], edges: Sequence[Edge]) -> None:
-        node_rows = [(n.node_id, n.op, n.interval, json.dumps(list(n.tags))) for n in nodes]
-        tag_rows = [(n.node_id, t) for n in nodes for t in n.tags]
-        use_rows = [(n.node_id, strategy_id) for n in nodes]
+        # One statement per table; rows sorted by key so concurrent upserts of shared nodes lock
+        # rows in the same order (no deadlock on PostgreSQL).
+        by_id = {n.node_id: (n.node_id, n.op, n.interval, json.dumps(list(n.tags))) for n in nodes}
+        node_rows = [by_id[k] for k in sorted(by_id)]
+        tag_rows = sorted({(n.node_id, t) for n in nodes for t in n.tags})
+        use_rows = sorted({(n.node_id, strategy_id) for n in nodes})
         with self.db.transaction():
-            self._insert("gsg_node", ("node_id", "op", "interval_s", "tags"), node_rows)
-            self._insert("gsg_tag", ("node_id", "tag"), tag_rows)
-            self._insert("gsg_edge", ("src", "dst"), list(edges))
-            self._insert("gsg_use", ("node_id", "strategy_id"), use_rows)
-
-    def _insert(self, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-        row_sql = "(" + ",".join("?" * len(columns)) + ")"
-        for i in range(0, len(rows), _CHUNK):
-            chunk = rows[i:i + _CHUNK]
-            sql = (f"INSERT INTO {table} ({','.join(columns)}) VALUES "
-                   + ",".join([row_sql] * len(chunk)) + " ON CONFLICT DO NOTHING")
-            self.db.execute(sql, tuple(v for row in chunk for v in row))
+            self.db.insert_many("gsg_node", _NODE_COLUMNS, node_rows)
+            self.db.insert_many("gsg_tag", _TAG_COLUMNS, tag_rows)
+            self.db.insert_many("gsg_edge", _EDGE_COLUMNS, sorted(set(edges)))
+            self.db.insert_many("gsg_use", _USE_COLUMNS, use_rows)
 
     def existing(self, node_ids: Iterable[str]) -> dict[str, list[str]]:
         ids = list(dict.fromkeys(node_ids))
+        if not ids:
+            return {}
+        where, params = self.db.any_of("n.node_id", ids)
         found: dict[str, list[str]] = {}
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for row in self.db.fetchall(f"SELECT node_id FROM gsg_node WHERE node_id IN ({marks})",
-                                        tuple(chunk)):
-                found[row["node_id"]] = []
-            for row in self.db.fetchall(
-                    f"SELECT node_id, strategy_id FROM gsg_use WHERE node_id IN ({marks})", tuple(chunk)):
-                found.setdefault(row["node_id"], []).append(row["strategy_id"])
+        for row in self.db.fetchall(
+                "SELECT n.node_id AS node_id, u.strategy_id AS strategy_id FROM gsg_node n "
+                f"LEFT JOIN gsg_use u ON u.node_id = n.node_id WHERE {where}", params):
+            users = found.setdefault(row["node_id"], [])
+            if row["strategy_id"] is not None:
+                users.append(row["strategy_id"])
         return {k: sorted(v) for k, v in found.items()}
 
     def dependents(self, node_id: str) -> list[str]:

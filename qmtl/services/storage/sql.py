@@ -1,34 +1,39 @@
 """One narrow SQL seam over sqlite3 (dev) and psycopg 3 (prod).
 
 Callers write SQL once with ``?`` placeholders and portable DDL (TEXT, INTEGER/BIGINT, DOUBLE PRECISION,
-JSON as TEXT, ``INSERT ... ON CONFLICT``); this module converts placeholders for PostgreSQL and hands rows
-back as plain dicts.
+JSON as TEXT, ``INSERT ... ON CONFLICT``); the backend converts placeholders for PostgreSQL and hands
+rows back as plain dicts.  Two helpers cover what portable SQL spells differently per backend and what
+matters for speed: ``insert_many`` (one statement per table, not one per row) and ``any_of`` (a
+membership test with ONE parameter, whatever the list's length).
 
-Concurrency: each ``Database`` owns ONE connection guarded by a re-entrant lock.  A ``transaction()``
-holds that lock until it commits, so statements from uvicorn's threadpool never interleave inside
-another thread's transaction.  The services' write rate is tiny (worlds, decisions, audit rows), so
-serialising access is the simple, obviously-correct choice over a pool.
-
-Durability: SQLite runs in WAL mode with ``synchronous=FULL`` so that a write acknowledged to a client
-survives ``kill -9``; PostgreSQL commits before a call returns.
+Concurrency and durability are the backends' business (``sqlite.py``, ``postgres.py``); the contract
+for callers is the same on both: a ``transaction()`` block's statements commit together when it exits
+normally and roll back when it raises, blocks from different threads never interleave their statements
+inside one another's transaction, and when ``transaction()`` (or ``execute``) returns, the work is
+durable — it survives ``kill -9``.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
 Params = Sequence[Any]
+# (column name, SQL type): PostgreSQL needs the type to build typed arrays for ``insert_many``.
+Column = tuple[str, Literal["TEXT", "BIGINT", "DOUBLE PRECISION"]]
+T = TypeVar("T")
 
 
 class DatabaseError(Exception):
     """A DSN we cannot use, or a backend failure worth naming to the operator."""
+
+
+class RetryableConflict(DatabaseError):
+    """Two concurrent transactions collided (deadlock, serialization failure); running again is safe."""
 
 
 def qmark_to_format(sql: str) -> str:
@@ -53,25 +58,35 @@ def qmark_to_format(sql: str) -> str:
 
 
 class Database(ABC):
-    """The seam: ``execute``/``fetchone``/``fetchall``/``executescript`` and a ``transaction()`` block.
+    """The seam: ``execute``/``fetchone``/``fetchall``/``executescript``/``insert_many`` and
+    ``transaction()``.
 
     Outside a ``transaction()`` every statement commits on its own; inside one, all statements commit
-    together when the block exits normally and roll back when it raises.
+    together when the block exits normally and roll back when it raises.  Nested blocks join the
+    outermost one.
     """
 
     kind: Literal["sqlite", "postgresql"]
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._depth = 0  # transaction nesting; only touched while holding the lock
-
     @staticmethod
-    def connect(dsn: str) -> "Database":
-        """Open ``sqlite:///path.db`` (``sqlite:///:memory:`` too) or ``postgresql://...``."""
+    def connect(dsn: str, *, pool_size: int = 1) -> "Database":
+        """Open ``sqlite:///path.db`` (``sqlite:///:memory:`` too) or ``postgresql://...``.
+
+        ``pool_size`` is how many PostgreSQL connections may run transactions at once.  1 (the
+        default) serialises every transaction, which code that allocates numbers by ``MAX()+1`` relies
+        on; a pool > 1 is for callers whose writes commute (idempotent ``ON CONFLICT DO NOTHING``
+        inserts).  SQLite has one writer whatever the pool size, and group-commits instead.
+        """
+        if pool_size < 1:
+            raise DatabaseError(f"pool_size must be at least 1, got {pool_size}")
         if dsn.startswith("sqlite:///"):
+            from .sqlite import SQLiteDatabase
+
             return SQLiteDatabase(unquote(dsn[len("sqlite:///"):]))
         if dsn.startswith(("postgresql://", "postgres://")):
-            return PostgresDatabase(dsn)
+            from .postgres import PostgresDatabase
+
+            return PostgresDatabase(dsn, pool_size=pool_size)
         raise DatabaseError(
             f"unsupported database DSN {dsn!r}: expected 'sqlite:///<path>' or 'postgresql://...'")
 
@@ -88,30 +103,42 @@ class Database(ABC):
         with self.transaction():
             return self._run(sql, params, fetch=True)
 
-    @contextmanager
-    def transaction(self) -> Iterator["Database"]:
-        with self._lock:
-            outermost = self._depth == 0
-            if outermost:
-                self._begin()
-            self._depth += 1
-            try:
-                yield self
-            except BaseException:
-                self._depth -= 1
-                if outermost:
-                    self._rollback()
-                raise
-            self._depth -= 1
-            if outermost:
-                self._commit()
-
     def executescript(self, ddl: str) -> None:
         """Run several ``;``-separated statements (schema creation) as one committed unit."""
         statements = [s.strip() for s in ddl.split(";") if s.strip()]
         with self.transaction():
             for stmt in statements:
                 self._run(stmt, ())
+
+    def insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+        """``INSERT … ON CONFLICT DO NOTHING`` of many rows in one statement (idempotent).
+
+        Callers that may run concurrently should pass rows sorted by key: PostgreSQL then takes row
+        locks in the same order in every transaction, so two submissions sharing nodes cannot deadlock.
+        """
+        if rows:
+            with self.transaction():
+                self._insert_many(table, columns, rows)
+
+    @abstractmethod
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, Params]:
+        """A ``WHERE`` fragment testing ``column`` against ``values`` and its parameters (one, however
+        many values: no statement grows with the list, no chunking against parameter limits)."""
+
+    def run_transaction(self, work: Callable[[], T], attempts: int = 3) -> T:
+        """``work()`` inside one transaction, run again if it lost a deadlock to a concurrent one."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    return work()
+            except RetryableConflict:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.005 * attempt)
+        raise AssertionError("unreachable")
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager["Database"]: ...
 
     @abstractmethod
     def close(self) -> None: ...
@@ -121,89 +148,10 @@ class Database(ABC):
     def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def _begin(self) -> None: ...
-
-    @abstractmethod
-    def _commit(self) -> None: ...
-
-    @abstractmethod
-    def _rollback(self) -> None: ...
+    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None: ...
 
 
-class SQLiteDatabase(Database):
-    kind = "sqlite"
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves so a transaction means what it says.
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-
-    def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]:
-        cur = self._conn.execute(sql, tuple(params))
-        return [dict(r) for r in cur.fetchall()] if fetch else []
-
-    def _begin(self) -> None:
-        # IMMEDIATE takes the write lock up front: no read-then-upgrade deadlock between processes.
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def _commit(self) -> None:
-        self._conn.execute("COMMIT")
-
-    def _rollback(self) -> None:
-        self._conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-class PostgresDatabase(Database):
-    kind = "postgresql"
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
-        self.dsn = dsn
-        self._conn = self._open()
-
-    def _open(self) -> Any:
-        import psycopg
-        from psycopg.rows import dict_row
-
-        try:
-            return psycopg.connect(self.dsn, autocommit=False, row_factory=dict_row, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to PostgreSQL at {_redact(self.dsn)}: {exc}") from exc
-
-    def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]:
-        with self._conn.cursor() as cur:
-            cur.execute(qmark_to_format(sql), tuple(params))
-            return list(cur.fetchall()) if fetch and cur.description is not None else []
-
-    def _begin(self) -> None:
-        # psycopg opens a transaction implicitly on the first statement; reconnect if the server dropped us.
-        if self._conn.closed:
-            self._conn = self._open()
-
-    def _commit(self) -> None:
-        self._conn.commit()
-
-    def _rollback(self) -> None:
-        if not self._conn.closed:
-            self._conn.rollback()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-def _redact(dsn: str) -> str:
+def redact(dsn: str) -> str:
     """Drop a password from a DSN before it reaches an error message or a log."""
     if "@" not in dsn or "://" not in dsn:
         return dsn

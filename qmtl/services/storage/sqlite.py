@@ -1,0 +1,217 @@
+"""SQLite behind the ``Database`` seam: one writer connection with group commit, one reader connection.
+
+Durability: WAL mode with ``synchronous=FULL``, so a COMMIT returns only after the WAL is fsync'd and
+an acknowledged write survives ``kill -9`` (and power loss).  That fsync is most of a small write's
+cost, and SQLite has a single writer, so committing every transaction on its own caps throughput at
+about one transaction per fsync however many threads are waiting.
+
+Group commit: a transaction block runs inside a SAVEPOINT of a shared, open SQLite transaction (the
+*batch*).  When its block ends and other threads are already queued for the writer, it hands the open
+batch on to them and waits; the last block of the batch (nobody queued behind it, or the batch full)
+COMMITs once — one fsync — and wakes every member.  No block returns before the COMMIT that holds its
+writes, so the durability promise is unchanged; a block that raises rolls back to its savepoint and
+leaves the other members' work alone.  Blocks still run one at a time on one connection, so a block
+sees earlier members' writes exactly as if they had committed first (``MAX()+1`` numbering stays
+correct).  A failed COMMIT fails every member.
+
+Reads outside a transaction (``SELECT``/``WITH``) go to a separate ``query_only`` connection: WAL lets it
+read the last committed state while the writer works, so readers neither queue behind a batch nor see
+writes that are not yet durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .sql import Column, Database, DatabaseError, Params
+
+# Bounds how long the first member of a batch can wait for the ones behind it.
+MAX_BATCH = 32
+_SAVEPOINT = "qmtl_tx"
+
+
+class _Batch:
+    """One open SQLite transaction shared by the blocks that joined it."""
+
+    def __init__(self) -> None:
+        self.members = 0  # blocks whose work (released savepoint) the COMMIT must persist
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class SQLiteDatabase(Database):
+    kind = "sqlite"
+
+    def __init__(self, path: str, max_batch: int = MAX_BATCH) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_batch = max_batch
+        self._conn = self._open(path)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._writer = threading.Lock()  # held while a block runs on the writer connection
+        self._queue_lock = threading.Lock()
+        self._queued = 0  # threads waiting for ``_writer``: the batch is handed on only to them
+        self._batch: _Batch | None = None
+        self._local = threading.local()  # per-thread nesting depth of transaction blocks
+        # An in-memory database is private to its connection: there, reads go through the writer.
+        self._reader = None if path == ":memory:" else self._open(path)
+        if self._reader is not None:
+            self._reader.execute("PRAGMA query_only=ON")
+        self._read_lock = threading.Lock()
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/SAVEPOINT/COMMIT ourselves so a transaction means what
+        # it says; check_same_thread=False because uvicorn's threadpool shares the connection (always
+        # under a lock).
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+
+    # -- statements -------------------------------------------------------------------------------------
+    def fetchall(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        if self._reader is not None and self._depth() == 0 and _is_query(sql):
+            with self._read_lock:
+                return _fetch(self._reader.execute(sql, tuple(params)))
+        return super().fetchall(sql, params)
+
+    def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]:
+        cur = self._conn.execute(sql, tuple(params))
+        return _fetch(cur) if fetch else []
+
+    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+        names = ",".join(name for name, _ in columns)
+        marks = ",".join("?" * len(columns))
+        # executemany runs one prepared statement over all rows in C: no SQL text grows with the rows.
+        self._conn.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, Params]:
+        import json
+
+        return f"{column} IN (SELECT value FROM json_each(?))", (json.dumps(list(values)),)
+
+    # -- transactions with group commit -----------------------------------------------------------------
+    def _depth(self) -> int:
+        return getattr(self._local, "depth", 0)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        depth = self._depth()
+        if depth:  # nested: joins the block this thread is already running
+            self._local.depth = depth + 1
+            try:
+                yield self
+            finally:
+                self._local.depth = depth
+            return
+        batch = self._enter()
+        self._local.depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._local.depth = 0
+            self._leave_failed(batch)
+            raise
+        self._local.depth = 0
+        self._leave_ok(batch)
+
+    def _enter(self) -> _Batch:
+        """Take the writer, join (or open) the batch and start this block's savepoint."""
+        with self._queue_lock:
+            self._queued += 1
+        self._writer.acquire()
+        with self._queue_lock:
+            self._queued -= 1
+        try:
+            if self._batch is None:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._batch = _Batch()
+        except BaseException:
+            self._writer.release()
+            raise
+        batch = self._batch
+        try:
+            self._conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        except BaseException:
+            self._finish(batch, joined=False)
+            raise
+        return batch
+
+    def _leave_ok(self, batch: _Batch) -> None:
+        try:
+            self._conn.execute(f"RELEASE {_SAVEPOINT}")
+        except BaseException:
+            self._leave_failed(batch)
+            raise
+        batch.members += 1
+        self._finish(batch, joined=True)
+
+    def _leave_failed(self, batch: _Batch) -> None:
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                self._conn.execute(f"RELEASE {_SAVEPOINT}")
+            except sqlite3.Error as exc:  # the batch cannot be trusted any more: fail all of it
+                batch.error = DatabaseError(f"rolling back a failed transaction failed: {exc}")
+        else:  # SQLite itself rolled the whole batch back (I/O error, disk full, …)
+            batch.error = DatabaseError("SQLite rolled back the transaction after an error; "
+                                        "the writes of this commit group were lost and must be retried")
+        self._finish(batch, joined=False)
+
+    def _finish(self, batch: _Batch, joined: bool) -> None:
+        """Hand the open batch to a queued thread, or commit it; a joined block returns only after
+        the COMMIT holding its writes (and raises if that COMMIT failed).  Called holding the writer,
+        releases it."""
+        with self._queue_lock:
+            hand_on = self._queued > 0 and batch.members < self.max_batch and batch.error is None
+        if hand_on:
+            # A queued thread will take the writer and, in turn, hand on or commit: someone commits.
+            self._writer.release()
+        else:
+            self._close_batch(batch)
+        if joined:
+            batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
+
+    def _close_batch(self, batch: _Batch) -> None:
+        try:
+            if batch.error is None and batch.members:
+                self._conn.execute("COMMIT")
+            elif self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            batch.error = batch.error or DatabaseError(f"COMMIT failed: {exc}")
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        finally:
+            self._batch = None
+            batch.done.set()
+            self._writer.release()
+
+    def close(self) -> None:
+        with self._writer:
+            self._conn.close()
+        if self._reader is not None:
+            with self._read_lock:
+                self._reader.close()
+
+
+def _fetch(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    if cur.description is None:
+        return []
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _is_query(sql: str) -> bool:
+    """Statements the read-only connection may answer (anything else needs the writer)."""
+    head = sql.lstrip()[:6].upper()
+    return head.startswith("SELECT") or head.startswith("WITH")
