@@ -12,7 +12,9 @@ bars, bucketed to the op's interval.  The rules (see the task contract in DESIGN
 * a ``tag_query`` selects every stream whose tags (symbol and dict key) match ``any``/``all`` of its
   query tags, as one group.
 
-Nothing matching is E504, naming the input, its tags and the tags that were available.
+Nothing matching is E504, naming the input, its tags and the tags that were available.  A bar field
+the strategy reads (``view[price][60]["close"]``, ``price.close``) that the bound data lacks is E506,
+reported at the strategy line that reads it, before anything runs.
 """
 
 from __future__ import annotations
@@ -75,7 +77,24 @@ def bind(module: Module, data: Any) -> Bindings:
         interval = int(op.attr("interval"))
         bucketed = tuple(bucket(s, interval) for s in streams)
         sources[op.result] = SourceBinding(op.result, op, interval, bucketed, fan_out)
+    _check_fields_read(module, sources, datasets_label(datasets))
     return Bindings(sources, datasets)
+
+
+def _check_fields_read(module: Module, sources: Mapping[str, SourceBinding], data: str) -> None:
+    """Every ``column`` op reading a source's bars names a field each bound stream has."""
+    for op in module.ops:
+        if op.name != "column" or not op.operands or op.operands[0] not in sources:
+            continue
+        binding = sources[op.operands[0]]
+        field = str(op.attr("name"))
+        for stream in binding.streams:
+            if field not in stream.columns or field == "ts":
+                have = list(stream.fields)
+                whose = f" of symbol {stream.key!r}" if stream.key is not None else ""
+                raise DataError("E506", data,
+                                f"reads bar field {field!r} of %{binding.value}, but the bound data"
+                                f"{whose} has no such column (has: {', '.join(have) or 'none'})", op.loc)
 
 
 def _datasets(data: Any) -> dict[str | None, Dataset]:

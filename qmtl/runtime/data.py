@@ -9,7 +9,8 @@ the cost we are trying not to pay.
 
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose message names the
 file (or ``<DataFrame>``/``<Table>``) and the problem: E501 no usable ``ts`` column, E502 unsorted or
-duplicate timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown format.
+duplicate timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown format.  ``loc`` points
+at the strategy line that needs the data when there is one (E506, raised by ``binding``).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
 """
 
@@ -36,10 +37,10 @@ _NS_PER_S = 1_000_000_000
 class DataError(CompileError):
     """Bad market data: carries one ``Diagnostic`` (E501–E505) naming the source and the problem."""
 
-    def __init__(self, code: str, source: str, message: str):
+    def __init__(self, code: str, source: str, message: str, loc: Loc | None = None):
         self.code = code
         self.source = source
-        super().__init__(Diagnostic(code, f"{source}: {message}", Loc(source, 0)))
+        super().__init__(Diagnostic(code, f"{source}: {message}", loc or Loc(source, 0)))
 
 
 @dataclass(frozen=True)

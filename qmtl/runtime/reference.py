@@ -29,6 +29,7 @@ from qmtl.ir import ops as opreg
 from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import clocks
 from qmtl.ir.regions import Region, regions_in_dependency_order
+from qmtl.runtime.sdk.source_location import traceback_location
 
 from .binding import Bindings, bind
 from .data import Stream
@@ -254,7 +255,9 @@ class _Interpreter:
             raise
         except Exception as exc:  # user code and user data: report where, not a bare traceback
             ts = int(ctx.ticks[j]) if len(ctx.ticks) else None
-            raise NodeRuntimeError(ctx.region.name, ts, ctx.key, f"{type(exc).__name__}: {exc}") from exc
+            where = traceback_location(exc.__traceback__)  # the user's line, when their code raised
+            at = f" (at {where.file}:{where.line})" if where is not None else ""
+            raise NodeRuntimeError(ctx.region.name, ts, ctx.key, f"{type(exc).__name__}: {exc}{at}") from exc
 
     def _call_user(self, name: str, fn: Callable[..., Any], ctx: "_RegionContext", j: int) -> Any:
         view = self._view(ctx.region.inputs, ctx, j)

@@ -7,6 +7,6 @@ class PeriodTooShort(Strategy):
         price = StreamInput(interval=60, period=10, name="price")
 
         def slow(view):
-            return view[price][60]["close"].rolling(50).mean()
+            return view[price][60]["close"].rolling(50).mean()  # MISTAKE-LINE
 
-        self.add_nodes([price, Node(input=price, compute_fn=slow, name="slow", period=10)])  # MISTAKE-LINE
+        self.add_nodes([price, Node(input=price, compute_fn=slow, name="slow", period=10)])
