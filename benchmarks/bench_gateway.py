@@ -1,12 +1,14 @@
 """Load benchmark: N concurrent clients submitting distinct 200-node strategies to the gateway.
 
-The real gateway + world service run under uvicorn on a loopback port (in this process, one server
-thread), backed by SQLite (temp dir, in-process bus) or PostgreSQL + Redis (a throw-away schema on
+The real gateway + world service run under uvicorn on a loopback port (by default in this process,
+one server thread, sharing the GIL with the client threads; ``--server process`` runs it in a process
+of its own, as deployed), backed by SQLite (temp dir, in-process bus) or PostgreSQL + Redis (a throw-away schema on
 127.0.0.1:5432).  Request bodies are encoded before the clock starts, so the numbers are the
 service's: verify every NodeID, diff against the GSG, persist, answer.
 
     .venv/bin/python benchmarks/bench_gateway.py --clients 8 --submissions 160 --nodes 200
     .venv/bin/python benchmarks/bench_gateway.py --backend sqlite --out benchmarks/results/gateway.md
+    .venv/bin/python benchmarks/bench_gateway.py --server both   # also with the server in its own process
 
 Bounded: ``--submissions`` total per backend and ``--max-seconds`` wall time; loopback only.
 """
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
+import socket
 import statistics
 import sys
 import tempfile
@@ -26,9 +30,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
+import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,47 +85,97 @@ def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
         bus.close()
 
 
-def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float) -> dict:
+def build_app(backend: str, stack: ExitStack) -> Any:
+    """The gateway (world service behind it) on ``backend``, wired as ``build_services`` wires it."""
+    gw, ws, bus = stack.enter_context(sqlite_backend() if backend == "sqlite" else postgres_backend())
+    return create_gateway(gw, bus, SqlGraphStore(gw), create_world(ws, bus))
+
+
+@contextmanager
+def serving_in_thread(backend: str) -> Iterator[str]:
+    """Server and clients in this process: they share one GIL (the original harness)."""
+    with ExitStack() as stack:
+        yield stack.enter_context(ServerThread(build_app(backend, stack)))
+
+
+def _serve_forever(backend: str, port: int) -> None:
+    """Child process body: serve until SIGTERM, then drop the backend (temp dir, PG schema)."""
+    with ExitStack() as stack:
+        config = uvicorn.Config(build_app(backend, stack), host="127.0.0.1", port=port,
+                                log_level="warning", access_log=False)
+        uvicorn.Server(config).run()
+
+
+@contextmanager
+def serving_in_process(backend: str) -> Iterator[str]:
+    """Server in its own process, as deployed: the clients' CPU does not compete for its GIL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = multiprocessing.get_context("spawn").Process(target=_serve_forever, args=(backend, port))
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if not proc.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the {backend} gateway process did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+
+def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float,
+        server: str = "thread") -> dict:
     bodies = [json.dumps({"dag": chain_dag(f"bench{i}", nodes, seed=i + 1), "world_ids": ["bench"]}).encode()
               for i in range(submissions)]
     latencies: list[float] = []
     failures = 0
     lock = threading.Lock()
-    with ExitStack() as stack:
-        gw, ws, bus = stack.enter_context(sqlite_backend() if backend == "sqlite" else postgres_backend())
-        app = create_gateway(gw, bus, SqlGraphStore(gw), create_world(ws, bus))
-        url = stack.enter_context(ServerThread(app))
+    serving = serving_in_thread if server == "thread" else serving_in_process
+    with serving(backend) as url, ExitStack() as stack:
         httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
-        deadline = time.monotonic() + max_seconds
+        # Clients are built before the clock starts: each one loads a TLS context (~0.1 s of CPU).
+        https = [stack.enter_context(httpx.Client(base_url=url, timeout=60,
+                                                  headers={"content-type": "application/json"}))
+                 for _ in range(clients)]
         next_body = iter(range(submissions))
 
-        def client() -> None:
+        def client(http: httpx.Client) -> None:
             nonlocal failures
-            with httpx.Client(base_url=url, timeout=60,
-                              headers={"content-type": "application/json"}) as http:
-                while time.monotonic() < deadline:
-                    with lock:
-                        i = next(next_body, None)
-                    if i is None:
-                        return
-                    t0 = time.perf_counter()
-                    resp = http.post("/strategies", content=bodies[i])
-                    dt = (time.perf_counter() - t0) * 1000
-                    with lock:
-                        if resp.status_code == 201:
-                            latencies.append(dt)
-                        else:
-                            failures += 1
+            while time.monotonic() < deadline:
+                with lock:
+                    i = next(next_body, None)
+                if i is None:
+                    return
+                t0 = time.perf_counter()
+                resp = http.post("/strategies", content=bodies[i])
+                dt = (time.perf_counter() - t0) * 1000
+                with lock:
+                    if resp.status_code == 201:
+                        latencies.append(dt)
+                    else:
+                        failures += 1
 
         started = time.perf_counter()
+        deadline = time.monotonic() + max_seconds
         with ThreadPoolExecutor(clients) as pool:
-            for f in [pool.submit(client) for _ in range(clients)]:
+            for f in [pool.submit(client, http) for http in https]:
                 f.result()
         elapsed = time.perf_counter() - started
     latencies.sort()
-    return {"backend": backend, "clients": clients, "nodes": nodes, "ok": len(latencies),
-            "failed": failures, "seconds": elapsed, "per_s": len(latencies) / elapsed,
-            "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
+    return {"backend": backend, "server": server, "clients": clients, "nodes": nodes,
+            "ok": len(latencies), "failed": failures, "seconds": elapsed,
+            "per_s": len(latencies) / elapsed, "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
             "mean": statistics.fmean(latencies) if latencies else float("nan")}
 
 
@@ -150,10 +205,12 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              f"--nodes {args.nodes}`: each submission is a distinct {args.nodes}-node strategy sharing "
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
-             "| backend | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms | mean ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| backend | server | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms "
+             "| mean ms |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['backend']} | {r['clients']} | {r['nodes']} | {r['ok']} | {r['failed']} | "
+        lines.append(f"| {r['backend']} | {r['server']} | {r['clients']} | {r['nodes']} | {r['ok']} | "
+                     f"{r['failed']} | "
                      f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -165,13 +222,17 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=160)
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument("--server", choices=["thread", "process", "both"], default="thread",
+                        help="run the server in a thread of this process (shares the clients' GIL) "
+                             "or in a process of its own")
     parser.add_argument("--out", type=Path, help="write a markdown report here")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
+    servers = ["thread", "process"] if args.server == "both" else [args.server]
     results = []
-    for backend in backends:
-        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds)
-        print(f"{backend}: {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
+    for backend, server in [(b, s) for s in servers for b in backends]:
+        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server)
+        print(f"{backend} ({server}): {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
               f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
         results.append(r)
     text = report(results, args)

@@ -23,10 +23,10 @@ CREATE TABLE IF NOT EXISTS gw_strategy (
     nodes TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS gw_binding (
     strategy_id TEXT NOT NULL, world_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (strategy_id, world_id));
+    PRIMARY KEY (strategy_id, world_id)){key_table};
 CREATE TABLE IF NOT EXISTS gw_queue (
     world_id TEXT NOT NULL, node_id TEXT NOT NULL, domain TEXT NOT NULL, queue TEXT NOT NULL,
-    PRIMARY KEY (world_id, node_id, domain));
+    PRIMARY KEY (world_id, node_id, domain)){key_table};
 """
 
 _BINDING_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("created_at", "DOUBLE PRECISION"))
@@ -54,14 +54,17 @@ class SubmissionStore:
     def __init__(self, db: Any, gsg: GraphStore) -> None:
         self.db = db
         self.gsg = gsg
-        self.db.executescript(_DDL)
+        self.db.executescript(_DDL.format(key_table=db.key_table))
 
-    def record(self, dag: VerifiedDag, doc: dict[str, Any], meta: dict[str, Any],
+    def record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:
-        """Diff, upsert and persist in one transaction (run again if it lost a deadlock)."""
-        return self.db.run_transaction(lambda: self._record(dag, doc, meta, domains))
+        """Diff, upsert and persist in one transaction (run again if it lost a deadlock).
 
-    def _record(self, dag: VerifiedDag, doc: dict[str, Any], meta: dict[str, Any],
+        ``doc_json`` is the submitted DAG document as JSON text, stored as given.
+        """
+        return self.db.run_transaction(lambda: self._record(dag, doc_json, meta, domains))
+
+    def _record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                 domains: dict[str, str]) -> Recorded:
         sid = strategy_id_for(dag.checksum)
         ids = [n.node_id for n in dag.nodes]
@@ -77,7 +80,7 @@ class SubmissionStore:
         created = bool(self.db.fetchall(
             "INSERT INTO gw_strategy (strategy_id, checksum, dag, meta, nodes, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING strategy_id",
-            (sid, dag.checksum, json.dumps(doc), json.dumps(meta), json.dumps(statuses), now)))
+            (sid, dag.checksum, doc_json, json.dumps(meta), json.dumps(statuses), now)))
         queues = {w: {i: queue_name(w, d, i) for i in ids} for w, d in domains.items()}
         self.db.insert_many("gw_binding", _BINDING_COLUMNS,
                             sorted((sid, world, now) for world in domains))

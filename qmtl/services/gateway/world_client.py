@@ -7,6 +7,7 @@ decision give, bind a strategy) and to proxy ``/worlds…`` so SDK clients need 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -22,11 +23,20 @@ _HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-e
                "proxy-connection", "te", "trailer", "accept-encoding"}
 
 
+# How long "this world exists" is believed without asking again.  Only existence is cached, never a
+# decision: a world deleted behind the gateway's back within this window still yields a default-safe
+# answer (its decision call fails, so compute-only backtest) rather than a wrong promotion.
+WORLD_EXISTS_TTL_S = 2.0
+
+
 class WorldClient:
-    def __init__(self, world: Any, timeout: float = 10.0) -> None:
+    def __init__(self, world: Any, timeout: float = 10.0,
+                 exists_ttl: float = WORLD_EXISTS_TTL_S) -> None:
         self._world = world
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
+        self._exists_ttl = exists_ttl
+        self._seen: dict[str, float] = {}  # world id -> monotonic time the service said it exists
 
     def _http(self) -> httpx.AsyncClient:
         # Created on first use, inside the server's event loop, which owns its connection pool.
@@ -51,12 +61,23 @@ class WorldClient:
                            f"the world service did not answer {method} {path}: {exc}") from None
 
     async def require_world(self, world_id: str) -> None:
+        seen = self._seen.get(world_id)
+        if seen is not None and time.monotonic() - seen < self._exists_ttl:
+            return
         resp = await self._call("GET", f"/worlds/{world_id}")
         if resp.status_code == 404:
+            self._seen.pop(world_id, None)
             raise ApiError(404, "E_UNKNOWN_WORLD", f"world_ids: unknown world {world_id!r}")
         if resp.status_code >= 400:
             raise ApiError(502, "E_WORLD_UNAVAILABLE",
                            f"the world service answered {resp.status_code} for world {world_id!r}")
+        self._seen[world_id] = time.monotonic()
+
+    def forget(self, path: str) -> None:
+        """A change to ``/worlds/{id}…`` passed through the proxy: ask about that world again."""
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] == "worlds":
+            self._seen.pop(parts[2], None)
 
     async def decision(self, world_id: str, strategy_id: str, hint: str | None) -> dict[str, Any]:
         """The world's decision for the submission: mode, domain, gate and the reason.
@@ -93,4 +114,10 @@ class WorldClient:
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
                if k.decode("latin-1").lower() not in _HOP_BY_HOP]
         url = path + (f"?{query.decode('latin-1')}" if query else "")
-        return await self._call(method, url, headers=fwd, content=body)
+        if method == "GET":
+            return await self._call(method, url, headers=fwd, content=body)
+        self.forget(path)
+        try:
+            return await self._call(method, url, headers=fwd, content=body)
+        finally:  # and again: a submission may have re-learned the world while the change ran
+            self.forget(path)

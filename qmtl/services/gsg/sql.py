@@ -15,14 +15,14 @@ from .store import Edge, GraphNode, GraphStore, check_match_mode
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS gsg_node (
-    node_id TEXT PRIMARY KEY, op TEXT NOT NULL, interval_s BIGINT, tags TEXT NOT NULL);
+    node_id TEXT PRIMARY KEY, op TEXT NOT NULL, interval_s BIGINT, tags TEXT NOT NULL){key_table};
 CREATE TABLE IF NOT EXISTS gsg_tag (
-    node_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (node_id, tag));
+    node_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (node_id, tag)){key_table};
 CREATE INDEX IF NOT EXISTS gsg_tag_by_tag ON gsg_tag (tag);
 CREATE TABLE IF NOT EXISTS gsg_edge (
-    src TEXT NOT NULL, dst TEXT NOT NULL, PRIMARY KEY (src, dst));
+    src TEXT NOT NULL, dst TEXT NOT NULL, PRIMARY KEY (src, dst)){key_table};
 CREATE TABLE IF NOT EXISTS gsg_use (
-    node_id TEXT NOT NULL, strategy_id TEXT NOT NULL, PRIMARY KEY (node_id, strategy_id));
+    node_id TEXT NOT NULL, strategy_id TEXT NOT NULL, PRIMARY KEY (node_id, strategy_id)){key_table};
 """
 
 _NODE_COLUMNS = (("node_id", "TEXT"), ("op", "TEXT"), ("interval_s", "BIGINT"), ("tags", "TEXT"))
@@ -34,7 +34,7 @@ _USE_COLUMNS = (("node_id", "TEXT"), ("strategy_id", "TEXT"))
 class SqlGraphStore(GraphStore):
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.db.executescript(_DDL)
+        self.db.executescript(_DDL.format(key_table=db.key_table))
 
     def upsert(self, strategy_id: str, nodes: Sequence[GraphNode], edges: Sequence[Edge]) -> None:
         # One statement per table; rows sorted by key so concurrent upserts of shared nodes lock

@@ -46,6 +46,7 @@ class _Batch:
 
 class SQLiteDatabase(Database):
     kind = "sqlite"
+    key_table = " WITHOUT ROWID"
 
     def __init__(self, path: str, max_batch: int = MAX_BATCH) -> None:
         if path != ":memory:":
