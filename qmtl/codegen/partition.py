@@ -42,7 +42,8 @@ class Region:
     """One SDK node (``qmtl.ir.regions.Region``) with how it runs here: in a kernel or per tick."""
 
     node: NodeRegion
-    ops: tuple[Op, ...]  # the ops this region computes in a kernel (shared ops: first region only)
+    ops: tuple[Op, ...]  # the ops this region computes in a kernel (shared ops: first region only;
+    #                      sharing is only allowed between regions with the same inputs)
     lowered: bool
     level: int
     reason: str = ""
@@ -97,9 +98,13 @@ def regions(module: Module) -> tuple[Region, ...]:
     level_of: dict[str, int] = {}
     claimed: set[str] = set()
     result = []
-    for node in regions_in_dependency_order(module):
+    nodes = regions_in_dependency_order(module)
+    apart = _computed_apart(nodes)
+    for node in nodes:
         members = {op.result for op in node.ops}
         lowered, reason = _lowerable(node.ops, module, members)
+        if lowered and node.name in apart:
+            lowered, reason = False, apart[node.name]
         base = max((level_of.get(v, 0) for v in node.inputs), default=0)
         level = base + (0 if lowered else 1)
         level_of.setdefault(node.value, level)
@@ -108,6 +113,27 @@ def regions(module: Module) -> tuple[Region, ...]:
             claimed |= members
         result.append(Region(node, own, lowered, level, reason))
     return tuple(result)
+
+
+def _computed_apart(nodes: list[NodeRegion]) -> dict[str, str]:
+    """Nodes that share an op (merged by CSE) with a node whose window edges differ: node name → why.
+
+    A kernel computes a shared op once, clocked by one region's gate, and writes one buffer per value.
+    That is only the per-tick value of *both* nodes when they read the same boundary inputs (the same
+    ticks, the same upstream cone).  Otherwise each node must evaluate the op over its own window, so
+    both run per tick, where a region computes all its ops privately and stores only its output."""
+    owners: dict[str, list[NodeRegion]] = {}
+    for node in nodes:
+        for op in node.ops:
+            owners.setdefault(op.result, []).append(node)
+    apart: dict[str, str] = {}
+    for value, holders in owners.items():
+        for node in holders:
+            other = next((h for h in holders if set(h.inputs) != set(node.inputs)), None)
+            if other is not None and node.name not in apart:
+                apart[node.name] = (f"%{value} is also computed by node {other.name!r} over other inputs "
+                                    "(evaluated per tick over this node's own window)")
+    return apart
 
 
 def _lowerable(body: tuple[Op, ...], module: Module, members: set[str]) -> tuple[bool, str]:
@@ -120,7 +146,27 @@ def _lowerable(body: tuple[Op, ...], module: Module, members: set[str]) -> tuple
         if op.name == "ewm_mean" and not _nan_chain(ops[op.operands[0]], ops, members):
             return False, (f"{op.result} = ewm_mean over a window whose early rows are not NaN "
                            "(evaluated per tick over the window)")
+    history_reader = _reads_windowed_history(body, ops, members)
+    if history_reader is not None:
+        return False, (f"{history_reader} reads earlier rows of an ewm_mean over the window "
+                       "(evaluated per tick over the window)")
     return True, ""
+
+
+def _reads_windowed_history(body: tuple[Op, ...], ops: dict[str, Op], members: set[str]) -> str | None:
+    """An op that reads earlier rows (windowed/recursive) of a value derived from an ``ewm_mean``
+    inside the same region, or None.  A traced ewm's value at an earlier row of *this* window is the
+    ewm of this window up to that row, not the ewm the kernel computed at that tick over that tick's
+    own window; only a per-tick evaluation gets it right."""
+    from_ewm: set[str] = set()
+    for op in body:  # module order: operands come first
+        if any(s in from_ewm for s in op.operands if s in members):
+            if opreg.REGISTRY[op.name].kind in ("windowed", "recursive"):
+                return f"{op.result} = {op.name}"
+            from_ewm.add(op.result)
+        if op.name == "ewm_mean":
+            from_ewm.add(op.result)
+    return None
 
 
 def _nan_chain(op: Op, ops: dict[str, Op], members: set[str]) -> bool:

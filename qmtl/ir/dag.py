@@ -35,7 +35,7 @@ def to_dag(module: Module) -> dict[str, Any]:
             "loc": str(op.loc) if op.loc else None, "meta": canonical_value(meta),
         })
     outputs = [{"name": o.name, "node_id": ids[o.value], "period": o.period, "interval": o.interval,
-                "kind": o.kind} for o in module.outputs]
+                "kind": o.kind, "inputs": [ids.get(v, v) for v in o.inputs]} for o in module.outputs]
     return {"schema": SCHEMA, "strategy": module.name, "nodes": nodes, "outputs": outputs,
             "checksum": dag_checksum(n["node_id"] for n in nodes)}
 
@@ -68,7 +68,9 @@ def from_dag(doc: dict[str, Any]) -> Module:
                       _parse_loc(n.get("loc")), n.get("node_id")))
         by_id[n["node_id"]] = name
     outputs = tuple(Output(o["name"], by_id.get(o["node_id"], o["node_id"]), int(o["period"]), int(o["interval"]),
-                           o.get("kind", "traced")) for o in doc.get("outputs", []))
+                           o.get("kind", "traced"),
+                           inputs=tuple(by_id.get(x, x) for x in o.get("inputs") or ()))
+                    for o in doc.get("outputs", []))
     return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
 
 

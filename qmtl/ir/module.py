@@ -80,6 +80,13 @@ class Output:
     ``period`` is the warm-up gate: the runtime emits no value for this output until every input of
     the node has ``period`` bars.  ``kind`` is ``source`` (a StreamInput or TagQueryNode), ``traced`` or ``opaque``
     (for the compile summary).
+
+    ``inputs`` are the value names of the SDK node's *declared* inputs (its ``input=`` nodes), in
+    declaration order; sources have none.  They draw the node's window edges (``qmtl.ir.regions``):
+    after CSE another node's output can be an op inside this node, and only the declared inputs say
+    that this node computes it over its own window rather than reading that node's emitted values.
+    A non-source output with no inputs (IR written before they were recorded) falls back to treating
+    every other output's value as a boundary.
     """
 
     name: str
@@ -88,6 +95,7 @@ class Output:
     interval: int
     kind: str = "traced"
     reason: str = ""
+    inputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from .types import Type
 
 SYNTAX_ERROR = "E001"
 MAX_NESTING = 32  # list attributes deeper than this are refused
-_OUTPUT_ATTRS = {"interval": int, "period": int, "kind": str, "reason": str}
+_OUTPUT_ATTRS = {"interval": int, "period": int, "kind": str, "reason": str, "inputs": tuple}
 
 
 class IRSyntaxError(CompileError):
@@ -205,6 +205,10 @@ class _BuildIR(Transformer):
         rest_list = list(rest)
         if rest_list and isinstance(rest_list[0], _Attrs):
             attrs = rest_list.pop(0).items
+        bad = next((k for k, v in attrs if _has_ref(v)), None)
+        if bad is not None:
+            raise _FailAt(name, f"attribute {bad!r} of %{_unquote(result, '%')} holds a value reference; "
+                                "only an output's inputs may name values")
         type_, *tail = rest_list
         loc = next((x for x in tail if isinstance(x, Loc)), None)
         node_id = next((x for x in tail if isinstance(x, str)), None)
@@ -217,6 +221,12 @@ class _BuildIR(Transformer):
 
     def output_def(self, keyword: Token, symbol: Token, value: Token, attrs: "_Attrs | None" = None):
         fields = dict(attrs.items) if attrs else {}
+        inputs = fields.get("inputs", ())
+        if not isinstance(inputs, tuple) or not all(isinstance(v, _ValueRef) for v in inputs):
+            raise _FailAt(symbol, f"output {symbol}: inputs must be a list of value names like [%a, %b]")
+        bad = next((k for k, v in fields.items() if k != "inputs" and _has_ref(v)), None)
+        if bad is not None:
+            raise _FailAt(symbol, f"output {symbol}: attribute {bad!r} cannot name a value")
         for key, expected in _OUTPUT_ATTRS.items():
             if key in fields and (type(fields[key]) is not expected):
                 raise _FailAt(symbol, f"output attribute {key!r} must be {expected.__name__}, "
@@ -225,10 +235,11 @@ class _BuildIR(Transformer):
         missing = [k for k in ("interval", "period") if k not in fields]
         if unknown or missing:
             problem = f"unknown attribute {unknown[0]!r}" if unknown else f"missing attribute {missing[0]!r}"
-            raise _FailAt(symbol, f"output {symbol}: {problem} (outputs take interval, period, kind, reason)")
+            raise _FailAt(symbol, f"output {symbol}: {problem} (outputs take interval, period, kind, reason, inputs)")
         out = Output(name=str(_unquote(symbol, "@")), value=str(_unquote(value, "%")),
                      period=fields["period"], interval=fields["interval"],
-                     kind=fields.get("kind", "traced"), reason=fields.get("reason", ""))
+                     kind=fields.get("kind", "traced"), reason=fields.get("reason", ""),
+                     inputs=tuple(v.name for v in inputs))
         return "output", out, _here(keyword)
 
     def attr_dict(self, *attrs: tuple[Token, Any]) -> "_Attrs":
@@ -263,6 +274,9 @@ class _BuildIR(Transformer):
 
     def none_value(self) -> None:
         return None
+
+    def value_ref(self, tok: Token) -> "_ValueRef":
+        return _ValueRef(str(_unquote(tok, "%")))
 
     def list_value(self, bracket: Token, *items: Any) -> tuple:
         # Deeper nesting would make printing, hashing and verifying recurse past Python's limit.
@@ -302,6 +316,19 @@ class _Attrs:
     """Marks a parsed ``{…}`` so ``op_def`` can tell it from the optional parts that follow."""
 
     items: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ValueRef:
+    """A ``%x`` inside an attribute list: legal only in an output's ``inputs``."""
+
+    name: str
+
+
+def _has_ref(value: Any) -> bool:
+    if isinstance(value, _ValueRef):
+        return True
+    return isinstance(value, tuple) and any(_has_ref(x) for x in value)
 
 
 def _nesting(value: Any) -> int:

@@ -54,7 +54,11 @@ def print_output(out: Output) -> str:
     attrs: dict[str, AttrValue] = {"interval": out.interval, "kind": out.kind, "period": out.period}
     if out.reason:
         attrs["reason"] = out.reason
-    return f"output {symbol(out.name)} = {value_name(out.value)} {print_attrs(tuple(attrs.items()))}"
+    fields = [f"{k} = {print_value(v)}" for k, v in attrs.items()]
+    if out.inputs:  # value references, not attribute values: printed here, sorted in with the rest
+        fields.append("inputs = [" + ", ".join(value_name(v) for v in out.inputs) + "]")
+    fields.sort()
+    return f"output {symbol(out.name)} = {value_name(out.value)} {{{', '.join(fields)}}}"
 
 
 def print_attrs(attrs: tuple[tuple[str, AttrValue], ...]) -> str:

@@ -3,7 +3,12 @@
 The IR is one flat SSA list; the per-tick semantics (DESIGN.md "Semantics") is stated per SDK node:
 "a node's value at bar t is computed over the last P bars of each input ending at t".  The module's
 ``outputs`` are those nodes (one per SDK node, sources included), so a node's *region* is every op
-between its output value and the values that are *boundaries*: source ops and other outputs' values.
+between its output value and its *boundaries*: source ops and the values of the inputs the node
+DECLARED (``Output.inputs``).  Another node's output value is not a boundary unless this node
+declared that node: when CSE merged an op of this node with another node's output (both compute
+``close.diff()``), this node still computes it over its own window, from its own inputs.
+An output without declared inputs (IR from before they were recorded) stops at every other output's
+value, which is what those modules meant.
 
 Both the reference interpreter and the code generator walk regions, so both draw the window edges in
 the same place.  After CSE an op can sit in two regions (two nodes computing the same sub-expression);
@@ -22,8 +27,9 @@ from .module import Module, Op, Output
 class Region:
     """One SDK node: its output, the boundary values it reads, and the ops it computes.
 
-    ``inputs`` are in module (definition) order; ``ops`` are topologically ordered (module order).
-    A source node's region has no inputs and holds just its source op.
+    ``inputs`` are the boundary values the region's ops actually reach — declared inputs and sources —
+    in module (definition) order; ``ops`` are topologically ordered (module order).  A source node's
+    region has no inputs and holds just its source op.
     """
 
     name: str
@@ -44,17 +50,26 @@ def is_source_op(op: Op) -> bool:
     return opdef is not None and opdef.kind == "source"
 
 
-def boundary_values(module: Module) -> set[str]:
-    """Values that start a window: source ops and every output's value."""
-    return {op.result for op in module.ops if is_source_op(op)} | {o.value for o in module.outputs}
+def source_values(module: Module) -> set[str]:
+    return {op.result for op in module.ops if is_source_op(op)}
+
+
+def region_boundaries(module: Module, out: Output, sources: set[str] | None = None) -> set[str]:
+    """Values where ``out``'s window starts: sources and its declared inputs (every other output's
+    value when it declared none, the rule for IR that predates ``Output.inputs``)."""
+    sources = source_values(module) if sources is None else sources
+    if out.inputs:
+        return sources | set(out.inputs)
+    return sources | {o.value for o in module.outputs}
 
 
 def node_regions(module: Module) -> dict[str, Region]:
     """output name → its ``Region``, in output order."""
     ops = module.op_map()
     order = {op.result: i for i, op in enumerate(module.ops)}
-    boundaries = boundary_values(module)
-    return {out.name: _region(out, ops, order, boundaries) for out in module.outputs}
+    sources = source_values(module)
+    return {out.name: _region(out, ops, order, region_boundaries(module, out, sources))
+            for out in module.outputs}
 
 
 def _region(out: Output, ops: dict[str, Op], order: dict[str, int], boundaries: set[str]) -> Region:

@@ -46,7 +46,7 @@ def verify(module: Module, *, check_ids: bool = True,
     * E109 an output's declared period covers its look-back (``qmtl.ir.lookback.required_periods``);
     * E110 an op's inputs tick on one clock (interval);
     * E111 an opaque ``py_call`` is deterministic (``deterministic = false`` has no stable identity);
-    * E112 outputs name defined values, are named once, and have kind ``traced`` or ``opaque``;
+    * E112 outputs (and their declared inputs) name defined values, are named once, and have kind ``traced`` or ``opaque``;
     * E113 an op's printed type equals ``OpDef.result(operand types, attrs)``.
 
     ``text_locs`` (``qmtl.ir.parser.TextLocs``) makes diagnostics point into IR text rather than at
@@ -295,6 +295,12 @@ def _check_outputs(state: _State) -> None:
         if out.kind not in _OUTPUT_KINDS:
             state.report("E112", f"output @{out.name} has kind {out.kind!r}; expected "
                                  f"{' or '.join(map(repr, _OUTPUT_KINDS))}", loc)
+        for v in out.inputs:
+            if v not in state.first_def:
+                state.report("E112", f"output @{out.name} declares input %{v}, which is not a defined value",
+                             loc)
+        if len(set(out.inputs)) != len(out.inputs):
+            state.report("E112", f"output @{out.name} declares an input twice", loc)
         if out.value not in state.first_def:
             state.report("E112", f"output @{out.name} names undefined value %{out.value}", loc)
             continue

@@ -225,8 +225,16 @@ class _Tracer:
     def _output(self, node: Node, name: str, value: str, kind: str, reason: str = "") -> None:
         interval, period = self.clock[id(node)]
         self.values[id(node)] = value
-        self.outputs.append(Output(name, value, period, interval, kind, reason))
+        self.outputs.append(Output(name, value, period, interval, kind, reason, self._declared_inputs(node, kind)))
         self.sdk_nodes[name] = node
+
+    def _declared_inputs(self, node: Node, kind: str) -> tuple[str, ...]:
+        """The values of the nodes ``node`` declared as inputs, in declaration order: they, not
+        whatever CSE later merges, draw this node's window edges (``qmtl.ir.regions``)."""
+        if kind == "source":
+            return ()
+        return tuple(dict.fromkeys(self.values[id(d)] for d in getattr(node, "inputs", ()) or ()
+                                   if id(d) in self.values))
 
     def _value_of(self, node: Any) -> str | None:
         return self.values.get(id(node))

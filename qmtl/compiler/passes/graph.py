@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qmtl.ir.module import Module, Op, Output
 
 
@@ -9,7 +11,8 @@ def live_values(module: Module) -> set[str]:
     """Every value reachable (through operands) from an output's value."""
     ops = module.op_map()
     live: set[str] = set()
-    stack = [o.value for o in module.outputs]
+    # declared inputs stay live: they draw region edges even when no op reads them any more
+    stack = [v for o in module.outputs for v in (o.value, *o.inputs)]
     while stack:
         value = stack.pop()
         if value in live:
@@ -42,8 +45,11 @@ def rename_operands(op: Op, renames: dict[str, str]) -> Op:
 
 
 def rename_outputs(outputs: tuple[Output, ...], renames: dict[str, str]) -> tuple[Output, ...]:
-    return tuple(o if resolve(renames, o.value) == o.value else
-                 Output(o.name, resolve(renames, o.value), o.period, o.interval, o.kind, o.reason)
+    """Re-point outputs (their value and their declared inputs) at renamed values."""
+    if not renames:
+        return outputs
+    return tuple(replace(o, value=resolve(renames, o.value),
+                         inputs=tuple(dict.fromkeys(resolve(renames, v) for v in o.inputs)))
                  for o in outputs)
 
 
