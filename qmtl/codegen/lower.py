@@ -117,6 +117,8 @@ class Lowerer:
     def _astype(self, op, a, out):
         dtype = op.attr("dtype")
         if dtype == "f64":
+            if self.type_of(op.operands[0]).dtype == "bool":  # Numba has no float(bool)
+                return [f"{out} = 1.0 if {a[0]} else 0.0"]
             return [f"{out} = float({a[0]})"]
         if dtype == "bool":
             return [f"{out} = {a[0]} != 0"]

@@ -21,7 +21,8 @@ from .regions import region_boundaries, source_values
 def required_periods(module: Module) -> dict[str, int]:
     """value → bars needed to produce a value there (longest look-back path + 1).
 
-    An output's value is counted inside that output's own window; any other value is counted up to
+    An output's value is counted inside that output's own window (the largest, when several outputs
+    name it; check one output with ``output_required_period``); any other value is counted up to
     sources and any output's value (the bars it needs wherever it is read from).  Safe on broken
     modules (the verifier calls it on anything): unknown ops and ops whose look-back cannot be
     computed from their attrs count 0; operands not defined earlier contribute nothing.
@@ -72,11 +73,13 @@ def op_lookback(op: Op) -> int:
         return 0
 
 
-def longest_path(module: Module, value: str) -> list[str]:
+def longest_path(module: Module, value: str, out: Output | None = None) -> list[str]:
     """The values along one longest look-back path ending at ``value``, source first (for messages).
 
-    For an output's value the path stays inside that output's window (see ``required_periods``)."""
-    out = next((o for o in module.outputs if o.value == value), None)
+    For an output's value the path stays inside that output's window (``out``, or the first output
+    naming ``value``; after CSE two nodes with different inputs can name one value)."""
+    if out is None:
+        out = next((o for o in module.outputs if o.value == value), None)
     if out is not None:
         depth, boundaries = _depths(module, out)
     else:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .diagnostics import CompileError, Diagnostic, errors
-from .lookback import longest_path, required_periods
+from .lookback import longest_path, output_required_period, required_periods
 from .module import Loc, Module, Op
 from .nodeid import canonical_value, node_ids
 from .ops import REGISTRY, AttrSpec, OpDef
@@ -304,9 +304,9 @@ def _check_outputs(state: _State) -> None:
         if out.value not in state.first_def:
             state.report("E112", f"output @{out.name} names undefined value %{out.value}", loc)
             continue
-        need = periods.get(out.value, 1)
+        need = output_required_period(module, out) if out.value in periods else 1
         if isinstance(out.period, int) and out.period < need:
-            path = " -> ".join(f"%{v}" for v in longest_path(module, out.value))
+            path = " -> ".join(f"%{v}" for v in longest_path(module, out.value, out))
             state.report("E109", f"output @{out.name} declares period {out.period} but needs {need} bars "
                                  f"(longest look-back path: {path})", loc)
 

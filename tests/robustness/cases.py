@@ -2,9 +2,9 @@
 
 ``kinds`` is each computed node's expected kind (traced / opaque); ``reasons`` a substring the opaque
 reason must contain (so a fallback stays explained); ``data`` the datasets it runs on (see
-``DATASETS`` in test_strategies.py).  ``run_skip`` names a known codegen bug (repro under
-``codegen_repros/``) that stops ``run`` from matching the reference; ``per_tick_skip`` a known
-region bug that stops the reference from matching the per-tick definition.
+``DATASETS`` in test_strategies.py).  ``run_skip`` names a known codegen bug that stops ``run`` from
+matching the reference; ``per_tick_skip`` why the reference cannot match calling the compute function
+per tick (by design only: recursive indicators).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ONE_AND_MANY = ("single", "multi")
-ASTYPE_BUG = "codegen: astype(float) of a bool series fails in Numba (codegen_repros/repro_astype_bool_to_float.py)"
 RECURSIVE = ("by design: indicator helpers are recursive ops carrying state from the stream's start "
              "(DESIGN.md), not TA-Lib re-run on each P-bar window")
-REGION_BUG = "CSE + regions: a node reads another node's output (codegen_repros/repro_cse_moves_region_boundary.py)"
 
 
 @dataclass(frozen=True)
@@ -41,9 +39,8 @@ CASES: dict[str, Case] = {
         {"avg": "opaque", "last_close": "opaque", "last_volume": "opaque", "vol": "opaque"},
         reasons={"avg": "Series.mean", "last_close": "Series.iloc", "last_volume": "Series.values",
                  "vol": "Series.std"}),
-    "s12_return_shapes": Case({"series_out": "traced", "frame_out": "traced", "dict_out": "traced"},
-                              per_tick_skip=REGION_BUG),
-    "s13_concat_rename": Case({"combo": "traced", "chg": "traced"}, run_skip=ASTYPE_BUG),
+    "s12_return_shapes": Case({"series_out": "traced", "frame_out": "traced", "dict_out": "traced"}),
+    "s13_concat_rename": Case({"combo": "traced", "chg": "traced"}),
     "s14_fill_replace": Case({"zero_fill": "traced", "forward": "opaque", "replaced": "opaque"},
                              reasons={"forward": "Series.ffill", "replaced": "Series.replace"}),
     "s15_apply_lambda": Case({"slope": "opaque", "squash": "opaque"},
@@ -51,7 +48,7 @@ CASES: dict[str, Case] = {
     "s16_python_if": Case({"regime": "opaque"}, reasons={"regime": "s16_python_if.py:11"}),
     "s17_module_helpers": Case({"score": "traced"}),
     "s18_closures_params": Case({"cross": "traced", "lb_ret": "traced", "mom_sig": "traced",
-                                 "scaled": "traced"}, run_skip=ASTYPE_BUG),
+                                 "scaled": "traced"}),
     "s19_defaults": Case({"trend": "traced"}),
     "s20_two_node_inputs": Case({"fast": "traced", "bands": "traced", "position": "traced",
                                  "width": "traced"}),
@@ -62,5 +59,5 @@ CASES: dict[str, Case] = {
     "s25_tag_query": Case({"avg_ret": "opaque"}, data=("crypto_dict",),
                           reasons={"avg_ret": "iterating the view"}),
     "s26_shared_subexpr": Case({"smooth": "traced", "smooth_trend": "traced", "change": "traced",
-                                "change_frame": "traced"}, per_tick_skip=REGION_BUG),
+                                "change_frame": "traced"}),
 }

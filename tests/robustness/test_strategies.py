@@ -69,5 +69,6 @@ def test_init_params_change_the_ids_of_the_nodes_that_use_them(datasets) -> None
     default, tuned = qmtl.compile(cls()), qmtl.compile(cls(fast=2, slow=8))
     assert default.node_ids["cross"] != tuned.node_ids["cross"]
     assert default.node_ids["lb_ret"] == tuned.node_ids["lb_ret"]  # self.lookback did not change
-    # (run() of this strategy hits the astype codegen bug; the reference must still follow the params)
-    assert_results_equal(tuned.run_reference(datasets["single"]), per_tick_python(tuned, datasets["single"]))
+    expected = tuned.run_reference(datasets["single"])
+    assert_results_equal(expected, per_tick_python(tuned, datasets["single"]))
+    assert_results_equal(tuned.run(datasets["single"], batch_size=7), expected)

@@ -1,7 +1,7 @@
 """infer_lookback: how many bars each value needs, and whether each output declared enough (E109).
 
 ``qmtl.ir.lookback`` defines the numbers (``OpDef.lookback`` summed along the longest path, +1; a path
-stops at sources and at another output's value, because a downstream node sees its upstream node's
+stops at sources and at the values of the node's DECLARED inputs, because a downstream node sees its upstream node's
 values, not their history).  This pass stores them in ``ctx.required_period`` and turns a short
 declared ``period`` into an error at the output value's location that names the op chain responsible:
 ``node 'momentum_signal' declares period=5 but pct_change(1) → rolling_mean(5) needs 6 bars``.
@@ -10,7 +10,7 @@ declared ``period`` into an error at the output value's location that names the 
 from __future__ import annotations
 
 from qmtl.ir.diagnostics import Diagnostic
-from qmtl.ir.lookback import longest_path, op_lookback, required_periods
+from qmtl.ir.lookback import longest_path, op_lookback, output_required_period, required_periods
 from qmtl.ir.module import Module, Op, Output
 from qmtl.ir.ops import REGISTRY
 
@@ -24,7 +24,7 @@ def run(module: Module, ctx: PassContext) -> Module:
     required = required_periods(module)
     ctx.required_period.update(required)
     for out in module.outputs:
-        need = required.get(out.value)
+        need = output_required_period(module, out) if out.value in required else None
         if need is not None and out.period < need:
             ctx.report(short_period_error(module, out, need))
     return module
@@ -32,7 +32,7 @@ def run(module: Module, ctx: PassContext) -> Module:
 
 def short_period_error(module: Module, out: Output, need: int) -> Diagnostic:
     ops = module.op_map()
-    path = [ops[v] for v in longest_path(module, out.value) if v in ops]
+    path = [ops[v] for v in longest_path(module, out.value, out) if v in ops]
     chain = " → ".join(describe(op) for op in path if op_lookback(op) > 0)
     what = chain if chain else f"its value %{out.value}"
     bars = "bar" if need == 1 else "bars"
