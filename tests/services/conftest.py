@@ -59,7 +59,7 @@ def redis_url() -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], object]]:
-    """``make(name)`` opens a fresh database of the parametrised kind; all are closed after the test.
+    """``make(name, pool_size=1)`` opens a fresh database of the parametrised kind; all are closed after the test.
 
     PostgreSQL tables are made unique per call by a fresh schema, so tests never see each other's rows.
     """
@@ -70,7 +70,7 @@ def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     if request.param == "postgresql":
         base = request.getfixturevalue("pg_dsn")
 
-    def make(name: str = "db") -> object:
+    def make(name: str = "db", pool_size: int = 1) -> object:
         if request.param == "sqlite":
             db = Database.connect(f"sqlite:///{tmp_path / (name + '.db')}")
         else:
@@ -79,7 +79,8 @@ def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
             admin.execute(f'CREATE SCHEMA "{schema}"')
             admin.close()
             schemas.append(schema)
-            db = Database.connect(base.split("?")[0] + f"?options=-csearch_path%3D{schema}")
+            db = Database.connect(base.split("?")[0] + f"?options=-csearch_path%3D{schema}",
+                                  pool_size=pool_size)
         opened.append(db)
         return db
 

@@ -1,6 +1,8 @@
 """An acknowledged submission survives ``kill -9`` of the gateway process.
 
-The gateway runs as a real process (``python -m qmtl.services.app``) on SQLite under a temp home.  A
+The gateway runs as a real process (``python -m qmtl.services.app``) on SQLite under a temp home
+(group commit: several submissions share one fsync'd COMMIT), and again on PostgreSQL (a pool of
+connections committing side by side).  A
 batch of distinct strategies is submitted concurrently; once some are acknowledged the process gets
 SIGKILL mid-batch.  After a restart on the same home, every strategy that was answered 2xx is there,
 with its DAG intact.
@@ -19,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
 from qmtl.services.gateway.sample_dags import chain_dag
 
@@ -33,7 +36,7 @@ def _free_port() -> int:
 
 def _start(home: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("QMTL_CONFIG", None)  # no config file: dev defaults, home from --home
+    env.pop("QMTL_CONFIG", None)  # dev defaults (or ./qmtl.yml in home), home from --home
     proc = subprocess.Popen([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
                              "--home", str(home)], cwd=home, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -60,7 +63,18 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def test_acknowledged_submissions_survive_kill_9(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A gateway home: SQLite files under it, or a ``qmtl.yml`` pointing both services at PostgreSQL."""
+    if request.param == "postgresql":
+        dsn = request.getfixturevalue("pg_dsn")
+        (tmp_path / "qmtl.yml").write_text(
+            f"gateway:\n  database_dsn: '{dsn}'\nworldservice:\n  database_dsn: '{dsn}'\n")
+    return tmp_path
+
+
+def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
+    tmp_path = home
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = _start(tmp_path, port)
@@ -106,5 +120,7 @@ def test_acknowledged_submissions_survive_kill_9(tmp_path: Path) -> None:
                                                       "world_ids": ["durable"]}, timeout=30).json()
         if again["strategy_id"] in snapshot:
             assert again["new"] == []
+        if (home / "qmtl.yml").exists():  # the PostgreSQL run really ran on PostgreSQL
+            assert not (home / "gateway.db").exists()
     finally:
         _stop(proc)

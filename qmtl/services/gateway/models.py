@@ -43,6 +43,8 @@ class DagOutput(_Model):
     period: StrictInt
     interval: StrictInt
     kind: StrictStr = "traced"
+    # the NodeIDs of the node's declared inputs (its window edges; not hashed), sources have none
+    inputs: list[Annotated[str, Field(pattern=NODE_ID_PATTERN)]] = Field(default_factory=list)
 
 
 class DagDocument(_Model):

@@ -146,3 +146,7 @@ def _check_outputs(doc: DagDocument, index: dict[str, int]) -> None:
         if out.node_id not in index:
             raise ApiError(400, "E_SCHEMA", f"dag.outputs[{k}].node_id: {out.node_id} is not a node of "
                                             "this DAG")
+        for j, node_id in enumerate(out.inputs):
+            if node_id not in index:
+                raise ApiError(400, "E_SCHEMA", f"dag.outputs[{k}].inputs[{j}]: {node_id} is not a node "
+                                                "of this DAG")

@@ -37,6 +37,8 @@ class SqlGraphStore(GraphStore):
         self.db.executescript(_DDL.format(key_table=db.key_table))
 
     def upsert(self, strategy_id: str, nodes: Sequence[GraphNode], edges: Sequence[Edge]) -> None:
+        if "," in strategy_id:  # ``existing`` reads users back as one comma-joined string
+            raise ValueError(f"strategy id {strategy_id!r} must not contain ','")
         # One statement per table; rows sorted by key so concurrent upserts of shared nodes lock
         # rows in the same order (no deadlock on PostgreSQL).
         by_id = {n.node_id: (n.node_id, n.op, n.interval, json.dumps(list(n.tags))) for n in nodes}
@@ -54,13 +56,14 @@ class SqlGraphStore(GraphStore):
         if not ids:
             return {}
         where, params = self.db.any_of("n.node_id", ids)
+        # One row per node (its users joined): a popular node's users do not come back row by row.
+        users = self.db.list_agg("u.strategy_id")
         found: dict[str, list[str]] = {}
         for row in self.db.fetchall(
-                "SELECT n.node_id AS node_id, u.strategy_id AS strategy_id FROM gsg_node n "
-                f"LEFT JOIN gsg_use u ON u.node_id = n.node_id WHERE {where}", params):
-            users = found.setdefault(row["node_id"], [])
-            if row["strategy_id"] is not None:
-                users.append(row["strategy_id"])
+                f"SELECT n.node_id AS node_id, {users} AS users FROM gsg_node n "
+                f"LEFT JOIN gsg_use u ON u.node_id = n.node_id WHERE {where} GROUP BY n.node_id",
+                params):
+            found[row["node_id"]] = row["users"].split(",") if row["users"] else []
         return {k: sorted(v) for k, v in found.items()}
 
     def dependents(self, node_id: str) -> list[str]:

@@ -63,6 +63,9 @@ class PostgresDatabase(Database):
             cur.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "
                         "ON CONFLICT DO NOTHING", values)
 
+    def list_agg(self, expr: str) -> str:
+        return f"string_agg({expr}, ',')"
+
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, Params]:
         return f"{column} = ANY(?)", (list(values),)
 

@@ -129,6 +129,11 @@ class Database(ABC):
         """A ``WHERE`` fragment testing ``column`` against ``values`` and its parameters (one, however
         many values: no statement grows with the list, no chunking against parameter limits)."""
 
+    @abstractmethod
+    def list_agg(self, expr: str) -> str:
+        """An aggregate joining ``expr`` over a group with commas (NULL for an empty group): one row
+        per group instead of one per member, for values that contain no comma."""
+
     def run_transaction(self, work: Callable[[], T], attempts: int = 3) -> T:
         """``work()`` inside one transaction, run again if it lost a deadlock to a concurrent one."""
         for attempt in range(1, attempts + 1):

@@ -21,6 +21,7 @@ writes that are not yet durable.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,8 @@ from .sql import Column, Database, DatabaseError, Params
 # Bounds how long the first member of a batch can wait for the ones behind it.
 MAX_BATCH = 32
 _SAVEPOINT = "qmtl_tx"
+# Bound parameters per statement (SQLite's own limit is 32766 since 3.32).
+_MAX_PARAMS = 30000
 
 
 class _Batch:
@@ -87,15 +90,22 @@ class SQLiteDatabase(Database):
         return _fetch(cur) if fetch else []
 
     def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+        # Multi-row VALUES, not executemany: sqlite3 releases the GIL around every step, and under
+        # load each re-acquisition can wait a whole switch interval, so a statement per row makes the
+        # writer (which everyone queues behind) crawl.  One statement per chunk is one step.
         names = ",".join(name for name, _ in columns)
-        marks = ",".join("?" * len(columns))
-        # executemany runs one prepared statement over all rows in C: no SQL text grows with the rows.
-        self._conn.executemany(
-            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+        row_sql = "(" + ",".join("?" * len(columns)) + ")"
+        per_chunk = max(1, _MAX_PARAMS // len(columns))
+        for i in range(0, len(rows), per_chunk):
+            chunk = rows[i:i + per_chunk]
+            self._conn.execute(
+                f"INSERT INTO {table} ({names}) VALUES {','.join([row_sql] * len(chunk))} "
+                "ON CONFLICT DO NOTHING", [v for row in chunk for v in row])
+
+    def list_agg(self, expr: str) -> str:
+        return f"group_concat({expr}, ',')"
 
     def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, Params]:
-        import json
-
         return f"{column} IN (SELECT value FROM json_each(?))", (json.dumps(list(values)),)
 
     # -- transactions with group commit -----------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from qmtl.config import DEFAULT_GATEWAY_POOL_SIZE
 from qmtl.services.app import ServerThread
 from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus
 from qmtl.services.gateway.app import create_app as create_gateway
@@ -43,7 +44,7 @@ def stack(request: pytest.FixtureRequest, db_backend) -> Iterator[Stack]:
     else:
         bus = InProcessBus()
     world_app = create_world(db_backend("world"), bus)
-    gateway_db = db_backend("gateway")
+    gateway_db = db_backend("gateway", pool_size=DEFAULT_GATEWAY_POOL_SIZE)  # as build_services does
     app = create_gateway(gateway_db, bus, SqlGraphStore(gateway_db), world_app, max_body_bytes=BODY_LIMIT)
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Stack(url, client, bus, app, kind)
