@@ -96,8 +96,23 @@ def test_malformed_json_and_wrong_shapes(stack: Stack) -> None:
     bad["outputs"][0]["node_id"] = "blake3:" + "1" * 64
     assert "dag.outputs[0].node_id" in _error(_submit(stack, bad), 400, "E_SCHEMA")
     bad = copy.deepcopy(dag)
+    bad["outputs"][0]["inputs"] = [dag["nodes"][0]["node_id"], "blake3:" + "2" * 64]
+    assert "dag.outputs[0].inputs[1]" in _error(_submit(stack, bad), 400, "E_SCHEMA")
+    bad["outputs"][0]["inputs"] = ["not-an-id"]
+    assert "dag.outputs.0.inputs.0" in _error(_submit(stack, bad), 400, "E_SCHEMA")
+    bad = copy.deepcopy(dag)
     bad["nodes"].append(copy.deepcopy(bad["nodes"][1]))
     assert "duplicate NodeID" in _error(_submit(stack, bad), 400, "E_SCHEMA")
+
+
+def test_declared_output_inputs_are_accepted(stack: Stack) -> None:
+    stack.make_world("w1")
+    dag = chain_dag("inputs", 4)
+    dag["outputs"][0]["inputs"] = [dag["nodes"][0]["node_id"]]
+    resp = _submit(stack, dag)
+    assert resp.status_code in (200, 201, 202), resp.text
+    stored = stack.client.get(f"/strategies/{resp.json()['strategy_id']}").json()
+    assert stored["dag"]["outputs"][0]["inputs"] == [dag["nodes"][0]["node_id"]]
 
 
 def test_payload_too_large(stack: Stack) -> None:
