@@ -22,7 +22,7 @@ from typing import Callable
 
 from hypothesis import strategies as st
 
-from qmtl.ir.lookback import required_periods
+from qmtl.ir.lookback import output_required_period
 from qmtl.ir.module import Loc, Module, Op, Output, make_attrs
 from qmtl.ir.nodeid import with_node_ids
 from qmtl.ir.ops import REGISTRY
@@ -277,14 +277,26 @@ def modules(draw: Draw, *, with_ids: bool = False, with_locs: bool | None = None
 def _outputs(draw: Draw, ops: list[Op], interval: int) -> tuple[Output, ...]:
     values = draw(st.lists(st.sampled_from([op.result for op in ops]), min_size=1, max_size=3, unique=True))
     out_names = draw(st.lists(names, min_size=len(values), max_size=len(values), unique=True))
-    # Look-back depends on which values are outputs (paths stop there), so compute it with them in place.
-    provisional = Module("m", tuple(ops), tuple(Output(n, v, 1, interval) for n, v in zip(out_names, values)))
-    need = required_periods(provisional)
     by_name = {op.result: op for op in ops}
+    position = {op.result: i for i, op in enumerate(ops)}
+    sources = [op.result for op in ops if op.name in ("stream_input", "tag_query")]
+    declared = []
+    for v in values:
+        if v in sources:
+            declared.append(())
+            continue
+        # declared inputs: earlier sources and earlier outputs' values (empty = the legacy rule)
+        earlier = [u for u in dict.fromkeys(sources + values) if position[u] < position[v]]
+        declared.append(tuple(draw(st.lists(st.sampled_from(earlier), unique=True, max_size=3)))
+                        if earlier else ())
+    # Look-back depends on each output's window edges, so compute it with the outputs in place.
+    provisional = Module("m", tuple(ops), tuple(Output(n, v, 1, interval, inputs=i)
+                                                 for n, v, i in zip(out_names, values, declared)))
     outputs = []
     for out in provisional.outputs:
         opaque = by_name[out.value].name == "py_call"
         reason = draw(st.sampled_from(("", "iterates a CacheView"))) if opaque else ""
-        outputs.append(Output(out.name, out.value, need[out.value] + draw(st.integers(0, 5)),
-                                     interval, "opaque" if opaque else "traced", reason))
+        need = output_required_period(provisional, out)
+        outputs.append(Output(out.name, out.value, need + draw(st.integers(0, 5)), interval,
+                              "opaque" if opaque else "traced", reason, out.inputs))
     return tuple(outputs)

@@ -138,12 +138,15 @@ def test_cse_merges_exactly_the_ops_with_equal_node_ids(module):
         key = (lambda xs: sorted(xs)) if opdef.commutative else list
         assert key([ids_after[s] for s in twin.operands]) == key([ids_before[s] for s in op.operands])
     assert [ids_after[o.value] for o in after.outputs] == [ids_before[o.value] for o in before.outputs]
+    # declared inputs are re-pointed too (merged inputs collapse into one)
+    assert [list(dict.fromkeys(ids_after[v] for v in o.inputs)) for o in after.outputs] == \
+        [list(dict.fromkeys(ids_before[v] for v in o.inputs)) for o in before.outputs]
 
 
 def _reachable(module: Module) -> set[str]:
     ops = module.op_map()
     seen: set[str] = set()
-    todo = [o.value for o in module.outputs]
+    todo = [v for o in module.outputs for v in (o.value, *o.inputs)]  # declared inputs stay live
     while todo:
         v = todo.pop()
         if v not in seen:
