@@ -10,7 +10,6 @@ tracing every compute function, the passes, hashing, printing and re-parsing the
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -19,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import machine  # noqa: E402  (benchmarks/ is the script's folder)
 
 HEADER = '''
 from qmtl.runtime.sdk import Strategy, Node, StreamInput
@@ -80,19 +81,6 @@ def run(ops_target: int, repeat: int) -> dict:
         return {"ops": len(compiled.module.ops), "sdk_nodes": len(compiled.module.outputs),
                 "compile_s": statistics.median(totals), "print_s": statistics.median(prints),
                 "parse_s": statistics.median(parses), "lines": compiled.ir_text.count("\n")}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main() -> None:

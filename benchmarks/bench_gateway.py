@@ -19,7 +19,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -36,6 +35,8 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _machine import machine  # noqa: E402  (benchmarks/ is the script's folder)
 
 from qmtl.config import DEFAULT_GATEWAY_POOL_SIZE  # noqa: E402
 from qmtl.services.app import ServerThread  # noqa: E402
@@ -184,18 +185,6 @@ def _pct(values: list[float], p: float) -> float:
         return float("nan")
     k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
     return values[k]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def report(results: list[dict], args: argparse.Namespace) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import handwritten  # noqa: E402
+from _machine import machine  # noqa: E402
 
 from qmtl.runtime.binding import bind  # noqa: E402
 
@@ -77,13 +77,6 @@ def cold_warm() -> tuple[float, float]:
     times = [float(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,
                                   capture_output=True, text=True).stdout.split()[-1]) for _ in range(2)]
     return times[0], times[1]
-
-
-def machine() -> str:
-    model = next((ln.split(":", 1)[1].strip() for ln in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if ln.startswith("Model name")), "?")
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def main() -> None:
