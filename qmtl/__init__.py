@@ -6,8 +6,7 @@ the CLI's start-up) does not pay for pandas, Numba or the services until they ar
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from qmtl._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -31,10 +30,4 @@ _EXPORTS = {
     "zscore": "qmtl.runtime.sdk",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'qmtl' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,8 +6,7 @@ the registry's pandas-based reference implementations until they are used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from qmtl._lazy import lazy_exports
 
 _EXPORTS = {
     "Module": "qmtl.ir.module", "Op": "qmtl.ir.module", "Output": "qmtl.ir.module",
@@ -18,10 +17,4 @@ _EXPORTS = {
     "CompileError": "qmtl.ir.diagnostics",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'qmtl.ir' has no attribute {name!r}")
+__all__, __getattr__ = lazy_exports(__name__, _EXPORTS)
