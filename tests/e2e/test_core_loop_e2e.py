@@ -13,22 +13,7 @@ from qmtl.runtime.sdk.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient
 from qmtl.services.gateway.sample_dags import chain_dag
-
-MOMENTUM = '''
-from qmtl.runtime.sdk import Strategy, Node, StreamInput
-import pandas as pd
-
-
-class Momentum(Strategy):
-    def setup(self):
-        price = StreamInput(interval="60s", period=30)
-
-        def signal(view) -> pd.DataFrame:
-            close = view.as_frame(price, 60, columns=["close"]).frame["close"]
-            return pd.DataFrame({"signal": (close.pct_change().rolling(5).mean() > 0).astype(int)})
-
-        self.add_nodes([price, Node(input=price, compute_fn=signal, name="signal")])
-'''
+from tests.submit_support import MOMENTUM
 
 
 @pytest.fixture(scope="module")

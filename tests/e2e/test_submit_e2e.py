@@ -5,7 +5,6 @@ world → compile → replay → gateway diff → world evaluation → decision.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,25 +14,7 @@ from qmtl.cli.main import app
 from qmtl.runtime.sdk.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient
-
-MOMENTUM = '''
-from qmtl.runtime.sdk import Strategy, Node, StreamInput
-import pandas as pd
-
-
-class GeneralStrategy(Strategy):
-    def setup(self):
-        price_stream = StreamInput(interval="60s", period=30)
-
-        def generate_signal(view) -> pd.DataFrame:
-            price = view.as_frame(price_stream, 60, columns=["close"]).validate_columns(["close"])
-            momentum = price.frame["close"].pct_change().rolling(5).mean()
-            signal = (momentum > 0).astype(int)
-            return pd.DataFrame({"signal": signal})
-
-        signal_node = Node(input=price_stream, compute_fn=generate_signal, name="momentum_signal")
-        self.add_nodes([price_stream, signal_node])
-'''
+from tests.submit_support import MOMENTUM, closed_port_url
 
 # Same price input (interval and period), a different signal: the input node must be reused.
 REVERSION = '''
@@ -63,13 +44,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         root / "prices.parquet", index=False)
     return {"momentum": root / "momentum.py", "reversion": root / "reversion.py",
             "prices": root / "prices.parquet"}
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def create_world(url: str, world: str, **kwargs) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pandas as pd
@@ -13,25 +12,7 @@ from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint, unusable_decisi
 from qmtl.runtime.sdk.submit import Precheck, SubmitResult, local_safe_decision
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
-
-MOMENTUM = '''
-from qmtl.runtime.sdk import Strategy, Node, StreamInput
-import pandas as pd
-
-
-class GeneralStrategy(Strategy):
-    def setup(self):
-        price_stream = StreamInput(interval="60s", period=30)
-
-        def generate_signal(view) -> pd.DataFrame:
-            price = view.as_frame(price_stream, 60, columns=["close"]).validate_columns(["close"])
-            momentum = price.frame["close"].pct_change().rolling(5).mean()
-            signal = (momentum > 0).astype(int)
-            return pd.DataFrame({"signal": signal})
-
-        signal_node = Node(input=price_stream, compute_fn=generate_signal, name="momentum_signal")
-        self.add_nodes([price_stream, signal_node])
-'''
+from tests.submit_support import MOMENTUM, closed_port_url
 
 BROKEN = '''
 from qmtl.runtime.sdk import Strategy, Node, StreamInput
@@ -42,13 +23,6 @@ class Broken(Strategy):
         price = StreamInput(interval="sixty", period=30)
         self.add_nodes([price])
 '''
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture()
