@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .store import Edge, GraphNode, GraphStore, check_match_mode
+from .store import Edge, GraphNode, GraphStore
 
 _SCHEMA = (
     "CREATE CONSTRAINT qmtl_node_id IF NOT EXISTS FOR (n:QmtlNode) REQUIRE n.node_id IS UNIQUE",
@@ -65,18 +65,14 @@ class Neo4jGraphStore(GraphStore):
             "RETURN DISTINCT m.node_id AS id", id=node_id)
         return sorted(r["id"] for r in records)
 
-    def by_tag(self, tags: Sequence[str], match_mode: str = "any",
-               interval: int | None = None) -> list[GraphNode]:
-        check_match_mode(match_mode)
-        wanted = sorted(set(tags))
-        if not wanted:
-            return []
-        quantifier = "all" if match_mode == "all" else "any"
+    def _select_by_tag(self, tags: list[str], require_all: bool,
+                       interval: int | None) -> list[GraphNode]:
+        quantifier = "all" if require_all else "any"
         records, _, _ = self.driver.execute_query(
             f"MATCH (n:QmtlNode) WHERE size(n.tags) > 0 AND {quantifier}(t IN $tags WHERE t IN n.tags) "
             "AND ($interval IS NULL OR n.interval = $interval) "
             "RETURN n.node_id AS id, n.op AS op, n.interval AS interval, n.tags AS tags ORDER BY id",
-            tags=wanted, interval=interval)
+            tags=tags, interval=interval)
         return [GraphNode(r["id"], r["op"], r["interval"], tuple(r["tags"])) for r in records]
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
-from .store import Edge, GraphNode, GraphStore, check_match_mode
+from .store import Edge, GraphNode, GraphStore
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS gsg_node (
@@ -74,17 +74,13 @@ class SqlGraphStore(GraphStore):
             " SELECT id FROM down", (node_id,))
         return sorted(r["id"] for r in rows)
 
-    def by_tag(self, tags: Sequence[str], match_mode: str = "any",
-               interval: int | None = None) -> list[GraphNode]:
-        check_match_mode(match_mode)
-        wanted = sorted(set(tags))
-        if not wanted:
-            return []
-        marks = ",".join("?" * len(wanted))
-        having = f" HAVING COUNT(DISTINCT t.tag) = {len(wanted)}" if match_mode == "all" else ""
+    def _select_by_tag(self, tags: list[str], require_all: bool,
+                       interval: int | None) -> list[GraphNode]:
+        marks = ",".join("?" * len(tags))
+        having = f" HAVING COUNT(DISTINCT t.tag) = {len(tags)}" if require_all else ""
         sql = (f"SELECT n.node_id, n.op, n.interval_s, n.tags FROM gsg_node n WHERE n.node_id IN ("
                f"SELECT t.node_id FROM gsg_tag t WHERE t.tag IN ({marks}) GROUP BY t.node_id{having})")
-        params: tuple = tuple(wanted)
+        params: tuple = tuple(tags)
         if interval is not None:
             sql += " AND n.interval_s = ?"
             params += (interval,)

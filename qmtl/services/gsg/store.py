@@ -38,15 +38,21 @@ class GraphStore(ABC):
     def dependents(self, node_id: str) -> list[str]:
         """Every node downstream of ``node_id`` (transitively), sorted; empty for a leaf or unknown id."""
 
-    @abstractmethod
     def by_tag(self, tags: Sequence[str], match_mode: str = "any",
                interval: int | None = None) -> list[GraphNode]:
-        """Source nodes whose tags match: ``any`` shares at least one tag, ``all`` has every tag."""
+        """Source nodes whose tags match: ``any`` shares at least one tag, ``all`` has every tag.
+
+        Checked and normalised here once, so every backend answers the same for a bad mode or no tags.
+        """
+        if match_mode not in ("any", "all"):
+            raise ValueError(f"match_mode must be 'any' or 'all', got {match_mode!r}")
+        wanted = sorted(set(tags))
+        return self._select_by_tag(wanted, match_mode == "all", interval) if wanted else []
+
+    @abstractmethod
+    def _select_by_tag(self, tags: list[str], require_all: bool,
+                       interval: int | None) -> list[GraphNode]:
+        """``by_tag`` for distinct, sorted, non-empty ``tags``, in node_id order."""
 
     def close(self) -> None:
         """Release connections (no-op by default)."""
-
-
-def check_match_mode(match_mode: str) -> None:
-    if match_mode not in ("any", "all"):
-        raise ValueError(f"match_mode must be 'any' or 'all', got {match_mode!r}")
