@@ -71,29 +71,20 @@ class PostgresDatabase(Database):
 
     # -- transactions over the pool ---------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        depth = getattr(self._local, "depth", 0)
-        if depth:  # nested: joins this thread's open transaction
-            self._local.depth = depth + 1
-            try:
-                yield self
-            finally:
-                self._local.depth = depth
-            return
+    def _outermost_transaction(self) -> Iterator[None]:
         conn = self._checkout()
-        self._local.conn, self._local.depth = conn, 1
+        self._local.conn = conn
         try:
-            yield self
+            yield
             conn.commit()
         except BaseException as exc:
             self._rollback(conn)
-            self._local.conn, self._local.depth = None, 0
-            self._checkin(conn)
             if _is_conflict(exc):
                 raise RetryableConflict(f"transaction lost a conflict with a concurrent one: {exc}") from exc
             raise
-        self._local.conn, self._local.depth = None, 0
-        self._checkin(conn)
+        finally:
+            self._local.conn = None
+            self._checkin(conn)
 
     def _checkout(self) -> Any:
         if self._closed:

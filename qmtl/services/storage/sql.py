@@ -15,10 +15,11 @@ durable — it survives ``kill -9``.
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote
 
@@ -71,6 +72,8 @@ class Database(ABC):
     # SQLite then keeps ONE B-tree per table instead of a rowid table plus a key index, which halves
     # the pages an insert dirties (and the WAL bytes a commit fsyncs).  PostgreSQL has no such option.
     key_table: str = ""
+    # Per thread: ``depth``, how many ``transaction()`` blocks it is inside (backends keep more here).
+    _local: threading.local
 
     @staticmethod
     def connect(dsn: str, *, pool_size: int = 1) -> "Database":
@@ -146,13 +149,35 @@ class Database(ABC):
                 time.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager["Database"]: ...
+    @contextmanager
+    def transaction(self) -> Iterator["Database"]:
+        """A block of statements that commit together; a nested block joins the thread's outer one."""
+        depth = self._depth()
+        if depth:
+            self._local.depth = depth + 1
+            try:
+                yield self
+            finally:
+                self._local.depth = depth
+            return
+        with self._outermost_transaction():
+            self._local.depth = 1
+            try:
+                yield self
+            finally:
+                self._local.depth = 0
 
     @abstractmethod
     def close(self) -> None: ...
 
     # -- backend hooks ----------------------------------------------------------------------------------
+    def _depth(self) -> int:
+        return getattr(self._local, "depth", 0)
+
+    @abstractmethod
+    def _outermost_transaction(self) -> AbstractContextManager[None]:
+        """Begin before a thread's outermost block; commit after it, or roll back if it raised."""
+
     @abstractmethod
     def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]: ...
 

@@ -109,28 +109,14 @@ class SQLiteDatabase(Database):
         return f"{column} IN (SELECT value FROM json_each(?))", (json.dumps(list(values)),)
 
     # -- transactions with group commit -----------------------------------------------------------------
-    def _depth(self) -> int:
-        return getattr(self._local, "depth", 0)
-
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        depth = self._depth()
-        if depth:  # nested: joins the block this thread is already running
-            self._local.depth = depth + 1
-            try:
-                yield self
-            finally:
-                self._local.depth = depth
-            return
+    def _outermost_transaction(self) -> Iterator[None]:
         batch = self._enter()
-        self._local.depth = 1
         try:
-            yield self
+            yield
         except BaseException:
-            self._local.depth = 0
             self._leave_failed(batch)
             raise
-        self._local.depth = 0
         self._leave_ok(batch)
 
     def _enter(self) -> _Batch:
