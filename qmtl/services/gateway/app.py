@@ -20,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from qmtl.config import DEFAULT_MAX_BODY_BYTES
 
+from ..body_limit import BodySizeLimit
 from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
 from .errors import ApiError, describe_validation, error_response, install_error_handlers
 from .metrics import Metrics, gateway_metrics
-from .middleware import BodySizeLimit, PayloadTooLarge, RequestMetrics
+from .middleware import RequestMetrics
 from .models import SubmitRequest
 from .submissions import Recorded, SubmissionStore, strategy_id_for
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
@@ -48,10 +49,6 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     app = FastAPI(title="qmtl gateway", lifespan=lifespan)
     app.state.store, app.state.gsg, app.state.bus, app.state.metrics = store, gsg, bus, metrics
     install_error_handlers(app)
-
-    @app.exception_handler(PayloadTooLarge)
-    async def _too_large(request: Request, exc: PayloadTooLarge) -> JSONResponse:
-        return error_response(413, "E_PAYLOAD_TOO_LARGE", str(exc))
 
     _add_strategy_routes(app, store, worlds, bus, metrics)
     _add_query_routes(app, store, gsg, metrics)

@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import error_body
+
 log = logging.getLogger(__name__)
 
 
@@ -27,13 +29,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message}
-    if details is not None:
-        err["details"] = details
-    return {"error": err}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:

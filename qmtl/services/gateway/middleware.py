@@ -1,74 +1,11 @@
-"""Two ASGI middlewares: a request-body size cap and per-route request metrics.
-
-The cap answers 413 from the ``Content-Length`` header before a byte of the body is read, and for
-chunked uploads stops reading as soon as the running total passes the limit.
-"""
+"""Per-route request metrics, as an ASGI middleware (the body-size cap is ``qmtl.services.body_limit``)."""
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any, Awaitable, Callable
 
-from .errors import error_body
+from ..body_limit import ASGIApp, Message, Receive, Scope, Send
 from .metrics import Metrics
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class PayloadTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body is larger than the limit of {limit} bytes")
-        self.limit = limit
-
-
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
-
-
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.limit = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            await send_json(send, 413, error_body("E_PAYLOAD_TOO_LARGE", str(PayloadTooLarge(self.limit))))
-            return
-        seen = 0
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(self.limit)
-            return message
-
-        await self.app(scope, limited_receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", []):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 class RequestMetrics:

@@ -9,16 +9,16 @@ user is taken from the ``X-Actor`` header for the audit log.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from qmtl.services.body_limit import BodySizeLimit
 from qmtl.services.bus import Bus
+from qmtl.services.errors import error_body
 from qmtl.services.storage.sql import Database
 
 from .activation_cache import ActivationCache
@@ -40,14 +40,14 @@ def create_app(db: Database, bus: Bus, activation_cache: ActivationCache | None 
     service = WorldService(WorldStore(db), bus, activation_cache)
     app = FastAPI(title="qmtl world service")
     app.state.world_service = service
-    app.add_middleware(BodySizeLimit, limit=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     _install_error_handlers(app)
     _install_routes(app, service)
     return app
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+    return JSONResponse(status_code=status, content=error_body(code, message))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -168,52 +168,3 @@ def _install_routes(app: FastAPI, ws: WorldService) -> None:
     @app.put("/worlds/{world_id}/allocations")
     def put_allocations(world_id: str, body: AllocationsUpdate, actor: str = actor_header) -> dict[str, Any]:
         return ws.set_allocations(world_id, body, actor)
-
-
-class BodySizeLimit:
-    """Answer 413 before a handler sees a body over ``limit`` bytes (declared or streamed)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(send)
-            return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await self._reject(send)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, send: Send) -> None:
-        payload = json.dumps({"error": {"code": "E_PAYLOAD_TOO_LARGE",
-                                        "message": f"request body exceeds {self.limit} bytes"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from qmtl.services.errors import error_body
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -11,7 +13,7 @@ class ApiError(Exception):
         self.message = message
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        return error_body(self.code, self.message)
 
 
 def unknown_world(world_id: str) -> ApiError:
