@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -11,17 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 from qmtl.services.bus import Bus, BusError, InProcessBus, RedisStreamBus, make_bus
-
-REDIS_URL = os.environ.get("QMTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
+from tests.services.conftest import REDIS_URL, unavailable
 
 def _redis_bus() -> RedisStreamBus:
     try:
         return RedisStreamBus(REDIS_URL, prefix=f"qmtl-test:{uuid.uuid4().hex[:10]}")
     except BusError as exc:
-        if os.environ.get("QMTL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"Redis required but unreachable: {exc}")
-        pytest.skip(f"Redis not reachable: {exc}")
+        unavailable(f"Redis not reachable at {REDIS_URL}: {exc}")
 
 
 @pytest.fixture(params=["inprocess", "redis"])

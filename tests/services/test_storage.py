@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -12,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from qmtl.services.storage.sql import Database, DatabaseError, qmark_to_format
+from tests.services.conftest import PG_BASE, unavailable
 
-PG_BASE = os.environ.get("QMTL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DDL = """
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL, n BIGINT, x DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, msg TEXT)
@@ -27,9 +26,7 @@ def _pg_schema_dsn() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        if os.environ.get("QMTL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"PostgreSQL required but unreachable at {PG_BASE}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_BASE}: {exc}")
+        unavailable(f"PostgreSQL not reachable at {PG_BASE}: {exc}")
     admin.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in PG_BASE else "?"
     try:

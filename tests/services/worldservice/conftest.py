@@ -7,7 +7,6 @@ Absent servers skip with the reason, or fail when ``QMTL_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -24,16 +23,9 @@ from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus
 from qmtl.services.storage.sql import Database
 from qmtl.services.worldservice.activation_cache import MemoryActivationCache, RedisActivationCache
 from qmtl.services.worldservice.app import create_app
-
-PG = os.environ.get("QMTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS = os.environ.get("QMTL_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("QMTL_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service missing (QMTL_REQUIRE_SERVICES=1): {reason}")
-    pytest.skip(reason)
-
+from tests.services.conftest import PG_BASE as PG
+from tests.services.conftest import REDIS_URL as REDIS
+from tests.services.conftest import unavailable
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -95,13 +87,13 @@ def ws_backend(request, tmp_path) -> Iterator[Backend]:
 
         admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
     except Exception as exc:
-        _unavailable(f"PostgreSQL not reachable at {PG}: {exc}")
+        unavailable(f"PostgreSQL not reachable at {PG}: {exc}")
     prefix = f"qmtl-test-ws:{uuid.uuid4().hex[:10]}"
     try:
         bus = RedisStreamBus(REDIS, prefix=f"{prefix}:bus")
     except Exception as exc:
         admin.close()
-        _unavailable(f"Redis not reachable at {REDIS}: {exc}")
+        unavailable(f"Redis not reachable at {REDIS}: {exc}")
     schema = f"qmtl_ws_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE SCHEMA "{schema}"')
     cache = RedisActivationCache(REDIS, prefix=f"{prefix}:activation")

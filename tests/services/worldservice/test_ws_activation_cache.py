@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 
 from qmtl.services.worldservice.activation_cache import (ActivationCacheError, MemoryActivationCache,
                                                          RedisActivationCache)
-
-REDIS = os.environ.get("QMTL_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
+from tests.services.conftest import REDIS_URL as REDIS
+from tests.services.conftest import unavailable
 
 def _redis_cache() -> RedisActivationCache:
     try:
         return RedisActivationCache(REDIS, prefix=f"qmtl-test-cache:{uuid.uuid4().hex[:10]}")
     except ActivationCacheError as exc:
-        if os.environ.get("QMTL_REQUIRE_SERVICES") == "1":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
