@@ -13,7 +13,7 @@ from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import with_node_ids
 
 from .lower import Lowerer, ident, literal, _col
-from .partition import Kernel, Plan, lookback_of, plan
+from .partition import Kernel, Plan, lookback_of, plan, push_inputs
 
 _NUMPY_DTYPE = {"f64": "float64", "i64": "int64", "bool": "bool"}
 
@@ -24,10 +24,13 @@ def _env() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def digest(module: Module) -> str:
-    """Hash of the module's NodeIDs in order, plus output names/periods: the build cache key."""
+def digest(module: Module, unaligned: bool = False) -> str:
+    """Hash of the module's NodeIDs in order, plus output names/periods (and which plan variant):
+    the build cache key."""
     module = module if all(op.node_id for op in module.ops) else with_node_ids(module)
     h = blake3()
+    if unaligned:
+        h.update(b"variant:unaligned;")
     for op in module.ops:
         h.update(f"{op.result}={op.node_id};".encode())
     for o in module.outputs:
@@ -35,9 +38,10 @@ def digest(module: Module) -> str:
     return h.hexdigest()[:32]
 
 
-def generate(module: Module) -> str:
-    """The generated Python module (source text) for ``module``."""
-    return render(plan(module))
+def generate(module: Module, unaligned: bool = False) -> str:
+    """The generated Python module (source text) for ``module``; ``unaligned`` is the variant for
+    run keys whose sources' timestamps differ (mixed nodes run per tick, see ``partition``)."""
+    return render(plan(module, unaligned))
 
 
 @dataclass
@@ -45,6 +49,7 @@ class _Counter:
     slot: int
     source: bool
     upstream: int | None = None
+    present: int | None = None  # a source's index in SOURCES (its presence flags)
 
 
 def _value_columns(op: Op) -> list[str] | None:
@@ -70,12 +75,14 @@ def render(p: Plan) -> str:
     ops = module.op_map()
     region_index = {r.output.name: i for i, r in enumerate(p.regions)}
     value_region = {r.output.value: i for i, r in enumerate(p.regions)}
+    source_index = {op.result: i for i, op in enumerate(p.sources)}
     regions, slot = [], 0
     for i, r in enumerate(p.regions):
         counters = []
         for v in r.inputs:
             is_source = opreg.REGISTRY[ops[v].name].kind == "source"
-            counters.append(_Counter(slot, is_source, None if is_source else value_region[v]))
+            counters.append(_Counter(slot, is_source, None if is_source else value_region[v],
+                                     source_index.get(v)))
             slot += 1
         regions.append({"index": i, "name": r.output.name, "period": r.output.period,
                         "inputs": list(r.inputs), "counters": counters})
@@ -86,7 +93,7 @@ def render(p: Plan) -> str:
     kernels, steps, errors = [], [], {}
     for step in _ordered_steps(p):
         if isinstance(step, Kernel):
-            k = _render_kernel(step, p, region_index, buffers)
+            k = _render_kernel(step, p, region_index, value_region, source_index, buffers)
             kernels.append(k)
             errors[step.index] = k["errors"]
             steps.append({"kind": "kernel", "index": step.index, "call": k["call"]})
@@ -105,19 +112,28 @@ def render(p: Plan) -> str:
             buffers.setdefault(name, dtype)
         outputs.append({"name": o.name, "buffers": names, "emit": f"emit_{region_index[o.name]}",
                         "columns": _value_columns(op)})
+    mixed = [{"name": r.output.name, "reason": r.mixed} for r in p.regions if r.mixed and r.lowered]
     return _env().get_template("module.py.j2").render(
-        name=module.name, digest=digest(module), regions=regions, kernels=kernels, steps=steps,
-        gate_slots=slot, buffers=sorted(buffers.items()), errors=errors, outputs=outputs)
+        name=module.name, digest=digest(module, p.unaligned), regions=regions, kernels=kernels,
+        steps=steps, gate_slots=slot, buffers=sorted(buffers.items()), errors=errors, outputs=outputs,
+        sources=[op.result for op in p.sources], unaligned=p.unaligned, mixed=mixed)
 
 
 def _ordered_steps(p: Plan):
-    clocks = sorted({k.clock for k in p.kernels} | {p.clock[r.output.value] for _, r in p.per_tick},
-                    key=str)
-    for clk in clocks:
-        yield from p.steps(clk)
+    """Level by level across every clock: a node on one clock may read a node on another, and
+    levels order dependencies (clocks do not)."""
+    levels = sorted({k.level for k in p.kernels} | {lv for lv, _ in p.per_tick})
+    for level in levels:
+        for lv, region in p.per_tick:
+            if lv == level:
+                yield region
+        for k in p.kernels:
+            if k.level == level:
+                yield k
 
 
-def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], buffers: dict[str, str]) -> dict:
+def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], value_region: dict[str, int],
+                   source_index: dict[str, int], buffers: dict[str, str]) -> dict:
     module = p.module
     ops = module.op_map()
     inside = {op.result for op in k.ops}
@@ -141,9 +157,25 @@ def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], buffers: di
             raise AssertionError("frames are read column by column")
         return arg("r_" + ident(v)[2:], f'rt.buf("{ident(v)}")') + "[t]"
 
+    node_of = {r.node.name: r.node for r in p.regions}
+
+    def presence_flag(v: str) -> str:
+        """A boundary input's presence at tick t: a source's flag, or its node having emitted."""
+        if v in source_index:
+            return arg(f"sp_{source_index[v]}", f'rt.present("{v}")') + "[t]"
+        name = f"emit_{value_region[v]}"
+        return arg(name, f'rt.buf("{name}")') + "[t]"
+
     def pres(result: str) -> str:
+        """When ``result`` pushes state: where the inputs its window reads are present (their own
+        history), or where its region is (recursive ops, see ``partition``)."""
         r = region_of.get(result)
-        return "True" if r is None else f"pres_{region_index[r]}[t]"
+        if r is None:
+            return "True"
+        via = push_inputs(node_of[r], ops[result])
+        if via is None:
+            return arg(f"pres_{region_index[r]}", f'rt.buf("pres_{region_index[r]}")') + "[t]"
+        return "(" + " and ".join(presence_flag(v) for v in sorted(via)) + ")"
 
     lowerer = Lowerer(operand, pres, lambda v: ops[v].type)
     body: list[str] = []
@@ -165,8 +197,6 @@ def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], buffers: di
             members = {o.result for r in p.regions if r.node.name == region_of.get(op.result)
                        for o in r.node.ops}
             lowerer.ewm_mask[op.result] = lookback_of(op.operands[0], module, members)
-        for r in {region_of.get(op.result)} - {None}:
-            arg(f"pres_{region_index[r]}", f'rt.buf("pres_{region_index[r]}")')
         body.append(f"# {op.result} = {op.name}({', '.join(op.operands)})"
                     + (f"  [{op.loc}]" if op.loc else ""))
         body.extend(lowerer.lower(op))

@@ -15,6 +15,17 @@ present and how many bars each has had, never on values.  So all gates of a batc
 Kernel ops are levelled so a kernel never waits on Python: a per-tick region at level ``l`` reads
 only values of levels below ``l``; kernel ops at level ``l`` may read per-tick regions of level ``l``.
 Execution order per batch: gates, then for each level: per-tick regions, then that level's kernel.
+
+Timelines.  Each run key runs on one timeline: the union of its sources' timestamps (every clock),
+with a presence flag per source.  A node is present where all its inputs are, and the values it
+emits land on the intersection of its cone's sources (after warm-up), so a *timeline id* — the set
+of sources in a value's cone — says which values line up entry by entry.  A windowed op pushes its
+window state only where the inputs its operand reaches are present (that input's own history, the
+reference's window); a recursive op pushes where its region is present (the reference runs it over
+the region's common ticks).  The one thing a kernel cannot reproduce is a windowed op over values of
+*different* timelines: the reference pairs those windows position by position from the end, which is
+no sliding window over one sequence.  Such a node is ``mixed``; when a key's sources do not share
+their timestamps, the ``unaligned`` plan runs it per tick (per node, with the reason recorded).
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ class Region:
     lowered: bool
     level: int
     reason: str = ""
+    mixed: str = ""  # why this node runs per tick when its key's sources are unaligned ("" if never)
 
     @property
     def output(self) -> Output:
@@ -80,6 +92,7 @@ class Plan:
     per_tick: tuple[tuple[int, Region], ...]  # (level, region) evaluated in Python
     sources: tuple[Op, ...]
     clock: dict[str, int | None]
+    unaligned: bool = False
 
     def steps(self, clock: int | None):
         """Kernels and per-tick regions of one clock in execution order."""
@@ -93,26 +106,95 @@ class Plan:
                     yield k
 
 
-def regions(module: Module) -> tuple[Region, ...]:
-    """Every non-source node, in dependency order, with its kernel-or-Python decision and level."""
+def regions(module: Module, unaligned: bool = False) -> tuple[Region, ...]:
+    """Every non-source node, in dependency order, with its kernel-or-Python decision and level.
+
+    ``unaligned``: the plan for keys whose sources' timestamps differ — mixed nodes run per tick."""
     level_of: dict[str, int] = {}
     claimed: set[str] = set()
     result = []
     nodes = regions_in_dependency_order(module)
     apart = _computed_apart(nodes)
+    tids = timeline_ids(module)
     for node in nodes:
         members = {op.result for op in node.ops}
         lowered, reason = _lowerable(node.ops, module, members)
         if lowered and node.name in apart:
             lowered, reason = False, apart[node.name]
+        mixed = _mixed_reason(node, tids)
+        if lowered and unaligned and mixed:
+            lowered, reason = False, mixed
         base = max((level_of.get(v, 0) for v in node.inputs), default=0)
         level = base + (0 if lowered else 1)
         level_of.setdefault(node.value, level)
         own = tuple(op for op in node.ops if op.result not in claimed) if lowered else node.ops
         if lowered:
             claimed |= members
-        result.append(Region(node, own, lowered, level, reason))
+        result.append(Region(node, own, lowered, level, reason, mixed))
     return tuple(result)
+
+
+# --- timelines ------------------------------------------------------------------------------------
+
+#: Stands for "the region's own common ticks" in what an op's operand reaches (via a recursive op).
+REGION_TICKS = "<region>"
+
+
+def timeline_ids(module: Module) -> dict[str, frozenset[str]]:
+    """Source values and node output values → the sources in their cone (their timeline id)."""
+    tids: dict[str, frozenset[str]] = {op.result: frozenset({op.result}) for op in module.ops
+                                       if opreg.REGISTRY[op.name].kind == "source"}
+    for node in regions_in_dependency_order(module):
+        tids.setdefault(node.value, frozenset().union(*(tids.get(v, frozenset()) for v in node.inputs)))
+    return tids
+
+
+def reached_inputs(node: NodeRegion, value: str) -> frozenset[str]:
+    """Boundary inputs of ``node`` that ``value`` is computed from inside the node; a recursive op
+    stands in as ``REGION_TICKS`` (its values live on the region's ticks, not an input's)."""
+    ops = {op.result: op for op in node.ops}
+    inputs = set(node.inputs)
+    memo: dict[str, frozenset[str]] = {}
+
+    def walk(v: str) -> frozenset[str]:
+        if v in inputs:
+            return frozenset({v})
+        if v not in ops:
+            return frozenset()
+        if v not in memo:
+            op = ops[v]
+            if opreg.REGISTRY[op.name].kind == "recursive":
+                memo[v] = frozenset({REGION_TICKS})
+            else:
+                memo[v] = frozenset().union(*(walk(s) for s in op.operands))
+        return memo[v]
+
+    return walk(value)
+
+
+def push_inputs(node: NodeRegion, op: Op) -> frozenset[str] | None:
+    """The boundary inputs whose presence clocks ``op``'s state pushes, or None for the region's
+    own presence (recursive ops, and windows over recursive values or constants)."""
+    if opreg.REGISTRY[op.name].kind != "windowed" or not op.operands:
+        return None
+    reached = reached_inputs(node, op.operands[0])
+    if not reached or REGION_TICKS in reached:
+        return None
+    return reached
+
+
+def _mixed_reason(node: NodeRegion, tids: dict[str, frozenset[str]]) -> str:
+    region_tid = frozenset().union(*(tids.get(v, frozenset()) for v in node.inputs))
+    for op in node.ops:
+        if opreg.REGISTRY[op.name].kind != "windowed" or not op.operands:
+            continue
+        reached = reached_inputs(node, op.operands[0])
+        lines = {region_tid if v == REGION_TICKS else tids.get(v, frozenset()) for v in reached}
+        if len(lines) > 1:
+            return (f"{op.result} = {op.name} windows values from inputs with different timestamps "
+                    f"({', '.join(sorted(v for v in reached))}); the reference pairs those windows "
+                    "entry by entry (evaluated per tick when this key's sources are unaligned)")
+    return ""
 
 
 def _computed_apart(nodes: list[NodeRegion]) -> dict[str, str]:
@@ -196,12 +278,15 @@ def lookback_of(value: str, module: Module, members: set[str]) -> int:
     return walk(value)
 
 
-def plan(module: Module) -> Plan:
-    regs = regions(module)
+def plan(module: Module, unaligned: bool = False) -> Plan:
+    regs = regions(module, unaligned)
     clock = clocks(module)
     ops = module.op_map()
     per_tick = tuple((r.level, r) for r in regs if not r.lowered)
-    groups: dict[tuple[int, str], list[Op]] = {}
+    # one kernel per level, every clock in it: each op pushes its state only where its inputs are
+    # present, and a node on one clock may read a node on another at the same level, which two
+    # kernels of one level could not order
+    groups: dict[int, list[Op]] = {}
     region_of: dict[str, str] = {}
     for r in regs:
         if r.lowered:
@@ -209,19 +294,20 @@ def plan(module: Module) -> Plan:
                 if op.name == "const":
                     continue  # inlined as a literal wherever it is read
                 region_of[op.result] = r.node.name
-                groups.setdefault((r.level, str(clock[op.result])), []).append(op)
+                groups.setdefault(r.level, []).append(op)
     users = module.users()
     out_values = {o.value for o in module.outputs}
     position = {op.result: i for i, op in enumerate(module.ops)}
     kernels = []
-    for i, ((lv, _), members) in enumerate(sorted(groups.items())):
+    for i, (lv, members) in enumerate(sorted(groups.items())):
         members.sort(key=lambda op: position[op.result])
         inside = {op.result for op in members}
         reads = tuple(dict.fromkeys(s for op in members for s in op.operands
                                     if s not in inside and ops[s].type.kind != "bars"))
         writes = tuple(op.result for op in members
                        if op.result in out_values or any(u not in inside for u in users.get(op.result, ())))
-        kernels.append(Kernel(i, clock[members[0].result], lv, tuple(members), reads, writes,
+        on = {clock[op.result] for op in members}
+        kernels.append(Kernel(i, on.pop() if len(on) == 1 else None, lv, tuple(members), reads, writes,
                               tuple((op.result, region_of[op.result]) for op in members)))
     sources = tuple(op for op in module.ops if opreg.REGISTRY[op.name].kind == "source")
-    return Plan(module, regs, tuple(kernels), per_tick, sources, clock)
+    return Plan(module, regs, tuple(kernels), per_tick, sources, clock, unaligned)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from qmtl import codegen
 from qmtl.ir.regions import node_regions
 
 from .binding import Bindings, bind
 from .flow import BatchSource, CollectSink, run_cluster, run_flow
-from .key_runtime import KeyRuntime, key_streams, rows_frame
+from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
 from .results import RunResult, assemble
 
 
@@ -46,21 +45,24 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         raise TypeError(f"unknown run options: {sorted(options)}")
     module = compiled.module
     bindings = bind(module, data)
-    if _needs_reference(module, bindings):
-        # tag queries group streams across instruments, and sources on one clock with different
-        # timestamps need the common-timestamp join: both run on the per-tick interpreter for now.
+    why = _needs_reference(bindings)
+    if why:
+        # the whole module on the per-tick interpreter: see _needs_reference for what is left
         from .reference import evaluate
         return evaluate(module, compiled.functions, bindings)
-    gen = codegen.load(module)
-    streams = key_streams(module, bindings)
-    lengths = {k: len(next(iter(s.values()))) if s else 0 for k, s in streams.items()}
+    timelines = {k: key_timeline(s) for k, s in key_streams(module, bindings).items()}
+    gens = {aligned: codegen.load(module, unaligned=not aligned)
+            for aligned in {t.aligned for t in timelines.values()} or {True}}
+    gen = gens[True] if True in gens else gens[False]
+    lengths = {k: len(t.ts) for k, t in timelines.items()}
     batch = batch_size or max(1, min(AUTO_BATCH, max(lengths.values(), default=1)))
     source = BatchSource({_part(k): (k, n) for k, n in lengths.items()}, batch)
     regions = node_regions(module)
 
     def runtime_for(item):
         key = _unpart(item[0])
-        return KeyRuntime(gen, module, regions, compiled.functions, streams[key], key)
+        timeline = timelines[key]
+        return KeyRuntime(gens[timeline.aligned], module, regions, compiled.functions, timeline, key)
 
     if processes == 1:
         sink = CollectSink()
@@ -68,7 +70,7 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         items = sink.items
     else:
         items = run_cluster(lambda sink: gen.build_flow(source, sink, runtime_for), processes, workers)
-    return _assemble(gen, items, multi=len(streams) > 1)
+    return _assemble(gen, items, multi=len(timelines) > 1)
 
 
 def _part(key) -> str:
@@ -79,24 +81,28 @@ def _unpart(part: str):
     return None if part == "\x00" else part
 
 
-def _needs_reference(module, bindings: Bindings) -> bool:
+def _needs_reference(bindings: Bindings) -> str:
+    """Why the whole module must run on the per-tick interpreter, or "" if the flow can run it.
+
+    Sources on several clocks and sources with different timestamps run in the flow (one union
+    timeline per key, see ``key_runtime.KeyTimeline``).  Left on the interpreter: tag queries (a
+    node reading a group of instruments at once), and sources that do not fan out over the same
+    run keys (the reference runs such nodes once, or over the keys' intersection, not per key)."""
     sources = list(bindings.sources.values())
-    if any(sb.op.name == "tag_query" for sb in sources) or len({sb.interval for sb in sources}) > 1:
-        return True
-    first = sources[0] if sources else None
-    for sb in sources[1:]:  # several inputs on one clock: kernels need them on one timeline per key
-        if sb.fan_out != first.fan_out or len(sb.streams) != len(first.streams):
-            return True
-        if any(not np.array_equal(a.ts, b.ts) for a, b in zip(first.streams, sb.streams)):
-            return True
-    return False
+    if any(sb.op.name == "tag_query" for sb in sources):
+        return "tag query"
+    fanned = [sb for sb in sources if sb.fan_out]
+    if fanned and (len(fanned) != len(sources)
+                   or any(set(sb.by_key()) != set(fanned[0].by_key()) for sb in fanned)):
+        return "sources fan out over different run keys"
+    return ""
 
 
 def _assemble(gen, items: list, multi: bool) -> RunResult:
-    """One frame per output from each key's finished rows (keys that emitted nothing add nothing)."""
+    """One frame per output from each key's finished rows (a key that emitted nothing adds an empty
+    frame with the output's columns, as the reference does)."""
     chunks: dict[str, list] = {name: [] for name in gen.OUTPUTS}
     for key, outputs in items:
         for name, (ts, values) in outputs.items():
-            if len(ts):
-                chunks[name].append((key, rows_frame(name, ts, values)))
+            chunks[name].append((key, rows_frame(name, ts, values)))
     return RunResult({name: assemble(pairs, multi) for name, pairs in chunks.items()})

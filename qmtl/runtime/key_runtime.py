@@ -15,6 +15,8 @@ key's last batch has run — no pandas and no per-batch result objects inside th
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from functools import reduce
 from typing import Any, Mapping
 
 import numba
@@ -42,12 +44,48 @@ def key_streams(module: Module, bindings: Bindings) -> dict[Any, dict[str, Strea
     return out
 
 
+@dataclass(frozen=True)
+class KeyTimeline:
+    """One run key's timeline: the union of its sources' timestamps (every clock), each source's
+    bars NaN-padded onto it, and where each source is present.  ``aligned``: every source has the
+    same timestamps (the union is each of them, nothing is padded)."""
+
+    ts: np.ndarray
+    streams: dict[str, Stream]
+    present: dict[str, np.ndarray]
+    aligned: bool
+
+
+def key_timeline(streams: Mapping[str, Stream]) -> KeyTimeline:
+    """Put one key's sources on one timeline (see ``KeyTimeline``)."""
+    if not streams:
+        return KeyTimeline(np.array([], np.int64), {}, {}, True)
+    first = next(iter(streams.values())).ts
+    if all(np.array_equal(s.ts, first) for s in streams.values()):
+        everywhere = np.ones(len(first), dtype=bool)
+        return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, True)
+    ts = reduce(np.union1d, (s.ts for s in streams.values())).astype(np.int64)
+    padded, present = {}, {}
+    for v, s in streams.items():
+        pos = np.searchsorted(ts, s.ts)
+        mask = np.zeros(len(ts), dtype=bool)
+        mask[pos] = True
+        cols: dict[str, np.ndarray] = {"ts": ts}
+        for c in s.fields:
+            col = np.full(len(ts), np.nan)
+            col[pos] = s.columns[c]
+            cols[c] = col
+        padded[v], present[v] = Stream(cols, s.symbol, s.tags), mask
+    return KeyTimeline(ts, padded, present, False)
+
+
 class KeyRuntime:
-    def __init__(self, gen, module: Module, regions: Mapping[str, Any], functions, streams: dict[str, Stream],
+    def __init__(self, gen, module: Module, regions: Mapping[str, Any], functions, timeline: KeyTimeline,
                  key: Any):
         self.gen, self.module, self.regions, self.key = gen, module, regions, key
-        self.streams = streams
-        self.ts = next(iter(streams.values())).ts if streams else np.array([], np.int64)
+        self.timeline = timeline
+        self.streams = timeline.streams
+        self.ts = timeline.ts
         self.gates = np.zeros(max(gen.GATE_SLOTS, 1), dtype=np.int64)
         self._state = {k: (np.array(f, dtype=np.float64), np.array(i if i else [0], dtype=np.int64))
                        for k, (f, i) in gen.STATE.items()}
@@ -87,6 +125,10 @@ class KeyRuntime:
                             f"(have {list(stream.fields)})")
         return np.ascontiguousarray(stream.columns[field][self.lo:self.hi], dtype=np.float64)
 
+    def present(self, source: str) -> np.ndarray:
+        """Where ``source`` has a bar in this batch (the gates' and windows' presence flags)."""
+        return np.ascontiguousarray(self.timeline.present[source][self.lo:self.hi])
+
     def check(self, k: int, ret) -> None:
         t, code = ret
         if code:
@@ -117,13 +159,16 @@ class KeyRuntime:
 
     # --- one batch --------------------------------------------------------------------------------
 
-    def run_batch(self, item, process) -> list:
-        """Run one batch; after the key's last batch, hand on everything it emitted (once)."""
+    def run_batch(self, item, process=None) -> list:
+        """Run one batch; after the key's last batch, hand on everything it emitted (once).
+
+        The steps are this key's generated module's (``self.gen``): keys whose sources are unaligned
+        run the unaligned variant inside the same flow, so ``process`` is ignored."""
         _part, lo, hi, last = item
         self.lo, self.hi, self.done = lo, hi, last
         if hi > lo:
             try:
-                process(self, hi - lo)
+                self.gen.process(self, hi - lo)
             except Exception as exc:
                 note_failure(exc)
                 raise
@@ -172,8 +217,12 @@ class KeyRuntime:
     def _new_entries(self, value: str, n: int) -> Track:
         if value in self.streams:
             s = self.streams[value]
-            return Track(s.ts[self.lo:self.hi], "bars",
-                         {c: s.columns[c][self.lo:self.hi] for c in s.fields})
+            if self.timeline.aligned:
+                return Track(s.ts[self.lo:self.hi], "bars",
+                             {c: s.columns[c][self.lo:self.hi] for c in s.fields})
+            mask = self.timeline.present[value][self.lo:self.hi]
+            return Track(s.ts[self.lo:self.hi][mask], "bars",
+                         {c: s.columns[c][self.lo:self.hi][mask] for c in s.fields})
         owner = next(r for r in self.regions.values() if r.value == value)
         mask = self.buf(f"emit_{self._region_index(owner.name)}")[:n].copy()
         ts = self.ts[self.lo:self.hi][mask]
