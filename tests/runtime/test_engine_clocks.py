@@ -26,8 +26,9 @@ from tests.codegen.modules import Builder
 BATCHES = (1, 7, 10_000)
 
 
-def _two_clock_module():
-    """A 1m momentum, a 5m mean, and a node reading both (fires on 5m ticks present in 1m data)."""
+def _two_clock_module(mixed: bool = True):
+    """A 1m momentum, a 5m mean, and a node reading both (fires on 5m ticks present in 1m data);
+    ``mixed`` adds a node windowing 1m and 5m values together (per tick on unaligned keys)."""
     b = Builder("TwoClock", interval=60)
     fast = b.source()
     b.interval = 300
@@ -42,8 +43,9 @@ def _two_clock_module():
     both = b.op("sub", fast_mom, b.op("div", slow_mean, b.op("const", value=1000.0)))
     b.out("both", both, 2)
     # a window over values of two timelines: the reference pairs them entry by entry
-    own_f, own_s = b.op("column", fast, name="close"), b.op("column", slow, name="close")
-    b.out("mixed", b.op("rolling_sum", b.op("sub", own_f, own_s), window=2), 2)
+    if mixed:
+        own_f, own_s = b.op("column", fast, name="close"), b.op("column", slow, name="close")
+        b.out("mixed", b.op("rolling_sum", b.op("sub", own_f, own_s), window=2), 2)
     return b.module()
 
 
