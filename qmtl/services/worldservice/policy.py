@@ -258,47 +258,60 @@ def evaluate_policy(policy: Policy, candidates: Sequence[Candidate], previous_ac
     the greedy correlation admission is deterministic.
     """
     prev = set(previous_active)
-    rules: dict[str, list[RuleResult]] = {}
-    for cand in candidates:
-        own = [_threshold_rule(m, b, cand.metrics) for m, b in sorted(policy.thresholds.items())]
-        if policy.hysteresis is not None:
-            own.append(_hysteresis_rule(policy.hysteresis, cand.metrics, cand.strategy_id in prev))
-        rules[cand.strategy_id] = own
-
-    ordered = list(candidates)
+    rules = {c.strategy_id: _own_rules(policy, c, c.strategy_id in prev) for c in candidates}
+    ordered = _rank_order(policy, candidates)
+    admitted = _admit(policy.correlation, ordered, rules, dict(active_returns or {}))
     if policy.top_k is not None:
-        ordered.sort(key=_rank_key(policy.top_k.order, policy.top_k.metric))
-    else:
-        ordered.sort(key=lambda c: c.strategy_id)
-
-    peers: dict[str, Sequence[float]] = dict(active_returns or {})
-    admitted: list[str] = []
-    for cand in ordered:
-        own = rules[cand.strategy_id]
-        if policy.correlation is not None:
-            rule = _correlation_rule(policy.correlation, cand, peers)
-            own.append(rule)
-            if all(r.passed for r in own) and cand.returns:
-                peers[cand.strategy_id] = cand.returns
-        if all(r.passed for r in own):
-            admitted.append(cand.strategy_id)
-
-    if policy.top_k is not None:
-        tk = policy.top_k
-        for cand in ordered:
-            own = rules[cand.strategy_id]
-            if cand.strategy_id not in admitted:
-                own.append(RuleResult(f"top_k:{tk.metric}", False, metric_value(cand.metrics, tk.metric),
-                                      tk.k, "not ranked: another rule failed"))
-                continue
-            rank = admitted.index(cand.strategy_id) + 1
-            own.append(RuleResult(f"top_k:{tk.metric}", rank <= tk.k,
-                                  metric_value(cand.metrics, tk.metric), tk.k,
-                                  f"rank {rank} of {len(admitted)} eligible"))
-        admitted = admitted[:tk.k]
-
+        admitted = _apply_top_k(policy.top_k, ordered, rules, admitted)
     results = {c.strategy_id: StrategyResult(all(r.passed for r in rules[c.strategy_id]),
                                              tuple(rules[c.strategy_id])) for c in candidates}
     active = tuple(sorted(admitted))
     weights = {sid: 1.0 / len(active) for sid in active} if active else {}
     return Evaluation(active, weights, results)
+
+
+def _own_rules(policy: Policy, cand: Candidate, was_active: bool) -> list[RuleResult]:
+    """The rules a candidate passes or fails on its own metrics, whatever the other candidates do."""
+    own = [_threshold_rule(m, b, cand.metrics) for m, b in sorted(policy.thresholds.items())]
+    if policy.hysteresis is not None:
+        own.append(_hysteresis_rule(policy.hysteresis, cand.metrics, was_active))
+    return own
+
+
+def _rank_order(policy: Policy, candidates: Sequence[Candidate]) -> list[Candidate]:
+    if policy.top_k is not None:
+        return sorted(candidates, key=_rank_key(policy.top_k.order, policy.top_k.metric))
+    return sorted(candidates, key=lambda c: c.strategy_id)
+
+
+def _admit(cap: CorrelationCap | None, ordered: Sequence[Candidate], rules: dict[str, list[RuleResult]],
+           peers: dict[str, Sequence[float]]) -> list[str]:
+    """Ids passing every rule so far, in rank order; with a correlation cap each one admitted becomes a
+    peer the later (lower-ranked) candidates are checked against."""
+    admitted: list[str] = []
+    for cand in ordered:
+        own = rules[cand.strategy_id]
+        if cap is not None:
+            own.append(_correlation_rule(cap, cand, peers))
+            if all(r.passed for r in own) and cand.returns:
+                peers[cand.strategy_id] = cand.returns
+        if all(r.passed for r in own):
+            admitted.append(cand.strategy_id)
+    return admitted
+
+
+def _apply_top_k(tk: TopK, ordered: Sequence[Candidate], rules: dict[str, list[RuleResult]],
+                 admitted: list[str]) -> list[str]:
+    """Add each candidate's top_k rule (its rank among the admitted) and keep the best ``k``."""
+    rank_of: dict[str, int] = {}
+    for i, sid in enumerate(admitted):
+        rank_of.setdefault(sid, i + 1)
+    for cand in ordered:
+        value, rank = metric_value(cand.metrics, tk.metric), rank_of.get(cand.strategy_id)
+        if rank is None:
+            rule = RuleResult(f"top_k:{tk.metric}", False, value, tk.k, "not ranked: another rule failed")
+        else:
+            rule = RuleResult(f"top_k:{tk.metric}", rank <= tk.k, value, tk.k,
+                              f"rank {rank} of {len(admitted)} eligible")
+        rules[cand.strategy_id].append(rule)
+    return admitted[:tk.k]
