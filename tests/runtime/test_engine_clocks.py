@@ -43,6 +43,10 @@ def _two_clock_module(mixed: bool = True):
     both = b.op("sub", fast_mom, b.op("div", slow_mean, b.op("const", value=1000.0)))
     b.out("both", both, 2)
     # a window over values of two timelines: the reference pairs them entry by entry
+    # one window per clock inside a node reading both: each pushes where its own input is present
+    f2, s2 = b.op("column", fast, name="close"), b.op("column", slow, name="close")
+    b.out("fast_sma_over_slow", b.op("div", b.op("rolling_mean", f2, window=4),
+                                     b.op("rolling_max", s2, window=2)), 4)
     if mixed:
         own_f, own_s = b.op("column", fast, name="close"), b.op("column", slow, name="close")
         b.out("mixed", b.op("rolling_sum", b.op("sub", own_f, own_s), window=2), 2)
@@ -54,13 +58,24 @@ def _pairs_module():
     b = Builder("Pairs", interval=60)
     a = b.source(tags=("A",))
     c = b.source(tags=("B",))
-    a_close, b_close = b.op("column", a, name="close"), b.op("column", c, name="close")
+
+    def closes():  # each node its own column ops (a shared op would make nodes run per tick apart)
+        return b.op("column", a, name="close"), b.op("column", c, name="close")
+
+    a_close, b_close = closes()
     spread = b.out("spread", b.op("sub", b.op("log", a_close), b.op("log", b_close)), 1)
+    a_close, _ = closes()
     b.out("a_vol", b.op("rolling_std", b.op("pct_change", a_close), window=4), 5)
+    a_close, b_close = closes()
     b.out("a_minus_bmean", b.op("sub", a_close, b.op("rolling_mean", b_close, window=3)), 3)
     b.out("spread_mean", b.op("rolling_mean", spread, window=4), 4)
     b.out("spread_rsi", b.op("rsi", spread, period=3), 4)
+    a_close, b_close = closes()
     b.out("raw_mixed", b.op("rolling_mean", b.op("sub", a_close, b_close), window=3), 3)
+    # a recursive op over both inputs runs on the node's common ticks; a window over it too
+    a2, b2 = b.op("column", a, name="close"), b.op("column", c, name="close")
+    ema = b.op("ema", b.op("sub", a2, b2), period=3)
+    b.out("ema_diff", b.op("diff", ema), 4)
     return b.module()
 
 
@@ -159,6 +174,9 @@ def test_mixed_node_is_per_tick_only_in_the_unaligned_variant():
     u = {r.output.name: r for r in unaligned.regions}
     assert not u["mixed"].lowered and "different timestamps" in u["mixed"].reason
     assert u["both"].lowered and u["slow_ema"].lowered and u["fast_mom"].lowered
+    assert u["fast_sma_over_slow"].lowered and not u["fast_sma_over_slow"].mixed
+    pairs = {r.output.name: r.lowered for r in codegen.plan(_pairs_module(), unaligned=True).regions}
+    assert [n for n, lowered in pairs.items() if not lowered] == ["raw_mixed"]
     text = codegen.generate(module)
     assert "Nodes that run per tick for run keys whose sources' timestamps differ" in text
     assert "mixed: %" in text
