@@ -1,6 +1,6 @@
 """Speed of a 2-clock strategy (1m + 5m inputs) on the generated flow vs the per-tick reference.
 
-Not a test: ``.venv/bin/python -m tests.runtime.bench_engine_clocks [bars] [reference_bars]``.
+Run: ``.venv/bin/python benchmarks/bench_engine_clocks.py [bars] [reference_bars]``.
 Before multi-clock support the engine ran such a module on the reference interpreter, so the
 reference timing *is* the "before"; it is measured on fewer bars (it is ~1 ms per tick per node)
 and reported per bar.
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: qmtl and the test helpers
 
 from qmtl.compiler.compiled import CompiledStrategy
 from qmtl.runtime import engine
