@@ -32,7 +32,7 @@ def synthetic_bars(n: int, symbols: Sequence[str] = ("SYM",), interval: int = 60
 def _one_symbol(rng: np.random.Generator, n: int, ts: np.ndarray, symbol: str, price0: float) -> pd.DataFrame:
     log_ret = rng.normal(0.0, 0.002, n)
     close = price0 * np.exp(np.cumsum(log_ret))
-    open_ = np.r_[price0, close[:-1]]
+    open_ = np.r_[price0, close[:-1]][:n]  # n = 0 gives an empty path, not one stray open
     top = np.maximum(open_, close)
     bottom = np.minimum(open_, close)
     high = top * (1.0 + np.abs(rng.normal(0.0, 0.001, n)))

@@ -222,3 +222,10 @@ def test_synthetic_bars_are_consistent_and_seeded():
     pd.testing.assert_frame_equal(df, synthetic_bars(500, symbols=("A", "B"), seed=7))
     assert not df.equals(synthetic_bars(500, symbols=("A", "B"), seed=8))
     load(df)  # valid data by our own rules
+
+
+def test_synthetic_bars_of_length_zero_and_one():
+    empty = synthetic_bars(0, symbols=("A", "B"))
+    assert len(empty) == 0 and list(empty.columns) == ["ts", "symbol", "open", "high", "low", "close", "volume"]
+    one = synthetic_bars(1)
+    assert len(one) == 1 and one["high"].iloc[0] >= max(one["open"].iloc[0], one["close"].iloc[0])
