@@ -16,6 +16,7 @@ at the strategy line that needs the data when there is one (E506, raised by ``bi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -123,7 +124,7 @@ def load(source: Any) -> Dataset:
 
 def _read_file(path: Path) -> pa.Table:
     readers = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet,
-               ".arrow": _read_ipc, ".ipc": _read_ipc, ".feather": _read_ipc}
+               ".arrow": _read_ipc, ".arrows": _read_ipc, ".ipc": _read_ipc, ".feather": _read_ipc}
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise DataError("E505", str(path), f"unknown data format {path.suffix!r}; expected one of "
@@ -147,9 +148,18 @@ def _read_parquet(path: Path) -> pa.Table:
 
 
 def _read_ipc(path: Path) -> pa.Table:
+    """Arrow IPC in either framing: the random-access *file* format (Feather v2, what
+    ``feather.write_feather`` writes) or the *stream* format (what ``pa.ipc.new_stream`` writes, and what
+    most producers that pipe Arrow emit).  The extension does not say which, so the magic bytes do."""
     import pyarrow.feather as feather
-    # memory-mapped so that columns stay views of the file
-    return feather.read_table(str(path), memory_map=True)
+    import pyarrow.ipc as ipc
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head == b"ARROW1" or head[:4] == b"FEA1":
+        # memory-mapped so that columns stay views of the file
+        return feather.read_table(str(path), memory_map=True)
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_stream(source).read_all()
 
 
 # --- columns → numpy ---------------------------------------------------------------------------------
@@ -263,7 +273,10 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
         raise DataError("E501", source, "column 'ts' holds fractional numbers; expected whole epoch seconds")
     if arr.dtype.kind == "O":
         try:
-            parsed = pd.to_datetime(pd.Series(arr), utc=True)
+            with warnings.catch_warnings():
+                # pandas warns when it falls back to per-element parsing; a bad value raises below
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(pd.Series(arr), utc=True)
         except (ValueError, TypeError) as exc:
             raise DataError("E501", source, f"column 'ts' is not a timestamp: {exc}") from None
         return _datetimes_to_seconds(parsed)
