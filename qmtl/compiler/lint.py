@@ -7,7 +7,9 @@ unknown format, JSON that is not a DAG document).
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +77,46 @@ def lint_dag_text(text: str, path: str = "<input>") -> LintReport:
         module = from_dag(doc)
     except (KeyError, TypeError, ValueError) as exc:
         return _unusable(Path(path), "dag", f"not a DAG document: {exc}")
-    return LintReport(path, "dag", verify(module, check_ids=True))
+    locs = _dag_text_locs(text, doc, path)
+    found = _duplicate_node_ids(doc, locs) + verify(module, check_ids=True, text_locs=locs)
+    return LintReport(path, "dag", found)
+
+
+_NODE_ID_KEY = re.compile(r'"node_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _dag_text_locs(text: str, doc: dict, path: str) -> "TextLocs":
+    """Where each node and output sits in the JSON text, so findings point into the file being linted
+    (like a ``.qir`` lint) rather than at the strategy lines the DAG was compiled from.  Located by
+    their ``"node_id": "…"`` member, matched in document order; ``None`` where it cannot be found."""
+    from qmtl.ir.parser import TextLocs
+    hits = [(m.group(1), m.start()) for m in _NODE_ID_KEY.finditer(text)]
+    line_starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    used: set[int] = set()
+
+    def find(node_id: object) -> Loc | None:
+        for k, (value, at) in enumerate(hits):
+            if k not in used and value == node_id:
+                used.add(k)
+                line = bisect.bisect_right(line_starts, at)
+                return Loc(path, line, at - line_starts[line - 1] + 1)
+        return None
+
+    ops = tuple(find(n.get("node_id")) for n in doc["nodes"])
+    outputs = tuple(find(o.get("node_id")) if isinstance(o, dict) else None for o in doc.get("outputs", []))
+    return TextLocs(ops, outputs)
+
+
+def _duplicate_node_ids(doc: dict, locs: "TextLocs") -> list[Diagnostic]:
+    """Single assignment in a DAG document: each NodeID is defined by one node."""
+    first: dict[str, int] = {}
+    found = []
+    for i, node in enumerate(doc["nodes"]):
+        at = first.setdefault(node["node_id"], i)
+        if at != i:
+            found.append(Diagnostic("E101", f"nodes[{i}] defines {node['node_id']} again (first defined by "
+                                            f"nodes[{at}])", locs.ops[i]))
+    return found
 
 
 def lint_strategy(path: Path, strategy: str | None = None) -> list[Diagnostic]:

@@ -47,13 +47,15 @@ def dag_checksum(node_ids_: Any) -> str:
 
 def from_dag(doc: dict[str, Any]) -> Module:
     """Rebuild a module from a DAG document.  Operands are resolved by NodeID; an input that names no
-    earlier node is kept as the raw NodeID, so the verifier reports it (E102) instead of this failing."""
+    node is kept as the raw NodeID, so the verifier reports it (E102) instead of this failing."""
+    names = _value_names(doc["nodes"])
+    # every NodeID is resolved up front, so an input naming a *later* node becomes a use before
+    # definition (the verifier reports the cycle, E103) rather than an unknown value
     by_id: dict[str, str] = {}
+    for n, name in zip(doc["nodes"], names):
+        by_id.setdefault(n["node_id"], name)
     ops: list[Op] = []
-    for i, n in enumerate(doc["nodes"]):
-        name = n.get("name") or f"n{i}"
-        if name in {o.result for o in ops}:
-            name = f"{name}_{i}"
+    for i, (n, name) in enumerate(zip(doc["nodes"], names)):
         attrs = dict(n.get("params") or {})
         attrs.update(n.get("meta") or {})
         opdef = opreg.REGISTRY.get(n["op"])
@@ -66,12 +68,24 @@ def from_dag(doc: dict[str, Any]) -> Module:
         operands = tuple(by_id.get(x, x) for x in n.get("inputs", []))
         ops.append(Op(name, n["op"], operands, make_attrs(attrs), _node_type(n.get("type", "opaque"), i),
                       _parse_loc(n.get("loc")), n.get("node_id")))
-        by_id[n["node_id"]] = name
     outputs = tuple(Output(o["name"], by_id.get(o["node_id"], o["node_id"]), int(o["period"]), int(o["interval"]),
                            o.get("kind", "traced"),
                            inputs=tuple(by_id.get(x, x) for x in o.get("inputs") or ()))
                     for o in doc.get("outputs", []))
     return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
+
+
+def _value_names(nodes: list[dict[str, Any]]) -> list[str]:
+    """One SSA name per node: its ``name``, made unique (names are labels in a DAG, not identity)."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for i, n in enumerate(nodes):
+        name = n.get("name") or f"n{i}"
+        if name in taken:
+            name = f"{name}_{i}"
+        taken.add(name)
+        out.append(name)
+    return out
 
 
 def _node_type(text: Any, index: int) -> Type:

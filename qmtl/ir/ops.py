@@ -474,6 +474,8 @@ register(OpDef(
            "fn": AttrSpec(_STR, default="", identity=False),
            "period": AttrSpec(_INT, required=True),
            "deterministic": AttrSpec(_BOOL, default=True, identity=False),
+           # the free names whose values have no canonical form (why deterministic = false)
+           "unstable": AttrSpec(_STR, default="", identity=False),
            "reason": AttrSpec(_STR, default="", identity=False)},
     variadic=True, lookback=lambda a: int(a["period"]) - 1, period_dependent=True,
     doc="A compute function the tracer could not follow, called per tick with a CacheView."))

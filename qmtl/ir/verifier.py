@@ -89,7 +89,8 @@ class _State:
 
     def op_loc(self, index: int) -> Loc | None:
         locs = self.text_locs.ops if self.text_locs is not None else None
-        return locs[index] if locs is not None and index < len(locs) else self.module.ops[index].loc
+        at = locs[index] if locs is not None and index < len(locs) else None
+        return at if at is not None else self.module.ops[index].loc
 
     def report(self, code: str, message: str, loc: Loc | None, severity: str = "error") -> None:
         self.diagnostics.append(Diagnostic(code, message, loc, severity))
@@ -116,7 +117,9 @@ def _check_op(state: _State, index: int, op: Op) -> None:
     if operands_ok:
         _check_clock(state, op, opdef, loc)
     if op.name == "py_call" and op.attr("deterministic", True) is False:
-        reason = op.attr("reason", "") or "it reads a value with no canonical form"
+        unstable = op.attr("unstable", "")
+        reason = (f"it reads {unstable}, which has no canonical form, so its NodeID cannot be stable"
+                  if unstable else op.attr("reason", "") or "it reads a value with no canonical form")
         state.report("E111", f"opaque function {op.attr('fn', '') or op.result!r} is not deterministic: "
                              f"{reason}", loc)
     if operands_ok and attrs_ok and op.result not in state.duplicated and all(
@@ -313,7 +316,7 @@ def _check_outputs(state: _State) -> None:
 
 def _output_loc(state: _State, index: int) -> Loc | None:
     locs = state.text_locs.outputs if state.text_locs is not None else None
-    if locs is not None and index < len(locs):
+    if locs is not None and index < len(locs) and locs[index] is not None:
         return locs[index]
     at = state.first_def.get(state.module.outputs[index].value)
     return state.op_loc(at) if at is not None else None

@@ -213,6 +213,8 @@ class _Tracer:
         self.functions[ch.value] = fn
         attrs = {"code_hash": ch.value, "fn": getattr(fn, "__name__", type(fn).__name__),
                  "period": period, "deterministic": ch.deterministic, "reason": reason}
+        if not ch.deterministic:
+            attrs["unstable"] = ", ".join(ch.problems)
         value = self.builder.emit(vname, "py_call", operands, attrs, _function_loc(fn))
         self.diags.append(Diagnostic("N202", f"node {name!r} runs as an opaque Python call: {reason}",
                                      where or _function_loc(fn), severity="note"))
