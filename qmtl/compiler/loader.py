@@ -105,7 +105,8 @@ def _pick(path: Path, module: ModuleType, name: str | None) -> type[Strategy]:
             "E303", f"no Strategy subclass is defined in {path.name}", Loc(display_path(path), 1)))
     if len(found) > 1:
         raise CompileError(Diagnostic(
-            "E303", f"{path.name} defines several strategies ({names}); choose one by name",
+            "E303", f"{path.name} defines several strategies ({names}); choose one with "
+                    f"--strategy NAME (qmtl.compile(path, strategy=NAME) in Python)",
             Loc(display_path(path), _line_of(found[1]))))
     return found[0]
 

@@ -248,3 +248,18 @@ def test_E111_names_the_value_with_no_canonical_form(tmp_path):
     assert "guard" in message and "no canonical form" in message
     # the opaque reason (why tracing stopped) is a separate note, not the E111 explanation
     assert "Series.apply" not in message
+
+
+def test_compile_reports_the_column_of_the_failing_expression_and_how_to_pick_a_strategy(tmp_path):
+    broken = tmp_path / "typo.py"
+    broken.write_text("from qmtl.runtime.sdk import Strategy\nx = 1 + undefined_name\n")
+    result = run("compile", broken)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{broken}:2:9: error[E302]: NameError" in result.output
+    two = tmp_path / "two.py"
+    two.write_text("from qmtl.runtime.sdk import Strategy, StreamInput\n"
+                   "class A(Strategy):\n    def setup(self): self.add_nodes([StreamInput(interval=60)])\n"
+                   "class B(Strategy):\n    def setup(self): self.add_nodes([StreamInput(interval=60)])\n")
+    result = run("compile", two)
+    assert result.exit_code == 1 and "[E303]" in result.output and "--strategy NAME" in result.output
+    assert run("compile", two, "--strategy", "B", "-o", tmp_path / "b").exit_code == 0

@@ -50,3 +50,12 @@ def test_bad_lengths_are_clear_errors(prices) -> None:
         sma(prices["close"], 0)
     with pytest.raises(SDKArgumentError, match="high, low and close"):
         atr(prices["high"], prices["low"])
+
+
+def test_zscore_matches_talib_sma_and_stddev(prices) -> None:
+    # TA-Lib has no z-score; build it from TA-Lib's SMA and STDDEV (population std, so rescale to the
+    # sample std qmtl uses: sqrt(n / (n - 1)))
+    c = prices["close"].to_numpy()
+    n = 20
+    expected = (c - talib.SMA(c, n)) / (talib.STDDEV(c, n, 1.0) * np.sqrt(n / (n - 1)))
+    np.testing.assert_allclose(zscore(prices["close"], n), expected, equal_nan=True, rtol=1e-9)

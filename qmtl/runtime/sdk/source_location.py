@@ -81,13 +81,23 @@ def traceback_location(tb: TracebackType | None, prefer_file: str | None = None)
     fallback: Loc | None = None
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        here = Loc(filename, tb.tb_lineno, 0)
+        here = Loc(filename, tb.tb_lineno, _tb_column(tb))
         if prefer_file is not None and os.path.abspath(filename) == os.path.abspath(prefer_file):
             best = here
         if not is_library_file(filename):
             fallback = here
         tb = tb.tb_next
     return best or fallback
+
+
+def _tb_column(tb: TracebackType) -> int:
+    """1-based column of the failing expression in a traceback entry, 0 when Python does not know."""
+    try:
+        pos = _positions(tb.tb_frame.f_code)[tb.tb_lasti // 2]
+    except (AttributeError, IndexError, ValueError):
+        return 0
+    # positions are (line, end_line, col, end_col); trust the column only on the reported line
+    return pos[2] + 1 if pos[2] is not None and pos[0] == tb.tb_lineno else 0
 
 
 def short(loc: Loc | None) -> str:
