@@ -7,5 +7,6 @@
 from .cache import load, module_path
 from .generate import digest, generate
 from .partition import Plan, plan
+from .split import Split, split
 
-__all__ = ["generate", "load", "module_path", "digest", "plan", "Plan"]
+__all__ = ["generate", "load", "module_path", "digest", "plan", "Plan", "split", "Split"]

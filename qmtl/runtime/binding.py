@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from qmtl.ir.module import Module, Op
+from qmtl.ir.regions import regions_in_dependency_order
 
 from .data import Dataset, DataError, Stream, load
 
@@ -79,6 +80,31 @@ def bind(module: Module, data: Any) -> Bindings:
         sources[op.result] = SourceBinding(op.result, op, interval, bucketed, fan_out)
     _check_fields_read(module, sources, datasets_label(datasets))
     return Bindings(sources, datasets)
+
+
+RunKeys = tuple[str | None, ...] | None
+
+
+def node_keys(module: Module, bindings: Bindings) -> tuple[dict[str, RunKeys], dict[str, RunKeys]]:
+    """The run keys each node runs for, or None for a node that runs once: (by value, by output name).
+
+    The reference's rule (``reference._Interpreter._region_keys``): a source that fans out runs per
+    stream; a node runs for the keys every fanned-out input has (their intersection, in the first
+    such input's order), and once when no input fans out — a single stream, a tag query's group or
+    a node that runs once is the same for every key (broadcast).  Two outputs naming one value: the
+    first defines the value's keys."""
+    by_value: dict[str, RunKeys] = {
+        v: (tuple(sb.by_key()) if sb.fan_out else None) for v, sb in bindings.sources.items()}
+    by_name: dict[str, RunKeys] = {}
+    for region in regions_in_dependency_order(module):
+        mine: RunKeys = None
+        for v in region.inputs:
+            theirs = by_value.get(v)
+            if theirs is not None:
+                mine = theirs if mine is None else tuple(k for k in mine if k in theirs)
+        by_name[region.name] = mine
+        by_value.setdefault(region.value, mine)
+    return by_value, by_name
 
 
 def _check_fields_read(module: Module, sources: Mapping[str, SourceBinding], data: str) -> None:

@@ -34,14 +34,27 @@ from .results import NodeRuntimeError
 
 
 def key_streams(module: Module, bindings: Bindings) -> dict[Any, dict[str, Stream]]:
-    """run key → source value → its stream (one key, ``None``, when no source fans out)."""
-    fanned = [sb for sb in bindings.sources.values() if sb.fan_out]
-    keys = list(fanned[0].by_key()) if fanned else [None]
-    out: dict[Any, dict[str, Stream]] = {}
-    for k in keys:
-        out[k] = {v: (sb.by_key()[k] if sb.fan_out else sb.streams[0])
-                  for v, sb in bindings.sources.items()}
-    return out
+    """run key → source value → its stream, for the sources ``module`` reads.
+
+    The run keys are every key some fanned-out source has (one key, ``None``, when none fans out).
+    A single-stream source is broadcast: every key sees the same stream, joined onto its timeline
+    with presence flags.  A fanned-out source that lacks a key gives that key an empty stream, so
+    nodes reading it never fire there — the reference runs them only for the keys all their
+    fanned-out inputs share (``binding.node_keys``), and results keep exactly those keys."""
+    sources = {op.result: bindings.sources[op.result] for op in module.ops if op.result in bindings.sources}
+    fanned = [sb for sb in sources.values() if sb.fan_out]
+    keys = list(dict.fromkeys(k for sb in fanned for k in sb.by_key())) or [None]
+    return {k: {v: _stream_for(sb, k) for v, sb in sources.items()} for k in keys}
+
+
+def _stream_for(binding, key: Any) -> Stream:
+    if not binding.fan_out:
+        return binding.streams[0]
+    stream = binding.by_key().get(key)
+    if stream is not None:
+        return stream
+    like = binding.streams[0]
+    return Stream({c: like.columns[c][:0] for c in like.columns}, like.symbol, like.tags)
 
 
 @dataclass(frozen=True)

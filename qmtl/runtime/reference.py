@@ -111,6 +111,19 @@ def evaluate(module: Module, functions: Mapping[str, Callable[..., Any]], bindin
     return _Interpreter(module, functions, bindings, compute_fns={}).run()
 
 
+def evaluate_nodes(module: Module, functions: Mapping[str, Callable[..., Any]], bindings: Bindings,
+                   names: set[str], known: Mapping[str, Mapping[Key, Track]]) -> RunResult:
+    """Evaluate only the outputs ``names``, exactly as ``evaluate`` would; every other node value
+    they read is given in ``known`` (value → run key → its track; the single key ``None`` for a
+    node that runs once).  The generated flow computes everything else and hands over what these
+    nodes read, so the interpreter runs only the nodes that need it."""
+    interp = _Interpreter(module, functions, bindings, compute_fns={})
+    for value, per_key in known.items():
+        interp.tracks[value] = dict(per_key)
+        interp.fanned[value] = list(per_key) != [None]
+    return interp.run(only=names)
+
+
 def per_tick_python(compiled: Any, data: Any) -> RunResult:
     """Call each SDK node's own ``compute_fn`` once per tick on a ``CacheView`` of its last P bars.
 
@@ -150,10 +163,13 @@ class _Interpreter:
                 self.tracks[value] = {s.key if sb.fan_out else None: Track.of_stream(s) for s in sb.streams}
                 self.fanned[value] = sb.fan_out
 
-    def run(self) -> RunResult:
+    def run(self, only: set[str] | None = None) -> RunResult:
+        """Every output, or just those named in ``only`` (the values they read already tracked)."""
         chunks: dict[str, list[tuple[Key, pd.DataFrame]]] = {}
         multi: dict[str, bool] = {}
         for region in regions_in_dependency_order(self.module):
+            if only is not None and region.name not in only:
+                continue
             keys = self._region_keys(region)
             per_key = {k: self._evaluate_region(region, k) for k in keys}
             if region.value not in self.tracks:  # two outputs naming one value: the first defines it
