@@ -126,7 +126,11 @@ def lint_strategy(path: Path, strategy: str | None = None) -> list[Diagnostic]:
         compiled = compile_strategy(path, strategy)
     except CompileError as exc:
         return exc.diagnostics
-    return list(compiled.diagnostics) + verify(compiled.module, check_ids=True)
+    checked = verify(compiled.module, check_ids=True)
+    # the compiler already verified (and kept lint-only findings as warnings): report each finding once,
+    # at the verifier's severity
+    again = {(d.code, d.loc) for d in checked}
+    return [d for d in compiled.diagnostics if (d.code, d.loc) not in again] + checked
 
 
 def _dag_shape_problem(doc: object) -> str | None:

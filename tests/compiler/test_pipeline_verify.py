@@ -1,0 +1,69 @@
+"""The compiler verifies what it hands on, so `qmtl compile` and `qmtl lint --ssa` agree on errors."""
+
+import textwrap
+
+import pytest
+
+import qmtl
+from qmtl.compiler.lint import lint_path
+from qmtl.ir.diagnostics import CompileError
+
+MIXED_OP = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+class Mixed(Strategy):
+    def setup(self):
+        a = StreamInput(tags=["A"], interval=60, period=5)
+        b = StreamInput(tags=["A"], interval=300, period=5)
+        n = Node(input=[a, b], period=5, name="spread",
+                 compute_fn=lambda view: view[a][60]["close"] - view[b][300]["close"])
+        self.add_nodes([a, b, n])
+'''
+
+UNSTABLE_CLOSURE = '''
+import threading
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+guard = threading.Lock()
+
+def guarded(view):
+    with guard:
+        return view[src][60]["close"].rank()
+
+class Unstable(Strategy):
+    def setup(self):
+        global src
+        src = StreamInput(tags=["A"], interval=60, period=5)
+        self.add_nodes([src, Node(input=src, period=5, name="ranked", compute_fn=guarded)])
+'''
+
+
+def write(tmp_path, text):
+    path = tmp_path / "strategy.py"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_an_op_mixing_clocks_fails_compile_and_lint_alike(tmp_path):
+    path = write(tmp_path, MIXED_OP)
+    with pytest.raises(CompileError) as err:
+        qmtl.compile(path)
+    codes = [d.code for d in err.value.diagnostics]
+    assert codes == ["E110"]
+    assert err.value.diagnostics[0].loc.line == 9
+    report = lint_path(path)
+    assert [d.code for d in report.diagnostics if d.severity == "error"] == ["E110"]
+    assert report.exit_code() == 1
+
+
+def test_an_unstable_opaque_function_compiles_with_a_warning_but_fails_lint(tmp_path):
+    path = write(tmp_path, UNSTABLE_CLOSURE)
+    compiled = qmtl.compile(path)
+    assert [d.code for d in compiled.warnings if d.code == "E111"] == ["E111"]
+    assert lint_path(path).exit_code() == 1
+
+
+def test_lint_reports_the_unstable_function_once_as_an_error(tmp_path):
+    report = lint_path(write(tmp_path, UNSTABLE_CLOSURE))
+    found = [d for d in report.diagnostics if d.code == "E111"]
+    assert [d.severity for d in found] == ["error"]
