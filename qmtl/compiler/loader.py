@@ -24,7 +24,7 @@ from blake3 import blake3
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc
 from qmtl.runtime.sdk.errors import SDKArgumentError
-from qmtl.runtime.sdk.source_location import traceback_location
+from qmtl.runtime.sdk.source_location import display_path, traceback_location
 from qmtl.runtime.sdk.strategy import Strategy
 
 
@@ -40,15 +40,6 @@ def load_strategy(path: Path, name: str | None = None) -> type[Strategy]:
             "E301", f"syntax error: {err.msg}", Loc(shown, err.lineno or 1, err.offset or 0))) from None
     module = _execute(path, code)
     return _pick(path, module, name)
-
-
-def display_path(path: Path) -> str:
-    """The path as a user would write it: relative to the working directory when inside it, so IR
-    dumps and diagnostics do not depend on where the checkout lives."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _read(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from qmtl.runtime.sdk.source_location import display_path
 from qmtl.compiler.frontend import trace
 from qmtl.ir.diagnostics import errors
 from qmtl.runtime.sdk import Node, StreamInput, Strategy, atr, bollinger, ema, macd, rsi, sma, zscore
@@ -100,4 +101,4 @@ def test_type_error_in_an_expression_is_a_diagnostic() -> None:
 
     result = trace(Bad)
     (err,) = errors(result.diagnostics)
-    assert err.code == "E106" and "bool" in err.message and err.loc.file == __file__
+    assert err.code == "E106" and "bool" in err.message and err.loc.file == display_path(__file__)

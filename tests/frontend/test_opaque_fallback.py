@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from qmtl.runtime.sdk.source_location import display_path
 from qmtl.compiler.frontend import trace
 from qmtl.runtime.sdk import Node, StreamInput, Strategy
-
 from .helpers import one_node, opaque_op
 
 
@@ -98,7 +98,7 @@ def test_reading_an_undeclared_input_is_an_error() -> None:
 
     result = trace(Sneaky)
     (err,) = [d for d in result.diagnostics if d.severity == "error"]
-    assert err.code == "E304" and "'b'" in err.message and err.loc.file == __file__
+    assert err.code == "E304" and "'b'" in err.message and err.loc.file == display_path(__file__)
 
 
 def test_wrong_interval_in_view_is_an_error() -> None:
@@ -109,7 +109,7 @@ def test_wrong_interval_in_view_is_an_error() -> None:
             self.add_nodes([p, Node(input=p, compute_fn=lambda v: v["price"]["5m"]["close"], name="sig")])
 
     (err,) = [d for d in trace(WrongInterval).diagnostics if d.severity == "error"]
-    assert err.code == "E304" and "interval 60s, not 300s" in err.message and err.loc.file == __file__
+    assert err.code == "E304" and "interval 60s, not 300s" in err.message and err.loc.file == display_path(__file__)
 
 
 def test_missing_column_of_an_upstream_frame_is_an_error() -> None:
@@ -121,4 +121,4 @@ def test_missing_column_of_an_upstream_frame_is_an_error() -> None:
             self.add_nodes([g])
 
     (err,) = [d for d in trace(Missing).diagnostics if d.severity == "error"]
-    assert err.code == "E304" and "no column 'b'" in err.message and err.loc.file == __file__
+    assert err.code == "E304" and "no column 'b'" in err.message and err.loc.file == display_path(__file__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from qmtl.runtime.sdk.source_location import display_path
 from qmtl.compiler.frontend import trace
 from qmtl.runtime.sdk import MatchMode, Node, StreamInput, Strategy, TagQueryNode
 
@@ -26,7 +27,7 @@ def test_bad_interval_in_setup_is_E304_at_the_users_line() -> None:
 
     err = only_error(trace(Bad))
     assert err.code == "E304" and "'90 minutes'" in err.message
-    assert err.loc.file == __file__ and err.loc.line == line_of("# BAD-INTERVAL")
+    assert err.loc.file == display_path(__file__) and err.loc.line == line_of("# BAD-INTERVAL")
 
 
 def test_exception_in_setup_is_E302() -> None:

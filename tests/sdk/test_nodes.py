@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import qmtl
+from qmtl.runtime.sdk.source_location import display_path
 from qmtl.runtime.sdk import Node, SDKArgumentError, StreamInput, TagQueryNode, UnsupportedOperation
 from qmtl.runtime.sdk.intervals import parse_interval
 
@@ -23,7 +24,7 @@ def test_bad_intervals_name_the_value(value) -> None:
 
 def test_nodes_record_the_users_line() -> None:
     node = StreamInput(interval="1m", period=5)  # HERE
-    assert node.loc.file == __file__
+    assert node.loc.file == display_path(__file__)
     with open(__file__) as fh:
         assert "# HERE" in fh.read().splitlines()[node.loc.line - 1]
 

@@ -24,7 +24,7 @@ from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation, reco
 from qmtl.runtime.sdk.expr import Expr, Frame, as_expr, recording_exprs
 from qmtl.runtime.sdk.intervals import parse_interval, parse_period
 from qmtl.runtime.sdk.nodes import Node, StreamInput, TagQueryNode
-from qmtl.runtime.sdk.source_location import short, traceback_location
+from qmtl.runtime.sdk.source_location import display_path, short, traceback_location
 from qmtl.runtime.sdk.strategy import Strategy
 
 from .builder import LoweringError, ModuleBuilder, value_name
@@ -282,9 +282,9 @@ class _Tracer:
 
     def _class_loc(self) -> Loc | None:
         try:
-            return Loc(self.source_file or "<unknown>", inspect.getsourcelines(self.cls)[1])
+            return Loc(display_path(self.source_file or "<unknown>"), inspect.getsourcelines(self.cls)[1])
         except (OSError, TypeError):
-            return Loc(self.source_file, 1) if self.source_file else None
+            return Loc(display_path(self.source_file), 1) if self.source_file else None
 
 
 def _source_file(cls: type) -> str | None:
@@ -318,4 +318,4 @@ def _returns_a_value(fn: Any) -> bool:
 
 def _function_loc(fn: Any) -> Loc | None:
     code = getattr(fn, "__code__", None)
-    return Loc(code.co_filename, code.co_firstlineno) if code is not None else None
+    return Loc(display_path(code.co_filename), code.co_firstlineno) if code is not None else None

@@ -7,6 +7,7 @@ pandas/numpy, which a traced call may pass through).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from functools import lru_cache
@@ -44,7 +45,21 @@ def frame_loc(frame: FrameType) -> Loc:
             col = pos[2] + 1
     except (AttributeError, IndexError, ValueError):
         pass
-    return Loc(code.co_filename, frame.f_lineno or code.co_firstlineno, col)
+    return Loc(display_path(code.co_filename), frame.f_lineno or code.co_firstlineno, col)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """The path as a user would write it: relative to the working directory when inside it, so IR
+    dumps, DAG documents and diagnostics do not depend on where the checkout lives."""
+    return _shown(os.fspath(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=512)
+def _shown(path: str, cwd: str) -> str:
+    if not os.path.isabs(path):
+        return path
+    rel = os.path.relpath(path, cwd)
+    return path if rel.startswith(os.pardir) else rel
 
 
 # id(code object) → (code, its instruction positions).  A ``setup()`` that builds thousands of nodes
