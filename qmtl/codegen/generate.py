@@ -14,6 +14,7 @@ from qmtl.ir.nodeid import with_node_ids
 
 from .lower import Lowerer, ident, literal, _col
 from .partition import Kernel, Plan, lookback_of, plan, push_inputs
+from .split import split
 
 _NUMPY_DTYPE = {"f64": "float64", "i64": "int64", "bool": "bool"}
 
@@ -40,8 +41,12 @@ def digest(module: Module, unaligned: bool = False) -> str:
 
 def generate(module: Module, unaligned: bool = False) -> str:
     """The generated Python module (source text) for ``module``; ``unaligned`` is the variant for
-    run keys whose sources' timestamps differ (mixed nodes run per tick, see ``partition``)."""
-    return render(plan(module, unaligned))
+    run keys whose sources' timestamps differ (mixed nodes run per tick, see ``partition``).
+
+    What the engine runs: nodes that read a tag query (and their downstream) are not in the flow
+    (``split``); the text lists them and why, and holds the flow of the rest."""
+    parts = split(module)
+    return render(plan(parts.flow or module, unaligned), interpreted=parts.per_tick)
 
 
 @dataclass
@@ -70,7 +75,7 @@ def _buffer_dtype(op: Op) -> list[str]:
     return ["object"]
 
 
-def render(p: Plan) -> str:
+def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     module = p.module
     ops = module.op_map()
     region_index = {r.output.name: i for i, r in enumerate(p.regions)}
@@ -116,7 +121,8 @@ def render(p: Plan) -> str:
     return _env().get_template("module.py.j2").render(
         name=module.name, digest=digest(module, p.unaligned), regions=regions, kernels=kernels,
         steps=steps, gate_slots=slot, buffers=sorted(buffers.items()), errors=errors, outputs=outputs,
-        sources=[op.result for op in p.sources], unaligned=p.unaligned, mixed=mixed)
+        sources=[op.result for op in p.sources], unaligned=p.unaligned, mixed=mixed,
+        interpreted=[{"name": n, "reason": r} for n, r in (interpreted or {}).items()])
 
 
 def _ordered_steps(p: Plan):

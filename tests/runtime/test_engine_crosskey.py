@@ -243,3 +243,13 @@ def test_broadcast_in_a_two_process_cluster(processes):
     ref = evaluate(module, {}, bind(module, data))
     got = engine.run(CompiledStrategy("B", module, functions={}), data, batch_size=16, processes=processes)
     assert_results_equal(got, ref)
+
+
+def test_generated_text_is_the_flow_and_names_the_interpreted_nodes():
+    module = _tag_query_module()
+    text = codegen.generate(module)
+    assert "Nodes not in this flow" in text and "corr: reads the tag query" in text
+    assert "tag_query" not in text and 'OUTPUTS = {' in text and '"mom2"' in text
+    assert '"corr"' not in text.split("OUTPUTS = {")[1]
+    plain = codegen.generate(_benchmark_module())
+    assert "Nodes not in this flow" not in plain
