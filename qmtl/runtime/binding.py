@@ -4,11 +4,13 @@
 bars, bucketed to the op's interval.  The rules (see the task contract in DESIGN.md "Semantics"):
 
 * one single-symbol dataset feeds every ``stream_input``;
-* a multi-symbol dataset is one stream per symbol, tagged with the symbol: an input whose tags name
-  symbols selects those, one whose tags name no symbol selects all of them (and the nodes downstream
-  then run once per symbol);
+* a multi-symbol dataset is one stream per symbol, tagged with the symbol: an input with no tags
+  selects every symbol (the nodes downstream then run once per symbol); an input with tags selects
+  the symbols its tags name (case-insensitively), and one whose tags name no symbol in the data is an error — a tag that
+  matches no stream never silently means "everything";
 * a ``dict[tag, source]`` binds datasets to tags: an input selects the entries whose key is one of its
-  tags, or — when none of its tags is a key and there is exactly one entry — that entry;
+  tags (within an entry, the symbols its tags name, else all of them), or — when the input has no tags
+  and there is exactly one entry — that entry;
 * a ``tag_query`` selects every stream whose tags (symbol and dict key) match ``any``/``all`` of its
   query tags, as one group.
 
@@ -148,9 +150,15 @@ def _label(op: Op) -> str:
 def _select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
     tags = tuple(op.attr("tags") or ())
     if None in datasets:
-        return _select_symbols(datasets[None], tags)
+        ds = datasets[None]
+        streams = _select_symbols(ds, tags)
+        if tags and ds.has_symbols and len(ds.streams) > 1 and streams is ds.streams:
+            raise DataError("E504", ds.source,
+                            f"{_label(op)} matches no stream: no symbol in the data is one of its tags; "
+                            f"available symbols: {sorted(s.symbol for s in ds.streams)}")
+        return streams
     chosen = [k for k in datasets if k in tags]
-    if not chosen and len(datasets) == 1:
+    if not chosen and not tags and len(datasets) == 1:
         chosen = list(datasets)
     if not chosen:
         raise DataError("E504", datasets_label(datasets),
@@ -162,8 +170,10 @@ def _select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[S
 
 
 def _select_symbols(ds: Dataset, tags: tuple[str, ...]) -> tuple[Stream, ...]:
-    """Symbols named by ``tags`` if any are, else every stream of the dataset."""
-    named = [s for s in ds.streams if s.symbol is not None and s.symbol in tags]
+    """Symbols named by ``tags`` if any are (ignoring case: a ``"btc"`` tag names symbol ``BTC``),
+    else every stream of the dataset."""
+    wanted = {t.casefold() for t in tags}
+    named = [s for s in ds.streams if s.symbol is not None and s.symbol.casefold() in wanted]
     return tuple(named) if named else ds.streams
 
 

@@ -156,4 +156,7 @@ def random_dags(draw):
 def test_random_dags_match_reference(module, seed, batch):
     data = _data(60, seed=seed)
     ref = evaluate(module, {}, bind(module, data))
-    assert_results_equal(run(CompiledStrategy(module.name, module), data, batch_size=batch), ref)
+    # Random chains of ratios (pct_change of pct_change, div) reach condition numbers near 1e6, where
+    # the kernel's two-pass rolling variance and pandas' online update round differently (seen: 2.5e-8
+    # relative on a std of 1.3e4): compare at 1e-7 here; the per-op tests keep 1e-9.
+    assert_results_equal(run(CompiledStrategy(module.name, module), data, batch_size=batch), ref, rtol=1e-7)

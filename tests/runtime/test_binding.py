@@ -38,10 +38,17 @@ def test_multi_symbol_tags_naming_symbols_select_those():
     assert [s.symbol for s in b["s1"].streams] == ["AAPL", "MSFT"] and b["s1"].fan_out
 
 
-def test_multi_symbol_tags_naming_no_symbol_select_all_and_fan_out():
-    b = bind(_inputs(("price",), ()), synthetic_bars(10, symbols=("AAPL", "MSFT")))
-    for value in ("s0", "s1"):
-        assert [s.symbol for s in b[value].streams] == ["AAPL", "MSFT"] and b[value].fan_out
+def test_multi_symbol_input_without_tags_selects_all_and_fans_out():
+    b = bind(_inputs(()), synthetic_bars(10, symbols=("AAPL", "MSFT")))
+    assert [s.symbol for s in b["s0"].streams] == ["AAPL", "MSFT"] and b["s0"].fan_out
+
+
+def test_E504_multi_symbol_tags_naming_no_symbol():
+    # a tag that matches no stream is an error, never a silent "everything"
+    with pytest.raises(DataError) as info:
+        bind(_inputs(("price",)), synthetic_bars(10, symbols=("AAPL", "MSFT")))
+    assert info.value.code == "E504"
+    assert "['price']" in str(info.value) and "['AAPL', 'MSFT']" in str(info.value)
 
 
 def test_dict_binds_datasets_by_tag():
@@ -52,9 +59,15 @@ def test_dict_binds_datasets_by_tag():
     assert "price" in b["s0"].streams[0].tags
 
 
-def test_dict_with_one_entry_feeds_an_input_whose_tags_name_no_key():
-    b = bind(_inputs(("unrelated",)), {"bars": synthetic_bars(5)})
+def test_dict_with_one_entry_feeds_an_input_without_tags():
+    b = bind(_inputs(()), {"bars": synthetic_bars(5)})
     assert len(b["s0"].streams) == 1
+
+
+def test_E504_dict_with_one_entry_whose_key_no_tag_names():
+    with pytest.raises(DataError) as info:
+        bind(_inputs(("unrelated",)), {"bars": synthetic_bars(5)})
+    assert info.value.code == "E504" and "['bars']" in str(info.value)
 
 
 def test_E504_dict_entry_matches_nothing():

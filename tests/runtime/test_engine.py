@@ -26,6 +26,10 @@ def test_compiled_examples_match_reference_at_every_batch_size(path):
     data = synthetic_bars(300, symbols=("A", "B", "C"), seed=5)
     if "correlation" in path:  # a tag query: bind the data under the tag it asks for
         data = {"ta-indicator": data}
+    elif "indicators" in path:  # its input is tagged ["btc", "spot"]: bind all symbols under that tag
+        data = {"btc": data}
+    elif "multi_node" in path:  # inputs tagged "btc" and "eth" name symbols
+        data = synthetic_bars(300, symbols=("BTC", "ETH"), seed=5)
     ref = compiled.run_reference(data)
     for bs in (1, 29, 10_000):
         assert_results_equal(compiled.run(data, batch_size=bs), ref)

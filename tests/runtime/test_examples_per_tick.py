@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import qmtl
+
 from qmtl.runtime.reference import per_tick_python, run
 from qmtl.runtime.results import assert_results_equal
 from qmtl.runtime.synthetic import synthetic_bars
@@ -15,18 +17,14 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _compile(name: str):
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip(f"{path} does not exist yet")
-    try:
-        from qmtl.compiler.pipeline import compile as qmtl_compile
-    except ImportError as exc:  # the frontend lands separately
-        pytest.skip(f"compiler not importable yet: {exc}")
-    return qmtl_compile(path)
+    return qmtl.compile(EXAMPLES / name)
 
 
-@pytest.mark.parametrize("example", ["momentum.py", "multi_node.py"])
-@pytest.mark.parametrize("symbols", [("SYM",), ("AAA", "BBB")])
+# multi_node's inputs are tagged "btc" and "eth": in multi-symbol data those tags name the symbols
+@pytest.mark.parametrize("example, symbols", [
+    ("momentum.py", ("SYM",)), ("momentum.py", ("AAA", "BBB")),
+    ("multi_node.py", ("SYM",)), ("multi_node.py", ("BTC", "ETH")),
+])
 def test_ir_interpreter_equals_per_tick_python(example, symbols):
     compiled = _compile(example)
     data = synthetic_bars(300, symbols=symbols, seed=17)

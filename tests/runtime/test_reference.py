@@ -273,7 +273,7 @@ def test_single_symbol_input_is_broadcast_against_a_fanned_out_input():
     """close of every symbol minus the benchmark's close: the benchmark input selects one symbol and
     is shared by each per-symbol run."""
     m = module([
-        src("all", tags=("price",)), src("spy", tags=("SPY",)),
+        src("all", tags=()), src("spy", tags=("SPY",)),
         op("c", "column", ("all",), name="close"), op("b", "column", ("spy",), name="close"),
         op("rel", "sub", ("c", "b")),
     ], [Output("all", "all", 1, 60, "source"), Output("spy", "spy", 1, 60, "source"),
