@@ -8,7 +8,8 @@ symbol), because the runtime moves them straight into Numba kernels and a copy o
 the cost we are trying not to pay.
 
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose message names the
-file (or ``<DataFrame>``/``<Table>``) and the problem: E501 no usable ``ts`` column, E502 unsorted or
+file (or ``<DataFrame>``/``<Table>``) and the problem: E501 no usable ``ts`` column (including integers that are
+milliseconds, not seconds), E502 unsorted or
 duplicate timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown format.  ``loc`` points
 at the strategy line that needs the data when there is one (E506, raised by ``binding``).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
@@ -33,6 +34,11 @@ BAR_FIELDS = ("open", "high", "low", "close", "volume")
 #: Extra columns (signals, sentiment scores, …) may be sparse, so they are not checked.
 REQUIRED_FIELDS = BAR_FIELDS
 _NS_PER_S = 1_000_000_000
+#: Integer ``ts`` outside [1900-01-01, 2286-11-20] cannot be epoch seconds of a real bar: it is almost
+#: always milliseconds (or micro/nanoseconds) loaded as-is, which would only fail much later when a
+#: service turns it into a date.  Checked at load so the error names the file and the fix.
+_MIN_EPOCH_S = -2_208_988_800
+_MAX_EPOCH_S = 10_000_000_000
 
 
 class DataError(CompileError):
@@ -262,6 +268,7 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
         row = int(np.flatnonzero(mask)[0])
         raise DataError("E503", source, f"column 'ts' is null at row {row}")
     if arr.dtype.kind in "iu":
+        _check_epoch_range(arr, source)
         return arr if arr.dtype == np.int64 else arr.astype(np.int64)
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[s]").astype(np.int64)
@@ -269,6 +276,7 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
         if np.isnan(arr).any():
             raise DataError("E503", source, f"column 'ts' is NaN at row {int(np.flatnonzero(np.isnan(arr))[0])}")
         if np.all(arr == np.floor(arr)):
+            _check_epoch_range(arr, source)
             return arr.astype(np.int64)
         raise DataError("E501", source, "column 'ts' holds fractional numbers; expected whole epoch seconds")
     if arr.dtype.kind == "O":
@@ -281,6 +289,29 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
             raise DataError("E501", source, f"column 'ts' is not a timestamp: {exc}") from None
         return _datetimes_to_seconds(parsed)
     raise DataError("E501", source, f"column 'ts' has type {arr.dtype}; expected epoch seconds or timestamps")
+
+
+def _check_epoch_range(arr: np.ndarray, source: str) -> None:
+    """Numeric ``ts`` must be plausible epoch *seconds*; name the unit it probably is otherwise."""
+    bad = np.flatnonzero((arr < _MIN_EPOCH_S) | (arr > _MAX_EPOCH_S))
+    if not len(bad):
+        return
+    row = int(bad[0])
+    value = int(arr[row]) if np.isfinite(arr[row]) else float(arr[row])
+    where = (f"column 'ts' at row {row} is {value}, outside the range of epoch seconds "
+             "(years 1900-2286)")
+    unit = _likely_unit(abs(value))
+    hint = (f"; it looks like epoch {unit[0]}: divide 'ts' by {unit[1]} or pass datetime values instead"
+            if unit else "; pass epoch seconds or datetime values")
+    raise DataError("E501", source, where + hint)
+
+
+def _likely_unit(magnitude: int) -> tuple[str, int] | None:
+    """The sub-second unit whose conversion to seconds lands ``magnitude`` in the plausible range."""
+    for unit, per_second in (("milliseconds", 1000), ("microseconds", 10**6), ("nanoseconds", 10**9)):
+        if magnitude // per_second <= _MAX_EPOCH_S:
+            return (unit, per_second) if magnitude > _MAX_EPOCH_S else None
+    return None
 
 
 def _symbol_column(raw: _Raw | None, source: str) -> np.ndarray | None:

@@ -229,3 +229,46 @@ def test_synthetic_bars_of_length_zero_and_one():
     assert len(empty) == 0 and list(empty.columns) == ["ts", "symbol", "open", "high", "low", "close", "volume"]
     one = synthetic_bars(1)
     assert len(one) == 1 and one["high"].iloc[0] >= max(one["open"].iloc[0], one["close"].iloc[0])
+
+
+# --- epoch units -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale, unit, divisor", [(1000, "milliseconds", "1000"),
+                                                  (10**6, "microseconds", "1000000"),
+                                                  (10**9, "nanoseconds", "1000000000")])
+def test_E501_sub_second_epoch_integers_name_the_unit_and_the_fix(tmp_path, scale, unit, divisor):
+    df = _bars(4).drop(columns="symbol")
+    df["ts"] = df["ts"] * scale
+    path = tmp_path / "ms.csv"
+    df.to_csv(path, index=False)
+    for source in (df, path, pa.Table.from_pandas(df, preserve_index=False)):
+        err = _error(source)
+        assert err.code == "E501"
+        msg = err.diagnostics[0].message
+        assert f"epoch {unit}" in msg and f"divide 'ts' by {divisor}" in msg and "row 0" in msg
+
+
+def test_E501_whole_float_milliseconds_are_rejected_too():
+    df = _bars(3).drop(columns="symbol")
+    df["ts"] = df["ts"].astype(float) * 1000
+    err = _error(df)
+    assert err.code == "E501" and "epoch milliseconds" in str(err)
+
+
+def test_E501_first_out_of_range_row_is_named():
+    df = _bars(3).drop(columns="symbol")
+    df.loc[2, "ts"] = int(df.loc[2, "ts"]) * 1000
+    err = _error(df)
+    assert err.code == "E501" and "row 2" in str(err)
+
+
+def test_epoch_seconds_at_the_plausible_edges_and_datetimes_still_load():
+    edges = pd.DataFrame({"ts": [-2_208_988_800, 0, 4_102_444_800, 10_000_000_000],
+                          "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+    np.testing.assert_array_equal(load(edges).streams[0].ts, edges["ts"].to_numpy())
+    df = _bars(3).drop(columns="symbol")
+    expected = df["ts"].to_numpy()
+    df["ts"] = pd.to_datetime(df["ts"], unit="s").astype("datetime64[ms]")  # ms resolution, not ms ints
+    np.testing.assert_array_equal(load(df).streams[0].ts, expected)
+    np.testing.assert_array_equal(load(pa.Table.from_pandas(df, preserve_index=False)).streams[0].ts, expected)
