@@ -287,3 +287,18 @@ def test_serve_prod_with_servers_down_fails_clearly(tmp_path: Path) -> None:
     r = run("serve", "--config", str(cfg), "--port", "1")
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "cannot start" in r.stderr and "127.0.0.1:1" in r.stderr
+
+
+def test_submit_with_malformed_qmtl_yml_prints_the_config_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.submit_support import MOMENTUM
+    monkeypatch.delenv("QMTL_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.py").write_text(MOMENTUM)
+    (tmp_path / "qmtl.yml").write_text("profile: [\n")
+    r = cli.invoke(app, ["submit", "s.py", "-w", "x", "--embedded"])
+    assert r.exit_code == 1, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert "REJECTED" in r.stdout and "qmtl.yml:2: not valid YAML" in r.stdout
+    assert "Traceback" not in r.output

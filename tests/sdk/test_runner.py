@@ -175,3 +175,16 @@ def test_no_signal_output_means_no_metrics_but_still_submits(tmp_path: Path) -> 
     assert result.status == "safe_mode"
     assert result.precheck.returns_source is None
     assert result.precheck.metrics.sharpe is None and result.precheck.metrics.bars == 0
+
+
+def test_malformed_qmtl_yml_is_a_rejected_result_naming_the_file(
+        strategy_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QMTL_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "qmtl.yml").write_text("profile: [\n")
+    result = Runner.submit(strategy_file, world="w")
+    assert result.status == "rejected" and result.decision is None
+    assert "qmtl.yml:2" in result.downgrade_reason and "not valid YAML" in result.downgrade_reason
+    # the precheck still ran and is reported next to the rejection
+    assert result.precheck.metrics.sharpe is not None

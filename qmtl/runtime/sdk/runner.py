@@ -61,10 +61,15 @@ class Runner:
         if compiled is None or not replay.ok:
             return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                                 downgrade_reason=_first_error(replay.precheck))
-        url = _configured_gateway_url(gateway_url)
+        from qmtl.config import ConfigError
+        try:
+            url, config = _gateway_target(gateway_url)
+        except ConfigError as exc:
+            return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
+                                downgrade_reason=f"unusable configuration: {exc}")
         if url is not None:
             return _submit_to(url, compiled, world, replay, timeout, embedded=False)
-        with _embedded_gateway() as embedded_url:
+        with _embedded_gateway(config) as embedded_url:
             return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True)
 
 
@@ -187,25 +192,23 @@ def _as_of(datasets: Iterator[Any]) -> str | None:
 # --- the services ------------------------------------------------------------------------------------
 
 
-def _configured_gateway_url(explicit: str | None) -> str | None:
-    """``gateway_url=`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml → None (embedded)."""
+def _gateway_target(explicit: str | None) -> tuple[str | None, Any]:
+    """Where to submit: ``gateway_url=`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml → None
+    (embedded), with the config read for it (None when not needed). qmtl.yml is read at most once per
+    submit, and a broken one raises ``ConfigError`` rather than silently meaning "no gateway"."""
     if explicit:
-        return explicit.rstrip("/")
+        return explicit.rstrip("/"), None
     if os.environ.get(GATEWAY_URL_ENV):
-        return os.environ[GATEWAY_URL_ENV].rstrip("/")
-    from qmtl.config import ConfigError, load_config
-    try:
-        configured = load_config().gateway_url
-    except ConfigError:
-        return None
-    return configured.rstrip("/") if configured else None
+        return os.environ[GATEWAY_URL_ENV].rstrip("/"), None
+    from qmtl.config import load_config
+    config = load_config()
+    return (config.gateway_url.rstrip("/") if config.gateway_url else None), config
 
 
 @contextlib.contextmanager
-def _embedded_gateway() -> Iterator[str]:
-    from qmtl.config import load_config
+def _embedded_gateway(config: Any) -> Iterator[str]:
     from qmtl.services.app import EmbeddedServices
-    with EmbeddedServices(load_config()) as url:
+    with EmbeddedServices(config) as url:
         yield url
 
 
