@@ -29,16 +29,16 @@ def submit_command(
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy class name when "
                                            "the file defines several."),
     gateway_url: Optional[str] = typer.Option(None, "--gateway-url", envvar="QMTL_GATEWAY_URL",
-                                              help="Gateway base URL (default http://127.0.0.1:8000)."),
+                                              help="Gateway base URL (default: gateway_url in "
+                                              "qmtl.yml, else the embedded services in-process)."),
     embedded: bool = typer.Option(False, "--embedded", help="Start the embedded services in-process "
-                                  "instead of talking to a running gateway."),
+                                  "whatever gateway is configured."),
     batch_size: int = typer.Option(10_000, "--batch-size", min=1),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each gateway call."),
     output: str = typer.Option("text", "--output", "-o", help="text | json"),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
     from qmtl.runtime.sdk.runner import Runner
-    from qmtl.services.client import resolve_gateway_url
 
     if not strategy_file.is_file():
         err.print(f"error[E301]: {strategy_file}: no such file", style="bold red", markup=False)
@@ -46,9 +46,9 @@ def submit_command(
     if data is not None and not data.exists():
         err.print(f"error[E505]: {data}: no such data file", style="bold red", markup=False)
         raise typer.Exit(1)
-    url = None if embedded else resolve_gateway_url(gateway_url)
-    result = Runner.submit(strategy_file, world, data=data, gateway_url=url, strategy=strategy,
-                           batch_size=batch_size, timeout=timeout)
+    result = Runner.submit(strategy_file, world, data=data, gateway_url=gateway_url,
+                           strategy=strategy, batch_size=batch_size, timeout=timeout,
+                           embedded=embedded)
     if output == "json":
         print_json(result.model_dump(mode="json"))
     else:

@@ -34,9 +34,17 @@ class GatewayUnavailable(Exception):
     """No usable answer from the gateway; the message says what failed and where."""
 
 
+def configured_gateway_url(explicit: str | None = None, configured: str | None = None) -> str | None:
+    """The one gateway URL order: ``explicit`` → ``$QMTL_GATEWAY_URL`` → ``configured`` (qmtl.yml's
+    ``gateway_url``) → None, which ``Runner.submit`` takes to mean "start the embedded services"."""
+    url = explicit or os.environ.get(GATEWAY_URL_ENV) or configured
+    return url.rstrip("/") if url else None
+
+
 def resolve_gateway_url(explicit: str | None = None) -> str:
-    """``explicit`` → ``$QMTL_GATEWAY_URL`` → the local default (what the CLI talks to)."""
-    return (explicit or os.environ.get(GATEWAY_URL_ENV) or DEFAULT_GATEWAY_URL).rstrip("/")
+    """``configured_gateway_url`` without qmtl.yml, else the local default: what ``qmtl world`` and
+    ``qmtl status`` talk to (they inspect a running gateway; there is nothing to embed)."""
+    return configured_gateway_url(explicit) or DEFAULT_GATEWAY_URL
 
 
 class GatewayClient:

@@ -302,3 +302,37 @@ def test_submit_with_malformed_qmtl_yml_prints_the_config_error(
     assert r.exception is None or isinstance(r.exception, SystemExit)
     assert "REJECTED" in r.stdout and "qmtl.yml:2: not valid YAML" in r.stdout
     assert "Traceback" not in r.output
+
+
+def test_submit_uses_gateway_url_from_qmtl_yml_unless_told_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.submit_support import MOMENTUM
+    monkeypatch.delenv("QMTL_GATEWAY_URL", raising=False)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.py").write_text(MOMENTUM)
+    configured, explicit = closed_port_url(), closed_port_url()
+    (tmp_path / "qmtl.yml").write_text(f"home: state\ngateway_url: {configured}/\n")
+    r = cli.invoke(app, ["submit", "s.py", "-w", "x", "--timeout", "2", "-o", "json"])
+    assert r.exit_code == 2, r.output  # the configured gateway is down: safe mode, not embedded
+    assert json.loads(r.stdout)["gateway_url"] == configured
+    r = cli.invoke(app, ["submit", "s.py", "-w", "x", "--timeout", "2", "-o", "json",
+                         "--gateway-url", explicit])
+    assert r.exit_code == 2 and json.loads(r.stdout)["gateway_url"] == explicit
+    monkeypatch.setenv("QMTL_GATEWAY_URL", explicit)
+    r = cli.invoke(app, ["submit", "s.py", "-w", "x", "-o", "json", "--embedded"])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert shown["embedded"] is True and shown["gateway_url"] not in (configured, explicit)
+
+
+def test_gateway_url_order_is_explicit_env_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qmtl.services.client import DEFAULT_GATEWAY_URL, configured_gateway_url, resolve_gateway_url
+    monkeypatch.delenv("QMTL_GATEWAY_URL", raising=False)
+    assert configured_gateway_url(None, None) is None
+    assert configured_gateway_url(None, "http://yml:1/") == "http://yml:1"
+    assert resolve_gateway_url(None) == DEFAULT_GATEWAY_URL  # world/status keep their default
+    monkeypatch.setenv("QMTL_GATEWAY_URL", "http://env:2")
+    assert configured_gateway_url(None, "http://yml:1") == "http://env:2"
+    assert resolve_gateway_url(None) == "http://env:2"
+    assert configured_gateway_url("http://cli:3", "http://yml:1") == "http://cli:3"

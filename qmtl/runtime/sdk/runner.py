@@ -11,7 +11,6 @@ answer gives ``safe_mode`` with a local default-safe decision. ``submit`` never 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,8 +24,8 @@ import pandas as pd
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.runtime.metrics import Metrics, compute_metrics
 from qmtl.runtime.returns import closes_from_dataset, derive_returns
-from qmtl.services.client import (GATEWAY_URL_ENV, GatewayClient, GatewayError,
-                                  GatewayUnavailable)
+from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailable,
+                                  configured_gateway_url)
 from qmtl.services.worldservice.envelopes import DecisionEnvelope
 
 from .submit import (DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
@@ -55,15 +54,20 @@ class Runner:
     @staticmethod
     def submit(strategy_cls_or_path: Any, world: str, data: Any = None,
                gateway_url: str | None = None, *, strategy: str | None = None,
-               batch_size: int = 10_000, timeout: float = 10.0) -> SubmitResult:
-        """Compile, replay and submit a strategy to ``world``; see the module docstring."""
+               batch_size: int = 10_000, timeout: float = 10.0,
+               embedded: bool = False) -> SubmitResult:
+        """Compile, replay and submit a strategy to ``world``; see the module docstring.
+
+        The gateway is ``gateway_url`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml, else the
+        embedded services in-process; ``embedded=True`` uses the embedded services whatever is set.
+        """
         compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size)
         if compiled is None or not replay.ok:
             return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                                 downgrade_reason=_first_error(replay.precheck))
         from qmtl.config import ConfigError
         try:
-            url, config = _gateway_target(gateway_url)
+            url, config = _gateway_target(gateway_url, embedded)
         except ConfigError as exc:
             return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                                 downgrade_reason=f"unusable configuration: {exc}")
@@ -192,17 +196,17 @@ def _as_of(datasets: Iterator[Any]) -> str | None:
 # --- the services ------------------------------------------------------------------------------------
 
 
-def _gateway_target(explicit: str | None) -> tuple[str | None, Any]:
-    """Where to submit: ``gateway_url=`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml → None
-    (embedded), with the config read for it (None when not needed). qmtl.yml is read at most once per
-    submit, and a broken one raises ``ConfigError`` rather than silently meaning "no gateway"."""
-    if explicit:
-        return explicit.rstrip("/"), None
-    if os.environ.get(GATEWAY_URL_ENV):
-        return os.environ[GATEWAY_URL_ENV].rstrip("/"), None
+def _gateway_target(explicit: str | None, embedded: bool) -> tuple[str | None, Any]:
+    """Where to submit (``configured_gateway_url``'s order; None = embedded) and the config read for
+    it (None when not needed). qmtl.yml is read at most once per submit, and a broken one raises
+    ``ConfigError`` rather than silently meaning "no gateway"."""
+    if not embedded:
+        url = configured_gateway_url(explicit)
+        if url is not None:
+            return url, None
     from qmtl.config import load_config
     config = load_config()
-    return (config.gateway_url.rstrip("/") if config.gateway_url else None), config
+    return (None if embedded else configured_gateway_url(explicit, config.gateway_url)), config
 
 
 @contextlib.contextmanager
