@@ -13,8 +13,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc
+
+if TYPE_CHECKING:
+    from qmtl.compiler.compiled import CompiledStrategy
 
 CLEAN, FINDINGS, UNUSABLE = 0, 1, 2
 
@@ -121,14 +126,21 @@ def _duplicate_node_ids(doc: dict, locs: "TextLocs") -> list[Diagnostic]:
 
 def lint_strategy(path: Path, strategy: str | None = None) -> list[Diagnostic]:
     from qmtl.compiler.pipeline import compile as compile_strategy
-    from qmtl.ir.verifier import verify
     try:
         compiled = compile_strategy(path, strategy)
     except CompileError as exc:
         return exc.diagnostics
+    return checked_diagnostics(compiled)
+
+
+def checked_diagnostics(compiled: "CompiledStrategy") -> list[Diagnostic]:
+    """The compiler's findings plus a full verify (NodeIDs included), each finding once.
+
+    The compiler already verified and kept lint-only findings (E111) as warnings; the verifier reports
+    them again as errors.  A finding both report (same code, same place) is kept at the verifier's
+    severity, so ``qmtl lint`` and ``Runner.submit`` show it once and agree on whether it blocks."""
+    from qmtl.ir.verifier import verify
     checked = verify(compiled.module, check_ids=True)
-    # the compiler already verified (and kept lint-only findings as warnings): report each finding once,
-    # at the verifier's severity
     again = {(d.code, d.loc) for d in checked}
     return [d for d in compiled.diagnostics if (d.code, d.loc) not in again] + checked
 

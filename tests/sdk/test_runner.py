@@ -188,3 +188,34 @@ def test_malformed_qmtl_yml_is_a_rejected_result_naming_the_file(
     assert "qmtl.yml:2" in result.downgrade_reason and "not valid YAML" in result.downgrade_reason
     # the precheck still ran and is reported next to the rejection
     assert result.precheck.metrics.sharpe is not None
+
+
+UNSTABLE_CLOSURE = '''
+import threading
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+guard = threading.Lock()
+
+def guarded(view):
+    with guard:
+        return view[src][60]["close"].rank()
+
+class Unstable(Strategy):
+    def setup(self):
+        global src
+        src = StreamInput(interval=60, period=5)
+        self.add_nodes([src, Node(input=src, period=5, name="ranked", compute_fn=guarded)])
+'''
+
+
+def test_an_unstable_opaque_function_is_reported_once_as_an_error(tmp_path: Path) -> None:
+    from qmtl.compiler.lint import lint_path
+    path = tmp_path / "unstable.py"
+    path.write_text(UNSTABLE_CLOSURE)
+    result = Runner.submit(path, world="w", gateway_url=closed_port_url())
+    assert result.status == "rejected"
+    found = [d for d in result.precheck.diagnostics if d.code == "E111"]
+    assert [d.severity for d in found] == ["error"]
+    # submit and lint agree, finding for finding
+    linted = [(d.code, d.severity, d.message) for d in lint_path(path).diagnostics]
+    assert [(d.code, d.severity, d.message) for d in result.precheck.diagnostics] == linted

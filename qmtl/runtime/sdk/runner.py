@@ -82,13 +82,13 @@ class Runner:
 
 def _precheck(target: Any, data: Any, strategy: str | None,
               batch_size: int) -> tuple[Any, Replay]:
+    from qmtl.compiler.lint import checked_diagnostics
     from qmtl.compiler.pipeline import compile as compile_strategy
-    from qmtl.ir.verifier import verify
     try:
         compiled = compile_strategy(target, strategy)
     except CompileError as exc:
         return None, _failed(exc.diagnostics)
-    diagnostics = list(compiled.diagnostics) + verify(compiled.module, check_ids=True)
+    diagnostics = checked_diagnostics(compiled)
     if any(d.severity == "error" for d in diagnostics):
         return None, _failed(diagnostics)
     return compiled, _replay(compiled, data, batch_size, diagnostics)
