@@ -6,6 +6,7 @@ Exit status: 0 accepted, 1 rejected (compile/lint/run errors, unknown world, ref
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it ma
     from qmtl.runtime.sdk.submit import SubmitResult
 
 EXIT_CODES = {"accepted": 0, "rejected": 1, "safe_mode": 2}
+
+
+class Output(str, Enum):
+    """How the result is printed; anything else is a usage error, not a silent fallback to text."""
+
+    text = "text"
+    json = "json"
 
 
 def submit_command(
@@ -35,7 +43,8 @@ def submit_command(
                                   "whatever gateway is configured."),
     batch_size: int = typer.Option(10_000, "--batch-size", min=1),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each gateway call."),
-    output: str = typer.Option("text", "--output", "-o", help="text | json"),
+    output: Output = typer.Option(Output.text, "--output", "-o", case_sensitive=False,
+                                  help="text (a summary) or json (the whole SubmitResult)."),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
     from qmtl.runtime.sdk.runner import Runner
@@ -49,7 +58,7 @@ def submit_command(
     result = Runner.submit(strategy_file, world, data=data, gateway_url=gateway_url,
                            strategy=strategy, batch_size=batch_size, timeout=timeout,
                            embedded=embedded)
-    if output == "json":
+    if output is Output.json:
         print_json(result.model_dump(mode="json"))
     else:
         print_summary(result)

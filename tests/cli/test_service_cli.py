@@ -336,3 +336,11 @@ def test_gateway_url_order_is_explicit_env_configured(monkeypatch: pytest.Monkey
     assert configured_gateway_url(None, "http://yml:1") == "http://env:2"
     assert resolve_gateway_url(None) == "http://env:2"
     assert configured_gateway_url("http://cli:3", "http://yml:1") == "http://cli:3"
+
+
+def test_submit_output_must_be_text_or_json(tmp_path: Path) -> None:
+    path = tmp_path / "s.py"
+    path.write_text("")
+    r = cli.invoke(app, ["submit", str(path), "-w", "x", "--output", "xml"])
+    assert r.exit_code == 2  # usage error, before anything is compiled or submitted
+    assert "xml" in r.output and "text" in r.output and "json" in r.output
