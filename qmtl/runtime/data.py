@@ -7,11 +7,12 @@ possible (a single-chunk Arrow column without nulls, a float64 pandas column, a 
 symbol), because the runtime moves them straight into Numba kernels and a copy of a large history is
 the cost we are trying not to pay.
 
-Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose message names the
-file (or ``<DataFrame>``/``<Table>``) and the problem: E501 no usable ``ts`` column (including integers that are
-milliseconds, not seconds), E502 unsorted or
-duplicate timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown format.  ``loc`` points
-at the strategy line that needs the data when there is one (E506, raised by ``binding``).
+Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose ``loc`` names the
+file (or ``<DataFrame>``/``<Table>``) and whose message names the problem: E501 no usable ``ts``
+column (including integers that are milliseconds, not seconds), E502 unsorted or duplicate
+timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown
+format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
+``binding``; its message then names the data source).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
 """
 
@@ -47,7 +48,10 @@ class DataError(CompileError):
     def __init__(self, code: str, source: str, message: str, loc: Loc | None = None):
         self.code = code
         self.source = source
-        super().__init__(Diagnostic(code, f"{source}: {message}", loc or Loc(source, 0)))
+        # The location names the data source unless the error points elsewhere (E506 points at the
+        # strategy line); only then does the message need to say which data it is about.
+        text = message if loc is None or loc.file == source else f"{source}: {message}"
+        super().__init__(Diagnostic(code, text, loc or Loc(source, 0)))
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,25 @@ def test_epoch_seconds_at_the_plausible_edges_and_datetimes_still_load():
     df["ts"] = pd.to_datetime(df["ts"], unit="s").astype("datetime64[ms]")  # ms resolution, not ms ints
     np.testing.assert_array_equal(load(df).streams[0].ts, expected)
     np.testing.assert_array_equal(load(pa.Table.from_pandas(df, preserve_index=False)).streams[0].ts, expected)
+
+
+# --- where the source is named -----------------------------------------------------------------------
+
+
+def test_file_is_named_once_by_the_location_not_repeated_in_the_message(tmp_path):
+    path = tmp_path / "nan.csv"
+    path.write_text("ts,open,high,low,close,volume\n1,1,1,1,1,1\n2,1,1,1,,1\n")
+    err = _error(path)
+    diag = err.diagnostics[0]
+    assert diag.loc is not None and diag.loc.file == str(path)
+    assert str(path) not in diag.message and "nan.csv" not in diag.message
+    assert diag.message.startswith("column 'close' is NaN/null") and "row 1" in diag.message
+    assert str(err) == f"{path}:0:0: error[E503]: {diag.message}"
+
+
+def test_error_located_elsewhere_still_names_the_data_in_its_message():
+    from qmtl.ir.module import Loc
+    err = DataError("E506", "bars.parquet", "reads bar field 'x'", Loc("strategy.py", 12))
+    diag = err.diagnostics[0]
+    assert diag.loc == Loc("strategy.py", 12)
+    assert diag.message == "bars.parquet: reads bar field 'x'"
