@@ -24,6 +24,9 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .binding import bucket
+from .data import Stream
+
 #: Columns read as a position, in order of preference.
 POSITION_COLUMNS = ("signal", "position")
 RETURNS_COLUMN = "returns"
@@ -78,11 +81,16 @@ def derive_returns(outputs: Mapping[str, pd.DataFrame], closes: Mapping[str | No
 
 
 def bucket_closes(close: pd.Series, interval: int) -> pd.Series:
-    """Last close of each ``interval``-second bucket, indexed by the bucket's start ``ts``."""
-    buckets = (close.index.to_numpy(dtype=np.int64) // interval) * interval
-    bucketed = close.groupby(buckets, sort=True).last()
-    bucketed.index = pd.Index(bucketed.index.to_numpy(dtype=np.int64), name="ts")
-    return bucketed.astype("float64")
+    """Last close of each ``interval``-second bucket, indexed by the bucket's start ``ts``.
+
+    Bucketed by the runtime's own ``binding.bucket``, so positions are priced on exactly the bars the
+    strategy saw."""
+    close = close.sort_index(kind="stable")  # bucket() groups adjacent bars; keep duplicates' order
+    stream = Stream({"ts": close.index.to_numpy(dtype=np.int64),
+                     "close": close.to_numpy(dtype=np.float64)})
+    bars = bucket(stream, interval)
+    return pd.Series(bars.columns["close"], index=pd.Index(bars.ts, name="ts"), name=close.name,
+                     dtype="float64")
 
 
 def align_position(signal: pd.Series, bar_ts: pd.Index) -> pd.Series:

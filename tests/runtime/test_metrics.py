@@ -147,3 +147,16 @@ def test_count_trades() -> None:
     assert count_trades(_series([0, 1, 1, -1, 0], range(5))) == 3
     assert count_trades(_series([1, 1], range(2))) == 1
     assert math.isclose(compute_metrics(np.array([0.1, -0.1]), 60, trades=4).trades, 4)
+
+
+def test_closes_are_bucketed_like_the_runtime_buckets_bars() -> None:
+    from qmtl.runtime.binding import bucket
+    from qmtl.runtime.synthetic import synthetic_bars
+    from qmtl.runtime.data import load
+    stream = load(synthetic_bars(500, symbols=("SYM",), interval=60, seed=3)).streams[0]
+    close = pd.Series(stream.columns["close"], index=pd.Index(stream.ts, name="ts"))
+    for interval in (60, 300, 420):
+        runtime = bucket(stream, interval)
+        got = bucket_closes(close, interval)
+        assert got.index.tolist() == runtime.ts.tolist()
+        assert got.to_numpy().tolist() == runtime.columns["close"].tolist()
