@@ -1,3 +1,17 @@
+"""Correlation across indicator streams: a TagQueryNode gathers every stream tagged ``ta-indicator``.
+
+A TagQueryNode reads the streams bound under its tag, so bind the data by tag when you run it::
+
+    import qmtl
+    c = qmtl.compile("examples/correlation.py")
+    r = c.run({"ta-indicator": data})   # data: bars with a ``symbol`` column, one stream per symbol
+
+Every symbol in ``data`` is one stream of the group (the dict key tags them all), and
+``indicator_corr`` is ``calc_corr`` of the group's last 24 hourly bars, once per hour.
+``python examples/correlation.py`` submits the strategy to the ``corr_demo`` world (the code below
+is the blueprint's example, unchanged).
+"""
+
 from qmtl.runtime.sdk import Strategy, Node, Runner, TagQueryNode, MatchMode
 import pandas as pd
 
