@@ -42,7 +42,13 @@ def compile_command(
         typer.echo(render(compiled, emit), nl=False)
         return
     target = output_dir or _default_dir(compiled.name)
-    written = write_artefacts(compiled, target)
+    try:
+        written = write_artefacts(compiled, target)
+    except OSError as exc:
+        # a bad -o is the user's mistake: say where and why, not a traceback
+        err.print(f"error: cannot write build artefacts to {target}: {exc.strerror or exc}",
+                  markup=False, highlight=False)
+        raise typer.Exit(2)
     out.print(summary_table(compiled))
     for line in opaque_reasons(compiled):
         out.print(f"opaque  {line}", highlight=False, markup=False)

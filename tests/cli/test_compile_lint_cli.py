@@ -173,6 +173,17 @@ def test_verbose_shows_why_a_node_is_opaque(tmp_path):
     assert "py_call" in loud.stdout
 
 
+def test_compile_to_an_unwritable_directory_is_a_one_line_error_exit_2(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    for target in (blocker / "build", Path("/proc/nope")):
+        r = run("compile", MOMENTUM, "-o", target)
+        assert r.exit_code == 2, r.output
+        assert r.stderr.startswith(f"error: cannot write build artefacts to {target}: ")
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+        assert "wrote" not in r.stdout
+
+
 # --- lint ---------------------------------------------------------------------------------------------
 
 @pytest.fixture
