@@ -251,6 +251,14 @@ def test_lint_format_json_is_machine_readable(qir, tmp_path):
     assert diag["code"] == "E401" and diag["severity"] == "error" and diag["loc"]["file"] == str(missing)
 
 
+def test_lint_unknown_format_is_rejected_not_silently_text(qir):
+    r = cli.invoke(app, ["lint", "--ssa", "--format", "xml", str(qir)])
+    assert r.exit_code == 2  # typer's usage error, before any file is linted
+    assert "xml" in r.stderr and "text" in r.stderr and "json" in r.stderr  # names the bad value and the choices
+    assert r.stdout == ""
+    assert run("lint", "--ssa", "--format", "text", qir).exit_code == 0
+
+
 def test_lint_strategy_with_too_short_period_reports_E109(tmp_path):
     path = write(tmp_path, "short.py", SHORT_PERIOD)
     r = run("lint", "--ssa", path)
