@@ -10,7 +10,7 @@ the cost we are trying not to pay.
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose ``loc`` names the
 file (or ``<DataFrame>``/``<Table>``) and whose message names the problem: E501 no usable ``ts``
 column (including integers that are milliseconds, not seconds), E502 unsorted or duplicate
-timestamps, E503 NaN/null in a required field, E505 unreadable file or unknown
+timestamps, E503 NaN/null in a required field or no bars at all, E505 unreadable file or unknown
 format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
 ``binding``; its message then names the data source).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
@@ -252,6 +252,10 @@ def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
     if "ts" not in raw:
         raise DataError("E501", source, f"no 'ts' column (columns: {', '.join(raw) or 'none'}); "
                         "bars need a 'ts' column of epoch seconds or timestamps")
+    if len(raw["ts"][0]) == 0:
+        # checked first: a header-only CSV has untyped (null) columns, which would otherwise be
+        # reported as "not numeric" — true, but not the user's problem
+        raise DataError("E503", source, f"no bars: the data has columns ({', '.join(raw)}) but no rows")
     ts = _ts_seconds(*raw["ts"], source)
     symbols = _symbol_column(raw.get("symbol"), source)
     fields = {name: _field(name, arr, source) for name, (arr, _) in raw.items()

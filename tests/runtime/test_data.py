@@ -294,3 +294,19 @@ def test_error_located_elsewhere_still_names_the_data_in_its_message():
     diag = err.diagnostics[0]
     assert diag.loc == Loc("strategy.py", 12)
     assert diag.message == "bars.parquet: reads bar field 'x'"
+
+
+def test_E503_header_only_csv_says_no_bars(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("ts,open,high,low,close,volume\n")
+    err = _error(path)
+    assert err.code == "E503"
+    msg = err.diagnostics[0].message
+    assert msg.startswith("no bars") and "no rows" in msg and "not numeric" not in msg
+
+
+def test_E503_empty_frame_and_table_say_no_bars():
+    empty = synthetic_bars(0, symbols=("A", "B"))
+    for source in (empty, pa.Table.from_pandas(empty, preserve_index=False)):
+        err = _error(source)
+        assert err.code == "E503" and "no bars" in str(err)
