@@ -266,3 +266,17 @@ def test_lint_strategy_with_too_short_period_reports_E109(tmp_path):
     [line] = diagnostic_lines(r.stderr, "E109")
     assert line.startswith(f"{path}:9:"), line
     assert "node 'ma' declares period=5 but pct_change(1) → rolling_mean(5) needs 6 bars" in line
+
+
+# --- README ---------------------------------------------------------------------------------------------
+
+def test_readme_documents_the_look_ahead_and_unavailable_codes_the_code_emits():
+    from qmtl.runtime.sdk.errors import LookAheadError
+    readme = (ROOT / "README.md").read_text()
+    codes = readme[readme.index("## Diagnostic codes"):]
+    codes = codes[:codes.index("\n## ", 1)]
+    assert f"| {LookAheadError.code} | look-ahead" in codes
+    sources = {p: p.read_text() for p in (ROOT / "qmtl").rglob("*.py")}
+    for name in ("E_WORLD_UNAVAILABLE", "E_UNAVAILABLE"):
+        assert any(name in text for text in sources.values()), f"{name} no longer emitted"
+        assert f"`{name}`" in codes or f"[{name}]" in codes
