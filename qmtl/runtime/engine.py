@@ -93,7 +93,12 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
     if processes == 1:
         sink = CollectSink()
         run_flow(gen.build_flow(source, sink, runtime_for), workers)
-        return sink.items
+        # A Bytewax Dataflow is a web of reference cycles that holds the sink: hand the rows out of it,
+        # so dropping the result frees them at once instead of at the next cyclic GC pass (a 20M-row
+        # replay after another ran 4x slower while the previous run's rows waited for the collector).
+        items = list(sink.items)
+        sink.items.clear()
+        return items
     return run_cluster(lambda sink: gen.build_flow(source, sink, runtime_for), processes, workers)
 
 
