@@ -49,17 +49,44 @@ def output_required_period(module: Module, out: Output, sources: set[str] | None
 
 def _depths(module: Module, out: Output, sources: set[str] | None = None
             ) -> tuple[dict[str, int], set[str]]:
-    """Look-back sums of every value in ``out``'s window, in one pass in module order (definitions
-    precede uses in a valid module; a use before its definition simply contributes nothing)."""
-    boundaries = region_boundaries(module, out, sources) - {out.value}
+    """Look-back sums of the values in ``out``'s window, by a walk back from ``out.value`` that stops
+    at the window's boundaries: the work is the size of the window, not of the module (the verifier
+    and the look-back pass ask this for every output).  A boundary contributes 0; an operand that is
+    not defined, or that closes a cycle in a broken module, contributes nothing."""
+    ops, known_sources = _indexed(module)
+    boundaries = region_boundaries(module, out, known_sources if sources is None else sources) - {out.value}
     depth: dict[str, int] = {}
-    for op in module.ops:
-        if op.result in depth:
+    on_path: set[str] = set()
+    stack: list[tuple[str, bool]] = [(out.value, False)]
+    while stack:
+        value, ready = stack.pop()
+        op = ops.get(value)
+        if op is None or value in depth:
             continue
-        upstream = [0 if src in boundaries else depth[src] for src in op.operands
-                    if src in depth or src in boundaries]
-        depth[op.result] = op_lookback(op) + max(upstream, default=0)
+        if ready:
+            on_path.discard(value)
+            upstream = [0 if src in boundaries else depth[src] for src in op.operands
+                        if src in boundaries or src in depth]
+            depth[value] = op_lookback(op) + max(upstream, default=0)
+            continue
+        if value in on_path:
+            continue
+        on_path.add(value)
+        stack.append((value, True))
+        stack.extend((src, False) for src in op.operands
+                     if src not in boundaries and src not in depth and src not in on_path)
     return depth, boundaries
+
+
+# The last module's op map and source values: the look-back pass and the verifier ask `_depths` once
+# per output of the same (frozen) module, and rebuilding these each time made them quadratic.
+_INDEX: list = [None, {}, set()]
+
+
+def _indexed(module: Module) -> tuple[dict[str, Op], set[str]]:
+    if _INDEX[0] is not module:
+        _INDEX[:] = [module, module.op_map(), source_values(module)]
+    return _INDEX[1], _INDEX[2]
 
 
 def op_lookback(op: Op) -> int:
