@@ -33,3 +33,23 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# An opaque compute function that reads a lock (a value with no canonical form): it compiles and
+# runs, but its NodeID cannot be stable, so lint reports E111.
+UNSTABLE_CLOSURE = '''
+import threading
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+
+guard = threading.Lock()
+
+def guarded(view):
+    with guard:
+        return view[src][60]["close"].rank()
+
+class Unstable(Strategy):
+    def setup(self):
+        global src
+        src = StreamInput(interval=60, period=5)
+        self.add_nodes([src, Node(input=src, period=5, name="ranked", compute_fn=guarded)])
+'''

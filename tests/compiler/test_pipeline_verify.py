@@ -7,6 +7,7 @@ import pytest
 import qmtl
 from qmtl.compiler.lint import lint_path
 from qmtl.ir.diagnostics import CompileError
+from tests.submit_support import UNSTABLE_CLOSURE
 
 MIXED_OP = '''
 from qmtl.runtime.sdk import Strategy, Node, StreamInput
@@ -19,24 +20,6 @@ class Mixed(Strategy):
                  compute_fn=lambda view: view[a][60]["close"] - view[b][300]["close"])
         self.add_nodes([a, b, n])
 '''
-
-UNSTABLE_CLOSURE = '''
-import threading
-from qmtl.runtime.sdk import Strategy, Node, StreamInput
-
-guard = threading.Lock()
-
-def guarded(view):
-    with guard:
-        return view[src][60]["close"].rank()
-
-class Unstable(Strategy):
-    def setup(self):
-        global src
-        src = StreamInput(tags=["A"], interval=60, period=5)
-        self.add_nodes([src, Node(input=src, period=5, name="ranked", compute_fn=guarded)])
-'''
-
 
 def write(tmp_path, text):
     path = tmp_path / "strategy.py"

@@ -12,7 +12,7 @@ from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint, unusable_decisi
 from qmtl.runtime.sdk.submit import Precheck, SubmitResult, local_safe_decision
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
-from tests.submit_support import MOMENTUM, closed_port_url
+from tests.submit_support import MOMENTUM, UNSTABLE_CLOSURE, closed_port_url
 
 BROKEN = '''
 from qmtl.runtime.sdk import Strategy, Node, StreamInput
@@ -188,24 +188,6 @@ def test_malformed_qmtl_yml_is_a_rejected_result_naming_the_file(
     assert "qmtl.yml:2" in result.downgrade_reason and "not valid YAML" in result.downgrade_reason
     # the precheck still ran and is reported next to the rejection
     assert result.precheck.metrics.sharpe is not None
-
-
-UNSTABLE_CLOSURE = '''
-import threading
-from qmtl.runtime.sdk import Strategy, Node, StreamInput
-
-guard = threading.Lock()
-
-def guarded(view):
-    with guard:
-        return view[src][60]["close"].rank()
-
-class Unstable(Strategy):
-    def setup(self):
-        global src
-        src = StreamInput(interval=60, period=5)
-        self.add_nodes([src, Node(input=src, period=5, name="ranked", compute_fn=guarded)])
-'''
 
 
 def test_an_unstable_opaque_function_is_reported_once_as_an_error(tmp_path: Path) -> None:
