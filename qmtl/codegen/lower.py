@@ -87,6 +87,8 @@ class Lowerer:
             return [f"{out} = " + _BINARY[op.name].format(a=a[0], b=a[1])]
         if op.name in _UNARY:
             return [f"{out} = " + _UNARY[op.name].format(a=a[0])]
+        if op.name.startswith("rolling_"):  # rolling_mean/sum/min/max/std/var share one lowering
+            return self._rolling(op, a, out, op.name.removeprefix("rolling_"))
         handler = getattr(self, "_" + op.name, None)
         if handler is None:
             raise LoweringError(f"no kernel lowering for op {op.name!r}")
@@ -182,24 +184,6 @@ class Lowerer:
         call = f"_rolling_{stat}(sf, {buf}, {w}, si[{cnt}], {minp}"
         call += f", {int(op.attr('ddof', 1))})" if stat in ("std", "var") else ")"
         return lines + [f"{out} = {call}"]
-
-    def _rolling_mean(self, op, a, out):
-        return self._rolling(op, a, out, "mean")
-
-    def _rolling_sum(self, op, a, out):
-        return self._rolling(op, a, out, "sum")
-
-    def _rolling_min(self, op, a, out):
-        return self._rolling(op, a, out, "min")
-
-    def _rolling_max(self, op, a, out):
-        return self._rolling(op, a, out, "max")
-
-    def _rolling_std(self, op, a, out):
-        return self._rolling(op, a, out, "std")
-
-    def _rolling_var(self, op, a, out):
-        return self._rolling(op, a, out, "var")
 
     def _ewm_mean(self, op, a, out):
         p = int(op.attr("period"))

@@ -263,20 +263,19 @@ class _Tracer:
         return interval, period
 
     def _default_interval(self) -> int | None:
-        value = getattr(self.cls, "default_interval", None)
-        if value is None:
-            return None
-        try:
-            return parse_interval(value, "default_interval")
-        except SDKArgumentError as err:
-            raise SDKArgumentError(err.reason, self._class_loc()) from None
+        return self._class_default("default_interval", parse_interval)
 
     def _default_period(self) -> int | None:
-        value = getattr(self.cls, "default_period", None)
+        return self._class_default("default_period", parse_period)
+
+    def _class_default(self, attr: str, parse) -> int | None:
+        """A ``Strategy`` class attribute parsed like the node argument it stands in for; a bad value is
+        reported at the class definition."""
+        value = getattr(self.cls, attr, None)
         if value is None:
             return None
         try:
-            return parse_period(value, "default_period")
+            return parse(value, attr)
         except SDKArgumentError as err:
             raise SDKArgumentError(err.reason, self._class_loc()) from None
 
