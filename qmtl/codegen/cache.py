@@ -22,18 +22,17 @@ from .generate import digest, generate
 _LOADED: dict[str, ModuleType] = {}
 
 
-def module_path(module: Module, unaligned: bool = False) -> Path:
-    return paths.build_dir() / "gen" / f"m_{digest(module, unaligned)}.py"
+def module_path(module: Module) -> Path:
+    return paths.build_dir() / "gen" / f"m_{digest(module)}.py"
 
 
-def load(module: Module, unaligned: bool = False) -> ModuleType:
-    """Import (generating first if needed) the generated module for ``module`` (``unaligned``: the
-    variant for run keys whose sources' timestamps differ)."""
-    path = module_path(module, unaligned)
+def load(module: Module) -> ModuleType:
+    """Import (generating first if needed) the generated module for ``module``."""
+    path = module_path(module)
     key = str(path.resolve()) if path.exists() else str(path)
     if key in _LOADED:
         return _LOADED[key]
-    source = generate(module, unaligned)
+    source = generate(module)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != source:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -1,19 +1,25 @@
-"""Render a module's plan into Python source: Numba kernels, the gate kernel, and the Bytewax flow."""
+"""Render a module's plan into Python source: Numba kernels, the per-tick steps and the Bytewax flow.
+
+Inside a kernel every value is a pair of locals: ``p_<v>`` (it has an entry at this tick) and
+``v_<v>`` (its latest entry, carried across ticks and, through the state arrays, across batches, so
+a slower operand is read as of its last closed bar).  An op runs under ``if p_<v>:``; its presence is
+that of its operands on its clock (the union; an absent one reads NaN), see docs/design.md.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import jinja2
 from blake3 import blake3
 
 from qmtl.ir import ops as opreg
+from qmtl.ir.clocks import same_clock
 from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import with_node_ids
 
-from .lower import Lowerer, ident, literal, _col
-from .partition import Kernel, Plan, lookback_of, plan, push_inputs
+from .lower import Lowerer, _col, col_ident, ident, literal
+from .plan import Gate, Kernel, Plan, PyStep, plan
 from .split import split
 
 _NUMPY_DTYPE = {"f64": "float64", "i64": "int64", "bool": "bool"}
@@ -25,127 +31,103 @@ def _env() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def digest(module: Module, unaligned: bool = False) -> str:
-    """Hash of the module's NodeIDs in order, plus output names/periods (and which plan variant):
-    the build cache key."""
+def digest(module: Module) -> str:
+    """Hash of the module's NodeIDs in order, plus output names/periods/inputs: the build cache key."""
     module = module if all(op.node_id for op in module.ops) else with_node_ids(module)
     h = blake3()
-    if unaligned:
-        h.update(b"variant:unaligned;")
     for op in module.ops:
         h.update(f"{op.result}={op.node_id};".encode())
     for o in module.outputs:
-        h.update(f"out:{o.name}={o.value}@{o.period}/{o.interval};".encode())
+        h.update(f"out:{o.name}={o.value}@{o.period}/{o.interval}<{','.join(o.inputs)};".encode())
     return h.hexdigest()[:32]
 
 
-def generate(module: Module, unaligned: bool = False) -> str:
-    """The generated Python module (source text) for ``module``; ``unaligned`` is the variant for
-    run keys whose sources' timestamps differ (mixed nodes run per tick, see ``partition``).
+def generate(module: Module) -> str:
+    """The generated Python module (source text) for ``module``.
 
-    What the engine runs: nodes that read a tag query (and their downstream) are not in the flow
-    (``split``); the text lists them and why, and holds the flow of the rest."""
+    Nodes that read a tag query (and their downstream) are not in the flow (``split``): they need
+    every instrument at once; the text lists them and why, and holds the flow of the rest."""
     parts = split(module)
-    return render(plan(parts.flow or module, unaligned), interpreted=parts.per_tick)
+    return render(plan(parts.flow or module), interpreted=parts.per_tick)
 
 
-@dataclass
-class _Counter:
-    slot: int
-    source: bool
-    upstream: int | None = None
-    present: int | None = None  # a source's index in SOURCES (its presence flags)
-
-
-def _value_columns(op: Op) -> list[str] | None:
-    return [c for c, _ in op.type.columns] if op.type.kind == "frame" else None
-
-
-def _buffer_names(op: Op) -> list[str]:
-    cols = _value_columns(op)
-    base = ident(op.result)
-    return [f"{base}__{_col(c)}" for c in cols] if cols is not None else [base]
-
-
-def _buffer_dtype(op: Op) -> list[str]:
+def value_buffers(op: Op) -> list[tuple[str, str]]:
+    """(buffer name, numpy dtype) of a value's per-batch buffers: one per frame column, else one."""
+    base = "b" + ident(op.result)[1:]
     if op.type.kind == "frame":
-        return [_NUMPY_DTYPE[d] for _, d in op.type.columns]
+        return [(f"{base}__{_col(c)}", _NUMPY_DTYPE[d]) for c, d in op.type.columns]
     if op.type.kind in ("series", "scalar"):
-        return [_NUMPY_DTYPE[op.type.dtype]]
-    return ["object"]
+        return [(base, _NUMPY_DTYPE[op.type.dtype])]
+    return [(base, "object")]
+
+
+def presence_buffer(value: str) -> str:
+    return "bp" + ident(value)[1:]
+
+
+def emit_buffer(gate: Gate) -> str:
+    return f"emit_{gate.index}"
 
 
 def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     module = p.module
     ops = module.op_map()
-    region_index = {r.output.name: i for i, r in enumerate(p.regions)}
-    value_region = {r.output.value: i for i, r in enumerate(p.regions)}
-    source_index = {op.result: i for i, op in enumerate(p.sources)}
-    regions, slot = [], 0
-    for i, r in enumerate(p.regions):
-        counters = []
-        for v in r.inputs:
-            is_source = opreg.REGISTRY[ops[v].name].kind == "source"
-            counters.append(_Counter(slot, is_source, None if is_source else value_region[v],
-                                     source_index.get(v)))
-            slot += 1
-        regions.append({"index": i, "name": r.output.name, "period": r.output.period,
-                        "inputs": list(r.inputs), "counters": counters})
-    buffers: dict[str, str] = {}
-    for i in range(len(p.regions)):
-        buffers[f"pres_{i}"] = "bool"
-        buffers[f"emit_{i}"] = "bool"
+    tids = _timeline_ids(p)
+    buffers: dict[str, str] = {emit_buffer(g): "bool" for g in p.gates}
+    for v in p.exported:
+        for name, dtype in value_buffers(ops[v]):
+            buffers[name] = dtype
+        buffers[presence_buffer(v)] = "bool"
     kernels, steps, errors = [], [], {}
-    for step in _ordered_steps(p):
+    for step in p.steps:
         if isinstance(step, Kernel):
-            k = _render_kernel(step, p, region_index, value_region, source_index, buffers)
+            k = _render_kernel(step, p, tids)
             kernels.append(k)
             errors[step.index] = k["errors"]
             steps.append({"kind": "kernel", "index": step.index, "call": k["call"]})
         else:
-            for op in step.ops:
-                for name, dtype in zip(_buffer_names(op), _buffer_dtype(op)):
-                    buffers[name] = dtype
-            steps.append({"kind": "per_tick", "region": step.output.name, "reason": step.reason})
+            steps.append({"kind": "py_call", "value": step.op.result, "fn": str(step.op.attr("fn") or ""),
+                          "reason": str(step.op.attr("reason") or "")})
     outputs = []
-    for o in module.outputs:
-        if o.name not in region_index:
-            continue  # a source node: its bars are input, not output
-        op = ops[o.value]
-        names = _buffer_names(op)
-        for name, dtype in zip(names, _buffer_dtype(op)):
-            buffers.setdefault(name, dtype)
-        outputs.append({"name": o.name, "buffers": names, "emit": f"emit_{region_index[o.name]}",
-                        "columns": _value_columns(op)})
-    mixed = [{"name": r.output.name, "reason": r.mixed} for r in p.regions if r.mixed and r.lowered]
+    for g in p.gates:
+        op = ops.get(g.value)
+        bufs = [n for n, _ in value_buffers(op)] if op is not None and g.value in p.exported else []
+        cols = [c for c, _ in op.type.columns] if op is not None and op.type.kind == "frame" else None
+        outputs.append({"name": g.name, "buffers": bufs, "emit": emit_buffer(g), "columns": cols,
+                        "clock": g.clock, "value": g.value})
+    py_steps = {s.op.result: {"columns": [(c.result, str(c.attr("name"))) for c in s.columns]}
+                for s in p.py_steps}
     return _env().get_template("module.py.j2").render(
-        name=module.name, digest=digest(module, p.unaligned), regions=regions, kernels=kernels,
-        steps=steps, gate_slots=slot, buffers=sorted(buffers.items()), errors=errors, outputs=outputs,
-        sources=[op.result for op in p.sources], unaligned=p.unaligned, mixed=mixed,
+        name=module.name, digest=digest(module), kernels=kernels, steps=steps,
+        buffers=sorted(buffers.items()), errors=errors, outputs=outputs, py_steps=py_steps,
+        sources=[op.result for op in p.sources],
         interpreted=[{"name": n, "reason": r} for n, r in (interpreted or {}).items()])
 
 
-def _ordered_steps(p: Plan):
-    """Level by level across every clock: a node on one clock may read a node on another, and
-    levels order dependencies (clocks do not)."""
-    levels = sorted({k.level for k in p.kernels} | {lv for lv, _ in p.per_tick})
-    for level in levels:
-        for lv, region in p.per_tick:
-            if lv == level:
-                yield region
-        for k in p.kernels:
-            if k.level == level:
-                yield k
+def _timeline_ids(p: Plan) -> dict[str, frozenset[str]]:
+    """value → the sources whose presence makes up its presence (equal ids: equal presence)."""
+    ops = p.module.op_map()
+    tids: dict[str, frozenset[str]] = {}
+    for op in p.module.ops:
+        kind = opreg.REGISTRY[op.name].kind
+        if kind == "source" or op.name == "py_call":
+            tids[op.result] = frozenset({op.result})
+            continue
+        mine = p.clock.get(op.result)
+        on = [tids[s] for s in op.operands if ops[s].name != "const" and same_clock(p.clock.get(s), mine)]
+        tids[op.result] = frozenset().union(*on) if on else frozenset()
+    return tids
 
 
-def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], value_region: dict[str, int],
-                   source_index: dict[str, int], buffers: dict[str, str]) -> dict:
+def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
     module = p.module
     ops = module.op_map()
     inside = {op.result for op in k.ops}
-    region_of = dict(k.region_of)
+    source_index = {op.result: i for i, op in enumerate(p.sources)}
     args: list[str] = []
     call: list[str] = []
+    head: list[str] = []   # per tick, before the ops: external values and presences
+    read: set[str] = set()
 
     def arg(name: str, call_expr: str) -> str:
         if name not in args:
@@ -153,72 +135,123 @@ def _render_kernel(k: Kernel, p: Plan, region_index: dict[str, int], value_regio
             call.append(call_expr)
         return name
 
+    def external(v: str) -> None:
+        """Make ``p_v``/``v_v`` (frame columns) available at tick t for a value from outside."""
+        if v in inside or v in read:
+            return
+        read.add(v)
+        op = ops[v]
+        pv = "p" + ident(v)[1:]
+        if v in source_index:
+            head.append(f"{pv} = {arg(f'sp_{source_index[v]}', f'rt.present({v!r})')}[t]")
+            return
+        if op.name == "const":
+            return
+        head.append(f"{pv} = {arg(presence_buffer(v), f'rt.buf({presence_buffer(v)!r})')}[t]")
+        names = value_buffers(op)
+        if op.type.kind == "frame":
+            for (name, _), (c, _) in zip(names, op.type.columns):
+                head.append(f"{col_ident(v, c)} = {arg(name, f'rt.buf({name!r})')}[t]")
+        else:
+            head.append(f"{ident(v)} = {arg(names[0][0], f'rt.buf({names[0][0]!r})')}[t]")
+
+    def presence(v: str) -> str:
+        if ops[v].name == "const":
+            return "True"
+        external(v)
+        return "p" + ident(v)[1:]
+
+    current: dict[str, str] = {}
+
     def operand(v: str) -> str:
         src = ops[v]
         if src.name == "const":
             return literal(src.attr("value"))
-        if v in inside:
-            return ident(v)
+        external(v)
         if src.type.kind == "frame":
             raise AssertionError("frames are read column by column")
-        return arg("r_" + ident(v)[2:], f'rt.buf("{ident(v)}")') + "[t]"
+        mine = current["op"]
+        if same_clock(p.clock.get(v), p.clock.get(mine)) and tids.get(v) != tids.get(mine):
+            return f"({ident(v)} if {presence(v)} else np.nan)"  # joined on ts: absent reads NaN
+        return ident(v)
 
-    node_of = {r.node.name: r.node for r in p.regions}
-
-    def presence_flag(v: str) -> str:
-        """A boundary input's presence at tick t: a source's flag, or its node having emitted."""
-        if v in source_index:
-            return arg(f"sp_{source_index[v]}", f'rt.present("{v}")') + "[t]"
-        name = f"emit_{value_region[v]}"
-        return arg(name, f'rt.buf("{name}")') + "[t]"
-
-    def pres(result: str) -> str:
-        """When ``result`` pushes state: where the inputs its window reads are present (their own
-        history), or where its region is (recursive ops, see ``partition``)."""
-        r = region_of.get(result)
-        if r is None:
-            return "True"
-        via = push_inputs(node_of[r], ops[result])
-        if via is None:
-            return arg(f"pres_{region_index[r]}", f'rt.buf("pres_{region_index[r]}")') + "[t]"
-        return "(" + " and ".join(presence_flag(v) for v in sorted(via)) + ")"
-
-    lowerer = Lowerer(operand, pres, lambda v: ops[v].type)
+    lowerer = Lowerer(operand, lambda v: ops[v].type)
+    layout = lowerer.layout
+    carried: list[tuple[str, str, int]] = []  # (local, dtype, slot)
     body: list[str] = []
     for op in k.ops:
-        if op.name == "const":
-            continue
+        current["op"] = op.result
+        pv = "p" + ident(op.result)[1:]
+        mine = p.clock.get(op.result)
+        on = [s for s in op.operands if ops[s].name != "const" and same_clock(p.clock.get(s), mine)]
+        body.append(f"# {op.result} = {op.name}({', '.join(op.operands)})" + (f"  [{op.loc}]" if op.loc else ""))
+        body.append(f"{pv} = " + (" or ".join(dict.fromkeys(presence(s) for s in on)) if on else "True"))
         if op.name == "column" and ops[op.operands[0]].type.kind == "bars":
             field = op.attr("name")
-            name = arg(f"c_{ident(op.operands[0])[2:]}_{_col(field)}",
-                       f'rt.col("{op.operands[0]}", "{field}")')
-            body.append(f"{ident(op.result)} = {name}[t]  # {field} of {op.operands[0]}")
-            continue
-        if op.name == "column" and op.operands[0] not in inside:
-            buf = f"{ident(op.operands[0])}__{_col(op.attr('name'))}"
-            name = arg("r_" + buf[2:], f'rt.buf("{buf}")')
-            body.append(f"{ident(op.result)} = {name}[t]")
-            continue
-        if op.name == "ewm_mean":
-            members = {o.result for r in p.regions if r.node.name == region_of.get(op.result)
-                       for o in r.node.ops}
-            lowerer.ewm_mask[op.result] = lookback_of(op.operands[0], module, members)
-        body.append(f"# {op.result} = {op.name}({', '.join(op.operands)})"
-                    + (f"  [{op.loc}]" if op.loc else ""))
-        body.extend(lowerer.lower(op))
-    for v in k.writes:
+            src = op.operands[0]
+            name = arg(f"c_{ident(src)[2:]}_{_col(field)}", f'rt.col("{src}", "{field}")')
+            lines = [f"{ident(op.result)} = {name}[t]"]
+        else:
+            if op.name == "column" and ops[op.operands[0]].type.kind == "frame":
+                external(op.operands[0])
+            lines = lowerer.lower(op)
+        body.append(f"if {pv}:")
+        body.extend("    " + line for line in lines)
+        for local, dtype in _locals(op):
+            slot = layout.floats(1) if dtype == "f64" else layout.ints(1)
+            carried.append((local, dtype, slot))
+    for v in sorted(p.exported & inside, key=lambda v: [o.result for o in k.ops].index(v)):
         op = ops[v]
-        for name, dtype in zip(_buffer_names(op), _buffer_dtype(op)):
-            buffers[name] = dtype
-            src = name if op.type.kind == "frame" else ident(v)
-            if op.name == "const":
-                src = literal(op.attr("value"))
-            w = arg("w_" + name[2:], f'rt.buf("{name}")')
-            body.append(f"{w}[t] = {src}")
-    layout = lowerer.layout
-    nodes = sorted({r for r in region_of.values()}) or ["(no node)"]
+        body.append(f"{arg(presence_buffer(v), f'rt.buf({presence_buffer(v)!r})')}[t] = p{ident(v)[1:]}")
+        locals_ = [col_ident(v, c) for c, _ in op.type.columns] if op.type.kind == "frame" else [ident(v)]
+        for (name, _), local in zip(value_buffers(op), locals_):
+            body.append(f"{arg(name, f'rt.buf({name!r})')}[t] = {local}")
+    for g in k.gates:
+        body.extend(_gate_lines(g, p, arg, presence, layout, source_index))
+    init = []
+    for local, dtype, slot in carried:
+        init.append(f"{local} = " + {"f64": f"sf[{slot}]", "i64": f"si[{slot}]", "bool": f"si[{slot}] != 0"}[dtype])
+    save = [(f"sf[{slot}] = {local}" if dtype == "f64" else f"si[{slot}] = {local}")
+            for local, dtype, slot in carried]
+    nodes = sorted({g.name for g in k.gates})
     summary = [f"{op.result} = {op.name}({', '.join(op.operands)})" for op in k.ops]
-    return {"index": k.index, "nodes": nodes, "summary": summary, "args": args, "call": call,
-            "body": body, "f_init": "[" + ", ".join(literal(float(x)) for x in layout.f_init) + "]",
-            "i_init": layout.i_init,
-            "errors": {i + 1: v for i, v in enumerate(lowerer.errors)}}
+    return {"index": k.index, "level": k.level, "nodes": nodes, "summary": summary, "args": args,
+            "call": call, "init": init, "head": head, "body": body, "save": save,
+            "f_init": "[" + ", ".join(literal(float(x)) for x in layout.f_init) + "]",
+            "i_init": layout.i_init, "errors": {i + 1: v for i, v in enumerate(lowerer.errors)}}
+
+
+def _locals(op: Op) -> list[tuple[str, str]]:
+    """The locals an op defines and their dtypes (frame columns: one each)."""
+    if op.type.kind == "frame":
+        return [(col_ident(op.result, c), d) for c, d in op.type.columns]
+    return [(ident(op.result), op.type.dtype or "f64")]
+
+
+def _gate_lines(g: Gate, p: Plan, arg, presence, layout, source_index) -> list[str]:
+    by_value = {x.value: x for x in p.gates}
+    lines = [f"# node {g.name}: emits where its inputs on its {g.clock}s clock emit, after "
+             f"{g.period} entries of each"]
+    conds = []
+    for i, (v, fast) in enumerate(zip(g.inputs, g.fast)):
+        if v in by_value and by_value[v].index != g.index:
+            e = arg(emit_buffer(by_value[v]), f"rt.buf({emit_buffer(by_value[v])!r})") + "[t]"
+        else:
+            e = presence(v)
+        slot = layout.ints(1)
+        lines.append(f"if {e}:")
+        lines.append(f"    si[{slot}] += 1")
+        if fast:
+            conds.append(e)
+        conds.append(f"si[{slot}] >= {g.period}")
+    value_present = presence(g.value)
+    if g.value_slower:
+        seen = layout.ints(1)
+        lines.append(f"if {value_present}:")
+        lines.append(f"    si[{seen}] = 1")
+        conds.append(f"si[{seen}] > 0")
+    else:
+        conds.append(value_present)
+    em = arg(emit_buffer(g), f"rt.buf({emit_buffer(g)!r})")
+    lines.append(f"{em}[t] = " + " and ".join(dict.fromkeys(conds)))
+    return lines

@@ -1,15 +1,17 @@
 """Lowering one op to the lines of a Numba kernel's per-tick loop body.
 
-Every op reads its operands as local scalars (``v_<name>``) of the current tick and defines its own.
-Ops that remember the past keep it in the kernel's two flat state arrays (``sf`` float64, ``si``
-int64) at offsets fixed here, so state is one pair of arrays per (kernel, instrument) that survives
-between batches and snapshots trivially.  A stateful op advances only on ticks where its region is
-present (``pres``), which is how a node downstream of another sees only that node's emitted values.
+The generator (``generate.py``) decides *when* an op runs: at a tick where its value is present
+(``p_<value>``, docs/design.md "Timelines").  This module says *what* it computes there: the lines
+that set its local ``v_<value>`` (a frame: one local per column) from its operands' expressions, and,
+for an op that remembers the past, advance its state.  State lives in the kernel's two flat arrays
+(``sf`` float64, ``si`` int64) at offsets fixed here, so one pair of arrays per (kernel, instrument)
+survives between batches and snapshots trivially.
 
-Numerics follow the reference implementations (``qmtl.ir.ops``): pandas for windowed ops (NaN
-handling, ``min_periods``, ``ddof``), TA-Lib for the recursive indicators.  Windows are summed afresh
-each tick from the ring buffer rather than kept as running sums, so the error never drifts over a
-long replay (it stays that of summing ``window`` numbers, as pandas over a window does).
+Numerics follow the reference implementations (``qmtl.ir.ops``), and through them pandas: rolling
+sums and means use pandas' own add/remove update with Kahan compensation and its equal-values rule,
+variances Welford's update with the same recompute-on-cancellation rule, rolling min/max a monotonic
+deque — O(1) per bar whatever the window — and ``ewm``/``cumsum``/``expanding`` run over the whole
+history as pandas does.  Recursive indicators follow TA-Lib.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def ident(value: str) -> str:
     return "v_" + re.sub(r"\W", "_", value.lstrip("%"))
 
 
+def col_ident(value: str, column: str) -> str:
+    return f"{ident(value)}__{_col(column)}"
+
+
 def literal(x) -> str:
     if isinstance(x, bool):
         return "True" if x else "False"
@@ -40,7 +46,7 @@ def literal(x) -> str:
 
 @dataclass
 class StateLayout:
-    """Offsets into ``sf``/``si`` and their initial values (NaN floats, zero counters)."""
+    """Offsets into ``sf``/``si`` and their initial values."""
 
     f_init: list[float] = field(default_factory=list)
     i_init: list[int] = field(default_factory=list)
@@ -57,7 +63,7 @@ class StateLayout:
 
 
 class LoweringError(Exception):
-    """An op the kernel emitter does not know (a bug: partitioning should have sent it per tick)."""
+    """An op the kernel emitter does not know (a bug: the plan should not have put it in a kernel)."""
 
 
 _BINARY = {"add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "_div({a}, {b})",
@@ -66,19 +72,25 @@ _BINARY = {"add": "{a} + {b}", "sub": "{a} - {b}", "mul": "{a} * {b}", "div": "_
            "and": "({a} != 0) and ({b} != 0)", "or": "({a} != 0) or ({b} != 0)",
            "maximum": "_nanwins_max({a}, {b})", "minimum": "_nanwins_min({a}, {b})"}
 _UNARY = {"neg": "-{a}", "abs": "abs({a})", "not": "{a} == 0", "log": "np.log(float({a}))",
-          "exp": "np.exp(float({a}))", "sqrt": "np.sqrt(float({a}))", "sign": "np.sign(float({a}))"}
+          "exp": "np.exp(float({a}))", "sqrt": "np.sqrt(float({a}))", "sign": "np.sign(float({a}))",
+          "square": "float({a}) * float({a})", "reciprocal": "1.0 / float({a})",
+          "cbrt": "np.cbrt(float({a}))", "trunc": "np.trunc(float({a}))"}
+_NUMPY_UNARY = ("tanh", "sinh", "cosh", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arcsinh",
+                "arccosh", "arctanh", "log1p", "expm1", "log10", "log2", "floor", "ceil", "exp2", "rint")
+_UNARY.update({fn: f"np.{fn}(float({{a}}))" for fn in _NUMPY_UNARY})
+
+#: windowed statistics sharing one state machine (rolling_* with a window, expanding_* without)
+_STATS = ("mean", "sum", "min", "max", "std", "var")
 
 
 class Lowerer:
-    """Emits the loop body of one kernel, op by op."""
+    """Emits, op by op, the lines that run when the op's value is present."""
 
-    def __init__(self, operand_expr, pres_expr, type_of):
+    def __init__(self, operand_expr, type_of):
         self.layout = StateLayout()
         self.operand = operand_expr  # value name → expression for its scalar at tick t
-        self.pres = pres_expr        # op result → expression for "its region is present"
         self.type_of = type_of       # value name → qmtl.ir.types.Type
         self.errors: list[str] = []  # names of ops that can raise at run time (astype NaN → int)
-        self.ewm_mask: dict[str, int] = {}  # ewm_mean result → leading window rows that are NaN
 
     def lower(self, op: Op) -> list[str]:
         a = [self.operand(s) for s in op.operands]
@@ -87,8 +99,10 @@ class Lowerer:
             return [f"{out} = " + _BINARY[op.name].format(a=a[0], b=a[1])]
         if op.name in _UNARY:
             return [f"{out} = " + _UNARY[op.name].format(a=a[0])]
-        if op.name.startswith("rolling_"):  # rolling_mean/sum/min/max/std/var share one lowering
-            return self._rolling(op, a, out, op.name.removeprefix("rolling_"))
+        for prefix in ("rolling_", "expanding_"):
+            if op.name.startswith(prefix):
+                window = int(op.attr("window")) if prefix == "rolling_" else 0
+                return self._stat(op, a, out, op.name.removeprefix(prefix), window)
         handler = getattr(self, "_" + op.name, None)
         if handler is None:
             raise LoweringError(f"no kernel lowering for op {op.name!r}")
@@ -99,14 +113,11 @@ class Lowerer:
     def _column(self, op, a, out):
         src_type = self.type_of(op.operands[0])
         if src_type.kind == "frame":
-            return [f"{out} = {ident(op.operands[0])}__{_col(op.attr('name'))}"]
+            return [f"{out} = {col_ident(op.operands[0], op.attr('name'))}"]
         return [f"{out} = {a[0]}"]  # a bars column: operand_expr already indexed the field
 
-    def _const(self, op, a, out):
-        return [f"{out} = {literal(op.attr('value'))}"]
-
     def _make_frame(self, op, a, out):
-        return [f"{out}__{_col(c)} = {x}" for c, x in zip(op.attr("columns"), a)]
+        return [f"{col_ident(op.result, c)} = {x}" for c, x in zip(op.attr("columns"), a)]
 
     def _clip(self, op, a, out):
         lo, hi = op.attr("lower"), op.attr("upper")
@@ -135,37 +146,20 @@ class Lowerer:
     def _where(self, op, a, out):
         return [f"{out} = {a[1]} if {a[0]} != 0 else {a[2]}"]
 
-    # --- windowed -----------------------------------------------------------------------------------
-
-    def _ring(self, op, x: str, size: int) -> tuple[list[str], int, int]:
-        """Push ``x`` into a ring of ``size`` floats when present; returns (lines, buf, counter)."""
-        buf = self.layout.floats(size)
-        cnt = self.layout.ints(1)
-        return ([f"if {self.pres(op.result)}:",
-                 f"    sf[{buf} + si[{cnt}] % {size}] = {x}",
-                 f"    si[{cnt}] += 1"], buf, cnt)
-
-    def _window(self, op, x: str, size: int) -> tuple[list[str], int, int]:
-        """Like ``_ring``, but every slot is stored twice (at ``s`` and ``s + size``), so the newest
-        ``size`` entries are always one contiguous run starting at ``(count - size) % size``: the
-        window helpers then read them without a modulo per entry (1.7x faster on momentum)."""
-        buf = self.layout.floats(2 * size)
-        cnt = self.layout.ints(1)
-        return ([f"if {self.pres(op.result)}:",
-                 f"    _push2(sf, {buf}, si[{cnt}] % {size}, {size}, {x})",
-                 f"    si[{cnt}] += 1"], buf, cnt)
+    # --- lags --------------------------------------------------------------------------------------
 
     def _lagged(self, op, a, out, expr: str):
         k = int(op.attr("periods", 1))
-        if k < 0:  # looks at future bars: never known at the last row of a window
-            return [f"{out} = np.nan"]
         if k == 0:
             return [f"{out} = " + expr.format(x=f"float({a[0]})", lag=f"float({a[0]})")]
-        lines, buf, cnt = self._ring(op, f"float({a[0]})", k + 1)
+        buf = self.layout.floats(k + 1)
+        cnt = self.layout.ints(1)
         lag = f"sf[{buf} + (si[{cnt}] - 1 - {k}) % {k + 1}]"
-        return lines + [f"{out} = np.nan",
-                        f"if si[{cnt}] > {k}:",
-                        f"    {out} = " + expr.format(x=f"float({a[0]})", lag=lag)]
+        return [f"sf[{buf} + si[{cnt}] % {k + 1}] = float({a[0]})",
+                f"si[{cnt}] += 1",
+                f"{out} = np.nan",
+                f"if si[{cnt}] > {k}:",
+                f"    {out} = " + expr.format(x=f"float({a[0]})", lag=lag)]
 
     def _shift(self, op, a, out):
         return self._lagged(op, a, out, "{lag}")
@@ -176,22 +170,59 @@ class Lowerer:
     def _pct_change(self, op, a, out):
         return self._lagged(op, a, out, "_div({x}, {lag}) - 1.0")
 
-    def _rolling(self, op, a, out, stat: str):
-        w = int(op.attr("window"))
+    # --- windowed statistics (pandas' online updates) -------------------------------------------------
+
+    def _stat(self, op, a, out, stat: str, window: int):
+        """rolling_<stat> (``window`` > 0) or expanding_<stat> (``window`` = 0, nothing leaves)."""
         mp = op.attr("min_periods")
-        minp = w if mp is None else int(mp)
-        lines, buf, cnt = self._window(op, f"float({a[0]})", w)
-        call = f"_rolling_{stat}(sf, {buf}, {w}, si[{cnt}], {minp}"
-        call += f", {int(op.attr('ddof', 1))})" if stat in ("std", "var") else ")"
-        return lines + [f"{out} = {call}"]
+        minp = (window if mp is None else int(mp)) if window else int(1 if mp is None else mp)
+        ring = max(window, 1)
+        x = f"float({a[0]})"
+        if stat in ("min", "max"):
+            sf_ = self.layout.floats(ring + 1)      # ring of values, then the running extreme (expanding)
+            si_ = self.layout.ints(ring + 4)       # count, nobs, head, tail, deque of push indices
+            kind = 1 if stat == "max" else 0
+            return [f"{out} = _extreme_push(sf, {sf_}, si, {si_}, {window}, {x}, {kind}, {minp})"]
+        if stat in ("sum", "mean"):
+            sf_ = self.layout.floats(4 + window, 0.0)  # sum, comp_add, comp_remove, prev, ring
+            si_ = self.layout.ints(4)                  # count, nobs, neg_ct, n_same
+            kind = 1 if stat == "mean" else 0
+            return [f"{out} = _sum_push(sf, {sf_}, si, {si_}, {window}, {x}, {kind}, {minp})"]
+        ddof = int(op.attr("ddof", 1))
+        sf_ = self.layout.floats(4 + window, 0.0)      # mean, ssqdm, comp_add, comp_remove, ring
+        si_ = self.layout.ints(3)                      # count, nobs, numerically unstable
+        take_root = 1 if stat == "std" else 0
+        return [f"{out} = _var_push(sf, {sf_}, si, {si_}, {window}, {x}, {max(minp, 1)}, {ddof}, {take_root})"]
+
+    # --- whole-history ops -----------------------------------------------------------------------------
 
     def _ewm_mean(self, op, a, out):
-        p = int(op.attr("period"))
-        lines, buf, cnt = self._window(op, f"float({a[0]})", p)
+        st = self.layout.floats(2, 0.0)  # weighted average, old weight
+        cnt = self.layout.ints(2)        # pushes, observations
         adjust = bool(op.attr("adjust", True))
-        lead = self.ewm_mask.get(op.result, 0)
-        return lines + [f"{out} = _ewm_window(sf, {buf}, {p}, si[{cnt}], {float(op.attr('alpha'))!r}, "
-                        f"{adjust}, {lead})"]
+        return [f"{out} = _ewm_push(sf, {st}, si, {cnt}, float({a[0]}), {float(op.attr('alpha'))!r}, {adjust})"]
+
+    def _cumulative(self, op, a, out, kind: int, init: float):
+        st = self.layout.floats(1, init)
+        return [f"{out} = _cum_push(sf, {st}, float({a[0]}), {kind})"]
+
+    def _cumsum(self, op, a, out):
+        return self._cumulative(op, a, out, 0, 0.0)
+
+    def _cumprod(self, op, a, out):
+        return self._cumulative(op, a, out, 1, 1.0)
+
+    def _cummax(self, op, a, out):
+        return self._cumulative(op, a, out, 2, -math.inf)
+
+    def _cummin(self, op, a, out):
+        return self._cumulative(op, a, out, 3, math.inf)
+
+    def _ffill(self, op, a, out):
+        st = self.layout.floats(1)
+        return [f"if {a[0]} == {a[0]}:",
+                f"    sf[{st}] = float({a[0]})",
+                f"{out} = sf[{st}]"]
 
     # --- recursive (TA-Lib) ----------------------------------------------------------------------
 
@@ -199,34 +230,30 @@ class Lowerer:
         p = int(op.attr("period"))
         st = self.layout.floats(2, 0.0)  # running seed sum, then the EMA value
         cnt = self.layout.ints(1)
-        return [f"if {self.pres(op.result)}:",
-                f"    _ema_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
+        return [f"_ema_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
                 f"{out} = sf[{st} + 1] if si[{cnt}] >= {p} else np.nan"]
 
     def _rsi(self, op, a, out):
         p = int(op.attr("period"))
         st = self.layout.floats(3, 0.0)  # previous price, average gain, average loss
         cnt = self.layout.ints(1)
-        return [f"if {self.pres(op.result)}:",
-                f"    _rsi_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
+        return [f"_rsi_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
                 f"{out} = _rsi_value(sf[{st} + 1], sf[{st} + 2]) if si[{cnt}] > {p} else np.nan"]
 
     def _atr(self, op, a, out):
         p = int(op.attr("period"))
         st = self.layout.floats(2, 0.0)  # previous close, average true range
         cnt = self.layout.ints(1)
-        return [f"if {self.pres(op.result)}:",
-                f"    _atr_step(sf, {st}, si, {cnt}, float({a[0]}), float({a[1]}), float({a[2]}), {p})",
+        return [f"_atr_step(sf, {st}, si, {cnt}, float({a[0]}), float({a[1]}), float({a[2]}), {p})",
                 f"{out} = sf[{st} + 1] if si[{cnt}] > {p} else np.nan"]
 
     def _macd(self, op, a, out):
         fast, slow, sig = (int(op.attr(k, d)) for k, d in (("fast", 12), ("slow", 26), ("signal", 9)))
         st = self.layout.floats(7, 0.0)  # fast sum/ema, slow sum/ema, signal sum/ema, macd line
         cnt = self.layout.ints(1)
-        return [f"if {self.pres(op.result)}:",
-                f"    _macd_step(sf, {st}, si, {cnt}, float({a[0]}), {fast}, {slow}, {sig})",
-                f"{out}__macd, {out}__macdsignal, {out}__macdhist = "
-                f"_macd_value(sf, {st}, si[{cnt}], {slow}, {sig})"]
+        cols = ", ".join(col_ident(op.result, c) for c in ("macd", "macdsignal", "macdhist"))
+        return [f"_macd_step(sf, {st}, si, {cnt}, float({a[0]}), {fast}, {slow}, {sig})",
+                f"{cols} = _macd_value(sf, {st}, si[{cnt}], {slow}, {sig})"]
 
 
 def _col(name) -> str:

@@ -12,7 +12,8 @@ from typing import Any
 from . import ops as opreg
 from .module import Loc, Module, Op, Output, make_attrs
 from .types import Type
-from .nodeid import canonical_bytes, canonical_value, clocks, digest, identity_fields, node_ids
+from .clocks import clocks
+from .nodeid import canonical_bytes, canonical_value, digest, identity_fields, node_ids
 from .parser import IRSyntaxError, parse_type
 from .printer import print_type
 

@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 from blake3 import blake3
 
 from . import ops as opreg
+from .clocks import clocks
 from .module import Module, Op
 
 PREFIX = "blake3:"
@@ -99,20 +100,6 @@ def identity_fields(op: Op, interval: int | None) -> dict[str, Any]:
     period = op.attr("period") if opdef.period_dependent else None
     return {"op": op.name, "interval": interval, "period": period, "params": params,
             "code_hash": op.attr("code_hash"), "schema_compat_id": opdef.schema_compat_id}
-
-
-def clocks(module: Module) -> dict[str, int | None]:
-    """value → its interval in seconds (None for constants).  Mixed clocks take the largest; the
-    verifier reports them."""
-    out: dict[str, int | None] = {}
-    for op in module.ops:
-        opdef = opreg.REGISTRY.get(op.name)
-        if opdef is not None and opdef.kind == "source":
-            out[op.result] = op.attr("interval")
-        else:
-            ins = [out.get(s) for s in op.operands if out.get(s) is not None]
-            out[op.result] = max(ins) if ins else None
-    return out
 
 
 def op_node_id(op: Op, interval: int | None, input_ids: Sequence[str]) -> str:

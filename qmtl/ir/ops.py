@@ -2,15 +2,16 @@
 
 Each ``OpDef`` carries a *reference implementation*: a whole-array function over the op's operands
 (numpy arrays for series, ``dict[str, ndarray]`` for bars and frames, Python scalars for scalars).
-The reference interpreter applies it to each tick's window and keeps the last value, which is the
-per-tick rule of DESIGN.md "Semantics".  Traced pandas ops are defined *by pandas*, so their
+The reference interpreter applies it once to an operand's whole timestamp-indexed history (the
+semantics of docs/design.md: traced code means what pandas means on the full history), except
+``py_call``, which it calls per tick on a window.  Traced pandas ops are defined *by pandas*, so their
 reference calls pandas; the recursive indicators are defined the way TA-Lib defines them.
 
 ``lookback(attrs)`` is how many bars *before* the current one an op needs to produce a value; a
 chain's warm-up is the sum along its longest path, plus one for the current bar.
 
 ``kind`` groups ops for lowering: ``source`` (data enters), ``elementwise`` (tick-local),
-``windowed`` (a function of the last N bars), ``recursive`` (state from the start of the stream),
+``windowed`` (a function of the last N entries), ``recursive`` (state from the start of the history),
 ``structural`` (column access and frame building), ``opaque`` (a Python function run per tick).
 """
 
@@ -231,6 +232,13 @@ _unary("exp", _math(np.exp), _f64, doc="e ** a")
 _unary("sqrt", _math(np.sqrt), _f64, doc="square root (negative gives NaN)")
 _unary("sign", _math(np.sign), _f64, doc="-1, 0 or 1 (NaN stays NaN)")
 
+#: numpy ufuncs of one number that the kernels evaluate with the same libm function numpy calls
+MATH_UFUNCS = ("tanh", "sinh", "cosh", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arcsinh",
+               "arccosh", "arctanh", "log1p", "expm1", "log10", "log2", "floor", "ceil", "trunc",
+               "square", "cbrt", "exp2", "rint", "reciprocal")
+for _fn in MATH_UFUNCS:
+    _unary(_fn, _math(getattr(np, _fn)), _f64, doc=f"numpy.{_fn}")
+
 
 def _clip(a, lower=None, upper=None):
     return np.asarray(pd.Series(_f(a)).clip(lower=lower, upper=upper)) if isinstance(a, np.ndarray) \
@@ -317,16 +325,49 @@ for _stat in ("mean", "sum", "min", "max", "std", "var"):
         doc=f"pandas rolling(window, min_periods).{_stat}()"))
 
 
+# --- cumulative (state from the start of the history, as pandas computes them) -------------------------
+
+
 def _ewm_mean(x, alpha, adjust=True):
     return np.asarray(_s(x).ewm(alpha=alpha, adjust=adjust).mean())
 
 
 register(OpDef(
-    "ewm_mean", "windowed", ("series",), lambda t, a: F64, reference=_ewm_mean,
-    attrs={"alpha": AttrSpec(_NUM, required=True), "adjust": AttrSpec(_BOOL, default=True),
-           "period": AttrSpec(_INT, required=True)},
-    period_dependent=True,
-    doc="pandas ewm(alpha, adjust).mean() over the node's P-bar window (so P is part of its identity)"))
+    "ewm_mean", "recursive", ("series",), lambda t, a: F64, reference=_ewm_mean,
+    attrs={"alpha": AttrSpec(_NUM, required=True), "adjust": AttrSpec(_BOOL, default=True)},
+    doc="pandas ewm(alpha, adjust).mean() over the full history (com/span/halflife become alpha)"))
+
+
+def _cumulative(method: str):
+    def ref(x):
+        return np.asarray(getattr(_s(x), method)())
+    return ref
+
+
+for _name in ("cumsum", "cumprod", "cummax", "cummin"):
+    register(OpDef(_name, "recursive", ("series",), lambda t, a: F64, reference=_cumulative(_name),
+                   doc=f"pandas {_name}() over the full history (NaN stays NaN and is skipped)"))
+
+
+def _expanding(stat: str):
+    def ref(x, min_periods=1, ddof=1):
+        r = _s(x).expanding(min_periods=min_periods)
+        return np.asarray(getattr(r, stat)(ddof=ddof) if stat in ("std", "var") else getattr(r, stat)())
+    return ref
+
+
+for _stat in ("mean", "sum", "min", "max", "std", "var"):
+    _attrs = {"min_periods": AttrSpec(_INT, default=1)}
+    if _stat in ("std", "var"):
+        _attrs["ddof"] = AttrSpec(_INT, default=1)
+    register(OpDef(f"expanding_{_stat}", "recursive", ("series",), lambda t, a: F64,
+                   reference=_expanding(_stat), attrs=_attrs,
+                   doc=f"pandas expanding(min_periods).{_stat}() over the full history"))
+
+register(OpDef(
+    "ffill", "recursive", ("series",), lambda t, a: F64,
+    reference=lambda x: np.asarray(_s(x).ffill()),
+    doc="pandas ffill(): NaN → the last number before it"))
 
 # --- recursive (TA-Lib definitions, state from the start of the stream) -----------------------------
 

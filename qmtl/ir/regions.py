@@ -95,6 +95,13 @@ def _region(out: Output, ops: dict[str, Op], order: dict[str, int], boundaries: 
     return Region(out.name, out.value, out.period, out.interval, out.kind, ordered_inputs, ordered_ops)
 
 
+def gate_inputs(module: Module, region: Region) -> tuple[str, ...]:
+    """The values whose emissions gate ``region``'s node (docs/design.md "Emission"): the inputs the
+    node declared, else the boundaries its ops reach, else (a node of constants) its own value."""
+    declared = next((o.inputs for o in module.outputs if o.name == region.name), ())
+    return declared or region.inputs or (region.value,)
+
+
 def regions_in_dependency_order(module: Module) -> list[Region]:
     """Non-source regions ordered so every region comes after the regions whose values it reads
     (module order of the output value is such an order, since definitions precede uses)."""

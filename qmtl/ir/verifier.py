@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .clocks import clock_of
 from .diagnostics import CompileError, Diagnostic, errors
 from .lookback import longest_path, output_required_period, required_periods
 from .module import Loc, Module, Op
@@ -44,7 +45,6 @@ def verify(module: Module, *, check_ids: bool = True,
     * E108 a printed ``node_id`` equals the recomputation (``qmtl.ir.nodeid.node_ids``), checked only
       on ops whose whole upstream is sound, and only when ``check_ids``;
     * E109 an output's declared period covers its look-back (``qmtl.ir.lookback.required_periods``);
-    * E110 an op's inputs tick on one clock (interval);
     * E111 an opaque ``py_call`` is deterministic (``deterministic = false`` has no stable identity);
     * E112 outputs (and their declared inputs) name defined values, are named once, and have kind ``traced`` or ``opaque``;
     * E113 an op's printed type equals ``OpDef.result(operand types, attrs)``.
@@ -256,17 +256,8 @@ def _check_result_type(state: _State, op: Op, opdef: OpDef, loc: Loc | None) -> 
 
 
 def _check_clock(state: _State, op: Op, opdef: OpDef, loc: Loc | None) -> None:
-    """Same rule as ``nodeid.clocks``: a source's interval, else its inputs' one clock."""
-    if opdef.kind == "source":
-        interval = op.attr("interval")
-        state.clock[op.result] = interval if type(interval) is int else None
-        return
-    ticking = {src: state.clock.get(src) for src in op.operands if state.clock.get(src) is not None}
-    intervals = sorted(set(ticking.values()))
-    if len(intervals) > 1:
-        detail = ", ".join(f"%{s} every {i}s" for s, i in ticking.items())
-        state.report("E110", f"{op.name} (defining %{op.result}) mixes clocks: {detail}", loc)
-    state.clock[op.result] = intervals[-1] if intervals else None
+    """Record ``op``'s clock (``clocks.clock_of``); operands on several clocks are legal (as-of join)."""
+    state.clock[op.result] = clock_of(op, (state.clock.get(s) for s in op.operands))
 
 
 # --- whole-module checks ------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 The generated ``process(rt, n)`` calls back into this object for everything that is not a kernel:
 its buffers, the kernels' state arrays, the source columns of the current batch, error checks, and
-per-tick Python regions (``py_call`` and ops without a kernel lowering).  Per-tick regions reuse the
-reference interpreter's evaluation of one region over input windows, fed with the window tail this
-key has kept, so the Python path and the oracle cannot drift apart.
+the opaque ``py_call`` steps, the only per-tick Python: each calls the user's function on a
+``CacheView`` built by the reference interpreter's own view builder, from the window tail this key
+has kept, so the Python path and the oracle cannot drift apart.
 
 Where the time goes matters here (see DESIGN.md "Performance model"): buffers are scratch that is
 only valid during one batch, so one set per worker thread serves every key; emitted rows are appended
@@ -23,13 +23,16 @@ import numba
 import numpy as np
 import pandas as pd
 
-from qmtl.ir import ops as opreg
+from qmtl.codegen.generate import presence_buffer as _presence_buffer
+from qmtl.codegen.generate import value_buffers as _value_buffers
+from qmtl.codegen.lower import ident
+from qmtl.ir.clocks import clocks
 from qmtl.ir.module import Module
 
 from .binding import Bindings
 from .data import Stream
 from .flow import note_failure
-from .reference import Track, _collect, _common_ts, _Interpreter, _opaque_frame, _RegionContext
+from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame
 from .results import NodeRuntimeError
 
 
@@ -59,63 +62,77 @@ def _stream_for(binding, key: Any) -> Stream:
 
 @dataclass(frozen=True)
 class KeyTimeline:
-    """One run key's timeline: the union of its sources' timestamps (every clock), each source's
-    bars NaN-padded onto it, and where each source is present.  ``aligned``: every source has the
-    same timestamps (the union is each of them, nothing is padded)."""
+    """One run key's timeline: the close instants of its sources' bars (every clock, sorted, each
+    once), each source's bars NaN-padded onto it, and where each source has a bar.  A bar of interval
+    I opening at ts closes at ts + I: ordering by close time is what keeps a 5m bar from showing
+    before it closed (docs/design.md "Clocks")."""
 
-    ts: np.ndarray
+    close: np.ndarray
     streams: dict[str, Stream]
     present: dict[str, np.ndarray]
-    aligned: bool
+    intervals: dict[str, int]
 
 
-def key_timeline(streams: Mapping[str, Stream]) -> KeyTimeline:
+def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) -> KeyTimeline:
     """Put one key's sources on one timeline (see ``KeyTimeline``)."""
     if not streams:
-        return KeyTimeline(np.array([], np.int64), {}, {}, True)
-    first = next(iter(streams.values())).ts
-    if all(np.array_equal(s.ts, first) for s in streams.values()):
+        return KeyTimeline(np.array([], np.int64), {}, {}, dict(intervals))
+    closes = {v: s.ts + intervals[v] for v, s in streams.items()}
+    first = next(iter(closes.values()))
+    if all(np.array_equal(c, first) for c in closes.values()):
         everywhere = np.ones(len(first), dtype=bool)
-        return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, True)
-    ts = reduce(np.union1d, (s.ts for s in streams.values())).astype(np.int64)
+        return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, dict(intervals))
+    close = reduce(np.union1d, closes.values()).astype(np.int64)
     padded, present = {}, {}
     for v, s in streams.items():
-        pos = np.searchsorted(ts, s.ts)
-        mask = np.zeros(len(ts), dtype=bool)
+        pos = np.searchsorted(close, closes[v])
+        mask = np.zeros(len(close), dtype=bool)
         mask[pos] = True
-        cols: dict[str, np.ndarray] = {"ts": ts}
+        cols: dict[str, np.ndarray] = {"ts": close - intervals[v]}
         for c in s.fields:
-            col = np.full(len(ts), np.nan)
+            col = np.full(len(close), np.nan)
             col[pos] = s.columns[c]
             cols[c] = col
         padded[v], present[v] = Stream(cols, s.symbol, s.tags), mask
-    return KeyTimeline(ts, padded, present, False)
+    return KeyTimeline(close, padded, present, dict(intervals))
+
+
+@dataclass
+class _Tail:
+    """The last entries of one py_call operand (enough for its window) and how many came before."""
+
+    ts: np.ndarray
+    kind: str
+    data: Any
+    before: int = 0
 
 
 class KeyRuntime:
-    def __init__(self, gen, module: Module, regions: Mapping[str, Any], functions, timeline: KeyTimeline,
-                 key: Any):
-        self.gen, self.module, self.regions, self.key = gen, module, regions, key
+    """One run key's state in the flow: kernel state, batch buffers, py_call tails, emitted rows."""
+
+    def __init__(self, gen, module: Module, functions, timeline: KeyTimeline, key: Any):
+        self.gen, self.module, self.key = gen, module, key
+        self.functions = functions
         self.timeline = timeline
         self.streams = timeline.streams
-        self.ts = timeline.ts
-        self.gates = np.zeros(max(gen.GATE_SLOTS, 1), dtype=np.int64)
+        self.close = timeline.close
         self._state = {k: (np.array(f, dtype=np.float64), np.array(i if i else [0], dtype=np.int64))
                        for k, (f, i) in gen.STATE.items()}
         self._bufs = _scratch(gen.DIGEST)
-        self.rows = {name: _Rows(len(self.ts), _output_dtypes(gen, bufs, cols or [name]))
-                     for name, (bufs, _emit, cols) in gen.OUTPUTS.items()}
+        self.rows = {name: _Rows(len(self.close), _output_dtypes(gen, bufs, cols or [name]))
+                     for name, (bufs, _emit, cols, _clock, _value) in gen.OUTPUTS.items()}
         self.lo = self.hi = 0
         self.done = False  # set by the key's last batch: its rows are handed on, its state dropped
-        self._interp = _Interpreter(module, functions, Bindings({}, {}), compute_fns={})
-        self._tails: dict[str, dict[str, Track]] = {}  # region → input value → kept history
-        self._seen: dict[str, dict[str, int]] = {}     # region → input value → entries before tail
+        self._interp = Interpreter(module, functions, Bindings({}, {}))
+        self._clock = clocks(module)
+        self._ops = module.op_map()
+        self._tails: dict[str, dict[str, _Tail]] = {}   # py_call value → operand → kept entries
+        self._last: dict[str, Any] = {}                  # py_call value → its latest row (carried)
 
     def __getstate__(self) -> dict:
-        """What a Bytewax snapshot holds: the numeric state of this key (kernels, gates, position).
-        Per-tick tails are not snapshotted yet, so resuming a flow with Python regions is unsupported."""
-        return {"key": self.key, "hi": self.hi, "gates": self.gates, "state": self._state,
-                "rows": self.rows}
+        """What a Bytewax snapshot holds: the numeric state of this key and its position."""
+        return {"key": self.key, "hi": self.hi, "state": self._state, "rows": self.rows,
+                "tails": self._tails, "last": self._last}
 
     # --- called by the generated process() -------------------------------------------------------
 
@@ -139,44 +156,66 @@ class KeyRuntime:
         return np.ascontiguousarray(stream.columns[field][self.lo:self.hi], dtype=np.float64)
 
     def present(self, source: str) -> np.ndarray:
-        """Where ``source`` has a bar in this batch (the gates' and windows' presence flags)."""
+        """Where ``source`` has a bar in this batch."""
         return np.ascontiguousarray(self.timeline.present[source][self.lo:self.hi])
 
     def check(self, k: int, ret) -> None:
         t, code = ret
         if code:
             value = self.gen.ERRORS[k][code]
-            node = next((r.name for r in self.regions.values() if any(o.result == value for o in r.ops)),
-                        value)
-            raise NodeRuntimeError(node, int(self.ts[self.lo + t]), self.key,
+            raise NodeRuntimeError(self._interp.owner(value), self._ts_at(value, t), self.key,
                                    f"ValueError: cannot convert NaN to integer ({value} = astype i64)")
 
-    def per_tick(self, region_name: str, n: int) -> None:
-        region = self.regions[region_name]
-        tracks, seen = self._advance_tails(region, n)
-        ticks = _common_ts(list(tracks.values()))
-        local = {v: np.searchsorted(tr.ts, ticks, side="right").astype(np.int64) for v, tr in tracks.items()}
-        batch_ts = self.ts[self.lo:self.hi]
-        ready = ticks >= (batch_ts[0] if n else np.iinfo(np.int64).max)
-        for v, c in local.items():
-            ready &= (c + seen[v]) >= region.period
-        ctx = _RegionContext(region, self.key, tracks, ticks, local)
-        rows = self._interp._evaluate_ops(ctx, ready)
-        track = _collect(region, self.module.op_map().get(region.value), ticks[ready], rows)
-        self._trim_tails(region)
-        pos = np.searchsorted(batch_ts, track.ts)
-        emit = self.buf(f"emit_{self._region_index(region_name)}")
-        emit[:n] = False
-        emit[pos] = True
-        self._store(region, track, pos)
+    def py_call(self, value: str, n: int) -> None:
+        """Evaluate one opaque function at every tick of this batch where its operands on its clock
+        have an entry and every operand has ``period`` entries, on the last ``period`` of each."""
+        op = self._ops[value]
+        interval = self._clock.get(value) or 0
+        period = int(op.attr("period"))
+        fn = self.functions.get(str(op.attr("code_hash")))
+        node = self._interp.owner(value)
+        if fn is None:
+            raise NodeRuntimeError(node, None, self.key, f"no function bound to code_hash {op.attr('code_hash')}")
+        tails = self._tails.setdefault(value, {})
+        masks, counts, fast = {}, {}, np.ones(n, dtype=bool)
+        for v in op.operands:
+            mask = self._presence(v, n)
+            tail = tails.get(v)
+            new = self._entries(v, mask, n)
+            tails[v] = new if tail is None else _append(tail, new)
+            masks[v] = mask
+            counts[v] = tails[v].before + (len(tails[v].ts) - len(new.ts)) + np.cumsum(mask)
+            if (self._clock.get(v) or interval) == interval:
+                fast &= mask
+        ready = fast.copy()
+        for c in counts.values():
+            ready &= c >= period
+        rows = self.buf(_object_buffer(value))
+        present = self.buf(_presence_buffer(value))
+        present[:n] = ready[:n]
+        last = self._last.get(value)
+        ts_of = self.close[self.lo:self.hi] - interval
+        for t in range(n):
+            if ready[t]:
+                windows = {v: _window_of(tails[v], int(counts[v][t]), period, self._clock.get(v) or interval)
+                           for v in op.operands}
+                last = last_row(guarded(node, int(ts_of[t]), self.key,
+                                        lambda: fn(self._interp.view(windows))))
+                if last is NO_VALUE:
+                    present[t] = False
+                    last = self._last.get(value)
+                else:
+                    self._last[value] = last
+            rows[t] = last
+        for v, tail in tails.items():
+            _trim(tail, period)
+        for column, name in self.gen.PY_STEPS.get(value, []):
+            self._column_of(value, column, name, n)
 
     # --- one batch --------------------------------------------------------------------------------
 
-    def run_batch(self, item, process=None) -> list:
-        """Run one batch; after the key's last batch, hand on everything it emitted (once).
-
-        The steps are this key's generated module's (``self.gen``): keys whose sources are unaligned
-        run the unaligned variant inside the same flow, so ``process`` is ignored."""
+    def run_batch(self, item) -> list:
+        """Run one batch; after the key's last batch, hand on everything it emitted (once)."""
         _part, lo, hi, last = item
         self.lo, self.hi, self.done = lo, hi, last
         if hi > lo:
@@ -190,83 +229,91 @@ class KeyRuntime:
 
     def _append_emitted(self) -> None:
         n = self.hi - self.lo
-        ts = self.ts[self.lo:self.hi]
-        for name, (bufs, emit, cols) in self.gen.OUTPUTS.items():
-            self.rows[name].append(self.buf(emit)[:n], ts,
-                                   [self.buf(b)[:n] for b in bufs])
+        close = self.close[self.lo:self.hi]
+        for name, (bufs, emit, _cols, clock, _value) in self.gen.OUTPUTS.items():
+            if not bufs:
+                continue
+            self.rows[name].append(self.buf(emit)[:n], close - clock, [self.buf(b)[:n] for b in bufs])
 
     def finished(self) -> dict[str, tuple[np.ndarray, dict]]:
         """output name → (ts, {column: values}) of every row this key emitted so far (views)."""
         return {name: rows.view() for name, rows in self.rows.items()}
 
-    # --- per-tick helpers ----------------------------------------------------------------------------
+    # --- py_call helpers -----------------------------------------------------------------------------
 
-    def _region_index(self, name: str) -> int:
-        return self.gen.REGIONS[name]
+    def _ts_at(self, value: str, t: int) -> int:
+        return int(self.close[self.lo + t] - (self._clock.get(value) or 0))
 
-    def _advance_tails(self, region, n: int):
-        """Append this batch's entries to each input's kept tail (trimmed after evaluation)."""
-        tails = self._tails.setdefault(region.name, {})
-        seen = self._seen.setdefault(region.name, {})
-        for v in region.inputs:
-            new = self._new_entries(v, n)
-            old = tails.get(v)
-            tails[v] = new if old is None else _concat(old, new)
-            seen.setdefault(v, 0)
-        return tails, seen
+    def _presence(self, value: str, n: int) -> np.ndarray:
+        if value in self.streams:
+            return self.present(value)[:n].copy()
+        return self.buf(_presence_buffer(value))[:n].copy()
 
-    def _trim_tails(self, region) -> None:
-        """Keep the last ``period`` entries of each input: all a later tick's window can reach
-        (everything, if the region holds a recursive op, whose history starts at the first tick)."""
-        if any(opreg.REGISTRY[op.name].kind == "recursive" for op in region.ops):
-            return
-        tails, seen = self._tails[region.name], self._seen[region.name]
-        for v, tr in tails.items():
-            drop = max(0, len(tr) - region.period)
-            if drop:
-                seen[v] += drop
-                tails[v] = tr.window(len(tr), len(tr) - drop)
-
-    def _new_entries(self, value: str, n: int) -> Track:
+    def _entries(self, value: str, mask: np.ndarray, n: int) -> _Tail:
+        """This batch's entries of an operand (where it is present), on its own ts."""
+        interval = self._clock.get(value) or 0
+        ts = (self.close[self.lo:self.hi] - interval)[mask]
         if value in self.streams:
             s = self.streams[value]
-            if self.timeline.aligned:
-                return Track(s.ts[self.lo:self.hi], "bars",
-                             {c: s.columns[c][self.lo:self.hi] for c in s.fields})
-            mask = self.timeline.present[value][self.lo:self.hi]
-            return Track(s.ts[self.lo:self.hi][mask], "bars",
-                         {c: s.columns[c][self.lo:self.hi][mask] for c in s.fields})
-        owner = next(r for r in self.regions.values() if r.value == value)
-        mask = self.buf(f"emit_{self._region_index(owner.name)}")[:n].copy()
-        ts = self.ts[self.lo:self.hi][mask]
-        op = self.module.op_map()[value]
-        bufs, _, cols = self.gen.OUTPUTS[owner.name]
+            return _Tail(ts, "bars", {c: s.columns[c][self.lo:self.hi][mask] for c in s.fields})
+        op = self._ops[value]
         if op.type.kind == "frame":
-            return Track(ts, "frame", {c: self.buf(b)[:n][mask].copy() for c, b in zip(cols, bufs)})
+            bufs = [b for b, _ in _value_buffers(op)]
+            return _Tail(ts, "frame", {c: self.buf(b)[:n][mask].copy()
+                                       for (c, _), b in zip(op.type.columns, bufs)})
         if op.type.kind in ("series", "scalar"):
-            return Track(ts, "series", self.buf(bufs[0])[:n][mask].copy())
-        return Track(ts, "opaque", list(self.buf(bufs[0])[:n][mask]))
+            return _Tail(ts, "series", self.buf(_value_buffers(op)[0][0])[:n][mask].copy())
+        return _Tail(ts, "opaque", list(self.buf(_object_buffer(value))[:n][mask]))
 
-    def _store(self, region, track: Track, pos: np.ndarray) -> None:
-        bufs, _, cols = self.gen.OUTPUTS[region.name]
-        if track.kind == "frame":
-            for c, b in zip(cols, bufs):
-                self.buf(b)[pos] = track.data[c]
-        elif track.kind == "series":
-            self.buf(bufs[0])[pos] = track.data
-        else:
-            arr = self.buf(bufs[0])
-            for p, row in zip(pos, track.data):
-                arr[p] = row
+    def _column_of(self, value: str, column: str, name: str, n: int) -> None:
+        """A column of an opaque value's rows, as numbers a kernel can read."""
+        rows = self.buf(_object_buffer(value))[:n]
+        out = self.buf(_value_buffers(self._ops[column])[0][0])
+        for t in range(n):
+            row = rows[t]
+            if isinstance(row, dict):
+                row = row.get(name)
+            out[t] = np.nan if row is None else row
+        self.buf(_presence_buffer(column))[:n] = self.buf(_presence_buffer(value))[:n]
 
 
-def _concat(a: Track, b: Track) -> Track:
-    ts = np.concatenate([a.ts, b.ts])
-    if a.kind in ("bars", "frame"):
-        return Track(ts, a.kind, {c: np.concatenate([a.data[c], b.data[c]]) for c in a.data})
-    if a.kind == "series":
-        return Track(ts, "series", np.concatenate([a.data, b.data]))
-    return Track(ts, a.kind, list(a.data) + list(b.data))
+def _object_buffer(value: str) -> str:
+    """The buffer of a py_call's rows (one object per tick)."""
+    return "b" + ident(value)[1:]
+
+
+def _append(tail: _Tail, new: _Tail) -> _Tail:
+    ts = np.concatenate([tail.ts, new.ts])
+    if tail.kind in ("bars", "frame"):
+        data = {c: np.concatenate([tail.data[c], new.data[c]]) for c in tail.data}
+    elif tail.kind == "series":
+        data = np.concatenate([tail.data, new.data])
+    else:
+        data = list(tail.data) + list(new.data)
+    return _Tail(ts, tail.kind, data, tail.before)
+
+
+def _trim(tail: _Tail, keep: int) -> None:
+    drop = max(0, len(tail.ts) - keep)
+    if not drop:
+        return
+    tail.ts = tail.ts[drop:]
+    if tail.kind in ("bars", "frame"):
+        tail.data = {c: v[drop:] for c, v in tail.data.items()}
+    else:
+        tail.data = tail.data[drop:]
+    tail.before += drop
+
+
+def _window_of(tail: _Tail, count: int, length: int, interval: int) -> Track:
+    """The last ``length`` of the first ``count`` entries ever seen, from the kept tail."""
+    hi = count - tail.before
+    lo = max(0, hi - length)
+    if tail.kind in ("bars", "frame"):
+        data = {c: v[lo:hi] for c, v in tail.data.items()}
+    else:
+        data = tail.data[lo:hi]
+    return Track(tail.ts[lo:hi], tail.kind, data, interval)
 
 
 # --- emitted rows ---------------------------------------------------------------------------------
@@ -349,5 +396,5 @@ def rows_frame(name: str, ts: np.ndarray, values: dict) -> pd.DataFrame:
     """One key's emitted rows → its output frame, indexed by ``ts``; numeric columns are not copied."""
     index = pd.Index(ts, name="ts", copy=False)
     if None in values:  # opaque rows
-        return _opaque_frame(name, list(values[None]), index)
+        return opaque_frame(name, list(values[None]), index)
     return pd.DataFrame(values, index=index, copy=False)

@@ -1,18 +1,26 @@
-"""The reference interpreter: the per-tick semantics of DESIGN.md, evaluated slowly and obviously.
+"""The reference interpreter: the semantics of docs/design.md, evaluated slowly and obviously.
 
-For every SDK node (a ``Region`` of the module), per run key (symbol), at every tick t common to the
-node's inputs: take the last P bars/values of each input ending at t, apply each op's whole-array
-``OpDef.reference`` to those windows, and keep the last row.  Nothing is emitted until every input has
-P values.  Recursive ops (``ema``, ``rsi``, ``atr``, ``macd``) are the exception: their definition is
-over the operand's whole history, so they are evaluated over the operand's per-tick values from the
-start of the stream.  (Those references are causal — the value at t depends only on values up to t —
-so one evaluation over the full history, indexed at t, *is* the evaluation "over the history up to
-t"; ``tests/runtime`` checks that property rather than paying O(n²) here.)
+Every value of a module is one timestamp-indexed series per run key (instrument), computed once, the
+way pandas computes it over the full history:
 
-This is the oracle the generated Numba + Bytewax flow is tested against; it favours being plainly
-right over being fast.  ``per_tick_python`` is the same loop but calls each SDK node's original
-compute function on a ``CacheView`` per tick — the definition itself, and the "one call per event"
-baseline of the benchmark.
+* a source is its bars, on its interval;
+* an op over several operands ticks on the fastest operand clock (``qmtl.ir.clocks``): operands on
+  that clock are joined on their timestamps (the union; a missing entry is NaN), slower operands are
+  read as of their last *closed* bar (close time = ts + interval, ``merge_asof`` backwards);
+* a windowed or recursive op (rolling, shift, ewm, cumsum, TA-Lib indicators) is its pandas/TA-Lib
+  reference applied to the operand's whole history;
+* ``py_call`` (an opaque compute function) is the one per-tick op: called at each tick where its
+  operands on its clock are present and every operand has ``period`` closed entries, on a
+  ``CacheView`` of their last ``period`` entries.
+
+An SDK node (a module output) *emits* its value at the ticks where every declared input on the
+node's clock emitted and every input has emitted ``period`` entries (warm-up): emission selects rows,
+it never changes a value, so a NodeID's values are the same in every node that holds it.
+
+This is the oracle the generated kernels are tested against.  ``full_history_python`` is a second,
+independent oracle for traced nodes (the user's own compute function called once on the full
+history); ``per_tick_python`` calls each node's function per tick on its window (the per-event
+baseline of the benchmarks, and the definition of opaque nodes).
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from qmtl.ir import ops as opreg
+from qmtl.ir.clocks import clocks, same_clock
 from qmtl.ir.module import Module, Op
-from qmtl.ir.nodeid import clocks
 from qmtl.ir.regions import Region, regions_in_dependency_order
 from qmtl.runtime.sdk.source_location import traceback_location
 
@@ -43,39 +51,56 @@ Key = str | None
 
 @dataclass(frozen=True)
 class Track:
-    """A value's history for one run key: ``ts`` plus the data, by kind.
+    """A value's history for one run key: bar-open ``ts`` on ``interval``, plus the data by kind.
 
     ``bars``/``frame``: dict of column arrays; ``series``: one array; ``opaque``: a list of whatever
-    each tick's last row was; ``group``: a ``tag_query``'s streams (``dict[key, Track]``).
-    """
+    each tick's row was; ``scalar``: a constant (no ts); ``group``: a ``tag_query``'s streams
+    (``dict[key, Track]``)."""
 
     ts: np.ndarray
     kind: str
     data: Any
+    interval: int = 0
 
     @staticmethod
-    def of_stream(stream: Stream) -> "Track":
-        return Track(stream.ts, "bars", {c: stream.columns[c] for c in stream.fields})
+    def of_stream(stream: Stream, interval: int) -> "Track":
+        return Track(stream.ts, "bars", {c: stream.columns[c] for c in stream.fields}, interval)
 
-    def count_until(self, t: int) -> int:
-        """How many entries have ts ≤ t."""
-        if self.kind == "group":
-            return min(m.count_until(t) for m in self.data.values())
-        return int(np.searchsorted(self.ts, t, side="right"))
+    @property
+    def close(self) -> np.ndarray:
+        return self.ts + self.interval
 
-    def window(self, end: int, length: int) -> "Track":
-        """Entries ``[end - length, end)``."""
-        lo = max(0, end - length)
+    def members(self) -> list["Track"]:
+        return list(self.data.values()) if self.kind == "group" else [self]
+
+    def closed_by(self, instants: np.ndarray) -> np.ndarray:
+        """How many entries have closed at each instant (for a group: its least-filled member)."""
+        counts = [np.searchsorted(m.close, instants, side="right") for m in self.members()]
+        return np.minimum.reduce(counts) if counts else np.zeros(len(instants), np.int64)
+
+    def slice(self, lo: int, hi: int) -> "Track":
         if self.kind in ("bars", "frame"):
-            data = {c: v[lo:end] for c, v in self.data.items()}
+            data = {c: v[lo:hi] for c, v in self.data.items()}
         else:
-            data = self.data[lo:end]
-        return Track(self.ts[lo:end], self.kind, data)
+            data = self.data[lo:hi]
+        return Track(self.ts[lo:hi], self.kind, data, self.interval)
 
-    def window_at(self, t: int, length: int) -> "Track":
-        if self.kind == "group":
-            return Track(self.ts, "group", {k: m.window_at(t, length) for k, m in self.data.items()})
-        return self.window(self.count_until(t), length)
+    def take(self, index: np.ndarray) -> "Track":
+        """Entries at ``index`` (-1: none yet, NaN)."""
+        ok = index >= 0
+        safe = np.where(ok, index, 0)
+
+        def pick(v):
+            if isinstance(v, list):
+                return [v[i] if o else None for i, o in zip(safe, ok)]
+            arr = np.asarray(v)
+            out = arr[safe] if len(arr) else np.zeros(len(index), dtype=float)
+            if not ok.all():
+                out = out.astype(float)
+                out[~ok] = np.nan
+            return out
+        data = {c: pick(v) for c, v in self.data.items()} if self.kind in ("bars", "frame") else pick(self.data)
+        return Track(self.ts[safe] if len(self.ts) else index, self.kind, data, self.interval)
 
     def __len__(self) -> int:
         if self.kind == "group":
@@ -83,19 +108,36 @@ class Track:
         return len(self.ts)
 
 
-def _common_ts(tracks: list[Track]) -> np.ndarray:
-    flat: list[np.ndarray] = []
-    for tr in tracks:
-        if tr.kind == "group":
-            flat.extend(m.ts for m in tr.data.values())
-        else:
-            flat.append(tr.ts)
-    if not flat:
+def _union(ts_list: list[np.ndarray]) -> np.ndarray:
+    out = ts_list[0]
+    for ts in ts_list[1:]:
+        out = np.union1d(out, ts)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _intersection(ts_list: list[np.ndarray]) -> np.ndarray:
+    if not ts_list:
         return np.array([], dtype=np.int64)
-    common = flat[0]
-    for ts in flat[1:]:
-        common = np.intersect1d(common, ts, assume_unique=True)
-    return common
+    out = ts_list[0]
+    for ts in ts_list[1:]:
+        out = np.intersect1d(out, ts, assume_unique=True)
+    return np.asarray(out, dtype=np.int64)
+
+
+def align(track: Track, ts: np.ndarray, interval: int) -> Track:
+    """``track`` on the timeline ``ts`` (bar-open times on ``interval``): joined on timestamps when it
+    ticks on that clock, as of its last closed bar when it ticks slower."""
+    if track.kind == "scalar":
+        return track
+    if same_clock(track.interval, interval):
+        pos = np.searchsorted(track.ts, ts)
+        hit = (pos < len(track.ts)) & (track.ts[np.minimum(pos, max(len(track.ts) - 1, 0))] == ts) \
+            if len(track.ts) else np.zeros(len(ts), bool)
+        index = np.where(hit, pos, -1)
+    else:
+        index = np.searchsorted(track.close, ts + interval, side="right") - 1
+    out = track.take(index)
+    return Track(ts, out.kind, out.data, interval)
 
 
 # --- entry points ------------------------------------------------------------------------------------
@@ -107,195 +149,184 @@ def run(compiled: Any, data: Any) -> RunResult:
 
 
 def evaluate(module: Module, functions: Mapping[str, Callable[..., Any]], bindings: Bindings) -> RunResult:
-    """Evaluate every non-source output of ``module`` per key and per tick over bound data."""
-    return _Interpreter(module, functions, bindings, compute_fns={}).run()
+    """Evaluate every non-source output of ``module`` per key over bound data."""
+    return Interpreter(module, functions, bindings).run()
 
 
 def evaluate_nodes(module: Module, functions: Mapping[str, Callable[..., Any]], bindings: Bindings,
-                   names: set[str], known: Mapping[str, Mapping[Key, Track]]) -> RunResult:
-    """Evaluate only the outputs ``names``, exactly as ``evaluate`` would; every other node value
-    they read is given in ``known`` (value → run key → its track; the single key ``None`` for a
-    node that runs once).  The generated flow computes everything else and hands over what these
-    nodes read, so the interpreter runs only the nodes that need it."""
-    interp = _Interpreter(module, functions, bindings, compute_fns={})
-    for value, per_key in known.items():
-        interp.tracks[value] = dict(per_key)
-        interp.fanned[value] = list(per_key) != [None]
+                   names: set[str], emitted: Mapping[str, Mapping[Key, np.ndarray]]) -> RunResult:
+    """Evaluate only the outputs ``names``, exactly as ``evaluate`` would; ``emitted`` gives the
+    emission ticks of the other nodes (value → key → ts, key ``None`` for a node that runs once),
+    which the generated flow computed."""
+    interp = Interpreter(module, functions, bindings)
+    for value, per_key in emitted.items():
+        interp.emitted[value] = dict(per_key)
     return interp.run(only=names)
 
 
 def per_tick_python(compiled: Any, data: Any) -> RunResult:
-    """Call each SDK node's own ``compute_fn`` once per tick on a ``CacheView`` of its last P bars.
+    """Call each SDK node's own ``compute_fn`` once per tick on a ``CacheView`` of its last P entries
+    (the per-event execution this project replaces; for opaque nodes, their definition).  Nodes without
+    a compute function (indicator helpers) are evaluated from the IR."""
+    return _with_user_functions(compiled, data, whole_history=False)
 
-    Nodes without a compute function (sources, indicator helpers) are evaluated from the IR as in
-    ``evaluate``.  This is the definition the compiled kernels must reproduce.
-    """
+
+def full_history_python(compiled: Any, data: Any) -> RunResult:
+    """Call each SDK node's own ``compute_fn`` once on a ``CacheView`` holding the *full* history of
+    its inputs and keep the rows at the node's emission ticks: what a traced node means."""
+    return _with_user_functions(compiled, data, whole_history=True)
+
+
+def _with_user_functions(compiled: Any, data: Any, whole_history: bool) -> RunResult:
     fns = {name: node.compute_fn for name, node in compiled.sdk_nodes.items()
            if getattr(node, "compute_fn", None) is not None}
-    bindings = bind(compiled.module, data)
-    return _Interpreter(compiled.module, compiled.functions, bindings, compute_fns=fns).run()
+    interp = Interpreter(compiled.module, compiled.functions, bind(compiled.module, data))
+    interp.user_functions = fns
+    interp.whole_history = whole_history
+    return interp.run()
 
 
 # --- the interpreter ---------------------------------------------------------------------------------
 
 
-class _Interpreter:
-    def __init__(self, module: Module, functions: Mapping[str, Callable[..., Any]], bindings: Bindings,
-                 compute_fns: Mapping[str, Callable[..., Any]]):
+class Interpreter:
+    """Values per key (``values[value][key]``), each computed once, and node emissions."""
+
+    def __init__(self, module: Module, functions: Mapping[str, Callable[..., Any]], bindings: Bindings):
         self.module = module
         self.functions = functions
-        self.bindings = bindings
-        self.compute_fns = compute_fns
         self.ops = module.op_map()
         self.clock = clocks(module)
-        # value name → key → Track, for sources and for every evaluated output
-        self.tracks: dict[str, dict[Key, Track]] = {}
-        self.fanned: dict[str, bool] = {}
-        self._bind_sources()
-
-    def _bind_sources(self) -> None:
-        for value, sb in self.bindings.sources.items():
+        self.values: dict[str, dict[Key, Track]] = {}
+        self.keys: dict[str, tuple[Key, ...] | None] = {}
+        self.emitted: dict[str, dict[Key, np.ndarray]] = {}  # node value → key → emission ts
+        self.user_functions: Mapping[str, Callable[..., Any]] = {}
+        self.whole_history = False
+        for value, sb in bindings.sources.items():
             if sb.op.name == "tag_query":
-                group = {s.key: Track.of_stream(s) for s in sb.streams}
-                self.tracks[value] = {None: Track(np.array([], np.int64), "group", group)}
-                self.fanned[value] = False
+                group = {s.key: Track.of_stream(s, sb.interval) for s in sb.streams}
+                self.values[value] = {None: Track(np.array([], np.int64), "group", group, sb.interval)}
+                self.keys[value] = None
             else:
-                self.tracks[value] = {s.key if sb.fan_out else None: Track.of_stream(s) for s in sb.streams}
-                self.fanned[value] = sb.fan_out
+                self.values[value] = {(s.key if sb.fan_out else None): Track.of_stream(s, sb.interval)
+                                      for s in sb.streams}
+                self.keys[value] = tuple(s.key for s in sb.streams) if sb.fan_out else None
+            self.emitted[value] = {k: tr.ts for k, tr in self.values[value].items()}
 
     def run(self, only: set[str] | None = None) -> RunResult:
-        """Every output, or just those named in ``only`` (the values they read already tracked)."""
         chunks: dict[str, list[tuple[Key, pd.DataFrame]]] = {}
         multi: dict[str, bool] = {}
         for region in regions_in_dependency_order(self.module):
             if only is not None and region.name not in only:
                 continue
-            keys = self._region_keys(region)
-            per_key = {k: self._evaluate_region(region, k) for k in keys}
-            if region.value not in self.tracks:  # two outputs naming one value: the first defines it
-                self.tracks[region.value] = per_key
-                self.fanned[region.value] = keys != [None]
-            chunks[region.name] = [(k, self._output_frame(region, tr)) for k, tr in per_key.items()]
+            keys = self.node_keys(region)
+            rows = {}
+            for k in keys:
+                ts, track = self.emit(region, k)
+                rows[k] = track
+                self.emitted.setdefault(region.value, {})[k] = ts
+            chunks[region.name] = [(k, _output_frame(region.name, tr)) for k, tr in rows.items()]
             multi[region.name] = len(keys) > 1
         return RunResult.from_chunks(chunks, multi)
 
-    def _region_keys(self, region: Region) -> list[Key]:
-        keys: list[Key] | None = None
-        for v in region.inputs:
-            if not self.fanned.get(v, False):
-                continue
-            mine = list(self.tracks[v])
-            keys = mine if keys is None else [k for k in keys if k in mine]
-        return [None] if keys is None else keys
+    # -- keys -----------------------------------------------------------------------------------------
 
-    def _input_track(self, value: str, key: Key) -> Track:
-        per_key = self.tracks[value]
-        if self.fanned.get(value, False):
-            return per_key[key]
-        return next(iter(per_key.values()))
+    def keys_of(self, value: str) -> tuple[Key, ...] | None:
+        """The run keys a value exists for (None: once, the same for every key)."""
+        if value not in self.keys:
+            mine: tuple[Key, ...] | None = None
+            for src in self.ops[value].operands:
+                theirs = self.keys_of(src)
+                if theirs is not None:
+                    mine = theirs if mine is None else tuple(k for k in mine if k in theirs)
+            self.keys[value] = mine
+        return self.keys[value]
 
-    # -- one region, one key --------------------------------------------------------------------------
+    def node_keys(self, region: Region) -> list[Key]:
+        mine: tuple[Key, ...] | None = None
+        for v in self.node_inputs(region):
+            theirs = self.keys_of(v)
+            if theirs is not None:
+                mine = theirs if mine is None else tuple(k for k in mine if k in theirs)
+        return [None] if mine is None else list(mine)
 
-    def _evaluate_region(self, region: Region, key: Key) -> Track:
-        inputs = {v: self._input_track(v, key) for v in region.inputs}
-        ticks = _common_ts(list(inputs.values()))
-        counts = {v: np.array([tr.count_until(int(t)) for t in ticks], dtype=np.int64)
-                  for v, tr in inputs.items()}
+    def node_inputs(self, region: Region) -> tuple[str, ...]:
+        return region.inputs if region.inputs else (region.value,)
+
+    # -- values ---------------------------------------------------------------------------------------
+
+    def value(self, name: str, key: Key) -> Track:
+        per_key = self.values.setdefault(name, {})
+        k = key if self.keys_of(name) is not None else None
+        if k not in per_key:
+            per_key[k] = self._compute(self.ops[name], key)
+        return per_key[k]
+
+    def _compute(self, op: Op, key: Key) -> Track:
+        opdef = opreg.REGISTRY[op.name]
+        interval = self.clock.get(op.result) or 0
+        if op.name == "const":
+            return Track(np.array([], np.int64), "scalar", op.attr("value"), 0)
+        if op.name == "py_call":
+            return self._py_call(op, key, interval)
+        operands = [self.value(v, key) for v in op.operands]
+        ticking = [t for t in operands if t.kind != "scalar" and same_clock(t.interval, interval)]
+        ts = _union([t.ts for t in ticking]) if ticking else np.array([], np.int64)
+        aligned = [align(t, ts, interval) if len(ticking) > 1 or not same_clock(t.interval, interval)
+                   else t for t in operands]
+        kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
+        args = [_reference_value(t) for t in aligned]
+        try:
+            with np.errstate(all="ignore"):
+                out = opdef.reference(*args, **kwargs)
+        except Exception as exc:  # user data an op rejects (astype of NaN to int): report where
+            raise NodeRuntimeError(self.owner(op.result), None, key, f"{type(exc).__name__}: {exc}") from exc
+        return _track_of(op, ts, out, interval)
+
+    def owner(self, value: str) -> str:
+        """The node whose ops compute ``value`` (for error messages)."""
+        for region in regions_in_dependency_order(self.module):
+            if any(o.result == value for o in region.ops):
+                return region.name
+        return value
+
+    def _py_call(self, op: Op, key: Key, interval: int) -> Track:
+        fn = self.functions.get(str(op.attr("code_hash")))
+        owner = self.owner(op.result)
+        if fn is None:
+            raise NodeRuntimeError(owner, None, key, f"no function bound to code_hash {op.attr('code_hash')}")
+        period = int(op.attr("period"))
+        operands = {v: self.value(v, key) for v in op.operands}
+        fast = [m.ts for t in operands.values() for m in t.members() if same_clock(m.interval, interval)]
+        ticks = _intersection(fast)
+        instants = ticks + interval
+        counts = {v: t.closed_by(instants) for v, t in operands.items()}
         ready = np.ones(len(ticks), dtype=bool)
         for c in counts.values():
-            ready &= c >= region.period
-        ctx = _RegionContext(region, key, inputs, ticks, counts)
-        fn = self.compute_fns.get(region.name)
-        if fn is not None:
-            rows = [self._call_user(region.name, fn, ctx, j) for j in np.flatnonzero(ready)]
-        else:
-            rows = self._evaluate_ops(ctx, ready)
-        return _collect(region, self.ops.get(region.value), ticks[ready], rows)
+            ready &= c >= period
+        rows, kept = [], []
+        for j in np.flatnonzero(ready):
+            windows = {v: _window(t, int(counts[v][j]), period, int(instants[j])) for v, t in operands.items()}
+            view = self.view(windows)
+            row = last_row(guarded(owner, int(ticks[j]), key, lambda: opreg.REGISTRY["py_call"].reference(fn, view)))
+            if row is not NO_VALUE:
+                rows.append(row)
+                kept.append(j)
+        return Track(ticks[kept], "opaque", rows, interval)
 
-    def _evaluate_ops(self, ctx: "_RegionContext", ready: np.ndarray) -> list[Any]:
-        """Window values of every op at every tick needed; returns the output's last rows at ready
-        ticks.  Recursive ops need their operand's value at *every* tick, so a region that holds one
-        is evaluated at all ticks, not just the ready ones."""
-        has_recursive = any(opreg.REGISTRY[op.name].kind == "recursive" for op in ctx.region.ops)
-        needed = np.arange(len(ctx.ticks)) if has_recursive else np.flatnonzero(ready)
-        windows: dict[str, dict[int, Any]] = {}
-        for op in ctx.region.ops:
-            opdef = opreg.REGISTRY[op.name]
-            if opdef.kind == "recursive":
-                windows[op.result] = self._recursive(op, ctx, windows, needed)
-            else:
-                windows[op.result] = {int(j): self._apply(op, ctx, windows, int(j)) for j in needed}
-        out = windows.get(ctx.region.value, {})
-        return [_last_row(out.get(int(j))) for j in np.flatnonzero(ready)]
-
-    def _operand(self, name: str, ctx: "_RegionContext", windows: dict[str, dict[int, Any]], j: int) -> Any:
-        if name in windows:
-            return windows[name][j]
-        return _as_reference_value(ctx.input_window(name, j))
-
-    def _apply(self, op: Op, ctx: "_RegionContext", windows: dict[str, dict[int, Any]], j: int) -> Any:
-        opdef = opreg.REGISTRY[op.name]
-        if op.name == "py_call":  # its attrs describe the call (hash, period); the function takes a view
-            fn = self.functions.get(str(op.attr("code_hash")))
-            if fn is None:
-                raise NodeRuntimeError(ctx.region.name, None, ctx.key,
-                                       f"no function bound to code_hash {op.attr('code_hash')}")
-            view = self._view(op.operands, ctx, j)
-            return self._guarded(ctx, j, lambda: opdef.reference(fn, view))
-        operands = [self._operand(v, ctx, windows, j) for v in op.operands]
-        kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
-        return self._guarded(ctx, j, lambda: opdef.reference(*operands, **kwargs))
-
-    def _recursive(self, op: Op, ctx: "_RegionContext", windows: dict[str, dict[int, Any]],
-                   needed: np.ndarray) -> dict[int, Any]:
-        """The op over its operands' per-tick histories from the first tick, sliced to each tick's
-        window length."""
-        opdef = opreg.REGISTRY[op.name]
-        histories = [np.array([_scalar(_last_row(self._operand(v, ctx, windows, int(j)))) for j in needed],
-                              dtype=float) for v in op.operands]
-        kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
-        full = self._guarded(ctx, int(needed[-1]) if len(needed) else 0,
-                             lambda: opdef.reference(*histories, **kwargs)) if len(needed) else None
-        out: dict[int, Any] = {}
-        for pos, j in enumerate(needed):
-            length = ctx.window_length(int(j))
-            lo = max(0, pos + 1 - length)
-            out[int(j)] = ({c: v[lo:pos + 1] for c, v in full.items()} if isinstance(full, dict)
-                           else full[lo:pos + 1])
-        return out
-
-    def _guarded(self, ctx: "_RegionContext", j: int, thunk: Callable[[], Any]) -> Any:
-        try:
-            return thunk()
-        except NodeRuntimeError:
-            raise
-        except Exception as exc:  # user code and user data: report where, not a bare traceback
-            ts = int(ctx.ticks[j]) if len(ctx.ticks) else None
-            where = traceback_location(exc.__traceback__)  # the user's line, when their code raised
-            at = f" (at {where.file}:{where.line})" if where is not None else ""
-            raise NodeRuntimeError(ctx.region.name, ts, ctx.key, f"{type(exc).__name__}: {exc}{at}") from exc
-
-    def _call_user(self, name: str, fn: Callable[..., Any], ctx: "_RegionContext", j: int) -> Any:
-        view = self._view(ctx.region.inputs, ctx, j)
-        return _last_row(self._guarded(ctx, j, lambda: fn(view)))
-
-    # -- CacheView ------------------------------------------------------------------------------------
-
-    def _view(self, values: tuple[str, ...], ctx: "_RegionContext", j: int) -> Any:
+    def view(self, windows: Mapping[str, Track]) -> Any:
         from qmtl.runtime.sdk import CacheView
-        windows: dict[str, dict[int, Any]] = {}
+        frames: dict[str, dict[int, Any]] = {}
         names: dict[str, str] = {}
-        for v in values:
-            tr = ctx.input_window(v, j)
-            interval = int(self.clock.get(v) or ctx.region.interval)
+        for v, tr in windows.items():
             if tr.kind == "group":
                 for k, member in tr.data.items():
-                    windows[str(k)] = {interval: _to_pandas(member, v)}
+                    frames[str(k)] = {member.interval: _to_pandas(member, v)}
             else:
                 node_id = self._node_id(v)
-                windows[node_id] = {interval: _to_pandas(tr, self._series_name(v))}
+                frames[node_id] = {tr.interval: _to_pandas(tr, self._series_name(v))}
                 names[self._series_name(v)] = node_id
-        return CacheView(windows, names=names)
+        return CacheView(frames, names=names)
 
     def _node_id(self, value: str) -> str:
         op = self.ops.get(value)
@@ -307,37 +338,92 @@ class _Interpreter:
                 return out.name
         return value
 
-    def _output_frame(self, region: Region, track: Track) -> pd.DataFrame:
-        index = pd.Index(track.ts, name="ts")
-        if track.kind == "series":
-            return pd.DataFrame({region.name: track.data}, index=index)
-        if track.kind == "frame":
-            return pd.DataFrame(dict(track.data), index=index)
-        return _opaque_frame(region.name, track.data, index)
+    # -- emission -------------------------------------------------------------------------------------
+
+    def emit(self, region: Region, key: Key) -> tuple[np.ndarray, Track]:
+        """The node's emission ticks for ``key`` and its value there (see the module docstring)."""
+        inputs = self.node_inputs(region)
+        node_clock = min((self.clock.get(v) or region.interval for v in inputs), default=region.interval)
+        emitted = {v: self._emitted(v, key) for v in inputs}
+        fast = [ts for v, ts in emitted.items() if (self.clock.get(v) or node_clock) == node_clock]
+        ticks = _intersection(fast)
+        instants = ticks + node_clock
+        ready = np.ones(len(ticks), dtype=bool)
+        for v, ts in emitted.items():
+            interval = self.clock.get(v) or node_clock
+            ready &= np.searchsorted(ts + interval, instants, side="right") >= region.period
+        ticks = ticks[ready]
+        if region.name in self.user_functions:
+            track = self._user_rows(region, key, ticks, node_clock)
+        else:
+            track = self._sample(self.value(region.value, key), ticks, node_clock)
+        return track.ts, track
+
+    def _emitted(self, value: str, key: Key) -> np.ndarray:
+        per_key = self.emitted.get(value)
+        if per_key is None:  # a value some node emits but no node declared: its own timeline
+            return self.value(value, key).ts
+        return per_key[key] if key in per_key else next(iter(per_key.values()))
+
+    def _sample(self, track: Track, ticks: np.ndarray, interval: int) -> Track:
+        """The value at each emission tick: its entry at that tick on the node's clock, or as of its
+        last closed entry when it ticks slower; ticks with no entry emit nothing."""
+        if track.kind == "scalar":
+            return Track(ticks, "series", np.full(len(ticks), track.data), interval)
+        if track.kind == "group":
+            return Track(ticks[:0], "opaque", [], interval)
+        if same_clock(track.interval, interval) or track.interval < interval:
+            pos = np.searchsorted(track.ts, ticks)
+            clipped = np.minimum(pos, max(len(track.ts) - 1, 0))
+            hit = (pos < len(track.ts)) & (track.ts[clipped] == ticks) if len(track.ts) else \
+                np.zeros(len(ticks), bool)
+            index = pos[hit]
+            ticks = ticks[hit]
+        else:
+            index = np.searchsorted(track.close, ticks + interval, side="right") - 1
+            ticks = ticks[index >= 0]
+            index = index[index >= 0]
+        out = track.take(index)
+        return Track(ticks, out.kind, out.data, interval)
+
+    def _user_rows(self, region: Region, key: Key, ticks: np.ndarray, interval: int) -> Track:
+        """The node's own compute function: once over the full history, or once per tick."""
+        fn = self.user_functions[region.name]
+        operands = {v: self.value(v, key) for v in self.node_inputs(region)}
+        if self.whole_history:
+            view = self.view(operands)
+            whole = guarded(region.name, None, key, lambda: fn(view))
+            return _rows_at(whole, ticks, interval, self.ops.get(region.value))
+        rows, kept = [], []
+        for j, t in enumerate(ticks):
+            instant = int(t) + interval
+            windows = {v: _window(tr, int(tr.closed_by(np.array([instant]))[0]), region.period, instant)
+                       for v, tr in operands.items()}
+            row = last_row(guarded(region.name, int(t), key, lambda: fn(self.view(windows))))
+            if row is not NO_VALUE:
+                rows.append(row)
+                kept.append(j)
+        return _collect(self.ops.get(region.value), ticks[kept], rows, interval)
 
 
-@dataclass
-class _RegionContext:
-    """One region's evaluation for one key: its input tracks and the ticks it fires on."""
+def _window(track: Track, count: int, length: int, instant: int) -> Track:
+    """The last ``length`` entries of ``track`` among the first ``count`` (those closed by ``instant``)."""
+    if track.kind == "group":
+        members = {k: _window(m, int(m.closed_by(np.array([instant]))[0]), length, instant)
+                   for k, m in track.data.items()}
+        return Track(track.ts, "group", members, track.interval)
+    return track.slice(max(0, count - length), count)
 
-    region: Region
-    key: Key
-    inputs: dict[str, Track]
-    ticks: np.ndarray
-    counts: dict[str, np.ndarray]
 
-    def window_length(self, j: int) -> int:
-        """Entries every input window holds at tick ``j``: P once warm, fewer before (aligned from
-        the end so element-wise ops line up)."""
-        have = [int(c[j]) for c in self.counts.values()]
-        return min([self.region.period] + have)
-
-    def input_window(self, value: str, j: int) -> Track:
-        tr = self.inputs[value]
-        length = self.window_length(j)
-        if tr.kind == "group":
-            return tr.window_at(int(self.ticks[j]), length)
-        return tr.window(int(self.counts[value][j]), length)
+def guarded(node: str, ts: int | None, key: Key, thunk: Callable[[], Any]) -> Any:
+    try:
+        return thunk()
+    except NodeRuntimeError:
+        raise
+    except Exception as exc:  # user code and user data: report where, not a bare traceback
+        where = traceback_location(exc.__traceback__)  # the user's line, when their code raised
+        at = f" (at {where.file}:{where.line})" if where is not None else ""
+        raise NodeRuntimeError(node, ts, key, f"{type(exc).__name__}: {exc}{at}") from exc
 
 
 # --- values between ops ------------------------------------------------------------------------------
@@ -352,18 +438,33 @@ def _parameters(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
 
 
 def _accepted(fn: Callable[..., Any], attrs: dict[str, Any]) -> dict[str, Any]:
-    """The attributes a reference function takes (identity-only attrs such as an ``ewm_mean``'s
-    ``period`` are not arguments of its definition)."""
+    """The attributes a reference function takes (identity-only attributes are not arguments)."""
     names, var_kw = _parameters(fn)
     return dict(attrs) if var_kw else {k: v for k, v in attrs.items() if k in names}
 
 
-def _as_reference_value(tr: Track) -> Any:
+def _reference_value(tr: Track) -> Any:
     """What reference implementations take: arrays for series, column dicts for bars/frames, a
-    DataFrame (or Series) for opaque values."""
+    DataFrame (or Series) for opaque values, the number for a constant."""
     if tr.kind == "opaque":
         return _to_pandas(tr, "value")
     return tr.data
+
+
+def _track_of(op: Op, ts: np.ndarray, out: Any, interval: int) -> Track:
+    kind = op.type.kind
+    if kind in ("bars", "frame"):
+        if isinstance(out, pd.DataFrame):
+            out = {str(c): out[c].to_numpy() for c in out.columns}
+        return Track(ts, kind, {c: np.asarray(v) for c, v in out.items()}, interval)
+    if kind in ("series", "scalar"):
+        arr = np.asarray(out)
+        if arr.ndim == 0:
+            arr = np.full(len(ts), arr[()])
+        return Track(ts, "series", arr, interval)
+    if isinstance(out, (pd.Series, pd.DataFrame)):  # a column of an opaque value
+        return Track(ts, "opaque", list(out), interval)
+    return Track(ts, "opaque", list(out) if isinstance(out, (list, np.ndarray)) else [out] * len(ts), interval)
 
 
 def _to_pandas(tr: Track, name: str) -> pd.DataFrame | pd.Series:
@@ -372,16 +473,16 @@ def _to_pandas(tr: Track, name: str) -> pd.DataFrame | pd.Series:
         return pd.DataFrame(dict(tr.data), index=index)
     if tr.kind == "series":
         return pd.Series(tr.data, index=index, name=name)
-    return _opaque_window(tr.data, index, name)
+    return opaque_window(tr.data, index, name)
 
 
-def _opaque_window(rows: list[Any], index: pd.Index, name: str) -> pd.DataFrame | pd.Series:
+def opaque_window(rows: list[Any], index: pd.Index, name: str) -> pd.DataFrame | pd.Series:
     if rows and all(isinstance(r, dict) for r in rows):
         return pd.DataFrame(rows, index=index)
     return pd.Series(rows, index=index, name=name)
 
 
-def _opaque_frame(name: str, rows: list[Any], index: pd.Index) -> pd.DataFrame:
+def opaque_frame(name: str, rows: list[Any], index: pd.Index) -> pd.DataFrame:
     if rows and all(isinstance(r, dict) for r in rows):
         return pd.DataFrame(rows, index=index)
     return pd.DataFrame({name: pd.Series(rows, index=index, dtype=_infer_dtype(rows))}, index=index)
@@ -393,23 +494,32 @@ def _infer_dtype(rows: list[Any]) -> Any:
     return object
 
 
-_NO_VALUE = object()
+def _output_frame(name: str, track: Track) -> pd.DataFrame:
+    index = pd.Index(track.ts, name="ts")
+    if track.kind == "series":
+        return pd.DataFrame({name: track.data}, index=index)
+    if track.kind == "frame":
+        return pd.DataFrame(dict(track.data), index=index)
+    return opaque_frame(name, track.data, index)
 
 
-def _last_row(value: Any) -> Any:
-    """A window's value at its last tick: the last element/row, or ``_NO_VALUE`` if it is empty."""
+NO_VALUE = object()
+
+
+def last_row(value: Any) -> Any:
+    """A window's value at its last tick: the last element/row, or ``NO_VALUE`` if it is empty."""
     if value is None:
-        return _NO_VALUE
+        return NO_VALUE
     if isinstance(value, pd.DataFrame):
-        return _NO_VALUE if value.empty else {str(c): _py(v) for c, v in value.iloc[-1].items()}
+        return NO_VALUE if value.empty else {str(c): _py(v) for c, v in value.iloc[-1].items()}
     if isinstance(value, pd.Series):
-        return _NO_VALUE if value.empty else _py(value.iloc[-1])
+        return NO_VALUE if value.empty else _py(value.iloc[-1])
     if isinstance(value, dict):
-        return {c: _last_row(v) for c, v in value.items()}
+        return {c: last_row(v) for c, v in value.items()}
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
             return _py(value[()])
-        return _NO_VALUE if len(value) == 0 else _py(value[-1])
+        return NO_VALUE if len(value) == 0 else _py(value[-1])
     return value
 
 
@@ -417,25 +527,30 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _scalar(v: Any) -> float:
-    return np.nan if v is _NO_VALUE or v is None else float(v)
+def _rows_at(whole: Any, ticks: np.ndarray, interval: int, op: Op | None) -> Track:
+    """A full-history result (Series/DataFrame indexed by ts) at the emission ticks."""
+    if isinstance(whole, pd.Series):
+        whole = whole.to_frame()
+    if not isinstance(whole, pd.DataFrame):
+        return _collect(op, ticks, [last_row(whole)] * len(ticks), interval)
+    frame = whole.reindex(pd.Index(ticks))
+    rows = [{str(c): _py(v) for c, v in row.items()} for _, row in frame.iterrows()]
+    if op is not None and op.type.kind in ("series", "scalar"):
+        rows = [next(iter(r.values())) for r in rows]
+    return _collect(op, ticks, rows, interval)
 
 
-def _collect(region: Region, op: Op | None, ts: np.ndarray, rows: list[Any]) -> Track:
-    """Last rows at the ready ticks → the node's track (ticks whose value is empty are dropped)."""
-    keep = [i for i, r in enumerate(rows) if r is not _NO_VALUE]
-    ts, rows = ts[keep], [rows[i] for i in keep]
+def _collect(op: Op | None, ts: np.ndarray, rows: list[Any], interval: int) -> Track:
+    """Rows at ticks → a track of the value's kind."""
     typ = op.type if op is not None else None
     if typ is not None and typ.kind in ("series", "scalar"):
-        dtype = {"f64": np.float64, "i64": np.int64, "bool": np.bool_}[typ.dtype]
-        return Track(ts, "series", np.array([_scalar_or_nan(r) for r in rows], dtype=dtype)
-                     if rows else np.array([], dtype=dtype))
+        vals = [np.nan if r is None or r is NO_VALUE else r for r in rows]
+        arr = np.array(vals, dtype=float) if vals else np.array([], dtype=float)
+        if typ.dtype != "f64" and not np.isnan(arr).any():
+            arr = arr.astype({"i64": np.int64, "bool": np.bool_}[typ.dtype])
+        return Track(ts, "series", arr, interval)
     if typ is not None and typ.kind == "frame":
-        cols = {c: np.array([r[c] for r in rows], dtype=float if d == "f64" else None)
-                if rows else np.array([], dtype=float) for c, d in typ.columns}
-        return Track(ts, "frame", cols)
-    return Track(ts, "opaque", rows)
-
-
-def _scalar_or_nan(r: Any) -> Any:
-    return np.nan if r is None else r
+        cols = {c: np.array([r[c] for r in rows], dtype=float) if rows else np.array([], dtype=float)
+                for c, _ in typ.columns}
+        return Track(ts, "frame", cols, interval)
+    return Track(ts, "opaque", rows, interval)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from qmtl.ir import ops as opreg
+from qmtl.ir.clocks import clock_of
 from qmtl.ir.module import Loc, Op, make_attrs
 from qmtl.ir.nodeid import op_node_id
 from qmtl.ir.types import Type
@@ -72,11 +73,7 @@ class ModuleBuilder:
 
     def _hash_through(self, last: int) -> None:
         for op in self.ops[self._hashed:last + 1]:
-            if opreg.REGISTRY[op.name].kind == "source":
-                clock = op.attr("interval")
-            else:
-                ins = [self._clock[s] for s in op.operands if self._clock.get(s) is not None]
-                clock = max(ins) if ins else None
+            clock = clock_of(op, (self._clock.get(s) for s in op.operands))
             self._clock[op.result] = clock  # type: ignore[assignment]
             self._ids[op.result] = op_node_id(op, clock, [self._ids[s] for s in op.operands])  # type: ignore[arg-type]
         self._hashed = max(self._hashed, last + 1)

@@ -46,8 +46,6 @@ class Lowerer:
         else:
             operands = tuple(self._expr(a, None, period, owner) for a in e.args)
             attrs = dict(e.attrs)
-            if e.op == "ewm_mean":
-                attrs["period"] = period
             value = self.builder.emit(result or self.builder.fresh(owner), e.op, operands, attrs, e.loc)
         self._memo[key] = (e, value)
         return value

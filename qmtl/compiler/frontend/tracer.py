@@ -255,7 +255,7 @@ class _Tracer:
     def _clock_of(self, node: Node) -> tuple[int, int]:
         """(interval, period): declared, else inherited from inputs / the strategy's defaults."""
         ins = [self.clock[id(d)] for d in node.inputs]
-        interval = node.interval or (max(i for i, _ in ins) if ins else None) or self._default_interval()
+        interval = node.interval or (min(i for i, _ in ins) if ins else None) or self._default_interval()
         if interval is None:
             raise SDKArgumentError(f"{type(node).__name__} {self.names[id(node)]!r} needs interval= "
                                    f"(or set {self.cls.__name__}.default_interval)", node.loc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from qmtl.ir import ops as opreg
 from qmtl.ir.module import Module, Op
+from qmtl.ir.clocks import clock_of
 from qmtl.ir.nodeid import op_node_id
 
 _UNHASHABLE = "unhashable:"
@@ -82,12 +83,7 @@ class IdTable:
         return not key.startswith(_UNHASHABLE)
 
     def _clock_of(self, op: Op) -> int | None:
-        opdef = opreg.REGISTRY.get(op.name)
-        if opdef is not None and opdef.kind == "source":
-            interval = op.attr("interval")
-            return interval if isinstance(interval, int) and not isinstance(interval, bool) else None
-        ins = [c for c in (self.clock.get(s) for s in op.operands) if c is not None]
-        return max(ins) if ins else None
+        return clock_of(op, (self.clock.get(s) for s in op.operands))
 
     def _node_id(self, op: Op) -> str:
         inputs = [self.ids.get(s) or self.key(s) for s in op.operands]

@@ -17,6 +17,8 @@ import math
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
+
+from qmtl.ir.ops import MATH_UFUNCS
 import pandas as pd
 
 from qmtl.ir.module import Loc
@@ -169,9 +171,41 @@ class Expr:
     def ewm(self, com: float | None = None, span: float | None = None, halflife: Any = None,
             alpha: float | None = None, adjust: bool = True, min_periods: int = 0,
             **options: Any) -> "EWM":
-        if halflife is not None or options or min_periods:
-            raise UnsupportedOperation("ewm() with halflife/min_periods/other options")
-        return EWM(self, _ewm_alpha(com, span, alpha), bool(adjust))
+        if options or min_periods:
+            raise UnsupportedOperation(f"ewm() option(s) {sorted(options) or ['min_periods']}")
+        return EWM(self, _ewm_alpha(com, span, halflife, alpha), bool(adjust))
+
+    def expanding(self, min_periods: int = 1, **options: Any) -> "Expanding":
+        if options:
+            raise UnsupportedOperation(f"expanding() option(s) {sorted(options)}")
+        return Expanding(self, _whole(min_periods, "min_periods"))
+
+    def cumsum(self) -> "Expr":
+        return _unary("cumsum", self)
+
+    def cumprod(self) -> "Expr":
+        return _unary("cumprod", self)
+
+    def cummax(self) -> "Expr":
+        return _unary("cummax", self)
+
+    def cummin(self) -> "Expr":
+        return _unary("cummin", self)
+
+    def ffill(self) -> "Expr":
+        return _unary("ffill", self)
+
+    @property
+    def iloc(self) -> "_Last":
+        """``s.iloc[-1]``: the value at the current bar, which is what a node's series already is."""
+        return _Last(self)
+
+    @property
+    def values(self) -> "_Last":
+        return _Last(self)
+
+    def to_numpy(self) -> "_Last":
+        return _Last(self)
 
     def clip(self, lower: float | None = None, upper: float | None = None) -> "Expr":
         attrs = {}
@@ -245,16 +279,49 @@ class Rolling:
         raise UnsupportedAttribute(f"unsupported method Rolling.{name}", user_location(2))
 
 
+class Expanding:
+    """``series.expanding(min_periods)``: a statistic over the whole history so far."""
+
+    def __init__(self, source: Expr, min_periods: int):
+        self._source, self._min_periods = source, min_periods
+
+    def _op(self, stat: str, **extra: Any) -> Expr:
+        return Expr(f"expanding_{stat}", (self._source,), {"min_periods": self._min_periods, **extra},
+                    label=self._source.label, loc=user_location(3))
+
+    def mean(self) -> Expr: return self._op("mean")
+    def sum(self) -> Expr: return self._op("sum")
+    def min(self) -> Expr: return self._op("min")
+    def max(self) -> Expr: return self._op("max")
+    def std(self, ddof: int = 1) -> Expr: return self._op("std", ddof=_whole(ddof, "ddof"))
+    def var(self, ddof: int = 1) -> Expr: return self._op("var", ddof=_whole(ddof, "ddof"))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise UnsupportedAttribute(f"unsupported method Expanding.{name}", user_location(2))
+
+
+class _Last:
+    """``s.iloc``/``s.values``: only the last element is traceable (a node's value at the current bar)."""
+
+    def __init__(self, source: Expr):
+        self._source = source
+
+    def __getitem__(self, key: Any) -> Expr:
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and int(key) == -1:
+            return self._source
+        raise UnsupportedOperation(f"positional access [{key!r}] (only [-1], the current bar, is traceable)")
+
+
 class EWM:
-    """``series.ewm(...)``: only ``.mean()``; its window is the node's period, filled in at lowering."""
+    """``series.ewm(...)``: only ``.mean()``, over the whole history (as pandas computes it)."""
 
     def __init__(self, source: Expr, alpha: float, adjust: bool):
         self._source, self._alpha, self._adjust = source, alpha, adjust
 
     def mean(self) -> Expr:
-        # "period": None is a placeholder: the frontend sets the enclosing node's period
-        return Expr("ewm_mean", (self._source,),
-                    {"alpha": self._alpha, "adjust": self._adjust, "period": None},
+        return Expr("ewm_mean", (self._source,), {"alpha": self._alpha, "adjust": self._adjust},
                     label=self._source.label)
 
     def __getattr__(self, name: str) -> Any:
@@ -420,6 +487,7 @@ _UFUNCS = {
     "subtract": "sub", "multiply": "mul", "true_divide": "div", "divide": "div", "power": "pow",
     "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq",
     "not_equal": "ne", "logical_and": "and", "logical_or": "or", "logical_not": "not",
+    **{fn: fn for fn in MATH_UFUNCS},
 }
 
 _DTYPES = {"int": "i64", "int64": "i64", "i64": "i64", "float": "f64", "float64": "f64", "f64": "f64",
@@ -481,10 +549,11 @@ def _whole(x: Any, what: str, positive: bool = False, loc: Loc | None = None) ->
     return int(x)
 
 
-def _ewm_alpha(com: float | None, span: float | None, alpha: float | None) -> float:
-    given = [(k, v) for k, v in (("com", com), ("span", span), ("alpha", alpha)) if v is not None]
+def _ewm_alpha(com: float | None, span: float | None, halflife: Any, alpha: float | None) -> float:
+    given = [(k, v) for k, v in (("com", com), ("span", span), ("halflife", halflife), ("alpha", alpha))
+             if v is not None]
     if len(given) != 1:
-        raise UnsupportedOperation("ewm() needs exactly one of com=, span=, alpha=")
+        raise UnsupportedOperation("ewm() needs exactly one of com=, span=, halflife=, alpha=")
     key, value = given[0]
     if not _is_number(value):
         raise UnsupportedOperation(f"ewm({key}={value!r})")
@@ -493,6 +562,8 @@ def _ewm_alpha(com: float | None, span: float | None, alpha: float | None) -> fl
         return 2.0 / (value + 1.0)
     if key == "com":
         return 1.0 / (1.0 + value)
+    if key == "halflife":
+        return 1.0 - math.exp(-math.log(2.0) / value)
     return value
 
 

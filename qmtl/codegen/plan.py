@@ -1,0 +1,166 @@
+"""The execution plan of a module: which ops run in which fused Numba kernel, in which order.
+
+Every op except the opaque ``py_call`` runs in a kernel (docs/design.md "Execution").  A value's
+*level* is the number of ``py_call`` ops on its longest path from a source; a batch runs level 0's
+kernels, then level 1's ``py_call`` steps (Python, per tick), then level 1's kernels, and so on, so a
+kernel never waits on Python and traced nodes downstream of an opaque one still run in kernels.
+Because a NodeID determines its values, each op is computed once however many nodes hold it; the
+SDK nodes only decide *emission* (``Gate``), which the kernels compute next to the values.
+
+A level with many ops is cut into several kernels of at most ``MAX_KERNEL_OPS`` ops (one huge
+function makes LLVM slow); values crossing a kernel boundary go through per-batch buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qmtl.ir import ops as opreg
+from qmtl.ir.clocks import clocks
+from qmtl.ir.module import Module, Op
+from qmtl.ir.regions import gate_inputs, regions_in_dependency_order
+
+#: ops per generated kernel: small enough that Numba compiles each in well under a second
+MAX_KERNEL_OPS = 120
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One SDK node's emission rule: it emits at a tick where every input on its clock emitted and
+    every input has emitted ``period`` entries, and its value has an entry (its own, or a slower
+    value's last closed one)."""
+
+    index: int
+    name: str
+    value: str
+    period: int
+    clock: int
+    inputs: tuple[str, ...]
+    fast: tuple[bool, ...]  # per input: on the node's clock (must emit at the tick)
+    value_slower: bool
+
+
+@dataclass(frozen=True)
+class Kernel:
+    index: int
+    level: int
+    ops: tuple[Op, ...]
+    gates: tuple[Gate, ...]
+
+
+@dataclass(frozen=True)
+class PyStep:
+    """A ``py_call`` evaluated per tick, and the ``column`` ops reading its rows (numbers for kernels)."""
+
+    level: int
+    op: Op
+    columns: tuple[Op, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    module: Module
+    steps: tuple[Kernel | PyStep, ...]
+    gates: tuple[Gate, ...]
+    sources: tuple[Op, ...]
+    clock: dict[str, int | None]
+    exported: frozenset[str]  # values written to per-batch buffers (read by another step or emitted)
+
+    @property
+    def kernels(self) -> tuple[Kernel, ...]:
+        return tuple(s for s in self.steps if isinstance(s, Kernel))
+
+    @property
+    def py_steps(self) -> tuple[PyStep, ...]:
+        return tuple(s for s in self.steps if isinstance(s, PyStep))
+
+    def step_of(self) -> dict[str, int]:
+        """value → index of the step that computes it (sources: -1)."""
+        out = {op.result: -1 for op in self.sources}
+        for i, s in enumerate(self.steps):
+            if isinstance(s, PyStep):
+                out[s.op.result] = i
+                out.update({c.result: i for c in s.columns})
+            else:
+                out.update({op.result: i for op in s.ops})
+        return out
+
+
+def levels(module: Module) -> dict[str, int]:
+    """value → how many ``py_call`` ops lie on its longest path from a source (iterative, so a chain
+    of any depth is fine)."""
+    level: dict[str, int] = {}
+    for op in module.ops:
+        base = max((level.get(s, 0) for s in op.operands), default=0)
+        level[op.result] = base + 1 if op.name == "py_call" else base
+    return level
+
+
+def is_kernel_op(op: Op, ops: dict[str, Op]) -> bool:
+    """Ops a kernel computes: everything but sources, constants (inlined where read), ``py_call``
+    and the columns of an opaque value (read out of its rows in Python)."""
+    kind = opreg.REGISTRY[op.name].kind
+    if kind in ("source", "opaque") or op.name == "const":
+        return False
+    return not (op.name == "column" and ops[op.operands[0]].name == "py_call")
+
+
+def plan(module: Module) -> Plan:
+    ops = module.op_map()
+    clock = clocks(module)
+    level = levels(module)
+    gates = _gates(module, clock)
+    gate_level: dict[str, int] = {}
+    by_value = {g.value: g for g in gates}
+    for g in gates:  # dependency order: an input node's gate level is known
+        lv = level.get(g.value, 0)
+        for v in g.inputs:
+            if v in by_value and by_value[v].name in gate_level:
+                lv = max(lv, gate_level[by_value[v].name])
+            elif v in level and ops[v].name != "py_call" and opreg.REGISTRY[ops[v].name].kind != "source":
+                lv = max(lv, level[v])
+        gate_level[g.name] = lv
+    top = max(list(level.values()) + list(gate_level.values()) + [0])
+    steps: list[Kernel | PyStep] = []
+    for lv in range(top + 1):
+        for op in module.ops:
+            if op.name == "py_call" and level[op.result] == lv:
+                cols = tuple(c for c in module.ops if c.name == "column" and c.operands[0] == op.result)
+                steps.append(PyStep(lv, op, cols))
+        body = [op for op in module.ops if level[op.result] == lv and is_kernel_op(op, ops)]
+        mine = tuple(g for g in gates if gate_level[g.name] == lv)
+        chunks = [body[i:i + MAX_KERNEL_OPS] for i in range(0, len(body), MAX_KERNEL_OPS)] or [[]]
+        if not body and not mine:
+            continue
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            steps.append(Kernel(len([s for s in steps if isinstance(s, Kernel)]), lv, tuple(chunk),
+                                mine if last else ()))
+    sources = tuple(op for op in module.ops if opreg.REGISTRY[op.name].kind == "source")
+    draft = Plan(module, tuple(steps), gates, sources, clock, frozenset())
+    return Plan(module, draft.steps, gates, sources, clock, _exported(draft))
+
+
+def _gates(module: Module, clock: dict[str, int | None]) -> tuple[Gate, ...]:
+    gates = []
+    for region in regions_in_dependency_order(module):
+        inputs = gate_inputs(module, region)
+        node_clock = min((clock.get(v) or region.interval for v in inputs), default=region.interval)
+        fast = tuple((clock.get(v) or node_clock) == node_clock for v in inputs)
+        value_clock = clock.get(region.value) or node_clock
+        gates.append(Gate(len(gates), region.name, region.value, region.period, node_clock, inputs, fast,
+                          value_clock > node_clock))
+    return tuple(gates)
+
+
+def _exported(p: Plan) -> frozenset[str]:
+    """Values another step reads, or that a node emits (the runtime collects them from buffers)."""
+    step = p.step_of()
+    out = {g.value for g in p.gates if g.value in step and step[g.value] >= 0}
+    for i, s in enumerate(p.steps):
+        reads = (s.op.operands if isinstance(s, PyStep) else
+                 [v for op in s.ops for v in op.operands] + [v for g in s.gates for v in (g.value,)])
+        for v in reads:
+            if step.get(v, -1) >= 0 and step[v] != i:
+                out.add(v)
+    return frozenset(out)
