@@ -148,6 +148,8 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
         if op.name == "const":
             return
         head.append(f"{pv} = {arg(presence_buffer(v), f'rt.buf({presence_buffer(v)!r})')}[t]")
+        if op.type.kind == "opaque":
+            return  # rows of Python objects: kernels read only their presence (and columns, as numbers)
         names = value_buffers(op)
         if op.type.kind == "frame":
             for (name, _), (c, _) in zip(names, op.type.columns):
@@ -169,7 +171,7 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
             return literal(src.attr("value"))
         external(v)
         if src.type.kind == "frame":
-            raise AssertionError("frames are read column by column")
+            return ident(v)  # never read whole: ``column`` reads its ``v_<frame>__<col>`` local
         mine = current["op"]
         if same_clock(p.clock.get(v), p.clock.get(mine)) and tids.get(v) != tids.get(mine):
             return f"({ident(v)} if {presence(v)} else np.nan)"  # joined on ts: absent reads NaN

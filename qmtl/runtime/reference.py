@@ -211,7 +211,8 @@ class Interpreter:
                 self.values[value] = {(s.key if sb.fan_out else None): Track.of_stream(s, sb.interval)
                                       for s in sb.streams}
                 self.keys[value] = tuple(s.key for s in sb.streams) if sb.fan_out else None
-            self.emitted[value] = {k: tr.ts for k, tr in self.values[value].items()}
+            self.emitted[value] = {k: _intersection([m.ts for m in tr.members()])
+                                   for k, tr in self.values[value].items()}
 
     def run(self, only: set[str] | None = None) -> RunResult:
         chunks: dict[str, list[tuple[Key, pd.DataFrame]]] = {}

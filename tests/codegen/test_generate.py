@@ -6,7 +6,7 @@ import ast
 import importlib
 
 from qmtl import codegen
-from qmtl.codegen.partition import plan
+from qmtl.codegen.plan import PyStep, plan
 
 from .modules import Builder, momentum
 
@@ -14,21 +14,26 @@ from .modules import Builder, momentum
 def test_generated_source_is_valid_python_naming_each_node_above_its_kernel():
     src = codegen.generate(momentum())
     ast.parse(src)
-    assert "# kernel 0: node momentum_signal" in src
+    assert "# kernel 0 (level 0): emits node momentum_signal" in src
     assert "@numba.njit(**JIT)" in src and '"cache": True' in src
     assert "def build_flow(" in src and "op.stateful_map(" in src
 
 
-def test_py_call_regions_run_per_tick_and_say_why():
+def test_only_py_call_runs_per_tick_and_traced_ops_after_it_run_in_kernels():
     b = Builder("o")
     src = b.source()
-    b.out("dev", b.op("py_call", src, code_hash="h", period=4), 4)
+    dev = b.op("py_call", src, code_hash="h", period=4, reason="calls apply")
+    b.out("dev", dev, 4)
     b.out("m", b.op("rolling_mean", b.op("column", src, name="close"), window=3), 4)
+    after = b.op("rolling_mean", b.op("column", dev, name="x"), window=2)
+    b.out("after", after, 2)
     p = plan(b.module())
-    per_tick = [r for _, r in p.per_tick]
-    assert [r.node.name for r in per_tick] == ["dev"] and "py_call" in per_tick[0].reason
-    assert any(op.name == "rolling_mean" for k in p.kernels for op in k.ops)
-    assert 'rt.per_tick("dev", n)' in codegen.generate(b.module())
+    assert [s.op.result for s in p.steps if isinstance(s, PyStep)] == [dev]
+    kernel_ops = {op.name: k.level for k in p.kernels for op in k.ops}
+    assert kernel_ops["rolling_mean"] in (0, 1)
+    assert any(op.result == after for k in p.kernels if k.level == 1 for op in k.ops)
+    text = codegen.generate(b.module())
+    assert f'rt.py_call("{dev}", n)' in text and "calls apply" in text
 
 
 def test_build_cache_writes_once_per_module_and_reuses_the_file(tmp_path, monkeypatch):

@@ -142,18 +142,10 @@ def test_pairs_on_aligned_symbols_use_kernels_only(monkeypatch):
     module = _pairs_module()
     data = synthetic_bars(200, symbols=("A", "B"), seed=8)
     ref = evaluate(module, {}, bind(module, data))
-    loaded: list[bool] = []
-    real_load = codegen.load
-
-    def spy(mod, unaligned=False):
-        loaded.append(unaligned)
-        return real_load(mod, unaligned=unaligned)
-
-    monkeypatch.setattr(codegen, "load", spy)
+    assert not codegen.plan(module).py_steps  # no opaque function: nothing runs per tick
     monkeypatch.setattr(reference, "evaluate", _refuse)
     for bs in BATCHES:
         assert_results_equal(_run_flow_only(module, data, bs), ref)
-    assert loaded and not any(loaded)  # aligned keys: the kernel-only variant
 
 
 def test_fan_out_per_symbol_gaps_match_reference(monkeypatch):
@@ -165,22 +157,16 @@ def test_fan_out_per_symbol_gaps_match_reference(monkeypatch):
         assert_results_equal(_run_flow_only(module, data, bs), ref)
 
 
-def test_mixed_node_is_per_tick_only_in_the_unaligned_variant():
-    module = _two_clock_module()
-    aligned, unaligned = codegen.plan(module), codegen.plan(module, unaligned=True)
-    by_name = {r.output.name: r for r in aligned.regions}
-    assert by_name["mixed"].lowered and "different timestamps" in by_name["mixed"].mixed
-    assert not by_name["both"].mixed and not by_name["fast_mom"].mixed
-    u = {r.output.name: r for r in unaligned.regions}
-    assert not u["mixed"].lowered and "different timestamps" in u["mixed"].reason
-    assert u["both"].lowered and u["slow_ema"].lowered and u["fast_mom"].lowered
-    assert u["fast_sma_over_slow"].lowered and not u["fast_sma_over_slow"].mixed
-    pairs = {r.output.name: r.lowered for r in codegen.plan(_pairs_module(), unaligned=True).regions}
-    assert [n for n, lowered in pairs.items() if not lowered] == ["raw_mixed"]
-    text = codegen.generate(module)
-    assert "Nodes that run per tick for run keys whose sources' timestamps differ" in text
-    assert "mixed: %" in text
-    assert 'rt.per_tick("mixed", n)' in codegen.generate(module, unaligned=True)
+def test_multi_clock_and_mixed_timeline_nodes_all_run_in_kernels():
+    """Windows over values of different timelines, slower inputs read as of their last close: every
+    traced op is in a kernel, whatever the data's alignment (docs/design.md "Clocks and joins")."""
+    for module in (_two_clock_module(), _pairs_module()):
+        p = codegen.plan(module)
+        assert not p.py_steps
+        in_kernels = {op.result for k in p.kernels for op in k.ops}
+        computed = {op.result for op in module.ops if op.name not in ("stream_input", "const")}
+        assert computed <= in_kernels
+        assert "rt.py_call(" not in codegen.generate(module)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

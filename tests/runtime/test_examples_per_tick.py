@@ -1,5 +1,6 @@
-"""The IR interpreter equals calling each user compute function once per tick (DESIGN.md: that per-tick
-call is the definition), on the shipped examples."""
+"""The IR interpreter equals the user's own compute functions on the shipped examples: called once on
+the full history (what a traced node means, docs/design.md "Values") and, for these window-independent
+examples, called once per tick on the node's window."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 import qmtl
 
-from qmtl.runtime.reference import per_tick_python, run
+from qmtl.runtime.reference import full_history_python, per_tick_python, run
 from qmtl.runtime.results import assert_results_equal
 from qmtl.runtime.synthetic import synthetic_bars
 
@@ -32,6 +33,7 @@ def test_ir_interpreter_equals_per_tick_python(example, symbols):
     assert ir.outputs, "the example has no non-source outputs"
     assert any(len(df) for df in ir.outputs.values()), "nothing was emitted: data too short for warm-up?"
     assert_results_equal(ir, python)
+    assert_results_equal(ir, full_history_python(compiled, data))
 
 
 def test_correlation_example_reads_every_tagged_stream():

@@ -49,19 +49,18 @@ def test_multi_symbol_runs_per_symbol_with_a_symbol_column():
     assert (np.diff(out.index.to_numpy()) >= 0).all()  # ordered by ts, then symbol
 
 
-def test_windowed_op_sees_only_its_window():
-    """A traced ewm is the ewm of the P-bar window, not of the whole history."""
+def test_ewm_runs_over_the_whole_history_whatever_the_period():
+    """A traced ewm is pandas' ewm of the whole history; the node's period only delays emission."""
     period, alpha = 8, 0.3
     m = module([src(), op("close", "column", ("src",), name="close"),
-                op("e", "ewm_mean", ("close",), alpha=alpha, adjust=True, period=period)],
+                op("e", "ewm_mean", ("close",), alpha=alpha, adjust=True)],
                [Output("price", "src", period, 60, "source"), Output("smooth", "e", period, 60)])
     df = synthetic_bars(40, seed=3).drop(columns="symbol")
     out = _run(m, df).outputs["smooth"]
     close = df["close"]
-    want = [close.iloc[i - period + 1:i + 1].ewm(alpha=alpha).mean().iloc[-1] for i in range(period - 1, 40)]
+    want = close.ewm(alpha=alpha).mean().to_numpy()[period - 1:]
     np.testing.assert_allclose(out["smooth"].to_numpy(), want, rtol=1e-12)
-    full = close.ewm(alpha=alpha).mean().to_numpy()[period - 1:]
-    assert not np.allclose(out["smooth"].to_numpy(), full)  # the distinction is real
+    np.testing.assert_array_equal(out.index.to_numpy(), df["ts"].to_numpy()[period - 1:])
 
 
 @pytest.mark.parametrize("period", [10, 25])
@@ -125,22 +124,23 @@ def test_multi_input_node_fires_on_common_timestamps():
     spread = res["spread"]
     np.testing.assert_array_equal(spread.index.to_numpy(), common[2:])  # both inputs hold ≥ 3 bars
     np.testing.assert_allclose(spread["spread"].to_numpy(), (ca - cb)[2:], rtol=1e-12)
-    # dev windows over the spread node's own values (3 of them), not over raw bars
-    s = spread["spread"]
-    want = (s - s.rolling(3).mean()).to_numpy()[2:]
+    # dev is pandas over the ts-indexed history: the spread is NaN where B has no bar, and a rolling
+    # window holding that NaN is NaN; it emits from the spread node's third emitted row
+    full = a.set_index("ts")["close"] - b.set_index("ts")["close"]
+    want = (full - full.rolling(3).mean()).reindex(spread.index[2:]).to_numpy()
     np.testing.assert_allclose(res["dev"]["dev"].to_numpy(), want, rtol=1e-12)
-    np.testing.assert_array_equal(res["dev"].index.to_numpy(), s.index.to_numpy()[2:])
+    np.testing.assert_array_equal(res["dev"].index.to_numpy(), spread.index.to_numpy()[2:])
 
 
-def test_period_one_emits_from_the_first_bar_with_nan_warm_up_of_the_op():
+def test_period_one_emits_from_the_first_bar_and_values_are_the_full_history_ones():
     m = module([src(), op("close", "column", ("src",), name="close"),
                 op("rm", "rolling_mean", ("close",), window=4)],
                [Output("price", "src", 1, 60, "source"), Output("rm", "rm", 1, 60)])
     df = synthetic_bars(10, seed=9).drop(columns="symbol")
     out = _run(m, df).outputs["rm"]["rm"].to_numpy()
     assert len(out) == 10 and np.isnan(out[:3]).all()
-    # a one-bar window can never fill a 4-bar rolling mean: declared period is what the node sees
-    assert np.isnan(out[3:]).all()
+    # the period is warm-up only: the rolling mean is pandas' over the whole history
+    np.testing.assert_allclose(out[3:], df["close"].rolling(4).mean().to_numpy()[3:], rtol=1e-12)
 
 
 # --- opaque nodes ------------------------------------------------------------------------------------
