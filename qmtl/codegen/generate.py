@@ -181,7 +181,11 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
     layout = lowerer.layout
     carried: list[tuple[str, str, int]] = []  # (local, dtype, slot)
     body: list[str] = []
-    for op in k.ops:
+    for item in k.items:
+        if isinstance(item, Gate):
+            body.extend(_gate_lines(item, p, arg, presence, layout, source_index))
+            continue
+        op = item
         current["op"] = op.result
         pv = "p" + ident(op.result)[1:]
         mine = p.clock.get(op.result)
@@ -202,14 +206,12 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
         for local, dtype in _locals(op):
             slot = layout.floats(1) if dtype == "f64" else layout.ints(1)
             carried.append((local, dtype, slot))
-    for v in sorted(p.exported & inside, key=lambda v: [o.result for o in k.ops].index(v)):
-        op = ops[v]
-        body.append(f"{arg(presence_buffer(v), f'rt.buf({presence_buffer(v)!r})')}[t] = p{ident(v)[1:]}")
-        locals_ = [col_ident(v, c) for c, _ in op.type.columns] if op.type.kind == "frame" else [ident(v)]
-        for (name, _), local in zip(value_buffers(op), locals_):
-            body.append(f"{arg(name, f'rt.buf({name!r})')}[t] = {local}")
-    for g in k.gates:
-        body.extend(_gate_lines(g, p, arg, presence, layout, source_index))
+        if op.result in p.exported:  # read by a later step or collected as a node's rows
+            body.append(f"{arg(presence_buffer(op.result), f'rt.buf({presence_buffer(op.result)!r})')}[t] = {pv}")
+            locals_ = [col_ident(op.result, c) for c, _ in op.type.columns] if op.type.kind == "frame" \
+                else [ident(op.result)]
+            for (name, _), local in zip(value_buffers(op), locals_):
+                body.append(f"{arg(name, f'rt.buf({name!r})')}[t] = {local}")
     init = []
     for local, dtype, slot in carried:
         init.append(f"{local} = " + {"f64": f"sf[{slot}]", "i64": f"si[{slot}]", "bool": f"si[{slot}] != 0"}[dtype])

@@ -21,7 +21,7 @@ from qmtl.ir.module import Module, Op
 from qmtl.ir.regions import gate_inputs, regions_in_dependency_order
 
 #: ops per generated kernel: small enough that Numba compiles each in well under a second
-MAX_KERNEL_OPS = 120
+MAX_KERNEL_OPS = 40
 
 
 @dataclass(frozen=True)
@@ -42,10 +42,20 @@ class Gate:
 
 @dataclass(frozen=True)
 class Kernel:
+    """One jitted function: ops and node gates interleaved in dependency order (a gate comes after
+    its value and after the gates of its input nodes)."""
+
     index: int
     level: int
-    ops: tuple[Op, ...]
-    gates: tuple[Gate, ...]
+    items: tuple[Op | Gate, ...]
+
+    @property
+    def ops(self) -> tuple[Op, ...]:
+        return tuple(x for x in self.items if isinstance(x, Op))
+
+    @property
+    def gates(self) -> tuple[Gate, ...]:
+        return tuple(x for x in self.items if isinstance(x, Gate))
 
 
 @dataclass(frozen=True)
@@ -128,17 +138,32 @@ def plan(module: Module) -> Plan:
                 cols = tuple(c for c in module.ops if c.name == "column" and c.operands[0] == op.result)
                 steps.append(PyStep(lv, op, cols))
         body = [op for op in module.ops if level[op.result] == lv and is_kernel_op(op, ops)]
-        mine = tuple(g for g in gates if gate_level[g.name] == lv)
-        chunks = [body[i:i + MAX_KERNEL_OPS] for i in range(0, len(body), MAX_KERNEL_OPS)] or [[]]
+        mine = [g for g in gates if gate_level[g.name] == lv]
         if not body and not mine:
             continue
-        for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
-            steps.append(Kernel(len([s for s in steps if isinstance(s, Kernel)]), lv, tuple(chunk),
-                                mine if last else ()))
+        items = _interleave(body, mine)
+        for i in range(0, len(items), MAX_KERNEL_OPS):
+            steps.append(Kernel(len([s for s in steps if isinstance(s, Kernel)]), lv,
+                                tuple(items[i:i + MAX_KERNEL_OPS])))
     sources = tuple(op for op in module.ops if opreg.REGISTRY[op.name].kind == "source")
     draft = Plan(module, tuple(steps), gates, sources, clock, frozenset())
     return Plan(module, draft.steps, gates, sources, clock, _exported(draft))
+
+
+def _interleave(body: list[Op], gates: list[Gate]) -> list[Op | Gate]:
+    """Ops in module order, each gate right after the later of its value and its input nodes' gates,
+    so cutting the list anywhere keeps every read after its write."""
+    position = {op.result: i for i, op in enumerate(body)}
+    anchor: dict[str, float] = {}
+    by_value = {g.value: g for g in gates}
+    for g in gates:  # dependency order
+        after = [position.get(g.value, -1)]
+        after += [anchor[by_value[v].name] for v in g.inputs if v in by_value and by_value[v].name in anchor]
+        after += [position[v] for v in g.inputs if v in position]
+        anchor[g.name] = max(after) + 0.5
+    keyed: list[tuple[float, int, Op | Gate]] = [(i, 0, op) for i, op in enumerate(body)]
+    keyed += [(anchor[g.name], 1 + g.index, g) for g in gates]
+    return [x for _, _, x in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
 def _gates(module: Module, clock: dict[str, int | None]) -> tuple[Gate, ...]:

@@ -399,9 +399,48 @@ class Frame:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in _PER_COLUMN:
+            return _ColumnwiseMethod(self, name)
         if hasattr(pd.DataFrame, name):
             raise UnsupportedAttribute(f"unsupported method DataFrame.{name}", user_location(2))
         return self._column(name)
+
+    # --- pandas DataFrame arithmetic: column by column, aligned on column names ------------------
+    def _columnwise(self, fn, other: Any = None, binary: bool = False) -> "Frame":
+        cols = self.explicit_columns
+        if cols is None:
+            raise UnsupportedOperation("arithmetic on a whole bar frame (its fields are known only at "
+                                       "run time); select columns first: frame[['close']]")
+        if binary and isinstance(other, Frame):
+            theirs = other.explicit_columns
+            if theirs is None or set(theirs) != set(cols):
+                raise UnsupportedOperation("arithmetic between frames with different columns")
+            return Frame(columns={c: fn(e, theirs[c]) for c, e in cols.items()})
+        return Frame(columns={c: (fn(e, other) if binary else fn(e)) for c, e in cols.items()})
+
+    def __add__(self, o): return self._columnwise(lambda a, b: a + b, o, True)
+    def __radd__(self, o): return self._columnwise(lambda a, b: b + a, o, True)
+    def __sub__(self, o): return self._columnwise(lambda a, b: a - b, o, True)
+    def __rsub__(self, o): return self._columnwise(lambda a, b: b - a, o, True)
+    def __mul__(self, o): return self._columnwise(lambda a, b: a * b, o, True)
+    def __rmul__(self, o): return self._columnwise(lambda a, b: b * a, o, True)
+    def __truediv__(self, o): return self._columnwise(lambda a, b: a / b, o, True)
+    def __rtruediv__(self, o): return self._columnwise(lambda a, b: b / a, o, True)
+    def __pow__(self, o): return self._columnwise(lambda a, b: a ** b, o, True)
+    def __gt__(self, o): return self._columnwise(lambda a, b: a > b, o, True)
+    def __ge__(self, o): return self._columnwise(lambda a, b: a >= b, o, True)
+    def __lt__(self, o): return self._columnwise(lambda a, b: a < b, o, True)
+    def __le__(self, o): return self._columnwise(lambda a, b: a <= b, o, True)
+    def __and__(self, o): return self._columnwise(lambda a, b: a & b, o, True)
+    def __or__(self, o): return self._columnwise(lambda a, b: a | b, o, True)
+    def __neg__(self): return self._columnwise(lambda a: -a)
+    def __abs__(self): return self._columnwise(lambda a: abs(a))
+    def __invert__(self): return self._columnwise(lambda a: ~a)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if len(inputs) != 1 or inputs[0] is not self:
+            raise UnsupportedOperation(f"numpy.{ufunc.__name__} with a frame among several operands")
+        return self._columnwise(lambda a: getattr(np, ufunc.__name__)(a))
 
     def __bool__(self) -> bool:
         raise UnsupportedOperation("Python control flow on a frame (bool() / if)")
@@ -415,6 +454,42 @@ class Frame:
     def __repr__(self) -> str:
         cols = self.explicit_columns
         return f"<Frame {list(cols) if cols is not None else repr(self._source)}>"
+
+
+#: DataFrame methods traced column by column (each column is the Series method)
+_PER_COLUMN = frozenset({"pct_change", "diff", "shift", "abs", "clip", "fillna", "ffill", "cumsum",
+                         "cumprod", "cummax", "cummin", "astype", "rolling", "ewm", "expanding", "where",
+                         "mask"})
+
+
+class _ColumnwiseMethod:
+    """``frame.<method>(...)``: the Series method on each column; a window object (``rolling``,
+    ``ewm``, ``expanding``) maps its statistic over the columns too."""
+
+    def __init__(self, frame: Frame, name: str):
+        self._frame, self._name = frame, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        cols = self._frame.explicit_columns
+        if cols is None:
+            raise UnsupportedOperation(f"DataFrame.{self._name} on a whole bar frame; select columns first")
+        results = {c: getattr(e, self._name)(*args, **kwargs) for c, e in cols.items()}
+        if all(isinstance(r, Expr) for r in results.values()):
+            return Frame(columns=results)
+        return _ColumnwiseWindow(results)
+
+
+class _ColumnwiseWindow:
+    def __init__(self, windows: dict[str, Any]):
+        self._windows = windows
+
+    def __getattr__(self, stat: str) -> Any:
+        if stat.startswith("_"):
+            raise AttributeError(stat)
+
+        def apply(*args: Any, **kwargs: Any) -> Frame:
+            return Frame(columns={c: getattr(w, stat)(*args, **kwargs) for c, w in self._windows.items()})
+        return apply
 
 
 # --- recording what a traced function built ----------------------------------------------------
