@@ -172,14 +172,18 @@ def per_tick_python(compiled: Any, data: Any) -> RunResult:
 
 
 def full_history_python(compiled: Any, data: Any) -> RunResult:
-    """Call each SDK node's own ``compute_fn`` once on a ``CacheView`` holding the *full* history of
-    its inputs and keep the rows at the node's emission ticks: what a traced node means."""
+    """Call each traced SDK node's own ``compute_fn`` once on a ``CacheView`` holding the *full*
+    history of its inputs and keep the rows at the node's emission ticks: what a traced node means.
+    Opaque nodes keep their own definition (per tick on the window); a traced function that reduces
+    to the current bar's value (``s.iloc[-1]``) is called per tick too."""
     return _with_user_functions(compiled, data, whole_history=True)
 
 
 def _with_user_functions(compiled: Any, data: Any, whole_history: bool) -> RunResult:
+    kinds = {o.name: o.kind for o in compiled.module.outputs}
     fns = {name: node.compute_fn for name, node in compiled.sdk_nodes.items()
-           if getattr(node, "compute_fn", None) is not None}
+           if getattr(node, "compute_fn", None) is not None
+           and (not whole_history or kinds.get(name) == "traced")}
     interp = Interpreter(compiled.module, compiled.functions, bind(compiled.module, data))
     interp.user_functions = fns
     interp.whole_history = whole_history
@@ -394,7 +398,8 @@ class Interpreter:
         if self.whole_history:
             view = self.view(operands)
             whole = guarded(region.name, None, key, lambda: fn(view))
-            return _rows_at(whole, ticks, interval, self.ops.get(region.value))
+            if isinstance(whole, (pd.Series, pd.DataFrame)):
+                return _rows_at(whole, ticks, interval, self.ops.get(region.value))
         rows, kept = [], []
         for j, t in enumerate(ticks):
             instant = int(t) + interval

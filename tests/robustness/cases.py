@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ONE_AND_MANY = ("single", "multi")
-RECURSIVE = ("by design: indicator helpers are recursive ops carrying state from the stream's start "
-             "(DESIGN.md), not TA-Lib re-run on each P-bar window")
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,16 @@ CASES: dict[str, Case] = {
     "s04_numpy_funcs": Case({"feat": "traced"}),
     "s06_rolling_minperiods": Case({"stats": "traced"}),
     "s07_ewm_variants": Case({"smooth": "traced"}),
-    "s08_ewm_halflife": Case({"hl": "opaque"}, reasons={"hl": "halflife"}),
+    "s08_ewm_halflife": Case({"hl": "traced"}),
     "s09_pct_diff": Case({"deltas": "traced"}),
-    "s10_cumsum": Case({"drift": "opaque"}, reasons={"drift": "Series.cumsum"}),
+    "s10_cumsum": Case({"drift": "traced"}),
     "s11_scalar_returns": Case(
-        {"avg": "opaque", "last_close": "opaque", "last_volume": "opaque", "vol": "opaque"},
-        reasons={"avg": "Series.mean", "last_close": "Series.iloc", "last_volume": "Series.values",
-                 "vol": "Series.std"}),
+        {"avg": "opaque", "last_close": "traced", "last_volume": "traced", "vol": "opaque"},
+        reasons={"avg": "Series.mean", "vol": "Series.std"}),
     "s12_return_shapes": Case({"series_out": "traced", "frame_out": "traced", "dict_out": "traced"}),
     "s13_concat_rename": Case({"combo": "traced", "chg": "traced"}),
-    "s14_fill_replace": Case({"zero_fill": "traced", "forward": "opaque", "replaced": "opaque"},
-                             reasons={"forward": "Series.ffill", "replaced": "Series.replace"}),
+    "s14_fill_replace": Case({"zero_fill": "traced", "forward": "traced", "replaced": "opaque"},
+                             reasons={"replaced": "Series.replace"}),
     "s15_apply_lambda": Case({"slope": "opaque", "squash": "opaque"},
                              reasons={"slope": "Rolling.apply", "squash": "Series.apply"}),
     "s16_python_if": Case({"regime": "opaque"}, reasons={"regime": "s16_python_if.py:11"}),
@@ -54,7 +51,7 @@ CASES: dict[str, Case] = {
                                  "width": "traced"}),
     "s21_multi_symbol_tags": Case({"spread": "traced"}, data=("single", "multi", "pair_dict")),
     "s22_mixed_intervals": Case({"fast_trend": "traced", "slow_trend": "traced"}),
-    "s23_indicators_traced": Case({"ind": "traced"}, per_tick_skip=RECURSIVE),
+    "s23_indicators_traced": Case({"ind": "traced"}),
     "s24_expression_api": Case({"trend": "traced", "osc": "traced", "sig": "traced"}),
     "s25_tag_query": Case({"avg_ret": "opaque"}, data=("crypto_dict",),
                           reasons={"avg_ret": "iterating the view"}),

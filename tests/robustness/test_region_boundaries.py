@@ -1,6 +1,6 @@
 """A node's results depend only on the inputs it declared, never on which other nodes the strategy
-has: CSE may merge an op of node A with node B's output, but A still computes it over its own window
-(regression for the CSE/regions bug: warm-up added up, windows moved, per-tick definition failed)."""
+has: CSE may merge an op of node A with node B's output; because a NodeID determines its values
+(docs/design.md "Identity") the merged op is computed once, in a kernel, and both nodes read it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import qmtl
-from qmtl.codegen.partition import regions as plan_regions
+from qmtl.codegen import plan
 from qmtl.ir.regions import node_regions
 from qmtl.runtime.reference import per_tick_python
 from qmtl.runtime.results import assert_results_equal
@@ -70,14 +70,16 @@ def test_an_unrelated_node_does_not_change_a_nodes_rows(data) -> None:
         assert_results_equal(with_diff.run(data, batch_size=batch_size), reference)
 
 
-def test_a_merged_op_read_over_different_windows_runs_per_tick_and_matches(data) -> None:
+def test_a_merged_op_read_by_nodes_with_different_inputs_runs_once_in_a_kernel(data) -> None:
     program = qmtl.compile(ChainedAndDirect)
     regions = node_regions(program.module)
     chg = program.module.output("chg").value
     assert regions["ratio"].inputs == (chg,)
     assert chg in {op.result for op in regions["direct"].ops}
-    plan = {r.node.name: r for r in plan_regions(program.module)}
-    assert not plan["direct"].lowered and "over other inputs" in plan["direct"].reason
+    p = plan(program.module)
+    assert not p.py_steps
+    kernel_ops = [op.result for k in p.kernels for op in k.ops]
+    assert kernel_ops.count(chg) == 1  # computed once, read by both nodes
     reference = program.run_reference(data)
     assert_results_equal(reference, per_tick_python(program, data))
     # both nodes average the same diffs; only their warm-ups differ

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from qmtl.runtime.reference import per_tick_python
+from qmtl.runtime.reference import full_history_python, per_tick_python
 from qmtl.runtime.results import assert_results_equal
 
 from .cases import CASES
@@ -49,14 +49,15 @@ def test_generated_flow_matches_the_reference(stem, data, compiled, datasets) ->
 
 
 @pytest.mark.parametrize("stem", sorted(s for s, c in CASES.items() if "single" in c.data))
-def test_reference_matches_calling_each_compute_fn_per_tick(stem, compiled, datasets) -> None:
-    """The definition (DESIGN.md): each node's own compute function called on its last P bars."""
+def test_reference_matches_each_compute_fn_on_the_full_history(stem, compiled, datasets) -> None:
+    """The definition (docs/design.md): a traced node is its own compute function run by pandas on
+    the full history; an opaque one is that function called per tick on its last P entries."""
     case = CASES[stem]
     if case.per_tick_skip:
         pytest.skip(case.per_tick_skip)
     program = compiled(stem)
     assert_results_equal(program.run_reference(datasets["single"]),
-                         per_tick_python(program, datasets["single"]))
+                         full_history_python(program, datasets["single"]))
 
 
 def test_init_params_change_the_ids_of_the_nodes_that_use_them(datasets) -> None:
