@@ -58,7 +58,7 @@ _LINT_ONLY = {"E111"}
 
 def _final_check(module) -> list[Diagnostic]:
     """Verify the module the compiler hands on, so compile and lint agree on what is an error (e.g.
-    an op mixing clocks, E110).  Look-back (E109) was already reported by its pass."""
+    e.g. a malformed attribute).  Look-back (E109) was already reported by its pass."""
     found = []
     for d in verify(module, check_ids=False):
         if d.code == "E109":

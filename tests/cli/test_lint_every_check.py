@@ -87,7 +87,6 @@ QIR_CASES: dict[str, Callable[[str], str]] = {
     "E107": _swap("{window = 5}", '{window = "5"}'),
     "E108": _swap("{window = 5}", "{window = 4}"),
     "E109": _swap('kind = "traced", period = 10', 'kind = "traced", period = 2'),
-    "E110": _swap("= diff(%slow_sig.1)", "= sub(%slow_sig.1, %fast_sig.1)"),
     "E111": lambda t: re.sub(r"= diff\(%slow_sig\.1\).*", '= py_call(%slow) {code_hash = "x", '
                              'deterministic = false, fn = "f", period = 10, unstable = "rng (Generator)"} '
                              ': opaque', t, count=1),
@@ -130,8 +129,6 @@ DAG_CASES: dict[str, Callable[[dict], None]] = {
     "E107": lambda d: _node(d, "fast_sig.3")["params"].__setitem__("window", "5"),
     "E108": lambda d: _node(d, "fast_sig.3")["params"].__setitem__("window", 4),
     "E109": lambda d: next(o for o in d["outputs"] if o["name"] == "fast_sig").__setitem__("period", 2),
-    "E110": lambda d: _node(d, "slow_sig").update(op="sub", params={},
-                                                  inputs=[_id(d, "slow_sig.1"), _id(d, "fast_sig.1")]),
     "E111": lambda d: _node(d, "slow_sig").update(
         op="py_call", inputs=[_id(d, "slow")], type="opaque", code_hash="blake3:00", period=10,
         params={"fn": "f"}, meta={"deterministic": False, "unstable": "rng (Generator)"}),
@@ -180,16 +177,6 @@ STRATEGY_CASES = {
                 self.add_nodes([p, Node(input=p, name="m", period=3,
                                         compute_fn=lambda v: v[p][60]["close"].rolling(10).mean())])
         ''', 6),
-    "E110": ('''
-        from qmtl.runtime.sdk import Strategy, Node, StreamInput
-        class S(Strategy):
-            def setup(self):
-                a = StreamInput(tags=["A"], interval="1m", period=5)
-                b = StreamInput(tags=["B"], interval="5m", period=5)
-                def spread(view):
-                    return view[a][60]["close"] - view[b][300]["close"]
-                self.add_nodes([a, b, Node(input=[a, b], name="spread", compute_fn=spread)])
-        ''', 7),
     "E111": ('''
         import threading
         from qmtl.runtime.sdk import Strategy, Node, StreamInput

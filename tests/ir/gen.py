@@ -23,6 +23,7 @@ from typing import Callable
 from hypothesis import strategies as st
 
 from qmtl.ir.lookback import output_required_period
+from qmtl.ir.ops import MATH_UFUNCS
 from qmtl.ir.module import Loc, Module, Op, Output, make_attrs
 from qmtl.ir.nodeid import with_node_ids
 from qmtl.ir.ops import REGISTRY
@@ -110,12 +111,21 @@ def _rolling(with_ddof: bool) -> Callable[[Draw], dict]:
     return attrs
 
 
+def _expanding(with_ddof: bool):
+    def attrs(draw: Draw) -> dict:
+        out = {"min_periods": draw(st.integers(0, 5))} if draw(st.booleans()) else {}
+        if with_ddof and draw(st.booleans()):
+            out["ddof"] = draw(st.integers(0, 1))
+        return out
+    return attrs
+
+
 def _period(draw: Draw) -> dict:
     return {"period": draw(st.integers(1, 30))}
 
 
 def _ewm(draw: Draw) -> dict:
-    out = {"alpha": draw(st.floats(0.01, 1.0)), "period": draw(st.integers(1, 30))}
+    out = {"alpha": draw(st.floats(0.01, 1.0))}
     if draw(st.booleans()):
         out["adjust"] = draw(st.booleans())
     return out
@@ -205,6 +215,10 @@ BUILDERS: dict[str, Callable[[Draw, Pool], Built]] = {
     **{name: _elementwise(2) for name in ("add", "sub", "mul", "div", "pow", "gt", "ge", "lt", "le", "eq",
                                            "ne", "and", "or", "maximum", "minimum")},
     **{name: _elementwise(1) for name in ("neg", "abs", "not", "log", "exp", "sqrt", "sign")},
+    **{name: _elementwise(1) for name in MATH_UFUNCS},
+    **{name: _series_window(lambda d: {}) for name in ("cumsum", "cumprod", "cummax", "cummin", "ffill")},
+    **{f"expanding_{s}": _series_window(_expanding(s in ("std", "var")))
+       for s in ("mean", "sum", "min", "max", "std", "var")},
 }
 SOURCES = ("stream_input", "tag_query")
 

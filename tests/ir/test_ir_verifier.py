@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from qmtl.ir.clocks import clocks
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc, Module, Op, Output
 from qmtl.ir.nodeid import with_node_ids
@@ -163,11 +164,12 @@ def test_E109_output_period_shorter_than_look_back():
     assert "%p -> %c -> %m -> %r" in diags[0].message
 
 
-def test_E110_mixed_clocks():
-    diags = verify(ir(PRICE, CLOSE, "%q = stream_input() {interval = 300} : bars",
-                      '%d = column(%q) {name = "close"} : series<f64>', "%s = sub(%c, %d) : series<f64>"))
-    assert [(d.code, d.loc) for d in diags] == [("E110", at(5))]
-    assert "%c every 60s, %d every 300s" in diags[0].message
+def test_mixing_clocks_is_legal_and_ticks_on_the_fastest():
+    """docs/design.md "Clocks and joins": a slower operand is read as of its last closed bar."""
+    module = ir(PRICE, CLOSE, "%q = stream_input() {interval = 300} : bars",
+                '%d = column(%q) {name = "close"} : series<f64>', "%s = sub(%c, %d) : series<f64>")
+    assert verify(module) == []
+    assert clocks(module)["s"] == 60
 
 
 def test_E111_non_deterministic_opaque_function():
