@@ -32,7 +32,8 @@ from qmtl.ir.module import Module
 from .binding import Bindings
 from .data import Stream
 from .flow import note_failure
-from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame
+from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame, to_pandas
+from .sdk.cache_view import CacheView
 from .results import NodeRuntimeError
 
 
@@ -177,40 +178,52 @@ class KeyRuntime:
         if fn is None:
             raise NodeRuntimeError(node, None, self.key, f"no function bound to code_hash {op.attr('code_hash')}")
         tails = self._tails.setdefault(value, {})
-        masks, counts, fast = {}, {}, np.ones(n, dtype=bool)
+        counts, ready = {}, np.ones(n, dtype=bool)
         for v in op.operands:
             mask = self._presence(v, n)
-            tail = tails.get(v)
             new = self._entries(v, mask, n)
-            tails[v] = new if tail is None else _append(tail, new)
-            masks[v] = mask
+            tails[v] = new if v not in tails else _append(tails[v], new)
             counts[v] = tails[v].before + (len(tails[v].ts) - len(new.ts)) + np.cumsum(mask)
             if (self._clock.get(v) or interval) == interval:
-                fast &= mask
-        ready = fast.copy()
+                ready &= mask
         for c in counts.values():
             ready &= c >= period
+        # one pandas object per operand and batch; each call's window is a slice of it (a new frame
+        # per call would cost ~10x the framework's budget, docs/design.md "Opaque functions")
+        whole = {v: self._pandas(v, tails[v]) for v in op.operands}
+        keys = {v: (self._node_id(v), self._clock.get(v) or interval) for v in op.operands}
+        names = {self._interp.series_name(v): keys[v][0] for v in op.operands}
+        ts_of = self.close[self.lo:self.hi] - interval
         rows = self.buf(_object_buffer(value))
         present = self.buf(_presence_buffer(value))
-        present[:n] = ready[:n]
+        present[:n] = False
         last = self._last.get(value)
-        ts_of = self.close[self.lo:self.hi] - interval
         for t in range(n):
             if ready[t]:
-                windows = {v: _window_of(tails[v], int(counts[v][t]), period, self._clock.get(v) or interval)
-                           for v in op.operands}
-                last = last_row(guarded(node, int(ts_of[t]), self.key,
-                                        lambda: fn(self._interp.view(windows))))
-                if last is NO_VALUE:
-                    present[t] = False
-                    last = self._last.get(value)
-                else:
-                    self._last[value] = last
-            rows[t] = last
-        for v, tail in tails.items():
+                windows = {}
+                for v in op.operands:
+                    hi = int(counts[v][t]) - tails[v].before
+                    windows[keys[v][0]] = {keys[v][1]: whole[v].iloc[max(0, hi - period):hi]}
+                view = CacheView(windows, names=names)
+                row = last_row(guarded(node, int(ts_of[t]), self.key, lambda: fn(view)))
+                if row is not NO_VALUE:
+                    last = row
+                    present[t] = True
+            rows[t] = last  # carried: a slower reader sees the last row as of its tick
+        self._last[value] = last
+        for tail in tails.values():
             _trim(tail, period)
         for column, name in self.gen.PY_STEPS.get(value, []):
             self._column_of(value, column, name, n)
+
+    def _node_id(self, value: str) -> str:
+        op = self._ops.get(value)
+        return op.node_id if op is not None and op.node_id else value
+
+    def _pandas(self, value: str, tail: "_Tail"):
+        """The kept entries of an operand as the pandas object a compute function reads."""
+        track = Track(tail.ts, tail.kind, tail.data, self._clock.get(value) or 0)
+        return to_pandas(track, self._interp.series_name(value))
 
     # --- one batch --------------------------------------------------------------------------------
 
@@ -303,17 +316,6 @@ def _trim(tail: _Tail, keep: int) -> None:
     else:
         tail.data = tail.data[drop:]
     tail.before += drop
-
-
-def _window_of(tail: _Tail, count: int, length: int, interval: int) -> Track:
-    """The last ``length`` of the first ``count`` entries ever seen, from the kept tail."""
-    hi = count - tail.before
-    lo = max(0, hi - length)
-    if tail.kind in ("bars", "frame"):
-        data = {c: v[lo:hi] for c, v in tail.data.items()}
-    else:
-        data = tail.data[lo:hi]
-    return Track(tail.ts[lo:hi], tail.kind, data, interval)
 
 
 # --- emitted rows ---------------------------------------------------------------------------------

@@ -326,18 +326,19 @@ class Interpreter:
         for v, tr in windows.items():
             if tr.kind == "group":
                 for k, member in tr.data.items():
-                    frames[str(k)] = {member.interval: _to_pandas(member, v)}
+                    frames[str(k)] = {member.interval: to_pandas(member, v)}
             else:
                 node_id = self._node_id(v)
-                frames[node_id] = {tr.interval: _to_pandas(tr, self._series_name(v))}
-                names[self._series_name(v)] = node_id
+                frames[node_id] = {tr.interval: to_pandas(tr, self.series_name(v))}
+                names[self.series_name(v)] = node_id
         return CacheView(frames, names=names)
 
     def _node_id(self, value: str) -> str:
         op = self.ops.get(value)
         return op.node_id if op is not None and op.node_id else value
 
-    def _series_name(self, value: str) -> str:
+    def series_name(self, value: str) -> str:
+        """The name a window of ``value`` carries: its node's name, else the value's."""
         for out in self.module.outputs:
             if out.value == value:
                 return out.name
@@ -453,7 +454,7 @@ def _reference_value(tr: Track) -> Any:
     """What reference implementations take: arrays for series, column dicts for bars/frames, a
     DataFrame (or Series) for opaque values, the number for a constant."""
     if tr.kind == "opaque":
-        return _to_pandas(tr, "value")
+        return to_pandas(tr, "value")
     return tr.data
 
 
@@ -473,7 +474,7 @@ def _track_of(op: Op, ts: np.ndarray, out: Any, interval: int) -> Track:
     return Track(ts, "opaque", list(out) if isinstance(out, (list, np.ndarray)) else [out] * len(ts), interval)
 
 
-def _to_pandas(tr: Track, name: str) -> pd.DataFrame | pd.Series:
+def to_pandas(tr: Track, name: str) -> pd.DataFrame | pd.Series:
     index = pd.Index(tr.ts, name="ts")
     if tr.kind in ("bars", "frame"):
         return pd.DataFrame(dict(tr.data), index=index)
@@ -516,8 +517,8 @@ def last_row(value: Any) -> Any:
     """A window's value at its last tick: the last element/row, or ``NO_VALUE`` if it is empty."""
     if value is None:
         return NO_VALUE
-    if isinstance(value, pd.DataFrame):
-        return NO_VALUE if value.empty else {str(c): _py(v) for c, v in value.iloc[-1].items()}
+    if isinstance(value, pd.DataFrame):  # column by column: cheaper than building a row Series
+        return NO_VALUE if value.empty else {str(c): _py(value[c].to_numpy()[-1]) for c in value.columns}
     if isinstance(value, pd.Series):
         return NO_VALUE if value.empty else _py(value.iloc[-1])
     if isinstance(value, dict):
