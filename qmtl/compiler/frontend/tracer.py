@@ -218,6 +218,13 @@ class _Tracer:
         value = self.builder.emit(vname, "py_call", operands, attrs, _function_loc(fn))
         self.diags.append(Diagnostic("N202", f"node {name!r} runs as an opaque Python call: {reason}",
                                      where or _function_loc(fn), severity="note"))
+        recursive = sorted(window_dependent_calls(fn))
+        if recursive:
+            self.diags.append(Diagnostic(
+                "W203", f"node {name!r} is opaque and calls {', '.join(recursive)}: there it sees only its "
+                f"{period}-bar window, so its values depend on period={period} (traced, it would run "
+                "over the full history; docs/design.md \"Opaque functions\")",
+                _function_loc(fn), severity="warning"))
         return value
 
     def _drop(self, mark: int) -> None:
@@ -284,6 +291,34 @@ class _Tracer:
             return Loc(display_path(self.source_file or "<unknown>"), inspect.getsourcelines(self.cls)[1])
         except (OSError, TypeError):
             return Loc(display_path(self.source_file), 1) if self.source_file else None
+
+
+#: calls whose result depends on how much history they see (full history when traced)
+_RECURSIVE_CALLS = frozenset({"ewm", "cumsum", "cumprod", "cummax", "cummin", "expanding", "ffill",
+                              "ema", "rsi", "macd", "atr"})
+
+
+def window_dependent_calls(fn: Any, depth: int = 3) -> set[str]:
+    """Names of history-dependent calls an opaque function makes, itself or through the plain Python
+    functions it calls (read from their bytecode names, a few levels deep)."""
+    found: set[str] = set()
+    seen: set[int] = set()
+    stack = [(getattr(fn, "__code__", None), getattr(fn, "__globals__", {}), depth)]
+    while stack:
+        code, globs, left = stack.pop()
+        if code is None or id(code) in seen:
+            continue
+        seen.add(id(code))
+        found |= _RECURSIVE_CALLS & set(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, type(code)):
+                stack.append((const, globs, left))
+        if left:
+            for name in code.co_names:
+                callee = globs.get(name)
+                if inspect.isfunction(callee) and not callee.__module__.startswith("qmtl."):
+                    stack.append((callee.__code__, callee.__globals__, left - 1))
+    return found
 
 
 def _source_file(cls: type) -> str | None:
