@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import canonicalize, cse, dce, fold, lookback
 from .base import Pass, PassContext
 
-PIPELINE: list[Pass] = [canonicalize.run, fold.run, cse.run, dce.run, lookback.run]
+# fold before canonicalize: folding changes an operand's NodeID, which orders commutative operands
+PIPELINE: list[Pass] = [fold.run, canonicalize.run, cse.run, dce.run, lookback.run]
 
 __all__ = ["PIPELINE", "Pass", "PassContext"]
