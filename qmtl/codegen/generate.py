@@ -8,6 +8,7 @@ that of its operands on its clock (the union; an absent one reads NaN), see docs
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import jinja2
@@ -79,12 +80,18 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
             buffers[name] = dtype
         buffers[presence_buffer(v)] = "bool"
     kernels, steps, errors = [], [], {}
+    shared: dict[tuple, int] = {}
+    states: list[dict] = []
     for step in p.steps:
         if isinstance(step, Kernel):
             k = _render_kernel(step, p, tids)
-            kernels.append(k)
+            states.append(k)
+            same = _share(k, shared)
+            if same is None:
+                kernels.append(k)
             errors[step.index] = k["errors"]
-            steps.append({"kind": "kernel", "index": step.index, "call": k["call"]})
+            steps.append({"kind": "kernel", "index": step.index, "call": k["call"],
+                          "fn": k["index"] if same is None else same})
         else:
             steps.append({"kind": "py_call", "value": step.op.result, "fn": str(step.op.attr("fn") or ""),
                           "reason": str(step.op.attr("reason") or "")})
@@ -98,10 +105,33 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     py_steps = {s.op.result: {"columns": [(c.result, str(c.attr("name"))) for c in s.columns]}
                 for s in p.py_steps}
     return _env().get_template("module.py.j2").render(
-        name=module.name, digest=digest(module), kernels=kernels, steps=steps,
+        name=module.name, digest=digest(module), kernels=kernels, states=states, steps=steps,
         buffers=sorted(buffers.items()), errors=errors, outputs=outputs, py_steps=py_steps,
         sources=[op.result for op in p.sources],
         interpreted=[{"name": n, "reason": r} for n, r in (interpreted or {}).items()])
+
+
+_LOCAL = re.compile(r"\b(?:v|p|b|bp|emit|sp|c|r|w)_\w+")
+
+
+def _share(k: dict, seen: dict[tuple, int]) -> int | None:
+    """Rename ``k``'s locals and arguments positionally; if a kernel with the same code was rendered
+    already, return its index (its jitted function serves both: Numba compiles it once), else
+    remember this one and return None.  Repetitive strategies (many nodes doing the same thing to
+    different inputs) compile in the time of their distinct kernels."""
+    names: dict[str, str] = {}
+
+    def rename(line: str) -> str:
+        return _LOCAL.sub(lambda m: names.setdefault(m.group(0), f"x{len(names)}"), line)
+
+    args = [rename(a) for a in k["args"]]
+    lines = [rename(line) for line in k["init"] + k["head"] + k["body"] + k["save"]
+             if not line.lstrip().startswith("#")]
+    key = (tuple(args), tuple(lines), k["f_init"], tuple(k["i_init"]))
+    if key in seen:
+        return seen[key]
+    seen[key] = k["index"]
+    return None
 
 
 def _timeline_ids(p: Plan) -> dict[str, frozenset[str]]:
@@ -177,7 +207,7 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
             return f"({ident(v)} if {presence(v)} else np.nan)"  # joined on ts: absent reads NaN
         return ident(v)
 
-    lowerer = Lowerer(operand, lambda v: ops[v].type)
+    lowerer = Lowerer(operand, lambda v: ops[v].type, lambda v: ops[v].name == "const")
     layout = lowerer.layout
     carried: list[tuple[str, str, int]] = []  # (local, dtype, slot)
     body: list[str] = []

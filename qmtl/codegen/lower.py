@@ -79,6 +79,8 @@ _NUMPY_UNARY = ("tanh", "sinh", "cosh", "sin", "cos", "tan", "arcsin", "arccos",
                 "arccosh", "arctanh", "log1p", "expm1", "log10", "log2", "floor", "ceil", "exp2", "rint")
 _UNARY.update({fn: f"np.{fn}(float({{a}}))" for fn in _NUMPY_UNARY})
 
+_COMMUTATIVE = frozenset({"add", "mul", "eq", "ne", "and", "or", "maximum", "minimum"})
+
 #: windowed statistics sharing one state machine (rolling_* with a window, expanding_* without)
 _STATS = ("mean", "sum", "min", "max", "std", "var")
 
@@ -86,16 +88,19 @@ _STATS = ("mean", "sum", "min", "max", "std", "var")
 class Lowerer:
     """Emits, op by op, the lines that run when the op's value is present."""
 
-    def __init__(self, operand_expr, type_of):
+    def __init__(self, operand_expr, type_of, is_literal=lambda v: False):
         self.layout = StateLayout()
         self.operand = operand_expr  # value name → expression for its scalar at tick t
         self.type_of = type_of       # value name → qmtl.ir.types.Type
         self.errors: list[str] = []  # names of ops that can raise at run time (astype NaN → int)
+        self._is_literal = is_literal  # value name → is it a constant (inlined as a literal)
 
     def lower(self, op: Op) -> list[str]:
         a = [self.operand(s) for s in op.operands]
         out = ident(op.result)
         if op.name in _BINARY:
+            if op.name in _COMMUTATIVE and self._is_literal(op.operands[0]) and not self._is_literal(op.operands[1]):
+                a = [a[1], a[0]]  # literal last: kernels that differ only in NodeID order read the same
             return [f"{out} = " + _BINARY[op.name].format(a=a[0], b=a[1])]
         if op.name in _UNARY:
             return [f"{out} = " + _UNARY[op.name].format(a=a[0])]

@@ -191,25 +191,28 @@ def _need(steps) -> int:
     return 1 + sum(STEPS[i][2] for i in steps)
 
 
-def _strategy(name: str, steps: list[int], cuts: list[int], with_other: list[bool], extra: list[int],
-              mix: bool) -> type:
-    """The chain ``steps`` applied to price.close, cut into nodes at ``cuts``; node j also declares
-    ``other`` as an input when ``with_other[j]``; periods are the look-back plus ``extra[j]``; ``mix``
-    adds a node reading the last chain node and ``other``."""
+def _strategy(name: str, steps: list[int], cuts: list[int], with_other: list[int], extra: list[int],
+              mix: bool, base: str) -> type:
+    """The chain ``steps`` applied to ``base``.close (price, or the gappy other), cut into nodes at
+    ``cuts``; node j also declares ``other`` (1) or a 5m input on the price (2) when ``with_other[j]``;
+    periods are the look-back plus ``extra[j]``; ``mix`` adds a node reading the last chain node and
+    ``other``."""
     bounds = [0] + sorted(set(cuts)) + [len(steps)]
     pieces = [steps[lo:hi] for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
     def setup(self):
         price = StreamInput(tags=["PX"], interval="60s", period=1, name="price")
         other = StreamInput(tags=["OT"], interval="60s", period=1, name="other")
-        nodes, prev = [price, other], None
+        slow = StreamInput(tags=["PX"], interval="5m", period=1, name="slow")
+        nodes, prev = [price, other, slow], None
         for j, piece in enumerate(pieces):
-            src = price if prev is None else prev
+            src = (price if base == "price" else other) if prev is None else prev
 
             def fn(view, src=src, piece=piece, first=prev is None):
                 s = view[src][60]["close"] if first else view[src][60]
                 return _chain(s, piece)
-            inputs = [src, other] if with_other[j % len(with_other)] else [src]
+            more = [[], [other], [slow]][with_other[j % len(with_other)]]
+            inputs = [src] + [m for m in more if m is not src]
             prev = Node(input=inputs, compute_fn=fn, name=f"{name}_n{j}",
                         period=_need(piece) + extra[j % len(extra)])
             nodes.append(prev)
@@ -225,13 +228,14 @@ def _strategy(name: str, steps: list[int], cuts: list[int], with_other: list[boo
 @st.composite
 def strategy_pairs(draw):
     steps = draw(st.lists(st.integers(0, len(STEPS) - 1), min_size=1, max_size=5))
+    base = draw(st.sampled_from(["price", "price", "other"]))
     n = len(steps)
     side = []
     for label in ("A", "B"):
         cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=2)) if n > 1 else []
-        with_other = draw(st.lists(st.booleans(), min_size=1, max_size=3))
+        with_other = draw(st.lists(st.integers(0, 2), min_size=1, max_size=3))
         extra = draw(st.lists(st.integers(0, 25), min_size=1, max_size=3))
-        side.append(_strategy(label, steps, cuts, with_other, extra, draw(st.booleans())))
+        side.append(_strategy(label, steps, cuts, with_other, extra, draw(st.booleans()), base))
     return steps, side[0], side[1]
 
 
