@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import jinja2
 from blake3 import blake3
@@ -32,10 +33,22 @@ def _env() -> jinja2.Environment:
                               keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 
 
-def digest(module: Module) -> str:
-    """Hash of the module's NodeIDs in order, plus output names/periods/inputs: the build cache key."""
-    module = module if all(op.node_id for op in module.ops) else with_node_ids(module)
+@lru_cache(maxsize=1)
+def _generator_version() -> bytes:
+    """Hash of the code generator's own sources: a generated module is only reused by the generator
+    that wrote it (after an upgrade, a stale module in the build cache would run the old lowering)."""
+    here = Path(__file__).resolve().parent
     h = blake3()
+    for path in sorted(here.glob("*.py")) + sorted((here / "templates").glob("*.j2")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.digest()
+
+
+def digest(module: Module) -> str:
+    """Hash of the generator version, the module's NodeIDs in order, and its outputs (names,
+    periods, inputs): the build cache key."""
+    module = module if all(op.node_id for op in module.ops) else with_node_ids(module)
+    h = blake3(_generator_version())
     for op in module.ops:
         h.update(f"{op.result}={op.node_id};".encode())
     for o in module.outputs:
