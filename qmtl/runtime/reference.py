@@ -517,8 +517,12 @@ def last_row(value: Any) -> Any:
     """A window's value at its last tick: the last element/row, or ``NO_VALUE`` if it is empty."""
     if value is None:
         return NO_VALUE
-    if isinstance(value, pd.DataFrame):  # column by column: cheaper than building a row Series
-        return NO_VALUE if value.empty else {str(c): _py(value[c].to_numpy()[-1]) for c in value.columns}
+    if isinstance(value, pd.DataFrame):
+        if value.empty:
+            return NO_VALUE
+        if value.columns.is_unique:  # column by column: cheaper than building a row Series
+            return {str(c): _py(value[c].to_numpy()[-1]) for c in value.columns}
+        return {str(c): _py(v) for c, v in value.iloc[-1].items()}
     if isinstance(value, pd.Series):
         return NO_VALUE if value.empty else _py(value.iloc[-1])
     if isinstance(value, dict):
