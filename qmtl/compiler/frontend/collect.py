@@ -36,24 +36,36 @@ def ordered_nodes(roots: Iterable[Node]) -> list[Node]:
             stack.extend(node.inputs)
     order: list[Node] = []
     state: dict[int, str] = {}
-
-    def visit(node: Node) -> None:
-        state[id(node)] = "visiting"
-        for dep in node.inputs:
-            if state.get(id(dep)) == "visiting":
-                raise CycleError(dep)
-            if id(dep) not in state:
-                visit(dep)
-        for dep in closure_nodes(node.compute_fn):
-            if id(dep) in members and id(dep) not in state:
-                visit(dep)
-        state[id(node)] = "done"
-        order.append(node)
-
+    # depth-first with an explicit stack (a chain of any length, declared in any order): each entry
+    # is a node and the iterator over what must come before it
     for root in roots:
-        if id(root) not in state:
-            visit(root)
+        if id(root) in state:
+            continue
+        state[id(root)] = "visiting"
+        stack = [(root, _before(root, members))]
+        while stack:
+            node, pending = stack[-1]
+            for dep, is_input in pending:
+                if is_input and state.get(id(dep)) == "visiting":
+                    raise CycleError(dep)
+                if id(dep) not in state:
+                    state[id(dep)] = "visiting"
+                    stack.append((dep, _before(dep, members)))
+                    break
+            else:
+                stack.pop()
+                state[id(node)] = "done"
+                order.append(node)
     return order
+
+
+def _before(node: Node, members: dict[int, Node]):
+    """What must be ordered before ``node``: its inputs, then the member nodes its function closes over."""
+    for dep in node.inputs:
+        yield dep, True
+    for dep in closure_nodes(node.compute_fn):
+        if id(dep) in members:
+            yield dep, False
 
 
 def closure_nodes(fn: Callable[..., Any] | None) -> list[Node]:
