@@ -88,7 +88,8 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     ops = module.op_map()
     tids = _timeline_ids(p)
     buffers: dict[str, str] = {emit_buffer(g): "bool" for g in p.gates}
-    for v in p.exported:
+    written_in_python = [v for st in p.py_steps for v in (st.op.result, *(c.result for c in st.columns))]
+    for v in sorted(p.exported) + written_in_python:  # a py_call step always fills its buffers
         for name, dtype in value_buffers(ops[v]):
             buffers[name] = dtype
         buffers[presence_buffer(v)] = "bool"
@@ -115,7 +116,7 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
         cols = [c for c, _ in op.type.columns] if op is not None and op.type.kind == "frame" else None
         outputs.append({"name": g.name, "buffers": bufs, "emit": emit_buffer(g), "columns": cols,
                         "clock": g.clock, "value": g.value})
-    py_steps = {s.op.result: {"columns": [(c.result, str(c.attr("name"))) for c in s.columns]}
+    py_steps = {s.op.result: {"columns": [(c.result, c.attr("name")) for c in s.columns]}
                 for s in p.py_steps}
     return _env().get_template("module.py.j2").render(
         name=module.name, digest=digest(module), kernels=kernels, states=states, steps=steps,

@@ -112,7 +112,7 @@ def is_kernel_op(op: Op, ops: dict[str, Op]) -> bool:
     kind = opreg.REGISTRY[op.name].kind
     if kind in ("source", "opaque") or op.name == "const":
         return False
-    return not (op.name == "column" and ops[op.operands[0]].name == "py_call")
+    return not (op.name in ("column", "value_of") and ops[op.operands[0]].name == "py_call")
 
 
 def plan(module: Module) -> Plan:
@@ -135,7 +135,8 @@ def plan(module: Module) -> Plan:
     for lv in range(top + 1):
         for op in module.ops:
             if op.name == "py_call" and level[op.result] == lv:
-                cols = tuple(c for c in module.ops if c.name == "column" and c.operands[0] == op.result)
+                cols = tuple(c for c in module.ops
+                             if c.name in ("column", "value_of") and c.operands[0] == op.result)
                 steps.append(PyStep(lv, op, cols))
         body = [op for op in module.ops if level[op.result] == lv and is_kernel_op(op, ops)]
         mine = [g for g in gates if gate_level[g.name] == lv]

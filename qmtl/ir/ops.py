@@ -143,6 +143,19 @@ register(OpDef(
     attrs={"name": AttrSpec(_STR, required=True)},
     doc="One field of a bar stream or one column of a frame."))
 
+def _value_of(table):
+    """An opaque node's rows as numbers: the row itself, or the one column of a one-column frame."""
+    if isinstance(table, pd.DataFrame):
+        if table.shape[1] != 1:
+            raise ValueError(f"an opaque node's rows have columns {list(table.columns)}: read one by name")
+        table = table.iloc[:, 0]
+    return pd.to_numeric(pd.Series(table), errors="coerce").to_numpy(dtype=float)
+
+
+register(OpDef(
+    "value_of", "structural", ("opaque",), lambda t, a: F64, reference=_value_of,
+    doc="An opaque node's value as a number series (what a traced reader of a series-valued opaque node sees)."))
+
 register(OpDef(
     "const", "structural", (), lambda t, a: scalar(a.get("dtype", "f64")),
     reference=lambda value, dtype="f64": value,

@@ -284,8 +284,8 @@ class KeyRuntime:
         out = self.buf(_value_buffers(self._ops[column])[0][0])
         for t in range(n):
             row = rows[t]
-            if isinstance(row, dict):
-                row = row.get(name)
+            if isinstance(row, dict):  # a named column, or (value_of) the one column there is
+                row = row.get(name) if name is not None else (next(iter(row.values())) if len(row) == 1 else None)
             out[t] = np.nan if row is None else row
         self.buf(_presence_buffer(column))[:n] = self.buf(_presence_buffer(value))[:n]
 

@@ -43,12 +43,15 @@ def check_every_traced_op_is_in_a_kernel(module) -> None:
     ops = flow.op_map()
     in_kernels = [op.result for k in p.kernels for op in k.ops]
     assert len(in_kernels) == len(set(in_kernels)), "an op is computed in two kernels"
+    ids = [op.node_id for k in p.kernels for op in k.ops]
+    dup = {i for i in ids if ids.count(i) > 1}
+    assert not dup, f"{module.name}: a NodeID is computed more than once: {sorted(dup)[:3]}"
     expected = set()
     for op in flow.ops:
         kind = opreg.REGISTRY[op.name].kind
         if kind in ("source", "opaque") or op.name == "const":
             continue
-        if op.name == "column" and ops[op.operands[0]].name == "py_call":
+        if op.name in ("column", "value_of") and ops[op.operands[0]].name == "py_call":
             continue
         expected.add(op.result)
     missing = expected - set(in_kernels)

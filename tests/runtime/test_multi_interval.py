@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 
 import qmtl
 from qmtl.codegen import plan
-from qmtl.runtime import reference
 from qmtl.runtime.results import assert_results_equal
 from qmtl.runtime.sdk import Node, Strategy, StreamInput
 from qmtl.runtime.synthetic import synthetic_bars
@@ -28,20 +27,7 @@ from qmtl.runtime.synthetic import synthetic_bars
 BATCH_SIZES = (1, 7, 10_000)
 
 
-def _refuse(*_a, **_k):
-    raise AssertionError("compiled.run fell back to the reference interpreter")
-
-
-def kernels_only(compiled, data, batch_size):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(reference, "evaluate", _refuse)
-        mp.setattr(reference, "evaluate_nodes", _refuse)
-        return compiled.run(data, batch_size=batch_size)
-
-
-def _gappy(df: pd.DataFrame, seed: int, keep: float) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return df[rng.random(len(df)) < keep].reset_index(drop=True)
+from tests.kernels_only import gappy as _gappy, kernels_only  # noqa: E402
 
 
 # --- 1m + 5m in one node ---------------------------------------------------------------------------------
@@ -209,6 +195,18 @@ def test_a_5m_bar_is_visible_from_the_1m_bar_closing_with_it_and_not_before(mixe
 PAIR_P = 3
 
 
+#: more full-history ops over the union join (a NaN where one input has no bar), as pandas computes them
+PAIR_MORE = {
+    "spread_cumsum": lambda a, b: (a - b).cumsum(),
+    "ratio_expanding": lambda a, b: (a / b).expanding(min_periods=3).mean(),
+    "ratio_mean_mp1": lambda a, b: (a / b).rolling(3, min_periods=1).mean(),
+    "spread_cummax": lambda a, b: (a - b).cummax(),
+    "spread_ffill": lambda a, b: (a - b).ffill(),
+    "spread_shift": lambda a, b: (a - b).shift(1),
+    "spread_std": lambda a, b: (a - b).rolling(3).std(),
+}
+
+
 class GappyPair(Strategy):
     def setup(self):
         a = StreamInput(tags=["A"], interval="1m", period=PAIR_P, name="a")
@@ -220,8 +218,10 @@ class GappyPair(Strategy):
         def spread_ewm(view):
             return (view[a]["1m"]["close"] - view[b]["1m"]["close"]).ewm(span=4).mean()
 
+        more = [Node(input=[a, b], compute_fn=lambda v, f=f: f(v[a]["1m"]["close"], v[b]["1m"]["close"]),
+                     name=name, period=PAIR_P) for name, f in PAIR_MORE.items()]
         self.add_nodes([a, b, Node(input=[a, b], compute_fn=ratio_mean, name="ratio_mean", period=PAIR_P),
-                        Node(input=[a, b], compute_fn=spread_ewm, name="spread_ewm", period=PAIR_P)])
+                        Node(input=[a, b], compute_fn=spread_ewm, name="spread_ewm", period=PAIR_P), *more])
 
 
 def _pair_expected(da: pd.DataFrame, db: pd.DataFrame) -> dict[str, pd.Series]:
@@ -233,14 +233,16 @@ def _pair_expected(da: pd.DataFrame, db: pd.DataFrame) -> dict[str, pd.Series]:
     na = np.searchsorted(a.index.to_numpy(), both.to_numpy(), side="right")
     nb = np.searchsorted(b.index.to_numpy(), both.to_numpy(), side="right")
     ticks = both[(na >= PAIR_P) & (nb >= PAIR_P)]
-    return {"ratio_mean": ratio.reindex(ticks), "spread_ewm": spread.reindex(ticks)}
+    out = {"ratio_mean": ratio.reindex(ticks), "spread_ewm": spread.reindex(ticks)}
+    out.update({name: f(a, b).reindex(ticks) for name, f in PAIR_MORE.items()})
+    return out
 
 
 @pytest.fixture(scope="module")
 def pair():
     c = qmtl.compile(GappyPair)
     assert plan(c.module).py_steps == ()
-    assert all(c.module.output(n).kind == "traced" for n in ("ratio_mean", "spread_ewm"))
+    assert all(c.module.output(n).kind == "traced" for n in ("ratio_mean", "spread_ewm", *PAIR_MORE))
     return c
 
 

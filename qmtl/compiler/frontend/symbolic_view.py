@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from qmtl.ir.types import Type
 from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation
-from qmtl.runtime.sdk.expr import Expr, Frame, UnsupportedAttribute, node_ref
+from qmtl.runtime.sdk.expr import OpaqueWindow, Expr, Frame, UnsupportedAttribute, node_ref
 from qmtl.runtime.sdk.nodes import Node
 from qmtl.runtime.sdk.source_location import user_location
 
@@ -147,4 +147,6 @@ def _window_value(info: InputInfo) -> Frame | Expr:
         return ref
     if t.kind == "frame":
         return Frame(source=ref, known=tuple(c for c, _ in t.columns))
+    if t.kind == "opaque":
+        return OpaqueWindow(source=ref)
     return Frame(source=ref)

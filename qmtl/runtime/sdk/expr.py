@@ -253,8 +253,31 @@ class Expr:
         raise UnsupportedOperation(f"unsupported numpy function numpy.{func.__name__}")
 
 
-class Rolling:
+class _WindowStats:
+    """A window object's statistics (pandas ``Rolling``/``Expanding``): each is one op."""
+
+    _kind = ""
+
+    def _op(self, stat: str, **extra: Any) -> Expr:
+        raise NotImplementedError
+
+    def mean(self) -> Expr: return self._op("mean")
+    def sum(self) -> Expr: return self._op("sum")
+    def min(self) -> Expr: return self._op("min")
+    def max(self) -> Expr: return self._op("max")
+    def std(self, ddof: int = 1) -> Expr: return self._op("std", ddof=_whole(ddof, "ddof"))
+    def var(self, ddof: int = 1) -> Expr: return self._op("var", ddof=_whole(ddof, "ddof"))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise UnsupportedAttribute(f"unsupported method {self._kind}.{name}", user_location(2))
+
+
+class Rolling(_WindowStats):
     """``series.rolling(window, min_periods)``: a windowed statistic is one ``rolling_*`` op."""
+
+    _kind = "Rolling"
 
     def __init__(self, source: Expr, window: int, min_periods: int | None):
         self._source, self._window, self._min_periods = source, window, min_periods
@@ -266,21 +289,11 @@ class Rolling:
         return Expr(f"rolling_{stat}", (self._source,), attrs, label=self._source.label,
                     loc=user_location(3))
 
-    def mean(self) -> Expr: return self._op("mean")
-    def sum(self) -> Expr: return self._op("sum")
-    def min(self) -> Expr: return self._op("min")
-    def max(self) -> Expr: return self._op("max")
-    def std(self, ddof: int = 1) -> Expr: return self._op("std", ddof=_whole(ddof, "ddof"))
-    def var(self, ddof: int = 1) -> Expr: return self._op("var", ddof=_whole(ddof, "ddof"))
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise UnsupportedAttribute(f"unsupported method Rolling.{name}", user_location(2))
-
-
-class Expanding:
+class Expanding(_WindowStats):
     """``series.expanding(min_periods)``: a statistic over the whole history so far."""
+
+    _kind = "Expanding"
 
     def __init__(self, source: Expr, min_periods: int):
         self._source, self._min_periods = source, min_periods
@@ -288,18 +301,6 @@ class Expanding:
     def _op(self, stat: str, **extra: Any) -> Expr:
         return Expr(f"expanding_{stat}", (self._source,), {"min_periods": self._min_periods, **extra},
                     label=self._source.label, loc=user_location(3))
-
-    def mean(self) -> Expr: return self._op("mean")
-    def sum(self) -> Expr: return self._op("sum")
-    def min(self) -> Expr: return self._op("min")
-    def max(self) -> Expr: return self._op("max")
-    def std(self, ddof: int = 1) -> Expr: return self._op("std", ddof=_whole(ddof, "ddof"))
-    def var(self, ddof: int = 1) -> Expr: return self._op("var", ddof=_whole(ddof, "ddof"))
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        raise UnsupportedAttribute(f"unsupported method Expanding.{name}", user_location(2))
 
 
 class _Last:
@@ -454,6 +455,32 @@ class Frame:
     def __repr__(self) -> str:
         cols = self.explicit_columns
         return f"<Frame {list(cols) if cols is not None else repr(self._source)}>"
+
+
+class OpaqueWindow(Frame):
+    """An opaque node's window while tracing its reader: it returns a Series or a DataFrame, known
+    only at run time.  Named columns are columns; anything a Series does reads its value as a number
+    series (``value_of``), so a traced node after an opaque one stays traced."""
+
+    def _series(self) -> Expr:
+        return Expr("value_of", (self._source,), label=self._source.label)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if hasattr(Expr, name) and not hasattr(pd.DataFrame, name) or name in _PER_COLUMN:
+            return getattr(self._series(), name)
+        return super().__getattr__(name)
+
+    def _columnwise(self, fn, other: Any = None, binary: bool = False) -> Any:
+        series = self._series()
+        if binary:
+            return fn(series, other._series() if isinstance(other, OpaqueWindow) else other)
+        return fn(series)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        args = tuple(self._series() if x is self else x for x in inputs)
+        return getattr(np, ufunc.__name__)(*args, **kwargs)
 
 
 #: DataFrame methods traced column by column (each column is the Series method)
