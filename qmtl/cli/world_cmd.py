@@ -139,12 +139,17 @@ def apply(name: str, run_id: Optional[str] = typer.Option(None, "--run-id", help
                                                           "default: a new one."),
           plan: Optional[Path] = typer.Option(None, "--plan", help="JSON/YAML {activate: [...], "
                                               "deactivate: [...]}; default: latest evaluation."),
+          etag: Optional[str] = typer.Option(None, "--etag", help="The activation etag the plan was "
+                                             "made against (refused if the world changed since); "
+                                             "default: the current one."),
           gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
-    """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set."""
+    """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set.
+
+    Only strategies the world's decisions allow (paper/live) are activated."""
     plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None
     run_id = run_id or f"apply-{uuid.uuid4().hex[:12]}"
     with gateway_client(gateway_url) as client:
-        _show(client.apply(name, run_id, plan_doc), output, f"apply {run_id!r} on {name!r}")
+        _show(client.apply(name, run_id, plan_doc, etag), output, f"apply {run_id!r} on {name!r}")
 
 
 @world_app.command("allocations")

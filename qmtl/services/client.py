@@ -121,9 +121,13 @@ class GatewayClient:
         params = {"strategy_id": strategy_id} if strategy_id else None
         return self._call("GET", f"/worlds/{_seg(world_id)}/activation", params=params)
 
-    def apply(self, world_id: str, run_id: str,
-              plan: dict[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"run_id": run_id}
+    def apply(self, world_id: str, run_id: str, plan: dict[str, Any] | None = None,
+              etag: str | None = None) -> dict[str, Any]:
+        """Apply ``plan`` (default: the latest evaluation) against ``etag``, the activation state it
+        was planned from; without one, the current state's etag is read first."""
+        if etag is None:
+            etag = self.activation(world_id)["etag"]
+        body: dict[str, Any] = {"run_id": run_id, "etag": etag}
         if plan is not None:
             body["plan"] = plan
         return self._call("POST", f"/worlds/{_seg(world_id)}/apply", json=body)

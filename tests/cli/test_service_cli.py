@@ -109,6 +109,15 @@ def test_allocations_and_apply(gateway: str, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "E_NO_PLAN" in r.stderr  # nothing evaluated yet
     plan = tmp_path / "plan.yml"
     plan.write_text("activate: [strat-a]\n")
+    r = run("world", "apply", "cli-alloc", "--run-id", "r1", "--plan", str(plan), "--gateway-url", gateway)
+    assert r.exit_code == 1 and "E_UNKNOWN_STRATEGY" in r.stderr and "strat-a" in r.stderr
+    with httpx.Client(base_url=gateway) as c:  # sandbox world: strat-a passes, paper, may be activated
+        c.post("/worlds/cli-alloc/evaluate", json={"strategies": [{"strategy_id": "strat-a"}],
+                                                   "as_of": "2024-01-01T00:00:00Z",
+                                                   "dataset_fingerprint": "blake3:" + "1" * 64})
+    r = run("world", "apply", "cli-alloc", "--run-id", "r-stale", "--plan", str(plan), "--etag", '"old"',
+            "--gateway-url", gateway)
+    assert r.exit_code == 1 and "E_ETAG_MISMATCH" in r.stderr
     args = ("world", "apply", "cli-alloc", "--run-id", "r1", "--plan", str(plan),
             "--gateway-url", gateway, "-o", "json")
     r = run(*args)

@@ -285,13 +285,16 @@ def unusable_decision(decision: DecisionEnvelope, now: float) -> str | None:
 
 
 def _meta(precheck: Precheck) -> dict[str, Any]:
-    return {"as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+    # synthetic_data: seeded bars are never evidence; the gateway and the world cap them at backtest.
+    return {"as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint,
+            "synthetic_data": precheck.synthetic_data}
 
 
 def _evaluation(strategy_id: str, precheck: Precheck, returns: list[float]) -> dict[str, Any]:
     return {"strategies": [{"strategy_id": strategy_id, "metrics": precheck.metrics.policy_values(),
                             "returns": returns}],
-            "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+            "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint,
+            "synthetic_data": precheck.synthetic_data}
 
 
 def _evaluation_of(answer: Any, strategy_id: str) -> WorldEvaluation | None:

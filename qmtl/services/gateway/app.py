@@ -24,6 +24,7 @@ from ..body_limit import BodySizeLimit
 from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
+from .admission import admit
 from .errors import ApiError, describe_validation, error_response, install_error_handlers
 from .metrics import Metrics, gateway_metrics
 from .middleware import RequestMetrics
@@ -94,7 +95,8 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         await asyncio.gather(*(worlds.require_world(w) for w in world_ids))
         sid = strategy_id_for(dag.checksum)
         answers = await asyncio.gather(*(worlds.decision(w, sid, req.meta.hint) for w in world_ids))
-        decisions = dict(zip(world_ids, answers))
+        now = time.time()
+        decisions = {w: admit(d, req.meta, now) for w, d in zip(world_ids, answers)}
         domains = {w: d["execution_domain"] for w, d in decisions.items()}
         started = time.perf_counter()
         # pydantic-core writes the JSON directly: no intermediate dict for json.dumps to walk again.

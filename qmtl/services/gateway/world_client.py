@@ -97,7 +97,8 @@ class WorldClient:
                 f"execution domain {domain!r} is not runnable"
             return {"effective_mode": "compute-only", "execution_domain": "backtest",
                     "orders_gated": True, "reason": f"{why}: default-safe compute-only"}
-        return {k: body.get(k) for k in ("effective_mode", "execution_domain", "orders_gated", "reason")}
+        return {k: body.get(k) for k in ("effective_mode", "execution_domain", "orders_gated", "reason",
+                                         "as_of", "dataset_fingerprint")}
 
     async def bind(self, world_id: str, strategy_id: str) -> bool:
         """Ask the world service to record the WorldStrategyBinding; False when it has no such route

@@ -149,9 +149,13 @@ def _describe(exc: ValidationError) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """One strategy as evaluation sees it; ``blocked`` says why its data is not evidence (then it fails
+    the ``evidence`` rule and can never take a place in the active set)."""
+
     strategy_id: str
     metrics: Mapping[str, float]
     returns: Sequence[float] | None = None
+    blocked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +277,8 @@ def evaluate_policy(policy: Policy, candidates: Sequence[Candidate], previous_ac
 def _own_rules(policy: Policy, cand: Candidate, was_active: bool) -> list[RuleResult]:
     """The rules a candidate passes or fails on its own metrics, whatever the other candidates do."""
     own = [_threshold_rule(m, b, cand.metrics) for m, b in sorted(policy.thresholds.items())]
+    if cand.blocked is not None:
+        own.insert(0, RuleResult("evidence", False, None, None, cand.blocked))
     if policy.hysteresis is not None:
         own.append(_hysteresis_rule(policy.hysteresis, cand.metrics, was_active))
     return own

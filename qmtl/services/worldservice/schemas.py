@@ -11,7 +11,7 @@ STRATEGY_ID = Field(min_length=1, max_length=256)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class WorldCreate(_Strict):
@@ -45,6 +45,8 @@ class EvaluateRequest(_Strict):
     strategies: list[StrategyMetrics] = Field(min_length=1, max_length=10_000)
     as_of: str | None = Field(default=None, max_length=64)
     dataset_fingerprint: str | None = Field(default=None, max_length=256)
+    #: The replay ran on generated bars (``Runner.submit`` without data): the world caps it at validate.
+    synthetic_data: bool = False
 
     @model_validator(mode="after")
     def _unique(self) -> "EvaluateRequest":
@@ -97,7 +99,11 @@ class ApplyPlan(_Strict):
 
 
 class ApplyRequest(_Strict):
+    """``etag``: the world's activation etag the plan was made against (``GET .../activation``); a new
+    run is refused when the world changed since.  A retry of an unfinished run ignores it."""
+
     run_id: str = Field(min_length=1, max_length=128)
+    etag: str = Field(min_length=1, max_length=64)
     plan: ApplyPlan | None = None
 
 

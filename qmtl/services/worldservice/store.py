@@ -44,13 +44,18 @@ CREATE TABLE IF NOT EXISTS ws_allocations (
 CREATE TABLE IF NOT EXISTS ws_bindings (
     world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (world_id, strategy_id));
+CREATE TABLE IF NOT EXISTS ws_strategy_metrics (
+    world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, metrics TEXT NOT NULL, returns TEXT,
+    as_of TEXT, dataset_fingerprint TEXT, synthetic INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (world_id, strategy_id));
 CREATE TABLE IF NOT EXISTS ws_audit (
     world_id TEXT NOT NULL, seq INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, before TEXT, after TEXT, PRIMARY KEY (world_id, seq))
 """
 
 _PER_WORLD_TABLES = ("ws_evaluations", "ws_decisions", "ws_activation_state", "ws_activations",
-                     "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings")
+                     "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings",
+                     "ws_strategy_metrics")
 
 
 def _dumps(obj: Any) -> str | None:
@@ -121,6 +126,35 @@ class WorldStore:
     def get_decision(self, world_id: str, strategy_id: str) -> dict[str, Any] | None:
         return self.db.fetchone("SELECT * FROM ws_decisions WHERE world_id = ? AND strategy_id = ?",
                                 (world_id, strategy_id))
+
+    def decisions(self, world_id: str) -> list[dict[str, Any]]:
+        return self.db.fetchall("SELECT * FROM ws_decisions WHERE world_id = ? ORDER BY strategy_id",
+                                (world_id,))
+
+    def invalidate_decisions(self, world_id: str, reason: str) -> list[str]:
+        """Turn every decision of the world into compute-only with ``reason``; returns the ids."""
+        ids = [d["strategy_id"] for d in self.decisions(world_id)]
+        self.db.execute("UPDATE ws_decisions SET mode = 'compute-only', reason = ? WHERE world_id = ?",
+                        (reason, world_id))
+        return ids
+
+    # latest metrics per strategy (what world-wide evaluation ranks) --------------------------------
+    def put_strategy_metrics(self, world_id: str, strategy_id: str, m: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO ws_strategy_metrics (world_id, strategy_id, metrics, returns, as_of,"
+            " dataset_fingerprint, synthetic, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (world_id, strategy_id) DO UPDATE SET metrics = excluded.metrics,"
+            " returns = excluded.returns, as_of = excluded.as_of,"
+            " dataset_fingerprint = excluded.dataset_fingerprint, synthetic = excluded.synthetic,"
+            " updated_at = excluded.updated_at",
+            (world_id, strategy_id, _dumps(m["metrics"]), _dumps(m["returns"]), m["as_of"],
+             m["dataset_fingerprint"], int(bool(m["synthetic"])), m["updated_at"]))
+
+    def strategy_metrics(self, world_id: str) -> list[dict[str, Any]]:
+        rows = self.db.fetchall("SELECT * FROM ws_strategy_metrics WHERE world_id = ? ORDER BY strategy_id",
+                                (world_id,))
+        return [{**r, "metrics": _loads(r["metrics"]), "returns": _loads(r["returns"]),
+                 "synthetic": bool(r["synthetic"])} for r in rows]
 
     # activation ---------------------------------------------------------------------------------------
     def activation_state(self, world_id: str) -> dict[str, Any]:
@@ -214,11 +248,13 @@ class WorldStore:
                                 (world_id,))
 
     # audit --------------------------------------------------------------------------------------------
-    def audit(self, world_id: str, actor: str, action: str, at: float, before: Any, after: Any) -> None:
+    def audit(self, world_id: str, actor: str, action: str, at: float, before: Any, after: Any) -> int:
+        """Append an audit entry; returns its sequence number (unique within the world)."""
         seq = self._next("ws_audit", "seq", world_id)
         self.db.execute(
             "INSERT INTO ws_audit (world_id, seq, at, actor, action, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (world_id, seq, at, actor, action, _dumps(before), _dumps(after)))
+        return seq
 
     def audit_log(self, world_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self.db.fetchall(

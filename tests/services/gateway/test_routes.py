@@ -106,7 +106,10 @@ def _read_sse(url: str, topic: str, found: list[dict], ready: threading.Event) -
 
 
 def test_sse_relays_an_activation_event(stack: Stack) -> None:
-    stack.make_world("w1")
+    stack.make_world("w1")  # sandbox: s1 passes and may trade on paper, so it may be activated
+    stack.client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "s1"}],
+                                                   "as_of": "2024-01-01T00:00:00Z",
+                                                   "dataset_fingerprint": "blake3:" + "d" * 64})
     found: list[dict] = []
     ready = threading.Event()
     reader = threading.Thread(target=_read_sse, args=(stack.url, "activation", found, ready), daemon=True)
