@@ -117,13 +117,20 @@ return seq
 """
 
 
+#: The largest event sequence number (a signed 64-bit integer, what SQL columns and Redis IDs can hold).
+MAX_SEQ = 2**63 - 1
+#: One blocking XREAD waits at most this long (well below the client's socket timeout).
+BLOCK_SLICE_S = 2.0
+
+
 class RedisStreamBus(Bus):
     def __init__(self, url: str, prefix: str = "qmtl:bus") -> None:
         import redis
 
         self.url = url
         self.prefix = prefix
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                           socket_timeout=BLOCK_SLICE_S + 5)
         try:
             self._redis.ping()
         except redis.RedisError as exc:
@@ -144,11 +151,17 @@ class RedisStreamBus(Bus):
         return self._event(topic, *entries[0])
 
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
+        """Blocks in slices of at most ``BLOCK_SLICE_S``: the client's socket timeout (a few seconds,
+        so a dead server is noticed) must never cut a long wait short."""
+        if after_seq > MAX_SEQ:
+            raise BusError(f"after_seq {after_seq} is beyond the largest sequence number {MAX_SEQ}")
         stream = self._keys(topic)[0]
         start = f"{max(after_seq, 0)}-0"
         entries = self._redis.xrange(stream, f"({start}", "+")
-        if not entries and timeout > 0:
-            found = self._redis.xread({stream: start}, block=max(int(timeout * 1000), 1))
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not entries and (remaining := deadline - time.monotonic()) > 0:
+            block_ms = max(int(min(remaining, BLOCK_SLICE_S) * 1000), 1)
+            found = self._redis.xread({stream: start}, block=block_ms)
             entries = found[0][1] if found else []
         return [self._event(topic, entry_id, fields) for entry_id, fields in entries]
 

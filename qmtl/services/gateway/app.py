@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from qmtl.config import DEFAULT_MAX_BODY_BYTES
 
 from ..body_limit import BodySizeLimit
+from ..request_guard import INT64_MAX, RequestGuard
 from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
@@ -47,7 +48,8 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
         yield
         await worlds.aclose()
 
-    app = FastAPI(title="qmtl gateway", lifespan=lifespan)
+    # No slash redirects: a 307 would name the world service's internal host through the proxy.
+    app = FastAPI(title="qmtl gateway", lifespan=lifespan, redirect_slashes=False)
     app.state.store, app.state.gsg, app.state.bus, app.state.metrics = store, gsg, bus, metrics
     install_error_handlers(app)
 
@@ -56,6 +58,7 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     _add_event_routes(app, bus)
     _add_world_proxy(app, worlds)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestGuard)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     return app
 
@@ -141,7 +144,7 @@ def _publish_queues(bus: Bus, rec: Recorded, domains: dict[str, str]) -> None:
 def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: Metrics) -> None:
     @app.get("/queues/by_tag")
     async def queues_by_tag(tags: Annotated[str, Query(min_length=1)],
-                            interval: Annotated[int | None, Query(gt=0)] = None,
+                            interval: Annotated[int | None, Query(gt=0, le=INT64_MAX)] = None,
                             match_mode: Annotated[str, Query(pattern="^(any|all)$")] = "any",
                             world_id: str | None = None) -> dict[str, Any]:
         wanted = [t.strip() for t in tags.split(",") if t.strip()]
@@ -175,17 +178,18 @@ Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
 
 def _add_event_routes(app: FastAPI, bus: Bus) -> None:
     @app.get("/events")
-    async def stream(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+    async def stream(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                      duration: Annotated[float | None, Query(gt=0, le=86400)] = None,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
-        if last_event_id is not None and last_event_id.isdigit():
+        if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit() \
+                and int(last_event_id) <= INT64_MAX:
             after = max(after, int(last_event_id))
         return StreamingResponse(events.sse_stream(bus, topic, after, duration),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/events/poll")
-    async def poll(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+    async def poll(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                    wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> dict[str, Any]:
         return await events.poll(bus, topic, after, wait)
 
@@ -195,10 +199,12 @@ def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
 
     async def forward(request: Request) -> Response:
         body = await request.body()
-        resp = await worlds.forward(request.method, request.url.path, request.scope["query_string"],
+        # The path exactly as received (still percent-encoded): decoding it here would let
+        # ``/worlds/..%2Fopenapi.json`` walk out of /worlds on the world service.
+        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        resp = await worlds.forward(request.method, raw_path, request.scope["query_string"],
                                     request.scope["headers"], body)
-        keep = {k: v for k, v in resp.headers.items()
-                if k.lower() in ("content-type", "etag", "location", "cache-control")}
+        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
         return Response(resp.content, status_code=resp.status_code, headers=keep)
 
     app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qmtl.services.body_limit import BodySizeLimit
+from qmtl.services.request_guard import INT64_MAX, RequestGuard
 from qmtl.services.bus import Bus
 from qmtl.services.errors import error_body
 from qmtl.services.storage.sql import Database
@@ -38,8 +39,9 @@ def create_app(db: Database, bus: Bus, activation_cache: ActivationCache | None 
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the app; creates the tables on ``db`` if missing (state survives restarts on the same db)."""
     service = WorldService(WorldStore(db), bus, activation_cache)
-    app = FastAPI(title="qmtl world service")
+    app = FastAPI(title="qmtl world service", redirect_slashes=False)
     app.state.world_service = service
+    app.add_middleware(RequestGuard)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     _install_error_handlers(app)
     _install_routes(app, service)
@@ -157,7 +159,7 @@ def _install_routes(app: FastAPI, ws: WorldService) -> None:
         return {"world_id": world_id, "bindings": ws.bindings(world_id)}
 
     @app.get("/worlds/{world_id}/audit")
-    def audit(world_id: str, after_seq: int = Query(default=0, ge=0),
+    def audit(world_id: str, after_seq: int = Query(default=0, ge=0, le=INT64_MAX),
               limit: int = Query(default=1000, ge=1, le=10_000)) -> dict[str, Any]:
         return {"world_id": world_id, "entries": ws.audit_log(world_id, after_seq, limit)}
 

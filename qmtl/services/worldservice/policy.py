@@ -30,8 +30,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+# Policies are strict and finite: "yes" is not a boolean, "1" not a number, and .nan/.inf (YAML) or
+# 1e309 are no bounds at all (a NaN bound would pass or fail everything silently).
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class Bounds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     min: float | None = None
     max: float | None = None
 
@@ -45,19 +50,19 @@ class Bounds(BaseModel):
 
 
 class TopK(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     metric: str
     k: int = Field(ge=1)
     order: Literal["desc", "asc"] = "desc"
 
 
 class CorrelationCap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     max: float = Field(ge=-1.0, le=1.0)
 
 
 class Hysteresis(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     metric: str
     enter: float
     exit: float
@@ -70,7 +75,7 @@ class Hysteresis(BaseModel):
 
 
 class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     thresholds: dict[str, Bounds] = Field(default_factory=dict)
     top_k: TopK | None = None
     correlation: CorrelationCap | None = None
@@ -128,6 +133,10 @@ def parse_policy(text: str | bytes, content_type: str = "application/json") -> P
     """Parse a JSON or YAML policy document (YAML for ``*yaml*`` content types; JSON is YAML too)."""
     try:
         obj = yaml.safe_load(text)
+    except RecursionError:
+        raise PolicyError("policy is nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise PolicyError(f"policy holds a number out of range: {exc}") from None
     except yaml.YAMLError as exc:
         kind = "YAML" if "yaml" in content_type else "JSON"
         raise PolicyError(f"policy is not valid {kind}: {exc}") from None
