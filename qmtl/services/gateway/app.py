@@ -20,7 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from qmtl.config import DEFAULT_MAX_BODY_BYTES
 
+from fastapi.openapi.utils import get_openapi
+
 from ..body_limit import BodySizeLimit
+from ..openapi import documented_error, errors, finish_schema, merge_schemas
+from ..worldservice.app import world_openapi
 from ..request_guard import INT64_MAX, RequestGuard
 from ..bus import Bus
 from ..gsg.store import GraphStore
@@ -32,6 +36,7 @@ from .middleware import RequestMetrics
 from .models import SubmitRequest
 from .submissions import Recorded, SubmissionStore, strategy_id_for
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
+from .views import GatewayHealth, PollAnswer, QueuesByTag, StoredStrategy, SubmitResponse
 from .world_client import WorldClient
 
 QUEUE_TOPIC = "queues"
@@ -57,10 +62,33 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     _add_query_routes(app, store, gsg, metrics)
     _add_event_routes(app, bus)
     _add_world_proxy(app, worlds)
+    app.openapi = lambda: app.openapi_schema or _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     return app
+
+
+# POST /strategies reads its body itself (one error shape for every malformed document), so FastAPI
+# cannot infer the schema: it is declared here and added to the components in ``_openapi``.
+_SUBMIT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The gateway's routes and the world routes it proxies, in one document."""
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    submit = SubmitRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(submit.pop("$defs", {}))
+    components["SubmitRequest"] = submit
+    worlds = world_openapi()
+    for item in worlds["paths"].values():  # through the proxy the world service may also not answer
+        for op in item.values():
+            op["responses"].update({str(code): documented_error(code) for code in (502, 503)})
+    app.openapi_schema = merge_schemas(finish_schema(schema, validation_status=400), worlds)
+    return app.openapi_schema
+
 
 
 def parse_submission(body: bytes) -> SubmitRequest:
@@ -78,8 +106,12 @@ def parse_submission(body: bytes) -> SubmitRequest:
 
 def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClient, bus: Bus,
                          metrics: Metrics) -> None:
-    @app.post("/strategies")
+    @app.post("/strategies", status_code=201, response_model=SubmitResponse, openapi_extra=_SUBMIT_BODY,
+              responses={200: {"model": SubmitResponse, "description": "already submitted (same strategy id)"},
+                         **errors(404, 502, 503)})
     async def submit(request: Request) -> JSONResponse:
+        """Verify the DAG (NodeIDs, checksum, structure), diff it against the global graph, record it and
+        bind it to each world; the answer carries each world's decision as far as this data may use it."""
         body = await request.body()
         try:
             req = parse_submission(body)
@@ -112,7 +144,7 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         return JSONResponse(_answer(recorded, dag, world_ids, decisions),
                             status_code=201 if recorded.created else 200)
 
-    @app.get("/strategies/{strategy_id}")
+    @app.get("/strategies/{strategy_id}", response_model=StoredStrategy, responses=errors(404))
     async def get_strategy(strategy_id: str) -> dict[str, Any]:
         found = await run_in_threadpool(store.get, strategy_id)
         if found is None:
@@ -142,7 +174,7 @@ def _publish_queues(bus: Bus, rec: Recorded, domains: dict[str, str]) -> None:
 
 
 def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: Metrics) -> None:
-    @app.get("/queues/by_tag")
+    @app.get("/queues/by_tag", response_model=QueuesByTag)
     async def queues_by_tag(tags: Annotated[str, Query(min_length=1)],
                             interval: Annotated[int | None, Query(gt=0, le=INT64_MAX)] = None,
                             match_mode: Annotated[str, Query(pattern="^(any|all)$")] = "any",
@@ -159,7 +191,8 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
                             "interval": by_id[r["node_id"]].interval,
                             "tags": list(by_id[r["node_id"]].tags)} for r in rows]}
 
-    @app.get("/health")
+    @app.get("/health", response_model=GatewayHealth,
+             responses={503: {"model": GatewayHealth, "description": "the database is not usable"}})
     async def health() -> dict[str, Any]:
         try:
             count = await run_in_threadpool(store.count)
@@ -168,7 +201,8 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
                                 status_code=503)
         return {"status": "ok", "strategies": count}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -177,7 +211,9 @@ Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
 
 
 def _add_event_routes(app: FastAPI, bus: Bus) -> None:
-    @app.get("/events")
+    @app.get("/events", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "Server-sent events; resume with Last-Event-ID"}})
     async def stream(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                      duration: Annotated[float | None, Query(gt=0, le=86400)] = None,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
@@ -188,7 +224,7 @@ def _add_event_routes(app: FastAPI, bus: Bus) -> None:
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/events/poll")
+    @app.get("/events/poll", response_model=PollAnswer)
     async def poll(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                    wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> dict[str, Any]:
         return await events.poll(bus, topic, after, wait)
