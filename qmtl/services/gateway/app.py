@@ -34,7 +34,7 @@ from .errors import ApiError, describe_validation, error_response, install_error
 from .metrics import Metrics, gateway_metrics
 from .middleware import RequestMetrics
 from .models import SubmitRequest
-from .submissions import Recorded, SubmissionStore, strategy_id_for
+from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
 from .views import GatewayHealth, PollAnswer, QueuesByTag, StoredStrategy, SubmitResponse
 from .world_client import WorldClient
@@ -128,7 +128,7 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         world_ids = req.worlds()
         # The world service is asked about every world at once, not one round trip after another.
         await asyncio.gather(*(worlds.require_world(w) for w in world_ids))
-        sid = strategy_id_for(dag.checksum)
+        sid = dag.strategy_id
         answers = await asyncio.gather(*(worlds.decision(w, sid, req.meta.hint) for w in world_ids))
         now = time.time()
         decisions = {w: admit(d, req.meta, now) for w, d in zip(world_ids, answers)}

@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from qmtl.ir.nodeid import digest
-
 from ..gsg.store import GraphStore
 from .verify import VerifiedDag
 
@@ -31,11 +29,6 @@ CREATE TABLE IF NOT EXISTS gw_queue (
 
 _BINDING_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("created_at", "DOUBLE PRECISION"))
 _QUEUE_COLUMNS = (("world_id", "TEXT"), ("node_id", "TEXT"), ("domain", "TEXT"), ("queue", "TEXT"))
-
-
-def strategy_id_for(checksum: str) -> str:
-    """A strategy is its DAG: the id is a digest of the checksum, so resubmitting is idempotent."""
-    return digest(("qmtl.strategy/1:" + checksum).encode())
 
 
 def queue_name(world_id: str, domain: str, node_id: str) -> str:
@@ -66,7 +59,7 @@ class SubmissionStore:
 
     def _record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                 domains: dict[str, str]) -> Recorded:
-        sid = strategy_id_for(dag.checksum)
+        sid = dag.strategy_id
         ids = [n.node_id for n in dag.nodes]
         now = time.time()
         before = self.gsg.existing(ids)
