@@ -135,6 +135,19 @@ class GatewayClient:
     def allocations(self, world_id: str) -> dict[str, Any]:
         return self._call("GET", f"/worlds/{_seg(world_id)}/allocations")
 
+    def all_allocations(self) -> dict[str, Any]:
+        """Allocations per world and across worlds."""
+        return self._call("GET", "/allocations")
+
+    def rebalance_plan(self, world_ids: list[str] | None = None) -> dict[str, Any]:
+        body = {"world_ids": world_ids} if world_ids else {}
+        return self._call("POST", "/rebalancing/plan", json=body)
+
+    def rebalance_apply(self, run_id: str, plans: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply ``plans`` (each ``{world_id, etag, target}``, as ``rebalance_plan`` gives them)."""
+        body = {"run_id": run_id, "plans": [{k: p[k] for k in ("world_id", "etag", "target")} for p in plans]}
+        return self._call("POST", "/rebalancing/apply", json=body)
+
     # --- plumbing ----------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -195,3 +195,21 @@ def test_synthetic_data_never_reaches_live(services, files) -> None:
     assert "synthetic" in dec.reason
     assert result.evaluation is not None and not result.evaluation.active
     assert all(".backtest." in q for q in result.queue_map.values())
+
+
+def test_submit_result_shows_the_world_allocation_and_keeps_earlier_strategies(services, files) -> None:
+    """Issue 8 section 2: a second strategy does not drop the first; the result shows the allocation."""
+    create_world(services, "e2e-alloc", preset="sandbox")
+    first = Runner.submit(files["momentum"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    second = Runner.submit(files["reversion"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    assert first.status == second.status == "accepted"
+    assert second.evaluation is not None and second.evaluation.active
+    with GatewayClient(services) as client:
+        evaluation_active = client.rebalance_plan(["e2e-alloc"])["plans"][0]["target"]
+        assert set(evaluation_active) == {first.strategy_id, second.strategy_id}
+        etag = client.activation("e2e-alloc")["etag"]
+        client.apply("e2e-alloc", "alloc-r1", etag=etag)
+    third = Runner.submit(files["reversion"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    snap = third.allocation
+    assert snap is not None and snap.weight == 0.5 and snap.rank in (1, 2) and snap.contribution == 0.5
+    assert snap.etag and snap.updated_at

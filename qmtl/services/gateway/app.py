@@ -245,3 +245,5 @@ def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
 
     app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)
     app.add_api_route("/worlds/{path:path}", forward, methods=methods, include_in_schema=False)
+    app.add_api_route("/allocations", forward, methods=methods, include_in_schema=False)
+    app.add_api_route("/rebalancing/{path:path}", forward, methods=methods, include_in_schema=False)

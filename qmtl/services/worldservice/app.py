@@ -29,12 +29,14 @@ from qmtl.services.openapi import errors, finish_schema
 from .envelopes import ActivationEnvelope, DecisionEnvelope
 from .errors import ApiError
 from .policy import Policy, PolicyError, parse_policy
+from .rebalancing import Rebalancer
 from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyRequest, BindingCreate, EvaluateRequest,
-                      WorldCreate, WorldUpdate)
+                      RebalanceApplyRequest, RebalancePlanRequest, WorldCreate, WorldUpdate)
 from .service import WorldService
 from .store import WorldStore
-from .views import (AllocationsView, ApplyRunView, AuditLog, BindingList, BindingView, EvaluationView,
-                    Health, WorldActivation, WorldList, WorldView)
+from .views import (AllocationsOverview, AllocationsView, ApplyRunView, AuditLog, BindingList, BindingView,
+                    EvaluationView, Health, RebalancePlan, RebalanceResult, WorldActivation, WorldList,
+                    WorldView)
 
 _NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type", "missing"}
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a world-service request carrying more is a mistake or an attack
@@ -99,7 +101,12 @@ def _service(request: Request) -> WorldService:
     return request.app.state.world_service
 
 
+def _rebalancer(request: Request) -> Rebalancer:
+    return Rebalancer(request.app.state.world_service)
+
+
 WS = Annotated[WorldService, Depends(_service)]
+Rebalancing = Annotated[Rebalancer, Depends(_rebalancer)]
 Actor = Annotated[str, Header(alias="X-Actor", max_length=128,
                               description="Who acts, for the audit log")]
 router = APIRouter()
@@ -231,3 +238,22 @@ def get_allocations(world_id: str, ws: WS) -> dict[str, Any]:
 @router.put("/worlds/{world_id}/allocations", response_model=AllocationsView, responses=errors(404))
 def put_allocations(world_id: str, body: AllocationsUpdate, ws: WS, actor: Actor = "anonymous") -> dict[str, Any]:
     return ws.set_allocations(world_id, body, actor)
+
+
+@router.get("/allocations", response_model=AllocationsOverview)
+def all_allocations(rb: Rebalancing) -> dict[str, Any]:
+    """Allocations per world and across worlds."""
+    return rb.overview()
+
+
+@router.post("/rebalancing/plan", response_model=RebalancePlan, responses=errors(404))
+def rebalance_plan(body: RebalancePlanRequest, rb: Rebalancing) -> dict[str, Any]:
+    """What each world's latest evaluation asks for against what is allocated now (changes nothing)."""
+    return rb.plan(body)
+
+
+@router.post("/rebalancing/apply", response_model=RebalanceResult, responses=errors(404, 409))
+def rebalance_apply(body: RebalanceApplyRequest, rb: Rebalancing, actor: Actor = "anonymous") -> dict[str, Any]:
+    """Set the planned allocations (all worlds or none), against each world's etag; audited;
+    idempotent by ``run_id``."""
+    return rb.apply(body, actor)

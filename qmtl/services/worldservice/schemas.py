@@ -116,6 +116,37 @@ class AllocationsUpdate(_Strict):
         return self
 
 
+class RebalancePlanRequest(_Strict):
+    """Which worlds to plan for (default: every world)."""
+
+    world_ids: list[str] | None = Field(default=None, max_length=1000)
+
+
+class WorldRebalance(_Strict):
+    """One world's part of a rebalance: the allocations to set, against the etag they were planned on."""
+
+    world_id: str = Field(min_length=1, max_length=64)
+    etag: str = Field(min_length=1, max_length=64)
+    target: dict[str, float]
+
+    @model_validator(mode="after")
+    def _valid(self) -> "WorldRebalance":
+        _check_weights(self.target)
+        return self
+
+
+class RebalanceApplyRequest(_Strict):
+    run_id: str = Field(min_length=1, max_length=128)
+    plans: list[WorldRebalance] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RebalanceApplyRequest":
+        ids = [p.world_id for p in self.plans]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a world appears twice in plans: {sorted({i for i in ids if ids.count(i) > 1})}")
+        return self
+
+
 def _check_weights(weights: dict[str, float]) -> None:
     negative = sorted(k for k, w in weights.items() if w < 0)
     if negative:

@@ -212,9 +212,9 @@ class WorldService:
             if world is None:
                 raise unknown_world(world_id)
             if req.strategy_id is not None:
-                self._check_known(world_id, [req.strategy_id])
+                self.check_known(world_id, [req.strategy_id])
                 if req.active:
-                    self._check_allowed(world, [req.strategy_id], now)
+                    self.check_allowed(world, [req.strategy_id], now)
             before = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
             state = self.store.activation_state(world_id)
             if req.strategy_id is not None:
@@ -229,7 +229,7 @@ class WorldService:
         self._publish(events)
         return self.activation(world_id, req.strategy_id, req.side)
 
-    def _check_known(self, world_id: str, ids: list[str]) -> None:
+    def check_known(self, world_id: str, ids: list[str]) -> None:
         """404 for ids never bound to, evaluated in or activated in this world."""
         known = ({b["strategy_id"] for b in self.store.bindings(world_id)}
                  | {d["strategy_id"] for d in self.store.decisions(world_id)}
@@ -239,7 +239,7 @@ class WorldService:
             raise ApiError(404, "E_UNKNOWN_STRATEGY",
                            f"strategy_id: {unknown} never submitted to or evaluated in world {world_id!r}")
 
-    def _denials(self, world: dict[str, Any], ids: list[str], now: float) -> dict[str, str]:
+    def denials(self, world: dict[str, Any], ids: list[str], now: float) -> dict[str, str]:
         """The ids whose current decision keeps orders gated (validate/compute-only), with why."""
         denied = {}
         for sid in ids:
@@ -248,8 +248,8 @@ class WorldService:
                 denied[sid] = f"{env.effective_mode}: {env.reason}"
         return denied
 
-    def _check_allowed(self, world: dict[str, Any], ids: list[str], now: float) -> None:
-        denied = self._denials(world, ids, now)
+    def check_allowed(self, world: dict[str, Any], ids: list[str], now: float) -> None:
+        denied = self.denials(world, ids, now)
         if denied:
             listed = "; ".join(f"{sid} ({why})" for sid, why in sorted(denied.items()))
             raise ApiError(409, "E_ACTIVATION_DENIED",
@@ -304,8 +304,8 @@ class WorldService:
                            f"etag: {req.etag!r} is not the world's current activation etag "
                            f"{current['etag']!r}; re-read GET /worlds/{world_id}/activation and plan again")
         plan = req.plan or self._default_plan(world)
-        self._check_known(world_id, plan.activate + plan.deactivate)
-        self._check_allowed(world, plan.activate, self.clock())
+        self.check_known(world_id, plan.activate + plan.deactivate)
+        self.check_allowed(world, plan.activate, self.clock())
         resolved = _resolve_plan(plan, self.store.activations(world_id))
         self.store.put_apply_run(world_id, req.run_id, "running", resolved, self.clock())
         return resolved
@@ -323,7 +323,7 @@ class WorldService:
         if latest is None:
             raise ApiError(409, "E_NO_PLAN", f"world {world['id']!r} has no evaluation to apply; "
                                              "evaluate first or pass an explicit plan")
-        denied = self._denials(world, latest["result"]["active"], self.clock())
+        denied = self.denials(world, latest["result"]["active"], self.clock())
         active = [sid for sid in latest["result"]["active"] if sid not in denied]
         current = {a["strategy_id"] for a in self.store.activations(world["id"]) if a["active"]}
         weights = {sid: latest["result"]["weights"][sid] for sid in active}
@@ -342,7 +342,7 @@ class WorldService:
             if phase == "switch":
                 # Decisions may have changed since the plan was made (a resumed run, a policy change):
                 # what is no longer allowed is skipped, never activated.
-                skipped = self._denials(world, list(plan["weights"]), now)
+                skipped = self.denials(world, list(plan["weights"]), now)
                 for sid in plan["deactivate"]:
                     self.store.put_activation(world_id, sid, None, False, 0.0, now)
                 for sid, weight in plan["weights"].items():
@@ -391,7 +391,7 @@ class WorldService:
             body = {"world_id": world_id, "source": "active_set",
                     "allocations": {a["strategy_id"]: a["weight"] for a in rows},
                     "updated_at": iso(max((a["updated_at"] for a in rows), default=None))}
-        return {**body, "etag": etag_of(body)}
+        return {**body, "strategies": ranked(body["allocations"]), "etag": etag_of(body)}
 
     def set_allocations(self, world_id: str, req: AllocationsUpdate, actor: str) -> dict[str, Any]:
         now = self.clock()
@@ -414,6 +414,15 @@ class WorldService:
             self.bus.publish(topic, type_, data, key)
             if topic == TOPIC_ACTIVATION and self.cache is not None:
                 self.cache.set(data["world_id"], data)
+
+
+def ranked(weights: dict[str, float]) -> list[dict[str, Any]]:
+    """Each allocated strategy's weight, rank (1 = largest weight, ties by id) and contribution (its
+    share of what the world allocates)."""
+    total = sum(weights.values())
+    order = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"strategy_id": sid, "weight": w, "rank": i + 1, "contribution": (w / total) if total else 0.0}
+            for i, (sid, w) in enumerate(order)]
 
 
 def _key_scope(world: dict[str, Any] | None) -> str:

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS ws_strategy_metrics (
     world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, metrics TEXT NOT NULL, returns TEXT,
     as_of TEXT, dataset_fingerprint TEXT, synthetic INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (world_id, strategy_id));
+CREATE TABLE IF NOT EXISTS ws_rebalance_runs (
+    run_id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, result TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ws_audit (
     world_id TEXT NOT NULL, seq INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, before TEXT, after TEXT, PRIMARY KEY (world_id, seq))
@@ -233,6 +235,21 @@ class WorldStore:
             "INSERT INTO ws_allocations (world_id, weights, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (world_id) DO UPDATE SET weights = excluded.weights,"
             " updated_at = excluded.updated_at", (world_id, _dumps(weights), at))
+
+    def all_allocations(self) -> dict[str, dict[str, Any]]:
+        rows = self.db.fetchall("SELECT * FROM ws_allocations ORDER BY world_id")
+        return {r["world_id"]: {"weights": _loads(r["weights"]), "updated_at": r["updated_at"]} for r in rows}
+
+    # rebalancing runs (idempotency by run_id, across worlds) ------------------------------------------
+    def get_rebalance_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchone("SELECT * FROM ws_rebalance_runs WHERE run_id = ?", (run_id,))
+        return None if row is None else _loads(row["result"])
+
+    def put_rebalance_run(self, run_id: str, at: float, result: dict[str, Any]) -> bool:
+        """Record the run; False when a run with this id was recorded first (by a concurrent apply)."""
+        return bool(self.db.fetchall(
+            "INSERT INTO ws_rebalance_runs (run_id, created_at, result) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id", (run_id, at, _dumps(result))))
 
     # world-strategy bindings ---------------------------------------------------------------------------
     def get_binding(self, world_id: str, strategy_id: str) -> dict[str, Any] | None:

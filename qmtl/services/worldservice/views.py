@@ -105,12 +105,51 @@ class AuditLog(BaseModel):
     entries: list[AuditEntry]
 
 
+class AllocationRank(BaseModel):
+    strategy_id: str
+    weight: float
+    rank: int = Field(description="1 = the largest weight in the world (ties by id)")
+    contribution: float = Field(description="share of what the world allocates")
+
+
 class AllocationsView(BaseModel):
     world_id: str
-    source: str = Field(description="explicit (PUT) or active_set (weights of the active strategies)")
+    source: str = Field(description="explicit (PUT, rebalancing) or active_set (weights of the active "
+                                    "strategies)")
     allocations: dict[str, float]
     updated_at: str | None
+    strategies: list[AllocationRank]
     etag: str
+
+
+class AllocationsOverview(BaseModel):
+    """Allocations across worlds: each world's, and each strategy's weight in every world."""
+
+    worlds: list[AllocationsView]
+    strategies: dict[str, dict[str, float]]
+    etag: str
+
+
+class WorldRebalancePlan(BaseModel):
+    world_id: str
+    etag: str = Field(description="the allocations etag to pass back to POST /rebalancing/apply")
+    current: dict[str, float]
+    target: dict[str, float]
+    deltas: dict[str, float]
+    excluded: dict[str, str] = Field(description="active strategies left out: their decision keeps "
+                                                 "them gated")
+    evaluation_seq: int | None
+
+
+class RebalancePlan(BaseModel):
+    plans: list[WorldRebalancePlan]
+
+
+class RebalanceResult(BaseModel):
+    run_id: str
+    status: str
+    applied_at: str | None
+    worlds: list[AllocationsView]
 
 
 class Health(BaseModel):
