@@ -57,9 +57,12 @@ def build_services(config: QmtlConfig) -> tuple[FastAPI, FastAPI]:
         closers.append(gateway_db.close)
         gsg = _graph_store(config, gateway_db)
         closers.append(gsg.close)
-        world_app = _world_app(config, world_db, bus)
-        gateway_app = create_gateway_app(gateway_db, bus, gsg, world_app,
-                                         max_body_bytes=config.gateway.max_body_bytes)
+        try:  # creating the apps migrates their schemas; a database too new for this qmtl stops here
+            world_app = _world_app(config, world_db, bus)
+            gateway_app = create_gateway_app(gateway_db, bus, gsg, world_app,
+                                             max_body_bytes=config.gateway.max_body_bytes)
+        except DatabaseError as exc:
+            raise StartupError(f"cannot start: {exc}") from exc
     except BaseException:
         _close_all(closers)
         raise

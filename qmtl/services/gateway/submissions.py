@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..gsg.store import GraphStore
+from ..storage.migrations import migrate
 from .verify import VerifiedDag
 
 _DDL = """
@@ -47,7 +48,7 @@ class SubmissionStore:
     def __init__(self, db: Any, gsg: GraphStore) -> None:
         self.db = db
         self.gsg = gsg
-        self.db.executescript(_DDL.format(key_table=db.key_table))
+        migrate(self.db, "gateway", (_DDL.format(key_table=db.key_table),))
 
     def record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from qmtl.services.storage.migrations import migrate
 from qmtl.services.storage.sql import Database
 
 SCHEMA = """
@@ -44,16 +45,21 @@ CREATE TABLE IF NOT EXISTS ws_allocations (
 CREATE TABLE IF NOT EXISTS ws_bindings (
     world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (world_id, strategy_id));
-CREATE TABLE IF NOT EXISTS ws_strategy_metrics (
-    world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, metrics TEXT NOT NULL, returns TEXT,
-    as_of TEXT, dataset_fingerprint TEXT, synthetic INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (world_id, strategy_id));
-CREATE TABLE IF NOT EXISTS ws_rebalance_runs (
-    run_id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, result TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ws_audit (
     world_id TEXT NOT NULL, seq INTEGER NOT NULL, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, before TEXT, after TEXT, PRIMARY KEY (world_id, seq))
 """
+
+# Version 2: world-wide evaluation keeps each strategy's latest metrics; rebalancing runs by run_id.
+MIGRATION_2 = """
+CREATE TABLE ws_strategy_metrics (
+    world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, metrics TEXT NOT NULL, returns TEXT,
+    as_of TEXT, dataset_fingerprint TEXT, synthetic INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (world_id, strategy_id));
+CREATE TABLE ws_rebalance_runs (
+    run_id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, result TEXT NOT NULL)
+"""
+MIGRATIONS = (SCHEMA, MIGRATION_2)
 
 _PER_WORLD_TABLES = ("ws_evaluations", "ws_decisions", "ws_activation_state", "ws_activations",
                      "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings",
@@ -71,7 +77,7 @@ def _loads(text: str | None) -> Any:
 class WorldStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.executescript(SCHEMA)
+        migrate(db, "worldservice", MIGRATIONS)
 
     # worlds -----------------------------------------------------------------------------------------
     def get_world(self, world_id: str) -> dict[str, Any] | None:
