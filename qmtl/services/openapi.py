@@ -71,8 +71,11 @@ def finish_schema(schema: dict[str, Any], validation_status: int) -> dict[str, A
 
 
 def merge_schemas(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """``other``'s paths and component schemas added to ``base`` (the gateway serves the world routes)."""
-    base.setdefault("paths", {}).update(other.get("paths", {}))
+    """``other``'s paths and component schemas added to ``base`` (the gateway serves the world routes);
+    a path ``base`` documents already (``/health``, ``/metrics``) stays ``base``'s: it answers it."""
+    paths = base.setdefault("paths", {})
+    for path, item in other.get("paths", {}).items():
+        paths.setdefault(path, item)
     base.setdefault("components", {}).setdefault("schemas", {}).update(
         other.get("components", {}).get("schemas", {}))
     return base

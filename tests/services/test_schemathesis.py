@@ -115,5 +115,5 @@ def test_no_server_error_and_answers_match_the_schema(running: dict[str, str], s
             run()
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report all
             failures.append(f"{operation.label}: {str(exc)[:1500]}")
-    assert operations >= (28 if service == "gateway" else 22)
+    assert operations >= (28 if service == "gateway" else 23)
     assert not failures, "\n\n".join(failures)

@@ -25,14 +25,13 @@ from fastapi.openapi.utils import get_openapi
 from ..body_limit import BodySizeLimit
 from ..openapi import documented_error, errors, finish_schema, merge_schemas
 from ..worldservice.app import world_openapi
+from ..metrics import CONTENT_TYPE, GatewayMetrics, RequestMetrics
 from ..request_guard import INT64_MAX, RequestGuard
 from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
 from .admission import admit
 from .errors import ApiError, describe_validation, error_response, install_error_handlers
-from .metrics import Metrics, gateway_metrics
-from .middleware import RequestMetrics
 from .models import SubmitRequest
 from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
@@ -43,10 +42,10 @@ QUEUE_TOPIC = "queues"
 
 
 def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: Metrics | None = None) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: GatewayMetrics | None = None) -> FastAPI:
     store = SubmissionStore(db, gsg)
     worlds = WorldClient(world)
-    metrics = metrics or gateway_metrics()
+    metrics = metrics or GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +104,7 @@ def parse_submission(body: bytes) -> SubmitRequest:
 
 
 def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClient, bus: Bus,
-                         metrics: Metrics) -> None:
+                         metrics: GatewayMetrics) -> None:
     @app.post("/strategies", status_code=201, response_model=SubmitResponse, openapi_extra=_SUBMIT_BODY,
               responses={200: {"model": SubmitResponse, "description": "already submitted (same strategy id)"},
                          **errors(404, 502, 503)})
@@ -117,13 +116,13 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
             req = parse_submission(body)
             dag = await run_in_threadpool(verify_submission, req)
         except NodeIdMismatch as exc:
-            metrics.inc("nodeid_mismatch_total", by=len(exc.mismatches))
-            metrics.inc("submissions_total", result="rejected")
+            metrics.nodeid_mismatches.inc(len(exc.mismatches))
+            metrics.submissions.labels(result="rejected").inc()
             raise
         except ApiError as exc:
             if exc.code == "E_CHECKSUM_MISMATCH":
-                metrics.inc("nodeid_checksum_mismatch_total")
-            metrics.inc("submissions_total", result="rejected")
+                metrics.checksum_mismatches.inc()
+            metrics.submissions.labels(result="rejected").inc()
             raise
         world_ids = req.worlds()
         # The world service is asked about every world at once, not one round trip after another.
@@ -137,10 +136,10 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         # pydantic-core writes the JSON directly: no intermediate dict for json.dumps to walk again.
         doc_json = req.dag.model_dump_json(by_alias=True)
         recorded = await run_in_threadpool(store.record, dag, doc_json, req.meta.model_dump(), domains)
-        metrics.observe("diff_duration_ms", (time.perf_counter() - started) * 1000)
+        metrics.diff_duration.observe(time.perf_counter() - started)
         await asyncio.gather(*(worlds.bind(w, sid) for w in world_ids))
         await run_in_threadpool(_publish_queues, bus, recorded, domains)
-        metrics.inc("submissions_total", result="created" if recorded.created else "existing")
+        metrics.submissions.labels(result="created" if recorded.created else "existing").inc()
         return JSONResponse(_answer(recorded, dag, world_ids, decisions),
                             status_code=201 if recorded.created else 200)
 
@@ -173,7 +172,7 @@ def _publish_queues(bus: Bus, rec: Recorded, domains: dict[str, str]) -> None:
                     idempotency_key=f"queues:{rec.strategy_id}:{world_id}:{domain}")
 
 
-def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: Metrics) -> None:
+def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: GatewayMetrics) -> None:
     @app.get("/queues/by_tag", response_model=QueuesByTag)
     async def queues_by_tag(tags: Annotated[str, Query(min_length=1)],
                             interval: Annotated[int | None, Query(gt=0, le=INT64_MAX)] = None,
@@ -203,8 +202,8 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-    async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]

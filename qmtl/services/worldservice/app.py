@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qmtl.services.body_limit import BodySizeLimit
+from qmtl.services.metrics import CONTENT_TYPE, RequestMetrics, WorldServiceMetrics
 from qmtl.services.request_guard import INT64_MAX, RequestGuard
 from qmtl.services.bus import Bus
 from qmtl.services.errors import error_body
@@ -45,9 +46,13 @@ MAX_BODY_BYTES = 1 << 20  # 1 MiB: a world-service request carrying more is a mi
 def create_app(db: Database, bus: Bus, activation_cache: ActivationCache | None = None,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the app; creates the tables on ``db`` if missing (state survives restarts on the same db)."""
-    service = WorldService(WorldStore(db), bus, activation_cache)
+    metrics = WorldServiceMetrics()
+    service = WorldService(WorldStore(db), bus, activation_cache,
+                           on_phase=lambda _world, _run, phase: metrics.applies.labels(phase=phase).inc())
     app = FastAPI(title="qmtl world service", redirect_slashes=False)
     app.state.world_service = service
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     _install_error_handlers(app)
@@ -124,6 +129,12 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+def prometheus(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
 @router.post("/worlds", status_code=201, response_model=WorldView, responses=errors(409))
 def create_world(body: WorldCreate, ws: WS, actor: Actor = "anonymous") -> dict[str, Any]:
     return ws.create_world(body, actor)
@@ -174,9 +185,12 @@ async def put_policy(world_id: str, request: Request, ws: WS, actor: Actor = "an
 
 
 @router.post("/worlds/{world_id}/evaluate", response_model=EvaluationView, responses=errors(404))
-def evaluate(world_id: str, body: EvaluateRequest, ws: WS, actor: Actor = "anonymous") -> dict[str, Any]:
+def evaluate(world_id: str, body: EvaluateRequest, ws: WS, request: Request,
+             actor: Actor = "anonymous") -> dict[str, Any]:
     """Record these strategies' metrics, then evaluate every strategy of the world on its latest ones."""
-    return ws.evaluate(world_id, body, actor)
+    result = ws.evaluate(world_id, body, actor)
+    request.app.state.metrics.evaluations.inc()
+    return result
 
 
 @router.get("/worlds/{world_id}/decide", response_model=DecisionEnvelope, responses=errors(404))

@@ -68,14 +68,22 @@ def test_metrics_text_parses(stack: Stack) -> None:
         m = _SAMPLE.match(line)
         assert m, f"not a Prometheus sample: {line!r}"
         samples[line.rsplit(" ", 1)[0]] = float(line.rsplit(" ", 1)[1])
-    assert samples['submissions_total{result="created"}'] == 1
-    assert samples['submissions_total{result="rejected"}'] == 1
-    assert samples["nodeid_mismatch_total"] == 1
-    assert samples["diff_duration_ms_count"] == 1
-    assert samples['diff_duration_ms_bucket{le="+Inf"}'] == 1
-    assert samples['http_requests_total{method="POST",route="/strategies",status="400"}'] == 1
-    assert samples['http_requests_total{method="POST",route="/worlds",status="201"}'] == 1
-    assert "# TYPE diff_duration_ms histogram" in text
+    # issue 8 section 5: prometheus_client, every name qmtl_-prefixed, durations in seconds
+    assert samples['qmtl_gateway_submissions_total{result="created"}'] == 1
+    assert samples['qmtl_gateway_submissions_total{result="rejected"}'] == 1
+    assert samples['qmtl_gateway_submissions_total{result="existing"}'] == 0  # declared before use
+    assert samples["qmtl_gateway_nodeid_mismatches_total"] == 1
+    assert samples["qmtl_gateway_diff_duration_seconds_count"] == 1
+    assert samples['qmtl_gateway_diff_duration_seconds_bucket{le="+Inf"}'] == 1
+    assert 0 < samples["qmtl_gateway_diff_duration_seconds_sum"] < 10  # seconds, not milliseconds
+    key = 'qmtl_http_requests_total{method="POST",route="/strategies",service="gateway",status="400"}'
+    assert samples[key] == 1
+    key = 'qmtl_http_requests_total{method="POST",route="/worlds",service="gateway",status="201"}'
+    assert samples[key] == 1
+    assert "# TYPE qmtl_gateway_diff_duration_seconds histogram" in text
+    names = {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert names and all(n.startswith("qmtl_") for n in names), names
+
 
 
 def test_world_routes_are_proxied(stack: Stack) -> None:

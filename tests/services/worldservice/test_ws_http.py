@@ -339,3 +339,20 @@ def test_state_survives_restart(ws_backend) -> None:
         assert c.get("/worlds/w1/decide", params={"strategy_id": "a"}).json() == decision
         again = apply(c, "w1", "r1").json()
         assert again == before["/worlds/w1/apply/r1"]  # idempotency survives the restart
+
+
+def test_world_service_metrics(client: httpx.Client) -> None:
+    """Issue 8 section 5: the world service exposes qmtl_-prefixed metrics in seconds too."""
+    make_world(client, preset="sandbox")
+    evaluate(client, "w1", [{"strategy_id": "a", "metrics": {}}])
+    assert apply(client, "w1", "r1").status_code == 200
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in r.text.splitlines() if line and not line.startswith("#")}
+    assert samples["qmtl_worldservice_evaluations_total"] == 1
+    assert samples['qmtl_worldservice_apply_phases_total{phase="switch"}'] == 1
+    key = 'qmtl_http_requests_total{method="POST",route="/worlds/{world_id}/evaluate",service="worldservice",status="200"}'
+    assert samples[key] == 1
+    assert 0 < samples['qmtl_http_request_duration_seconds_sum{route="/worlds/{world_id}/evaluate",service="worldservice"}'] < 10
+    assert all(line.split(" ")[2].startswith("qmtl_") for line in r.text.splitlines() if line.startswith("# TYPE"))
