@@ -148,3 +148,42 @@ def test_poll_relays_queue_updates(stack: Stack) -> None:
     assert later["events"] == [] and later["last_seq"] == got["last_seq"]
     bad = stack.client.get("/events/poll", params={"topic": "no spaces allowed"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "E_SCHEMA"
+
+
+def test_idle_event_streams_cost_nothing(stack: Stack) -> None:
+    """Issue 8 section 5: 120 open, idle /events streams used to hold 120 worker threads and push
+    /health from 12 ms to 2.5 s.  Streams now wait on the bus asynchronously."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    host, port = urlparse(stack.url).hostname, urlparse(stack.url).port
+    streams = []
+    try:
+        for _ in range(120):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /events?topic=idle HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            streams.append(s)
+        for s in streams[:5]:
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")  # they are open and answered
+        time.sleep(1.5)  # several of the streams' read slices go by
+        slowest = 0.0
+        for _ in range(10):
+            began = time.perf_counter()
+            assert stack.client.get("/health").status_code == 200
+            slowest = max(slowest, time.perf_counter() - began)
+        assert slowest < 0.5, f"/health took {slowest:.3f}s with 120 idle streams open"
+        # and a stream still relays what is published
+        stack.bus.publish("idle", "Ping", {"n": 1}, "idle:1")
+        deadline = time.monotonic() + 5
+        seen = b""
+        streams[0].settimeout(0.5)
+        while b"Ping" not in seen and time.monotonic() < deadline:
+            try:
+                seen += streams[0].recv(4096)
+            except socket.timeout:
+                pass
+        assert b"event: Ping" in seen
+    finally:
+        for s in streams:
+            s.close()
