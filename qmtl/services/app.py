@@ -93,7 +93,8 @@ def _graph_store(config: QmtlConfig, gateway_db: Database) -> GraphStore:
     g = config.gateway
     if not g.neo4j_uri:
         return SqlGraphStore(gateway_db)
-    auth = (g.neo4j_user, g.neo4j_password) if g.neo4j_user else None
+    password = g.neo4j_password.get_secret_value() if g.neo4j_password is not None else None
+    auth = (g.neo4j_user, password) if g.neo4j_user else None
     try:
         return Neo4jGraphStore(g.neo4j_uri, auth)
     except Exception as exc:  # the driver raises several unrelated types for "not there"
