@@ -116,6 +116,9 @@ def _world_app(config: QmtlConfig, db: Database, bus: Bus) -> FastAPI:
 
 def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the gateway (world routes behind it) until interrupted."""
+    from .logs import configure
+
+    configure()
     gateway_app, _ = build_services(config)
     try:
         uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, AsyncIterator
@@ -25,6 +26,7 @@ from fastapi.openapi.utils import get_openapi
 from ..body_limit import BodySizeLimit
 from ..openapi import documented_error, errors, finish_schema, merge_schemas
 from ..worldservice.app import world_openapi
+from ..logs import RequestContext, bind
 from ..metrics import CONTENT_TYPE, GatewayMetrics, RequestMetrics
 from ..request_guard import INT64_MAX, RequestGuard
 from ..bus import Bus
@@ -39,6 +41,7 @@ from .views import GatewayHealth, PollAnswer, QueuesByTag, StoredStrategy, Submi
 from .world_client import WorldClient
 
 QUEUE_TOPIC = "queues"
+log = logging.getLogger(__name__)
 
 
 def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
@@ -64,6 +67,7 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     app.openapi = lambda: app.openapi_schema or _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard)
+    app.add_middleware(RequestContext)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     return app
 
@@ -128,6 +132,7 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         # The world service is asked about every world at once, not one round trip after another.
         await asyncio.gather(*(worlds.require_world(w) for w in world_ids))
         sid = dag.strategy_id
+        bind(strategy_id=sid, world_ids=world_ids)
         answers = await asyncio.gather(*(worlds.decision(w, sid, req.meta.hint) for w in world_ids))
         now = time.time()
         decisions = {w: admit(d, req.meta, now) for w, d in zip(world_ids, answers)}
@@ -140,6 +145,8 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         await asyncio.gather(*(worlds.bind(w, sid) for w in world_ids))
         await run_in_threadpool(_publish_queues, bus, recorded, domains)
         metrics.submissions.labels(result="created" if recorded.created else "existing").inc()
+        log.info("submission %s", "created" if recorded.created else "existing",
+                 extra={"ids": {"domains": domains}})
         return JSONResponse(_answer(recorded, dag, world_ids, decisions),
                             status_code=201 if recorded.created else 200)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..logs import context
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ class WorldClient:
     async def forward(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
                       body: bytes) -> httpx.Response:
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
-               if k.decode("latin-1").lower() not in _HOP_BY_HOP]
+               if k.decode("latin-1").lower() not in _HOP_BY_HOP | {"x-request-id"}]
+        request_id = context().get("request_id")
+        if request_id:  # the world service logs under the same id as the gateway
+            fwd.append(("x-request-id", request_id))
         url = path + (f"?{query.decode('latin-1')}" if query else "")
         if method == "GET":
             return await self._call(method, url, headers=fwd, content=body)

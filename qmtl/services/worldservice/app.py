@@ -9,6 +9,7 @@ user is taken from the ``X-Actor`` header for the audit log.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
@@ -18,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qmtl.services.body_limit import BodySizeLimit
+from qmtl.services import logs
+from qmtl.services.logs import RequestContext
 from qmtl.services.metrics import CONTENT_TYPE, RequestMetrics, WorldServiceMetrics
 from qmtl.services.request_guard import INT64_MAX, RequestGuard
 from qmtl.services.bus import Bus
@@ -39,6 +42,7 @@ from .views import (AllocationsOverview, AllocationsView, ApplyRunView, AuditLog
                     EvaluationView, Health, RebalancePlan, RebalanceResult, WorldActivation, WorldList,
                     WorldView)
 
+log = logging.getLogger(__name__)
 _NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type", "missing"}
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a world-service request carrying more is a mistake or an attack
 
@@ -54,6 +58,7 @@ def create_app(db: Database, bus: Bus, activation_cache: ActivationCache | None 
     app.state.metrics = metrics
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestGuard)
+    app.add_middleware(RequestContext)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     _install_error_handlers(app)
     app.include_router(router)
@@ -98,7 +103,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error(500, "E_INTERNAL", f"internal error: {exc.__class__.__name__}")
 
 
@@ -114,7 +120,13 @@ WS = Annotated[WorldService, Depends(_service)]
 Rebalancing = Annotated[Rebalancer, Depends(_rebalancer)]
 Actor = Annotated[str, Header(alias="X-Actor", max_length=128,
                               description="Who acts, for the audit log")]
-router = APIRouter()
+async def _bind_ids(request: Request) -> None:
+    """The world (and strategy) a request is about, on its log lines."""
+    logs.bind(world_id=request.path_params.get("world_id"),
+              strategy_id=request.query_params.get("strategy_id"))
+
+
+router = APIRouter(dependencies=[Depends(_bind_ids)])
 
 
 def world_openapi() -> dict[str, Any]:
@@ -190,6 +202,7 @@ def evaluate(world_id: str, body: EvaluateRequest, ws: WS, request: Request,
     """Record these strategies' metrics, then evaluate every strategy of the world on its latest ones."""
     result = ws.evaluate(world_id, body, actor)
     request.app.state.metrics.evaluations.inc()
+    log.info("evaluation %s: active %s", result["evaluation_seq"], result["active"])
     return result
 
 
