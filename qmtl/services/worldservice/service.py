@@ -153,7 +153,10 @@ class WorldService:
 
     def _record_decision(self, world: dict[str, Any], sid: str, mode: str, reason: str,
                          entry: dict[str, Any], seq: int, now: float, actor: str) -> Event:
-        decision = {"mode": mode, "reason": reason, "decided_at": now, "ttl": world["decision_ttl"],
+        # A decision is as fresh as the strategy's own metrics: re-ranking it in another strategy's
+        # evaluation must not restart its TTL (else evidence would never go stale in a busy world).
+        decision = {"mode": mode, "reason": reason, "decided_at": min(now, float(entry["updated_at"])),
+                    "ttl": world["decision_ttl"],
                     "as_of": entry["as_of"], "dataset_fingerprint": entry["dataset_fingerprint"],
                     "evaluation_seq": seq}
         before = self.store.get_decision(world["id"], sid)

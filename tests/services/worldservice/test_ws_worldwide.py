@@ -91,3 +91,17 @@ def test_allocations_across_worlds_and_rebalancing(client: httpx.Client) -> None
     assert replanned["target"] == {} and set(replanned["excluded"]) == {"A", "B"}
     assert_error(client.post("/rebalancing/plan", json={"world_ids": ["nope"]}), 404, "E_UNKNOWN_WORLD")
     assert_error(client.post("/rebalancing/apply", json={"run_id": "x", "plans": []}), 422, "E_SCHEMA", "plans")
+
+
+def test_re_ranking_does_not_refresh_another_strategys_decision(client: httpx.Client) -> None:
+    """A's decision is as fresh as A's own metrics: B's evaluations re-rank A but never restart A's TTL."""
+    import time
+
+    make_world(client, "w1", preset="sandbox", decision_ttl=1)
+    evaluate(client, "w1", A={})
+    time.sleep(1.2)
+    evaluate(client, "w1", B={})  # A is re-ranked (still active) on its stored, now old, metrics
+    a = client.get("/worlds/w1/decide", params={"strategy_id": "A"}).json()
+    b = client.get("/worlds/w1/decide", params={"strategy_id": "B"}).json()
+    assert a["effective_mode"] == "compute-only" and "stale" in a["reason"]
+    assert b["effective_mode"] == "paper"
