@@ -33,7 +33,7 @@ from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
 from .admission import admit
-from .errors import ApiError, describe_validation, error_response, install_error_handlers
+from .errors import ApiError, describe_validation, install_error_handlers
 from .models import SubmitRequest
 from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 
 from qmtl.services.bus import TOPIC_ACTIVATION, TOPIC_APPLY, TOPIC_DECISION
 
