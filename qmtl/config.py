@@ -9,20 +9,28 @@ Two profiles (DESIGN.md "Services"):
   world service with an in-memory bus is how state gets lost.
 
 The file is read by ``load_config`` (``path`` argument, else ``$QMTL_CONFIG``, else ``./qmtl.yml``, else
-defaults).  ``validate`` lists what is wrong for one target so ``qmtl config validate`` and service
+defaults).  Environment variables override the file (pydantic-settings): ``QMTL_PROFILE=prod``,
+``QMTL_GATEWAY__DATABASE_DSN=postgresql://…``, ``QMTL_WORLDSERVICE__REDIS_DSN=redis://…`` (a section
+and its field joined by ``__``), so a container needs no file and no secret has to be written into
+one.  Arguments given in code win over both.  Passwords never reach output: ``describe`` redacts
+DSNs and the Neo4j password is a ``SecretStr``.  ``validate`` lists what is wrong for one target so ``qmtl config validate`` and service
 start-up report the same findings.
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from . import paths
+from .services.storage.sql import redact
 
 Profile = Literal["dev", "prod"]
 Target = Literal["all", "gateway", "worldservice"]
@@ -47,7 +55,7 @@ class GatewayConfig(_Section):
     redis_dsn: str | None = None
     neo4j_uri: str | None = None
     neo4j_user: str | None = None
-    neo4j_password: str | None = None
+    neo4j_password: SecretStr | None = None
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, gt=0)
     database_pool_size: int = Field(DEFAULT_GATEWAY_POOL_SIZE, ge=1, le=64)
     # One log line per request costs more than a small request's own work under load; errors and
@@ -60,7 +68,34 @@ class WorldServiceConfig(_Section):
     redis_dsn: str | None = None
 
 
-class QmtlConfig(_Section):
+# The decoded qmtl.yml while ``load_config`` builds a config from it (the lowest-priority source).
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("qmtl_config_file", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """qmtl.yml as a pydantic-settings source, below the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_VALUES.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_VALUES.get())
+
+
+class QmtlConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QMTL_", env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: arguments in code, then ``QMTL_*`` environment variables, then qmtl.yml."""
+        return init_settings, env_settings, _FileSource(settings_cls)
+
     profile: Profile = "dev"
     home: Path = Field(default_factory=paths.home)
     # Where the SDK submits strategies; None means "start the embedded pair in-process".
@@ -101,16 +136,17 @@ def load_config(path: str | os.PathLike[str] | None = None) -> QmtlConfig:
     taken relative to the config file, so the same file works from any working directory.
     """
     file = config_path(path)
-    if file is None:
-        return QmtlConfig()
-    if not file.exists():
+    if file is not None and not file.exists():
         raise ConfigError(f"{file}: config file not found")
-    raw = _read_yaml(file)
+    raw = _read_yaml(file) if file is not None else {}
+    token = _FILE_VALUES.set(raw)
     try:
-        config = QmtlConfig.model_validate(raw)
+        config = QmtlConfig()
     except ValidationError as exc:
-        raise ConfigError(_describe(file, exc)) from None
-    if "home" in raw and not config.home.is_absolute():
+        raise ConfigError(_describe(file or Path("<environment>"), exc)) from None
+    finally:
+        _FILE_VALUES.reset(token)
+    if file is not None and "home" in raw and not config.home.is_absolute():
         config = config.model_copy(update={"home": (file.parent / config.home)})
     return config
 
@@ -145,15 +181,6 @@ def describe(config: QmtlConfig) -> list[str]:
             f"control bus: {redact(bus) + ' (Redis Streams)' if bus else 'in-process'}",
             f"activation cache: {redact(cache) if cache else 'none'}",
             f"strategy graph: {config.gateway.neo4j_uri or 'the gateway database'}"]
-
-
-def redact(dsn: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host``: DSNs end up in logs."""
-    scheme, sep, rest = dsn.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
-        return dsn
-    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def validate(config: QmtlConfig, target: Target = "all") -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, List, Optional
 
 import typer
 import yaml
@@ -139,19 +139,53 @@ def apply(name: str, run_id: Optional[str] = typer.Option(None, "--run-id", help
                                                           "default: a new one."),
           plan: Optional[Path] = typer.Option(None, "--plan", help="JSON/YAML {activate: [...], "
                                               "deactivate: [...]}; default: latest evaluation."),
+          etag: Optional[str] = typer.Option(None, "--etag", help="The activation etag the plan was "
+                                             "made against (refused if the world changed since); "
+                                             "default: the current one."),
           gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
-    """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set."""
+    """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set.
+
+    Only strategies the world's decisions allow (paper/live) are activated."""
     plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None
     run_id = run_id or f"apply-{uuid.uuid4().hex[:12]}"
     with gateway_client(gateway_url) as client:
-        _show(client.apply(name, run_id, plan_doc), output, f"apply {run_id!r} on {name!r}")
+        _show(client.apply(name, run_id, plan_doc, etag), output, f"apply {run_id!r} on {name!r}")
 
 
 @world_app.command("allocations")
-def allocations(name: str, gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
-    """Show a world's capital allocations."""
+def allocations(name: Optional[str] = typer.Argument(None, help="World (default: every world, and each "
+                                                    "strategy across worlds)."),
+                gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Show capital allocations: one world's, or all of them."""
     with gateway_client(gateway_url) as client:
-        _show(client.allocations(name), output)
+        _show(client.allocations(name) if name else client.all_allocations(), output)
+
+
+@world_app.command("rebalance-plan")
+def rebalance_plan(names: Optional[List[str]] = typer.Argument(None, help="Worlds (default: all)."),
+                   gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """What each world's latest evaluation asks to allocate, against what is allocated now."""
+    with gateway_client(gateway_url) as client:
+        _show(client.rebalance_plan(names or None), output, "rebalancing plan (nothing changed yet)")
+
+
+@world_app.command("rebalance-apply")
+def rebalance_apply(names: Optional[List[str]] = typer.Argument(None, help="Worlds (default: all)."),
+                    plan: Optional[Path] = typer.Option(None, "--plan", help="A plan saved from "
+                                                        "`rebalance-plan -o json` (applied as planned, "
+                                                        "refused if a world changed since)."),
+                    run_id: Optional[str] = typer.Option(None, "--run-id", help="Idempotency key (same "
+                                                         "id twice = one rebalance); default: a new one."),
+                    gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+    """Set the planned allocations in every world of the plan, or in none (audited)."""
+    run_id = run_id or f"rebalance-{uuid.uuid4().hex[:12]}"
+    plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None
+    if plan_doc is not None and not isinstance(plan_doc.get("plans"), list):
+        fail(f"{plan}: a rebalancing plan needs a 'plans' list (the output of rebalance-plan -o json)",
+             "E_SCHEMA")
+    with gateway_client(gateway_url) as client:
+        plans = plan_doc["plans"] if plan_doc is not None else client.rebalance_plan(names or None)["plans"]
+        _show(client.rebalance_apply(run_id, plans), output, f"rebalance {run_id!r} applied")
 
 
 def _code(what: str) -> str:

@@ -69,22 +69,30 @@ def lint_ir_text(text: str, path: str = "<input>") -> list[Diagnostic]:
 
 
 def lint_dag_text(text: str, path: str = "<input>") -> LintReport:
-    from qmtl.ir.dag import from_dag
-    from qmtl.ir.verifier import verify
+    """The gateway's verdict on the document (``qmtl.services.gateway.verify.judge_dag``, the one
+    validation function both use), with its findings located in the JSON text."""
+    from qmtl.services.gateway.errors import ApiError
+    from qmtl.services.gateway.verify import judge_dag, parse_dag_document
+    from qmtl.services.request_guard import InputError, check_json
+    try:  # the bounds every service request meets (depth, 64-bit integers, finite numbers, no NUL)
+        check_json(text.encode())
+    except InputError as exc:
+        return _unusable(Path(path), "dag", f"not a DAG document: {exc}")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         return _unusable(Path(path), "dag", f"not JSON: {exc.msg}", Loc(path, exc.lineno, exc.colno))
-    problem = _dag_shape_problem(doc)
-    if problem:
-        return _unusable(Path(path), "dag", problem)
-    try:
-        module = from_dag(doc)
-    except (KeyError, TypeError, ValueError) as exc:
+    except RecursionError:
+        return _unusable(Path(path), "dag", "not a DAG document: nested too deeply")
+    except ValueError as exc:  # an integer of thousands of digits
         return _unusable(Path(path), "dag", f"not a DAG document: {exc}")
-    locs = _dag_text_locs(text, doc, path)
-    found = _duplicate_node_ids(doc, locs) + verify(module, check_ids=True, text_locs=locs)
-    return LintReport(path, "dag", found)
+    try:
+        model = parse_dag_document(doc)
+    except ApiError as exc:
+        return _unusable(Path(path), "dag", f"not a DAG document: {exc.message}")
+    except RecursionError:
+        return _unusable(Path(path), "dag", "not a DAG document: nested too deeply")
+    return LintReport(path, "dag", judge_dag(model, _dag_text_locs(text, doc, path)).diagnostics)
 
 
 _NODE_ID_KEY = re.compile(r'"node_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -112,18 +120,6 @@ def _dag_text_locs(text: str, doc: dict, path: str) -> "TextLocs":
     return TextLocs(ops, outputs)
 
 
-def _duplicate_node_ids(doc: dict, locs: "TextLocs") -> list[Diagnostic]:
-    """Single assignment in a DAG document: each NodeID is defined by one node."""
-    first: dict[str, int] = {}
-    found = []
-    for i, node in enumerate(doc["nodes"]):
-        at = first.setdefault(node["node_id"], i)
-        if at != i:
-            found.append(Diagnostic("E101", f"nodes[{i}] defines {node['node_id']} again (first defined by "
-                                            f"nodes[{at}])", locs.ops[i]))
-    return found
-
-
 def lint_strategy(path: Path, strategy: str | None = None) -> list[Diagnostic]:
     from qmtl.compiler.pipeline import compile as compile_strategy
     try:
@@ -143,20 +139,6 @@ def checked_diagnostics(compiled: "CompiledStrategy") -> list[Diagnostic]:
     checked = verify(compiled.module, check_ids=True)
     again = {(d.code, d.loc) for d in checked}
     return [d for d in compiled.diagnostics if (d.code, d.loc) not in again] + checked
-
-
-def _dag_shape_problem(doc: object) -> str | None:
-    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
-        return "not a DAG document: expected an object with a \"nodes\" list"
-    for i, node in enumerate(doc["nodes"]):
-        if not isinstance(node, dict):
-            return f"nodes[{i}] is not an object"
-        for key in ("node_id", "op"):
-            if not isinstance(node.get(key), str):
-                return f"nodes[{i}].{key} is missing or not a string"
-        if not isinstance(node.get("inputs", []), list):
-            return f"nodes[{i}].inputs is not a list"
-    return None
 
 
 def _unusable(path: Path, kind: str, message: str, loc: Loc | None = None) -> LintReport:

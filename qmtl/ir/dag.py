@@ -7,6 +7,7 @@ informational fields (``name``, ``type``, ``loc``, ``meta``) that are not part o
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from . import ops as opreg
@@ -94,9 +95,16 @@ def _node_type(text: Any, index: int) -> Type:
     if not isinstance(text, str):
         raise ValueError(f"nodes[{index}].type must be a string, got {text!r}")
     try:
-        return parse_type(text)
+        return _parsed_type(text)
     except IRSyntaxError as exc:
         raise ValueError(f"nodes[{index}].type {text!r}: {exc.diagnostic.message}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_type(text: str) -> Type:
+    """Types are frozen values and a DAG spells a handful of them hundreds of times: parse each once
+    (the grammar parse was most of the gateway's per-submission verification time)."""
+    return parse_type(text)
 
 
 def _parse_loc(text: str | None) -> Loc | None:

@@ -10,7 +10,7 @@ the cost we are trying not to pay.
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose ``loc`` names the
 file (or ``<DataFrame>``/``<Table>``) and whose message names the problem: E501 no usable ``ts``
 column (including integers that are milliseconds, not seconds), E502 unsorted or duplicate
-timestamps, E503 NaN/null in a required field or no bars at all, E505 unreadable file or unknown
+timestamps, E503 NaN/null/infinite in a required field or no bars at all, E505 unreadable file or unknown
 format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
 ``binding``; its message then names the data source).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
@@ -385,14 +385,17 @@ def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, s
 
 def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.ndarray,
                   symbols: np.ndarray | None, source: str) -> None:
-    """Checked on the whole column so the error names the first bad row of the file."""
-    bad = np.isnan(col) if mask is None else (mask | np.isnan(col))
+    """Checked on the whole column so the error names the first bad row of the file.  Infinite values
+    (``inf``, or ``1e309`` in a CSV) are refused too: no price or volume is infinite, and one would
+    poison every metric downstream."""
+    bad = ~np.isfinite(col) if mask is None else (mask | ~np.isfinite(col))
     if not bad.any():
         return
     row = int(np.flatnonzero(bad)[0])
     symbol = None if symbols is None else str(symbols[row])
-    raise DataError("E503", source, f"column {name!r} is NaN/null{_where(symbol)}, first at row {row} "
-                    f"(ts={int(ts[row])}); required bar fields must be present on every bar")
+    what = "infinite" if np.isinf(col[row]) and (mask is None or not mask[row]) else "NaN/null"
+    raise DataError("E503", source, f"column {name!r} is {what}{_where(symbol)}, first at row {row} "
+                    f"(ts={int(ts[row])}); required bar fields must be present and finite on every bar")
 
 
 # --- batching ----------------------------------------------------------------------------------------

@@ -57,9 +57,12 @@ def build_services(config: QmtlConfig) -> tuple[FastAPI, FastAPI]:
         closers.append(gateway_db.close)
         gsg = _graph_store(config, gateway_db)
         closers.append(gsg.close)
-        world_app = _world_app(config, world_db, bus)
-        gateway_app = create_gateway_app(gateway_db, bus, gsg, world_app,
-                                         max_body_bytes=config.gateway.max_body_bytes)
+        try:  # creating the apps migrates their schemas; a database too new for this qmtl stops here
+            world_app = _world_app(config, world_db, bus)
+            gateway_app = create_gateway_app(gateway_db, bus, gsg, world_app,
+                                             max_body_bytes=config.gateway.max_body_bytes)
+        except DatabaseError as exc:
+            raise StartupError(f"cannot start: {exc}") from exc
     except BaseException:
         _close_all(closers)
         raise
@@ -90,7 +93,8 @@ def _graph_store(config: QmtlConfig, gateway_db: Database) -> GraphStore:
     g = config.gateway
     if not g.neo4j_uri:
         return SqlGraphStore(gateway_db)
-    auth = (g.neo4j_user, g.neo4j_password) if g.neo4j_user else None
+    password = g.neo4j_password.get_secret_value() if g.neo4j_password is not None else None
+    auth = (g.neo4j_user, password) if g.neo4j_user else None
     try:
         return Neo4jGraphStore(g.neo4j_uri, auth)
     except Exception as exc:  # the driver raises several unrelated types for "not there"
@@ -112,6 +116,9 @@ def _world_app(config: QmtlConfig, db: Database, bus: Bus) -> FastAPI:
 
 def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the gateway (world routes behind it) until interrupted."""
+    from .logs import configure
+
+    configure()
     gateway_app, _ = build_services(config)
     try:
         uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3,

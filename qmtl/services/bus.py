@@ -14,6 +14,7 @@ original event (its original ``type``/``data``/``seq``) and appends nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -68,6 +69,13 @@ class Bus(ABC):
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         """Events of ``topic`` with ``seq > after_seq`` in order; wait up to ``timeout`` s for the first."""
 
+    async def aread(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
+        """``read`` for the event loop: waiting holds no thread, so an idle stream costs nothing.
+        This fallback runs ``read`` in a worker thread; both buses here wait natively."""
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self.read, topic, after_seq, timeout)
+
     def close(self) -> None:
         """Release connections; the in-process bus has none."""
 
@@ -77,6 +85,8 @@ class InProcessBus(Bus):
         self._cond = threading.Condition()
         self._events: dict[str, list[Event]] = {}
         self._by_key: dict[tuple[str, str], Event] = {}
+        # Event-loop readers waiting on a topic: woken from whichever thread publishes.
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
 
     def publish(self, topic: str, type: str, data: dict[str, Any], idempotency_key: str) -> Event:
         payload = _checked_payload(topic, type, data, idempotency_key)
@@ -90,7 +100,31 @@ class InProcessBus(Bus):
             events.append(event)
             self._by_key[(topic, idempotency_key)] = event
             self._cond.notify_all()
-            return event
+            waiters = list(self._waiters.get(topic, ()))
+        for loop, ready in waiters:
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # that loop has closed: its reader is gone
+                pass
+        return event
+
+    async def aread(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
+        ready = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), ready)
+        with self._cond:
+            events = self._events.get(topic, [])
+            if len(events) > after_seq or timeout <= 0:
+                return events[max(after_seq, 0):]
+            self._waiters.setdefault(topic, set()).add(waiter)
+        try:
+            await asyncio.wait_for(ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                self._waiters.get(topic, set()).discard(waiter)
+        with self._cond:
+            return self._events.get(topic, [])[max(after_seq, 0):]
 
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -117,18 +151,28 @@ return seq
 """
 
 
+#: The largest event sequence number (a signed 64-bit integer, what SQL columns and Redis IDs can hold).
+MAX_SEQ = 2**63 - 1
+#: One blocking XREAD waits at most this long (well below the client's socket timeout).
+BLOCK_SLICE_S = 2.0
+#: Async connections per event loop: each waiting stream holds one while its XREAD blocks.
+MAX_ASYNC_CONNECTIONS = 1000
+
+
 class RedisStreamBus(Bus):
     def __init__(self, url: str, prefix: str = "qmtl:bus") -> None:
         import redis
 
         self.url = url
         self.prefix = prefix
-        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                                           socket_timeout=BLOCK_SLICE_S + 5)
         try:
             self._redis.ping()
         except redis.RedisError as exc:
             raise BusError(f"cannot reach Redis for the control bus at {url}: {exc}") from exc
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
+        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
 
     def _keys(self, topic: str) -> list[str]:
         base = f"{self.prefix}:{topic}"
@@ -144,13 +188,47 @@ class RedisStreamBus(Bus):
         return self._event(topic, *entries[0])
 
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
+        """Blocks in slices of at most ``BLOCK_SLICE_S``: the client's socket timeout (a few seconds,
+        so a dead server is noticed) must never cut a long wait short."""
+        if after_seq > MAX_SEQ:
+            raise BusError(f"after_seq {after_seq} is beyond the largest sequence number {MAX_SEQ}")
         stream = self._keys(topic)[0]
         start = f"{max(after_seq, 0)}-0"
         entries = self._redis.xrange(stream, f"({start}", "+")
-        if not entries and timeout > 0:
-            found = self._redis.xread({stream: start}, block=max(int(timeout * 1000), 1))
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not entries and (remaining := deadline - time.monotonic()) > 0:
+            block_ms = max(int(min(remaining, BLOCK_SLICE_S) * 1000), 1)
+            found = self._redis.xread({stream: start}, block=block_ms)
             entries = found[0][1] if found else []
         return [self._event(topic, entry_id, fields) for entry_id, fields in entries]
+
+    async def aread(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
+        """As ``read``, over ``redis.asyncio``: a blocked XREAD holds a socket, not a thread."""
+        if after_seq > MAX_SEQ:
+            raise BusError(f"after_seq {after_seq} is beyond the largest sequence number {MAX_SEQ}")
+        client = self._async_client()
+        stream = self._keys(topic)[0]
+        start = f"{max(after_seq, 0)}-0"
+        entries = await client.xrange(stream, f"({start}", "+")
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while not entries and (remaining := deadline - time.monotonic()) > 0:
+            block_ms = max(int(min(remaining, BLOCK_SLICE_S) * 1000), 1)
+            found = await client.xread({stream: start}, block=block_ms)
+            entries = found[0][1] if found else []
+        return [self._event(topic, entry_id, fields) for entry_id, fields in entries]
+
+    def _async_client(self) -> Any:
+        """One ``redis.asyncio`` client per event loop (a client's connections belong to one loop)."""
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=5,
+                                                  socket_timeout=BLOCK_SLICE_S + 5,
+                                                  max_connections=MAX_ASYNC_CONNECTIONS)
+            self._async_clients[loop] = client
+        return client
 
     @staticmethod
     def _event(topic: str, entry_id: str, fields: dict[str, str]) -> Event:

@@ -121,15 +121,32 @@ class GatewayClient:
         params = {"strategy_id": strategy_id} if strategy_id else None
         return self._call("GET", f"/worlds/{_seg(world_id)}/activation", params=params)
 
-    def apply(self, world_id: str, run_id: str,
-              plan: dict[str, Any] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"run_id": run_id}
+    def apply(self, world_id: str, run_id: str, plan: dict[str, Any] | None = None,
+              etag: str | None = None) -> dict[str, Any]:
+        """Apply ``plan`` (default: the latest evaluation) against ``etag``, the activation state it
+        was planned from; without one, the current state's etag is read first."""
+        if etag is None:
+            etag = self.activation(world_id)["etag"]
+        body: dict[str, Any] = {"run_id": run_id, "etag": etag}
         if plan is not None:
             body["plan"] = plan
         return self._call("POST", f"/worlds/{_seg(world_id)}/apply", json=body)
 
     def allocations(self, world_id: str) -> dict[str, Any]:
         return self._call("GET", f"/worlds/{_seg(world_id)}/allocations")
+
+    def all_allocations(self) -> dict[str, Any]:
+        """Allocations per world and across worlds."""
+        return self._call("GET", "/allocations")
+
+    def rebalance_plan(self, world_ids: list[str] | None = None) -> dict[str, Any]:
+        body = {"world_ids": world_ids} if world_ids else {}
+        return self._call("POST", "/rebalancing/plan", json=body)
+
+    def rebalance_apply(self, run_id: str, plans: list[dict[str, Any]]) -> dict[str, Any]:
+        """Apply ``plans`` (each ``{world_id, etag, target}``, as ``rebalance_plan`` gives them)."""
+        body = {"run_id": run_id, "plans": [{k: p[k] for k in ("world_id", "etag", "target")} for p in plans]}
+        return self._call("POST", "/rebalancing/apply", json=body)
 
     # --- plumbing ----------------------------------------------------------------------------------
 

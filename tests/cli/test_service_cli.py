@@ -109,6 +109,15 @@ def test_allocations_and_apply(gateway: str, tmp_path: Path) -> None:
     assert r.exit_code == 1 and "E_NO_PLAN" in r.stderr  # nothing evaluated yet
     plan = tmp_path / "plan.yml"
     plan.write_text("activate: [strat-a]\n")
+    r = run("world", "apply", "cli-alloc", "--run-id", "r1", "--plan", str(plan), "--gateway-url", gateway)
+    assert r.exit_code == 1 and "E_UNKNOWN_STRATEGY" in r.stderr and "strat-a" in r.stderr
+    with httpx.Client(base_url=gateway) as c:  # sandbox world: strat-a passes, paper, may be activated
+        c.post("/worlds/cli-alloc/evaluate", json={"strategies": [{"strategy_id": "strat-a"}],
+                                                   "as_of": "2024-01-01T00:00:00Z",
+                                                   "dataset_fingerprint": "blake3:" + "1" * 64})
+    r = run("world", "apply", "cli-alloc", "--run-id", "r-stale", "--plan", str(plan), "--etag", '"old"',
+            "--gateway-url", gateway)
+    assert r.exit_code == 1 and "E_ETAG_MISMATCH" in r.stderr
     args = ("world", "apply", "cli-alloc", "--run-id", "r1", "--plan", str(plan),
             "--gateway-url", gateway, "-o", "json")
     r = run(*args)
@@ -123,6 +132,31 @@ def test_allocations_and_apply(gateway: str, tmp_path: Path) -> None:
                            "-o", "json").stdout) for _ in range(2)]
     assert runs[0]["run_id"] != runs[1]["run_id"] and runs[0]["run_id"].startswith("apply-")
     assert all(r["status"] == "completed" for r in runs)
+
+
+def test_rebalance_plan_and_apply(gateway: str, tmp_path: Path) -> None:
+    run("world", "create", "cli-rb", "--gateway-url", gateway)
+    with httpx.Client(base_url=gateway) as c:
+        c.post("/worlds/cli-rb/evaluate", json={"strategies": [{"strategy_id": "rb-a"}, {"strategy_id": "rb-b"}],
+                                                "as_of": "2024-01-01T00:00:00Z",
+                                                "dataset_fingerprint": "blake3:" + "2" * 64})
+    r = run("world", "rebalance-plan", "cli-rb", "--gateway-url", gateway, "-o", "json")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert plan["plans"][0]["target"] == {"rb-a": 0.5, "rb-b": 0.5}
+    saved = tmp_path / "rb.json"
+    saved.write_text(json.dumps(plan))
+    r = run("world", "rebalance-apply", "--plan", str(saved), "--run-id", "cli-rb1", "--gateway-url", gateway,
+            "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["worlds"][0]["allocations"] == {"rb-a": 0.5, "rb-b": 0.5}
+    # the saved plan is now stale (the allocations changed): a new run with it is refused, by name
+    r = run("world", "rebalance-apply", "--plan", str(saved), "--run-id", "cli-rb2", "--gateway-url", gateway)
+    assert r.exit_code == 1 and "E_ETAG_MISMATCH" in r.stderr
+    r = run("world", "allocations", "--gateway-url", gateway, "-o", "json")
+    assert json.loads(r.stdout)["strategies"]["rb-a"] == {"cli-rb": 0.5}
+    r = run("world", "rebalance-apply", "cli-rb", "--gateway-url", gateway, "-o", "json")  # plan + apply
+    assert r.exit_code == 0 and json.loads(r.stdout)["status"] == "completed"
 
 
 def test_status_reports_health_and_unknown_strategy(gateway: str) -> None:

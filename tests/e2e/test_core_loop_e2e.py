@@ -102,7 +102,8 @@ def test_event_stream_relays_queue_and_activation_events(gw, services, strategy_
     assert queues[0]["data"]["strategy_id"] == res.strategy_id
     assert queues[0]["data"]["queues"] == res.queue_map and queues[0]["idempotency_key"]
 
-    applied = gw.post("/worlds/events-w/apply", json={"run_id": "r1"})
+    etag = gw.get("/worlds/events-w/activation").json()["etag"]
+    applied = gw.post("/worlds/events-w/apply", json={"run_id": "r1", "etag": etag})
     assert applied.status_code == 200, applied.text
     assert [p["phase"] for p in applied.json()["phases"]] == ["freeze", "switch", "unfreeze"]
     activation = [e for e in _poll(gw, "activation") if e["data"]["world_id"] == "events-w"]
@@ -118,7 +119,8 @@ def test_event_stream_relays_queue_and_activation_events(gw, services, strategy_
 def test_live_hint_to_a_world_without_allow_live_stays_backtest(gw) -> None:
     make_world(gw, "hint-w", preset="sandbox")  # allow_live defaults to False
     dag = chain_dag("hint", 5, seed=41)
-    resp = gw.post("/strategies", json={"dag": dag, "world_ids": ["hint-w"], "meta": {"hint": "live"}})
+    meta = {"hint": "live", "as_of": "2024-01-01T00:00:00+00:00", "dataset_fingerprint": "blake3:" + "a" * 64}
+    resp = gw.post("/strategies", json={"dag": dag, "world_ids": ["hint-w"], "meta": meta})
     assert resp.status_code == 201, resp.text
     decision = resp.json()["decisions"]["hint-w"]
     assert decision["execution_domain"] == "backtest" and decision["orders_gated"] is True
@@ -150,8 +152,8 @@ def test_stale_decision_is_compute_only(gw, services, strategy_file) -> None:
     assert again.queue_map and all(q.startswith("stale-w.backtest.") for q in again.queue_map.values())
 
 
-@pytest.mark.parametrize("missing, why", [("as_of", "no as_of"),
-                                          ("dataset_fingerprint", "no dataset_fingerprint")])
+@pytest.mark.parametrize("missing, why", [("as_of", "as_of is missing"),
+                                          ("dataset_fingerprint", "dataset_fingerprint is missing")])
 def test_missing_as_of_or_fingerprint_is_compute_only(gw, missing: str, why: str) -> None:
     world = f"missing-{missing.replace('_', '-')}"
     make_world(gw, world, preset="sandbox")
@@ -159,7 +161,8 @@ def test_missing_as_of_or_fingerprint_is_compute_only(gw, missing: str, why: str
             "as_of": "2024-01-01T00:00:00+00:00", "dataset_fingerprint": "blake3:" + "b" * 64}
     del body[missing]
     result = gw.post(f"/worlds/{world}/evaluate", json=body)
-    assert result.status_code == 200 and result.json()["active"] == ["s1"]  # the policy passed
+    assert result.status_code == 200 and result.json()["active"] == []  # no evidence: no place in the set
+    assert result.json()["results"]["s1"]["rules"][0]["rule"] == "evidence"
     decision = gw.get(f"/worlds/{world}/decide", params={"strategy_id": "s1"}).json()
     assert decision["effective_mode"] == "compute-only" and decision["orders_gated"] is True
     assert why in decision["reason"]
@@ -198,6 +201,9 @@ def test_bad_input_on_world_routes_through_the_gateway(gw) -> None:
 
 def test_sdk_client_follows_the_event_stream(gw, services) -> None:
     make_world(gw, "follow-w")
+    gw.post("/worlds/follow-w/evaluate", json={"strategies": [{"strategy_id": "s"}],
+                                               "as_of": "2024-01-01T00:00:00Z",
+                                               "dataset_fingerprint": "blake3:" + "e" * 64})
     with GatewayClient(services) as client:
         start = client.events("activation")["last_seq"]
         gw.put("/worlds/follow-w/activation", json={"strategy_id": "s", "active": True})

@@ -180,3 +180,36 @@ def test_cli_submit_text_summary_and_exit_codes(services, files) -> None:
     r = cli.invoke(app, ["submit", str(files["momentum"]), "-w", "x", "--data", str(files["prices"]),
                          "--gateway-url", closed_port_url(), "--timeout", "2"], catch_exceptions=False)
     assert r.exit_code == 2 and "SAFE_MODE" in r.stdout
+
+
+def test_synthetic_data_never_reaches_live(services, files) -> None:
+    """Issue 8 section 1: Runner.submit without data replays seeded bars; on a world that would decide
+    live for real data, the result is capped at backtest with orders gated, and says why."""
+    create_world(services, "e2e-synthetic", allow_live=True, policy={"max_mode": "live"})
+    real = Runner.submit(files["momentum"], world="e2e-synthetic", data=files["prices"], gateway_url=services)
+    assert real.decision.effective_mode == "live", real.decision.reason  # the control
+    result = Runner.submit(files["momentum"], world="e2e-synthetic", gateway_url=services)
+    assert result.status == "accepted" and result.precheck.synthetic_data is True
+    dec = result.decision
+    assert (dec.effective_mode, dec.execution_domain, dec.orders_gated) == ("validate", "backtest", True)
+    assert "synthetic" in dec.reason
+    assert result.evaluation is not None and not result.evaluation.active
+    assert all(".backtest." in q for q in result.queue_map.values())
+
+
+def test_submit_result_shows_the_world_allocation_and_keeps_earlier_strategies(services, files) -> None:
+    """Issue 8 section 2: a second strategy does not drop the first; the result shows the allocation."""
+    create_world(services, "e2e-alloc", preset="sandbox")
+    first = Runner.submit(files["momentum"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    second = Runner.submit(files["reversion"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    assert first.status == second.status == "accepted"
+    assert second.evaluation is not None and second.evaluation.active
+    with GatewayClient(services) as client:
+        evaluation_active = client.rebalance_plan(["e2e-alloc"])["plans"][0]["target"]
+        assert set(evaluation_active) == {first.strategy_id, second.strategy_id}
+        etag = client.activation("e2e-alloc")["etag"]
+        client.apply("e2e-alloc", "alloc-r1", etag=etag)
+    third = Runner.submit(files["reversion"], world="e2e-alloc", data=files["prices"], gateway_url=services)
+    snap = third.allocation
+    assert snap is not None and snap.weight == 0.5 and snap.rank in (1, 2) and snap.contribution == 0.5
+    assert snap.etag and snap.updated_at

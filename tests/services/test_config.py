@@ -102,3 +102,42 @@ def test_named_file_must_exist(tmp_path: Path) -> None:
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mapping"):
         load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 8 section 5: settings from the environment as well as qmtl.yml (pydantic-settings)."""
+    path = _write(tmp_path, "profile: dev\ngateway:\n  max_body_bytes: 1024\n")
+    monkeypatch.setenv("QMTL_PROFILE", "prod")
+    monkeypatch.setenv("QMTL_GATEWAY__DATABASE_DSN", "postgresql://u:p@ss@db/q")
+    monkeypatch.setenv("QMTL_WORLDSERVICE__REDIS_DSN", "redis://127.0.0.1:6379/0")
+    config = load_config(path)
+    assert config.profile == "prod" and config.gateway.max_body_bytes == 1024  # env and file merged
+    assert config.gateway.database_dsn == "postgresql://u:p@ss@db/q"
+    assert config.worldservice.redis_dsn == "redis://127.0.0.1:6379/0"
+    assert QmtlConfig(profile="dev").profile == "dev"  # arguments in code win over the environment
+    monkeypatch.setenv("QMTL_GATEWAY__MAX_BODY_BYTES", "-5")
+    with pytest.raises(ConfigError, match="max_body_bytes"):
+        load_config(path)
+
+
+def test_no_file_at_all_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.setenv("QMTL_REDIS_PREFIX", "from-env")
+    assert load_config().redis_prefix == "from-env"
+
+
+def test_secrets_are_never_printed(tmp_path: Path) -> None:
+    from qmtl.config import describe
+
+    config = load_config(_write(tmp_path, "profile: prod\ngateway:\n"
+                                          "  database_dsn: postgresql://u:p@ss@db/q\n"
+                                          "  redis_dsn: redis://:r3d@s@127.0.0.1:6379/0\n"
+                                          "  neo4j_uri: bolt://n:7687\n  neo4j_user: n\n  neo4j_password: n30@j\n"
+                                          "worldservice:\n  database_dsn: postgresql://u:p@ss@db/q\n"
+                                          "  redis_dsn: redis://:r3d@s@127.0.0.1:6379/0\n"))
+    shown = "\n".join(describe(config))  # what `qmtl serve` prints at start-up
+    for secret in ("p@ss", "ss@", "r3d", "n30"):
+        assert secret not in shown, secret
+    assert "n30" not in repr(config) and "n30" not in str(config.model_dump())  # a SecretStr
+    assert config.gateway.neo4j_password.get_secret_value() == "n30@j"

@@ -150,3 +150,19 @@ def test_sqlite_write_survives_kill_9(tmp_path) -> None:
     db = Database.connect(f"sqlite:///{path}")
     assert db.fetchall("SELECT k FROM t") == [{"k": "acked"}]
     db.close()
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("postgresql://u:p@ss@db.example:5432/q", "postgresql://u@db.example:5432/q"),
+    ("postgresql://u:a@b@c@h/q?sslmode=require", "postgresql://u@h/q?sslmode=require"),
+    ("postgresql://u@h/q?password=s3cr@t&sslmode=disable", "postgresql://u@h/q?password=***&sslmode=disable"),
+    ("postgresql://h/q", "postgresql://h/q"),
+    ("redis://:pw@d@127.0.0.1:6379/0", "redis://@127.0.0.1:6379/0"),
+])
+def test_redact_never_leaks_a_password(dsn: str, shown: str) -> None:
+    """Issue 8 section 5: a password containing '@' leaked its tail through the first-'@' split."""
+    from qmtl.services.storage.sql import redact
+
+    out = redact(dsn)
+    assert out == shown
+    assert not any(secret in out for secret in ("p@ss", "ss@", "a@b", "s3cr", "pw@d", "@d@"))

@@ -28,7 +28,7 @@ from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailabl
                                   configured_gateway_url)
 from qmtl.services.worldservice.envelopes import DecisionEnvelope
 
-from .submit import (DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
+from .submit import (AllocationSnapshot, DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
                      local_safe_decision)
 
 #: Synthetic replay used when no data is given: enough bars to warm up any sane strategy.
@@ -235,6 +235,7 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
             evaluated = client.evaluate(world, _evaluation(strategy_id, precheck, replay.returns))
             decision = client.decide(world, strategy_id)
             activation = client.activation(world, strategy_id)
+            allocations = client.allocations(world)
     except GatewayUnavailable as exc:
         reason = f"gateway unavailable: {exc}"
         return SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
@@ -249,7 +250,8 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
     return SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
                         safe_mode=unusable is not None, downgrade_reason=unusable,
                         activation=_activation_of(activation, strategy_id),
-                        evaluation=_evaluation_of(evaluated, strategy_id), reused_nodes=reused,
+                        evaluation=_evaluation_of(evaluated, strategy_id),
+                        allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
                         new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
 
 
@@ -285,13 +287,16 @@ def unusable_decision(decision: DecisionEnvelope, now: float) -> str | None:
 
 
 def _meta(precheck: Precheck) -> dict[str, Any]:
-    return {"as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+    # synthetic_data: seeded bars are never evidence; the gateway and the world cap them at backtest.
+    return {"as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint,
+            "synthetic_data": precheck.synthetic_data}
 
 
 def _evaluation(strategy_id: str, precheck: Precheck, returns: list[float]) -> dict[str, Any]:
     return {"strategies": [{"strategy_id": strategy_id, "metrics": precheck.metrics.policy_values(),
                             "returns": returns}],
-            "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint}
+            "as_of": precheck.as_of, "dataset_fingerprint": precheck.dataset_fingerprint,
+            "synthetic_data": precheck.synthetic_data}
 
 
 def _evaluation_of(answer: Any, strategy_id: str) -> WorldEvaluation | None:
@@ -305,6 +310,17 @@ def _evaluation_of(answer: Any, strategy_id: str) -> WorldEvaluation | None:
                            active=strategy_id in (answer.get("active") or []),
                            weight=float((answer.get("weights") or {}).get(strategy_id, 0.0)),
                            rules=[RuleResult.model_validate(r) for r in mine.get("rules", [])])
+
+
+def _allocation_of(view: Any, strategy_id: str) -> AllocationSnapshot | None:
+    """This strategy's line of ``GET /worlds/{id}/allocations`` (weight 0, no rank, when not allocated)."""
+    if not isinstance(view, Mapping):
+        return None
+    mine = next((s for s in view.get("strategies") or [] if isinstance(s, Mapping)
+                 and s.get("strategy_id") == strategy_id), {})
+    return AllocationSnapshot(weight=float(mine.get("weight", 0.0)), rank=mine.get("rank"),
+                              contribution=float(mine.get("contribution", 0.0)), etag=view.get("etag"),
+                              updated_at=view.get("updated_at"))
 
 
 def _node_refs(ack: Mapping[str, Any]) -> dict[str, NodeRef]:

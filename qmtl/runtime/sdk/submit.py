@@ -102,6 +102,16 @@ class WorldEvaluation(_Model):
         return [r for r in self.rules if not r.passed]
 
 
+class AllocationSnapshot(_Model):
+    """The world's capital allocation for this strategy when the submission finished."""
+
+    weight: float = 0.0
+    rank: int | None = None  # 1 = the largest weight in the world; None when not allocated
+    contribution: float = 0.0  # share of what the world allocates
+    etag: str | None = None
+    updated_at: str | None = None
+
+
 class SubmitResult(_Model):
     status: Status
     world: str
@@ -109,6 +119,7 @@ class SubmitResult(_Model):
     decision: DecisionEnvelope | None = None
     activation: dict[str, Any] | None = None
     evaluation: WorldEvaluation | None = None
+    allocation: AllocationSnapshot | None = None
     precheck: Precheck = Field(default_factory=Precheck)
     safe_mode: bool = False
     downgrade_reason: str | None = None

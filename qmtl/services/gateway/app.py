@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, AsyncIterator
@@ -20,33 +21,42 @@ from starlette.concurrency import run_in_threadpool
 
 from qmtl.config import DEFAULT_MAX_BODY_BYTES
 
+from fastapi.openapi.utils import get_openapi
+
 from ..body_limit import BodySizeLimit
+from ..openapi import documented_error, errors, finish_schema, merge_schemas
+from ..worldservice.app import world_openapi
+from ..logs import RequestContext, bind
+from ..metrics import CONTENT_TYPE, GatewayMetrics, RequestMetrics
+from ..request_guard import INT64_MAX, RequestGuard
 from ..bus import Bus
 from ..gsg.store import GraphStore
 from . import events
-from .errors import ApiError, describe_validation, error_response, install_error_handlers
-from .metrics import Metrics, gateway_metrics
-from .middleware import RequestMetrics
+from .admission import admit
+from .errors import ApiError, describe_validation, install_error_handlers
 from .models import SubmitRequest
-from .submissions import Recorded, SubmissionStore, strategy_id_for
+from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
+from .views import GatewayHealth, PollAnswer, QueuesByTag, StoredStrategy, SubmitResponse
 from .world_client import WorldClient
 
 QUEUE_TOPIC = "queues"
+log = logging.getLogger(__name__)
 
 
 def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: Metrics | None = None) -> FastAPI:
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: GatewayMetrics | None = None) -> FastAPI:
     store = SubmissionStore(db, gsg)
     worlds = WorldClient(world)
-    metrics = metrics or gateway_metrics()
+    metrics = metrics or GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await worlds.aclose()
 
-    app = FastAPI(title="qmtl gateway", lifespan=lifespan)
+    # No slash redirects: a 307 would name the world service's internal host through the proxy.
+    app = FastAPI(title="qmtl gateway", lifespan=lifespan, redirect_slashes=False)
     app.state.store, app.state.gsg, app.state.bus, app.state.metrics = store, gsg, bus, metrics
     install_error_handlers(app)
 
@@ -54,9 +64,34 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     _add_query_routes(app, store, gsg, metrics)
     _add_event_routes(app, bus)
     _add_world_proxy(app, worlds)
+    app.openapi = lambda: app.openapi_schema or _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestGuard)
+    app.add_middleware(RequestContext)
     app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
     return app
+
+
+# POST /strategies reads its body itself (one error shape for every malformed document), so FastAPI
+# cannot infer the schema: it is declared here and added to the components in ``_openapi``.
+_SUBMIT_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}}}}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The gateway's routes and the world routes it proxies, in one document."""
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    submit = SubmitRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(submit.pop("$defs", {}))
+    components["SubmitRequest"] = submit
+    worlds = world_openapi()
+    for item in worlds["paths"].values():  # through the proxy the world service may also not answer
+        for op in item.values():
+            op["responses"].update({str(code): documented_error(code) for code in (502, 503)})
+    app.openapi_schema = merge_schemas(finish_schema(schema, validation_status=400), worlds)
+    return app.openapi_schema
+
 
 
 def parse_submission(body: bytes) -> SubmitRequest:
@@ -73,41 +108,49 @@ def parse_submission(body: bytes) -> SubmitRequest:
 
 
 def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClient, bus: Bus,
-                         metrics: Metrics) -> None:
-    @app.post("/strategies")
+                         metrics: GatewayMetrics) -> None:
+    @app.post("/strategies", status_code=201, response_model=SubmitResponse, openapi_extra=_SUBMIT_BODY,
+              responses={200: {"model": SubmitResponse, "description": "already submitted (same strategy id)"},
+                         **errors(404, 502, 503)})
     async def submit(request: Request) -> JSONResponse:
+        """Verify the DAG (NodeIDs, checksum, structure), diff it against the global graph, record it and
+        bind it to each world; the answer carries each world's decision as far as this data may use it."""
         body = await request.body()
         try:
             req = parse_submission(body)
             dag = await run_in_threadpool(verify_submission, req)
         except NodeIdMismatch as exc:
-            metrics.inc("nodeid_mismatch_total", by=len(exc.mismatches))
-            metrics.inc("submissions_total", result="rejected")
+            metrics.nodeid_mismatches.inc(len(exc.mismatches))
+            metrics.submissions.labels(result="rejected").inc()
             raise
         except ApiError as exc:
             if exc.code == "E_CHECKSUM_MISMATCH":
-                metrics.inc("nodeid_checksum_mismatch_total")
-            metrics.inc("submissions_total", result="rejected")
+                metrics.checksum_mismatches.inc()
+            metrics.submissions.labels(result="rejected").inc()
             raise
         world_ids = req.worlds()
         # The world service is asked about every world at once, not one round trip after another.
         await asyncio.gather(*(worlds.require_world(w) for w in world_ids))
-        sid = strategy_id_for(dag.checksum)
+        sid = dag.strategy_id
+        bind(strategy_id=sid, world_ids=world_ids)
         answers = await asyncio.gather(*(worlds.decision(w, sid, req.meta.hint) for w in world_ids))
-        decisions = dict(zip(world_ids, answers))
+        now = time.time()
+        decisions = {w: admit(d, req.meta, now) for w, d in zip(world_ids, answers)}
         domains = {w: d["execution_domain"] for w, d in decisions.items()}
         started = time.perf_counter()
         # pydantic-core writes the JSON directly: no intermediate dict for json.dumps to walk again.
         doc_json = req.dag.model_dump_json(by_alias=True)
         recorded = await run_in_threadpool(store.record, dag, doc_json, req.meta.model_dump(), domains)
-        metrics.observe("diff_duration_ms", (time.perf_counter() - started) * 1000)
+        metrics.diff_duration.observe(time.perf_counter() - started)
         await asyncio.gather(*(worlds.bind(w, sid) for w in world_ids))
         await run_in_threadpool(_publish_queues, bus, recorded, domains)
-        metrics.inc("submissions_total", result="created" if recorded.created else "existing")
+        metrics.submissions.labels(result="created" if recorded.created else "existing").inc()
+        log.info("submission %s", "created" if recorded.created else "existing",
+                 extra={"ids": {"domains": domains}})
         return JSONResponse(_answer(recorded, dag, world_ids, decisions),
                             status_code=201 if recorded.created else 200)
 
-    @app.get("/strategies/{strategy_id}")
+    @app.get("/strategies/{strategy_id}", response_model=StoredStrategy, responses=errors(404))
     async def get_strategy(strategy_id: str) -> dict[str, Any]:
         found = await run_in_threadpool(store.get, strategy_id)
         if found is None:
@@ -136,10 +179,10 @@ def _publish_queues(bus: Bus, rec: Recorded, domains: dict[str, str]) -> None:
                     idempotency_key=f"queues:{rec.strategy_id}:{world_id}:{domain}")
 
 
-def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: Metrics) -> None:
-    @app.get("/queues/by_tag")
+def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, metrics: GatewayMetrics) -> None:
+    @app.get("/queues/by_tag", response_model=QueuesByTag)
     async def queues_by_tag(tags: Annotated[str, Query(min_length=1)],
-                            interval: Annotated[int | None, Query(gt=0)] = None,
+                            interval: Annotated[int | None, Query(gt=0, le=INT64_MAX)] = None,
                             match_mode: Annotated[str, Query(pattern="^(any|all)$")] = "any",
                             world_id: str | None = None) -> dict[str, Any]:
         wanted = [t.strip() for t in tags.split(",") if t.strip()]
@@ -154,7 +197,8 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
                             "interval": by_id[r["node_id"]].interval,
                             "tags": list(by_id[r["node_id"]].tags)} for r in rows]}
 
-    @app.get("/health")
+    @app.get("/health", response_model=GatewayHealth,
+             responses={503: {"model": GatewayHealth, "description": "the database is not usable"}})
     async def health() -> dict[str, Any]:
         try:
             count = await run_in_threadpool(store.count)
@@ -163,27 +207,31 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
                                 status_code=503)
         return {"status": "ok", "strategies": count}
 
-    @app.get("/metrics")
-    async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+    @app.get("/metrics", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
 
 Topic = Annotated[str, Query(pattern=events.TOPIC_PATTERN)]
 
 
 def _add_event_routes(app: FastAPI, bus: Bus) -> None:
-    @app.get("/events")
-    async def stream(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+    @app.get("/events", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "Server-sent events; resume with Last-Event-ID"}})
+    async def stream(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                      duration: Annotated[float | None, Query(gt=0, le=86400)] = None,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
-        if last_event_id is not None and last_event_id.isdigit():
+        if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit() \
+                and int(last_event_id) <= INT64_MAX:
             after = max(after, int(last_event_id))
         return StreamingResponse(events.sse_stream(bus, topic, after, duration),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.get("/events/poll")
-    async def poll(topic: Topic, after: Annotated[int, Query(ge=0)] = 0,
+    @app.get("/events/poll", response_model=PollAnswer)
+    async def poll(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                    wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> dict[str, Any]:
         return await events.poll(bus, topic, after, wait)
 
@@ -193,11 +241,15 @@ def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
 
     async def forward(request: Request) -> Response:
         body = await request.body()
-        resp = await worlds.forward(request.method, request.url.path, request.scope["query_string"],
+        # The path exactly as received (still percent-encoded): decoding it here would let
+        # ``/worlds/..%2Fopenapi.json`` walk out of /worlds on the world service.
+        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        resp = await worlds.forward(request.method, raw_path, request.scope["query_string"],
                                     request.scope["headers"], body)
-        keep = {k: v for k, v in resp.headers.items()
-                if k.lower() in ("content-type", "etag", "location", "cache-control")}
+        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
         return Response(resp.content, status_code=resp.status_code, headers=keep)
 
     app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)
     app.add_api_route("/worlds/{path:path}", forward, methods=methods, include_in_schema=False)
+    app.add_api_route("/allocations", forward, methods=methods, include_in_schema=False)
+    app.add_api_route("/rebalancing/{path:path}", forward, methods=methods, include_in_schema=False)

@@ -1,6 +1,7 @@
 """Relaying control-bus events to SDK clients: Server-Sent Events, and a plain JSON poll.
 
-An SSE stream sends ``id: <seq>`` with each event, so a client that reconnects with
+Both wait on the bus asynchronously (``Bus.aread``): an open stream holds no worker thread, so idle
+streams cost nothing.  An SSE stream sends ``id: <seq>`` with each event, so a client that reconnects with
 ``Last-Event-ID`` (or ``after=``) resumes exactly after the last event it saw.
 """
 
@@ -10,8 +11,6 @@ import asyncio
 import json
 import time
 from typing import Any, AsyncIterator
-
-from starlette.concurrency import run_in_threadpool
 
 from ..bus import Bus, Event
 
@@ -33,7 +32,7 @@ async def sse_stream(bus: Bus, topic: str, after: int, duration: float | None) -
     yield ": connected\n\n"
     while deadline is None or time.monotonic() < deadline:
         wait = READ_WAIT_S if deadline is None else max(0.0, min(READ_WAIT_S, deadline - time.monotonic()))
-        events = await run_in_threadpool(bus.read, topic, after, wait)
+        events = await bus.aread(topic, after, wait)
         for event in events:
             after = event.seq
             yield sse_frame(event)
@@ -46,6 +45,6 @@ async def sse_stream(bus: Bus, topic: str, after: int, duration: float | None) -
 
 
 async def poll(bus: Bus, topic: str, after: int, wait: float) -> dict[str, Any]:
-    events = await run_in_threadpool(bus.read, topic, after, wait)
+    events = await bus.aread(topic, after, wait)
     return {"topic": topic, "events": [e.to_json() for e in events],
             "last_seq": events[-1].seq if events else after}

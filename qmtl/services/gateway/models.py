@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, StringConstraints
 
 from qmtl.ir.dag import SCHEMA
 
@@ -56,9 +56,12 @@ class DagDocument(_Model):
 
 
 class SubmitMeta(_Model):
-    hint: StrictStr | None = None
-    as_of: StrictStr | None = None
-    dataset_fingerprint: StrictStr | None = None
+    """What the submitter says about the data behind the DAG (see ``qmtl.services.evidence``)."""
+
+    hint: StrictStr | None = Field(default=None, max_length=32)
+    as_of: StrictStr | None = Field(default=None, max_length=64)
+    dataset_fingerprint: StrictStr | None = Field(default=None, max_length=256)
+    synthetic_data: StrictBool = False
 
 
 class SubmitRequest(_Model):

@@ -10,6 +10,7 @@ from typing import Any
 
 from qmtl.ir import types as T
 from qmtl.ir.dag import to_dag
+from qmtl.ir.lookback import output_required_period
 from qmtl.ir.module import Module, Op, Output, make_attrs
 from qmtl.ir.nodeid import with_node_ids
 
@@ -46,7 +47,10 @@ def chain_module(name: str, n_nodes: int, seed: int = 0, symbol: str = "BTC",
             stat = _WINDOWED[i % len(_WINDOWED)]
             ops.append(_op(result, stat, (prev,), window=2 + (seed * 7 + i) % 50 + seed * 50))
         prev = result
-    return Module(name, tuple(ops), (Output("signal", prev, period=2, interval=interval),))
+    draft = Module(name, tuple(ops), (Output("signal", prev, period=1, interval=interval),))
+    # The period the look-back needs, so the document is one lint and the gateway both accept.
+    period = output_required_period(draft, draft.outputs[0])
+    return Module(name, tuple(ops), (Output("signal", prev, period=period, interval=interval),))
 
 
 def chain_dag(name: str, n_nodes: int, seed: int = 0, symbol: str = "BTC",

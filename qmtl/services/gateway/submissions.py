@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from qmtl.ir.nodeid import digest
-
 from ..gsg.store import GraphStore
+from ..storage.migrations import migrate
 from .verify import VerifiedDag
 
 _DDL = """
@@ -33,11 +32,6 @@ _BINDING_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("created_at"
 _QUEUE_COLUMNS = (("world_id", "TEXT"), ("node_id", "TEXT"), ("domain", "TEXT"), ("queue", "TEXT"))
 
 
-def strategy_id_for(checksum: str) -> str:
-    """A strategy is its DAG: the id is a digest of the checksum, so resubmitting is idempotent."""
-    return digest(("qmtl.strategy/1:" + checksum).encode())
-
-
 def queue_name(world_id: str, domain: str, node_id: str) -> str:
     return f"{world_id}.{domain}.{node_id.removeprefix('blake3:')[:12]}"
 
@@ -54,7 +48,7 @@ class SubmissionStore:
     def __init__(self, db: Any, gsg: GraphStore) -> None:
         self.db = db
         self.gsg = gsg
-        self.db.executescript(_DDL.format(key_table=db.key_table))
+        migrate(self.db, "gateway", (_DDL.format(key_table=db.key_table),))
 
     def record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:
@@ -66,7 +60,7 @@ class SubmissionStore:
 
     def _record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                 domains: dict[str, str]) -> Recorded:
-        sid = strategy_id_for(dag.checksum)
+        sid = dag.strategy_id
         ids = [n.node_id for n in dag.nodes]
         now = time.time()
         before = self.gsg.existing(ids)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from ..logs import context
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ class WorldClient:
                 f"execution domain {domain!r} is not runnable"
             return {"effective_mode": "compute-only", "execution_domain": "backtest",
                     "orders_gated": True, "reason": f"{why}: default-safe compute-only"}
-        return {k: body.get(k) for k in ("effective_mode", "execution_domain", "orders_gated", "reason")}
+        return {k: body.get(k) for k in ("effective_mode", "execution_domain", "orders_gated", "reason",
+                                         "as_of", "dataset_fingerprint")}
 
     async def bind(self, world_id: str, strategy_id: str) -> bool:
         """Ask the world service to record the WorldStrategyBinding; False when it has no such route
@@ -112,7 +114,10 @@ class WorldClient:
     async def forward(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
                       body: bytes) -> httpx.Response:
         fwd = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
-               if k.decode("latin-1").lower() not in _HOP_BY_HOP]
+               if k.decode("latin-1").lower() not in _HOP_BY_HOP | {"x-request-id"}]
+        request_id = context().get("request_id")
+        if request_id:  # the world service logs under the same id as the gateway
+            fwd.append(("x-request-id", request_id))
         url = path + (f"?{query.decode('latin-1')}" if query else "")
         if method == "GET":
             return await self._call(method, url, headers=fwd, content=body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Sequence
 
+from ..storage.migrations import migrate
 from .store import Edge, GraphNode, GraphStore
 
 _DDL = """
@@ -34,7 +35,7 @@ _USE_COLUMNS = (("node_id", "TEXT"), ("strategy_id", "TEXT"))
 class SqlGraphStore(GraphStore):
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.db.executescript(_DDL.format(key_table=db.key_table))
+        migrate(self.db, "gsg", (_DDL.format(key_table=db.key_table),))
 
     def upsert(self, strategy_id: str, nodes: Sequence[GraphNode], edges: Sequence[Edge]) -> None:
         if "," in strategy_id:  # ``existing`` reads users back as one comma-joined string

@@ -1,19 +1,18 @@
-"""PostgreSQL behind the ``Database`` seam: a small pool of psycopg 3 connections.
+"""PostgreSQL behind the ``Database`` seam: a ``psycopg_pool.ConnectionPool`` of psycopg 3 connections.
 
 A transaction block checks a connection out of the pool for its whole duration (nested blocks on the
 same thread reuse it) and returns it after COMMIT, so with ``pool_size`` N up to N threads commit in
 parallel and PostgreSQL's own group commit shares their WAL flushes.  ``pool_size=1`` serialises every
-transaction, like the single connection this replaced.  Durability: a block returns only after
-COMMIT, which (``synchronous_commit`` on, the server default) has flushed the WAL.
+transaction.  Durability: a block returns only after COMMIT, which (``synchronous_commit`` on, the
+server default) has flushed the WAL.
 
-Connections are opened lazily up to the pool size; one that broke (server restart, network) is
-dropped and replaced on the next checkout.
+Every checkout is checked (``ConnectionPool.check_connection``, see ``_checked_connection``): a
+connection the server dropped (restart, ``AdminShutdown``, network) is replaced before a request uses
+it, instead of failing that request.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,30 +21,32 @@ from .sql import Column, Database, DatabaseError, Params, RetryableConflict, qma
 
 # How long a block waits for a free connection before giving up with a clear error.
 CHECKOUT_TIMEOUT_S = 30.0
+# How long start-up waits for the first connection (an unreachable server fails start-up, not a request).
+CONNECT_TIMEOUT_S = 5.0
 
 
 class PostgresDatabase(Database):
     kind = "postgresql"
 
     def __init__(self, dsn: str, pool_size: int = 1) -> None:
+        import threading
+
+        from psycopg.rows import dict_row
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
         self.dsn = dsn
         self.pool_size = pool_size
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._opened = 0
-        self._open_lock = threading.Lock()
         self._local = threading.local()  # this thread's checked-out connection and nesting depth
-        self._closed = False
-        self._idle.put(self._open())  # fail at start-up, not on the first request, when unreachable
-        self._opened = 1
-
-    def _open(self) -> Any:
-        import psycopg
-        from psycopg.rows import dict_row
-
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=False, timeout=CHECKOUT_TIMEOUT_S,
+                                    name="qmtl",
+                                    kwargs={"autocommit": False, "row_factory": dict_row,
+                                            "connect_timeout": int(CONNECT_TIMEOUT_S)})
         try:
-            return psycopg.connect(self.dsn, autocommit=False, row_factory=dict_row, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {exc}") from exc
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise DatabaseError(f"cannot connect to PostgreSQL at {redact(dsn)}: no connection within "
+                                f"{CONNECT_TIMEOUT_S:g} s ({exc})") from None
 
     # -- statements -------------------------------------------------------------------------------------
     def _run(self, sql: str, params: Params, fetch: bool = False) -> list[dict[str, Any]]:
@@ -72,7 +73,15 @@ class PostgresDatabase(Database):
     # -- transactions over the pool ---------------------------------------------------------------------
     @contextmanager
     def _outermost_transaction(self) -> Iterator[None]:
-        conn = self._checkout()
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        try:
+            conn = self._checked_connection()
+        except PoolTimeout:
+            raise DatabaseError(f"no free PostgreSQL connection within {CHECKOUT_TIMEOUT_S:.0f} s "
+                                f"(pool of {self.pool_size} busy, or the server is down)") from None
+        except PoolClosed:
+            raise DatabaseError("the database connection pool is closed") from None
         self._local.conn = conn
         try:
             yield
@@ -84,71 +93,34 @@ class PostgresDatabase(Database):
             raise
         finally:
             self._local.conn = None
-            self._checkin(conn)
+            self._pool.putconn(conn)  # a broken connection is discarded by the pool
 
-    def _checkout(self) -> Any:
-        if self._closed:
-            raise DatabaseError("the database connection pool is closed")
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._grow() or self._wait_for_idle()
-        if conn.closed or conn.broken:
-            self._forget(conn)
-            conn = self._open()
-            with self._open_lock:
-                self._opened += 1
-        return conn
+    def _checked_connection(self) -> Any:
+        """A pooled connection that answered a check.  Dead ones are handed back (the pool discards and
+        replaces them) and the next is tried at once: the pool's own ``check=`` backs off a second,
+        then two, then four, between dead connections, so after a restart the first request waited
+        seconds for what a fresh connection does in milliseconds."""
+        from psycopg_pool import ConnectionPool
 
-    def _grow(self) -> Any | None:
-        with self._open_lock:
-            if self._opened >= self.pool_size:
-                return None
-            self._opened += 1
-        try:
-            return self._open()
-        except BaseException:
-            with self._open_lock:
-                self._opened -= 1
-            raise
-
-    def _wait_for_idle(self) -> Any:
-        try:
-            return self._idle.get(timeout=CHECKOUT_TIMEOUT_S)
-        except queue.Empty:
-            raise DatabaseError(f"no free PostgreSQL connection within {CHECKOUT_TIMEOUT_S:.0f} s "
-                                f"(pool of {self.pool_size} busy)") from None
-
-    def _checkin(self, conn: Any) -> None:
-        if conn.closed or conn.broken or self._closed:
-            self._forget(conn)
-        else:
-            self._idle.put(conn)
-
-    def _forget(self, conn: Any) -> None:
-        with self._open_lock:
-            self._opened -= 1
-        try:
-            conn.close()
-        except Exception:  # already dead: nothing to release
-            pass
+        for _ in range(self.pool_size):
+            conn = self._pool.getconn()
+            try:
+                ConnectionPool.check_connection(conn)
+                return conn
+            except Exception:  # noqa: BLE001 - whatever the server did, this connection is unusable
+                self._pool.putconn(conn)
+        return self._pool.getconn()  # all were dead: this one was opened after the drop
 
     @staticmethod
     def _rollback(conn: Any) -> None:
         if not conn.closed:
             try:
                 conn.rollback()
-            except Exception:  # a broken connection is dropped at check-in
+            except Exception:  # a broken connection is discarded at check-in
                 pass
 
     def close(self) -> None:
-        self._closed = True
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            conn.close()
+        self._pool.close()
 
 
 def _is_conflict(exc: BaseException) -> bool:

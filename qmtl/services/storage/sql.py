@@ -186,10 +186,20 @@ class Database(ABC):
 
 
 def redact(dsn: str) -> str:
-    """Drop a password from a DSN before it reaches an error message or a log."""
-    if "@" not in dsn or "://" not in dsn:
+    """Drop a password from a DSN before it reaches an error message or a log.
+
+    The credentials end at the LAST ``@`` before the query string (a password may hold an unencoded
+    ``@``, and a first-``@`` split leaked the rest of it); a ``password=`` query parameter is masked too.
+    """
+    if "://" not in dsn:
         return dsn
     scheme, rest = dsn.split("://", 1)
-    creds, host = rest.split("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"
+    before_query, sep, query = rest.partition("?")
+    if query:
+        query = "&".join(("password=***" if part.lower().startswith("password=") else part)
+                         for part in query.split("&"))
+    at = before_query.rfind("@")
+    if at < 0:
+        return f"{scheme}://{before_query}{sep}{query}"
+    user = before_query[:at].split(":", 1)[0]
+    return f"{scheme}://{user}@{before_query[at + 1:]}{sep}{query}"

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from qmtl.services.evidence import evidence_problem
+
 Mode = Literal["validate", "compute-only", "paper", "live"]
 Domain = Literal["backtest", "dryrun", "live"]
 
@@ -79,9 +81,10 @@ def resolve_decision(world_id: str, strategy_id: str, allow_live: bool, stored: 
                      now: float, hint: str | None = None, default_ttl: int = 300) -> DecisionEnvelope:
     """Apply the default-safe rules to a stored decision at time ``now``.
 
-    Order of checks: no decision -> stale -> missing ``as_of`` -> missing ``dataset_fingerprint`` ->
-    live without ``allow_live`` -> hint.  A hint can only lower the mode; a higher hint is refused and the
-    reason says so.
+    Order of checks: no decision -> stale -> unusable evidence (``as_of`` missing, unparsable or in the
+    future of the decision; ``dataset_fingerprint`` missing or not of the runtime's form; see
+    ``qmtl.services.evidence``) -> live without ``allow_live`` -> hint.  A hint can only lower the mode;
+    a higher hint is refused and the reason says so.
     """
     ignored = "" if hint in (None, "compute-only") else f"; hint {hint!r} ignored"
     if hint == "live" and not allow_live:
@@ -97,10 +100,10 @@ def resolve_decision(world_id: str, strategy_id: str, allow_live: bool, stored: 
 
     if now > stored.decided_at + stored.ttl:
         return safe(f"decision is stale (decided at {iso(stored.decided_at)}, ttl {stored.ttl}s)")
-    if not stored.as_of:
-        return safe("decision has no as_of")
-    if not stored.dataset_fingerprint:
-        return safe("decision has no dataset_fingerprint")
+    # Checked against the time the decision was made: an as_of from that moment's future was made up.
+    problem = evidence_problem(stored.as_of, stored.dataset_fingerprint, stored.decided_at)
+    if problem is not None:
+        return safe(f"decision evidence unusable: {problem}")
     mode, reason = stored.mode if stored.mode in MODE_RANK else "compute-only", stored.reason
     if mode == "live" and not allow_live:
         mode, reason = "paper", f"{reason}; live downgraded to paper: world does not allow live"
@@ -125,8 +128,18 @@ def _envelope(world_id: str, strategy_id: str, mode: str, reason: str, ttl: int,
     return DecisionEnvelope(etag=etag_of(payload), **payload)
 
 
-def decided_mode(passed: bool, active: bool, max_mode: str, allow_live: bool) -> tuple[str, str]:
-    """The mode an evaluation records for one strategy, with its reason."""
+def decided_mode(passed: bool, active: bool, max_mode: str, allow_live: bool,
+                 evidence: str | None = None, synthetic: bool = False) -> tuple[str, str]:
+    """The mode an evaluation records for one strategy, with its reason.
+
+    Unusable evidence (``qmtl.services.evidence``) gives compute-only and synthetic data at most
+    validate, whatever the policy said: neither can be argued with by good metrics.
+    """
+    if evidence is not None:
+        return "compute-only", f"evidence unusable: {evidence}: default-safe compute-only"
+    if synthetic:
+        return "validate", ("the replay ran on synthetic data, which is never evidence: capped at "
+                            "validate (backtest, orders gated off)")
     if not passed:
         return "validate", "policy failed: stays in validation (backtest, orders gated off)"
     if not active:

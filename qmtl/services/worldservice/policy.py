@@ -30,8 +30,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
+# Policies are strict and finite: "yes" is not a boolean, "1" not a number, and .nan/.inf (YAML) or
+# 1e309 are no bounds at all (a NaN bound would pass or fail everything silently).
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
 class Bounds(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     min: float | None = None
     max: float | None = None
 
@@ -45,19 +50,19 @@ class Bounds(BaseModel):
 
 
 class TopK(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     metric: str
     k: int = Field(ge=1)
     order: Literal["desc", "asc"] = "desc"
 
 
 class CorrelationCap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     max: float = Field(ge=-1.0, le=1.0)
 
 
 class Hysteresis(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     metric: str
     enter: float
     exit: float
@@ -70,7 +75,7 @@ class Hysteresis(BaseModel):
 
 
 class Policy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
     thresholds: dict[str, Bounds] = Field(default_factory=dict)
     top_k: TopK | None = None
     correlation: CorrelationCap | None = None
@@ -128,6 +133,10 @@ def parse_policy(text: str | bytes, content_type: str = "application/json") -> P
     """Parse a JSON or YAML policy document (YAML for ``*yaml*`` content types; JSON is YAML too)."""
     try:
         obj = yaml.safe_load(text)
+    except RecursionError:
+        raise PolicyError("policy is nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise PolicyError(f"policy holds a number out of range: {exc}") from None
     except yaml.YAMLError as exc:
         kind = "YAML" if "yaml" in content_type else "JSON"
         raise PolicyError(f"policy is not valid {kind}: {exc}") from None
@@ -149,9 +158,13 @@ def _describe(exc: ValidationError) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """One strategy as evaluation sees it; ``blocked`` says why its data is not evidence (then it fails
+    the ``evidence`` rule and can never take a place in the active set)."""
+
     strategy_id: str
     metrics: Mapping[str, float]
     returns: Sequence[float] | None = None
+    blocked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +286,8 @@ def evaluate_policy(policy: Policy, candidates: Sequence[Candidate], previous_ac
 def _own_rules(policy: Policy, cand: Candidate, was_active: bool) -> list[RuleResult]:
     """The rules a candidate passes or fails on its own metrics, whatever the other candidates do."""
     own = [_threshold_rule(m, b, cand.metrics) for m, b in sorted(policy.thresholds.items())]
+    if cand.blocked is not None:
+        own.insert(0, RuleResult("evidence", False, None, None, cand.blocked))
     if policy.hysteresis is not None:
         own.append(_hysteresis_rule(policy.hysteresis, cand.metrics, was_active))
     return own

@@ -11,7 +11,7 @@ STRATEGY_ID = Field(min_length=1, max_length=256)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class WorldCreate(_Strict):
@@ -45,6 +45,8 @@ class EvaluateRequest(_Strict):
     strategies: list[StrategyMetrics] = Field(min_length=1, max_length=10_000)
     as_of: str | None = Field(default=None, max_length=64)
     dataset_fingerprint: str | None = Field(default=None, max_length=256)
+    #: The replay ran on generated bars (``Runner.submit`` without data): the world caps it at validate.
+    synthetic_data: bool = False
 
     @model_validator(mode="after")
     def _unique(self) -> "EvaluateRequest":
@@ -97,7 +99,11 @@ class ApplyPlan(_Strict):
 
 
 class ApplyRequest(_Strict):
+    """``etag``: the world's activation etag the plan was made against (``GET .../activation``); a new
+    run is refused when the world changed since.  A retry of an unfinished run ignores it."""
+
     run_id: str = Field(min_length=1, max_length=128)
+    etag: str = Field(min_length=1, max_length=64)
     plan: ApplyPlan | None = None
 
 
@@ -107,6 +113,37 @@ class AllocationsUpdate(_Strict):
     @model_validator(mode="after")
     def _valid(self) -> "AllocationsUpdate":
         _check_weights(self.allocations)
+        return self
+
+
+class RebalancePlanRequest(_Strict):
+    """Which worlds to plan for (default: every world)."""
+
+    world_ids: list[str] | None = Field(default=None, max_length=1000)
+
+
+class WorldRebalance(_Strict):
+    """One world's part of a rebalance: the allocations to set, against the etag they were planned on."""
+
+    world_id: str = Field(min_length=1, max_length=64)
+    etag: str = Field(min_length=1, max_length=64)
+    target: dict[str, float]
+
+    @model_validator(mode="after")
+    def _valid(self) -> "WorldRebalance":
+        _check_weights(self.target)
+        return self
+
+
+class RebalanceApplyRequest(_Strict):
+    run_id: str = Field(min_length=1, max_length=128)
+    plans: list[WorldRebalance] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "RebalanceApplyRequest":
+        ids = [p.world_id for p in self.plans]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"a world appears twice in plans: {sorted({i for i in ids if ids.count(i) > 1})}")
         return self
 
 

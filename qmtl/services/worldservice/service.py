@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from qmtl.services.evidence import evidence_problem
 from qmtl.services.bus import TOPIC_ACTIVATION, TOPIC_APPLY, TOPIC_DECISION, Bus
 
 from .activation_cache import ActivationCache
@@ -27,7 +28,11 @@ Event = tuple[str, str, dict[str, Any], str]  # topic, type, data, idempotency k
 
 class WorldService:
     def __init__(self, store: WorldStore, bus: Bus, cache: ActivationCache | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_phase: Callable[[str, str, str], None] | None = None) -> None:
+        """``on_phase(world_id, run_id, phase)`` is called after each apply phase has committed (an
+        observer: progress reporting, or a test stopping a run between phases as a crash would)."""
+        self.on_phase = on_phase
         self.store = store
         self.bus = bus
         self.cache = cache
@@ -73,6 +78,9 @@ class WorldService:
             after["updated_at"] = now
             self.store.put_world(after)
             self.store.audit(world_id, actor, "world.update", now, _world_view(before), _world_view(after))
+            changed = [f for f in ("policy", "allow_live") if after[f] != before[f]]
+            events = self._invalidate(before, " and ".join(changed) + " changed", now, actor) if changed else []
+        self._publish(events)
         return _world_view(after)
 
     def delete_world(self, world_id: str, actor: str) -> None:
@@ -97,10 +105,18 @@ class WorldService:
             before = world["policy"]
             self.store.put_world({**world, "policy": doc, "updated_at": now})
             self.store.audit(world_id, actor, "policy.update", now, before, doc)
+            events = self._invalidate(world, "policy changed", now, actor) if doc != before else []
+        self._publish(events)
         return doc
 
     # evaluation and decisions -------------------------------------------------------------------------
     def evaluate(self, world_id: str, req: EvaluateRequest, actor: str) -> dict[str, Any]:
+        """Record the request's metrics, then evaluate EVERY strategy of the world on its latest metrics.
+
+        Top-k, correlation caps and hysteresis are properties of the world's whole active set, so a
+        request about strategy B re-ranks A too (on A's stored metrics) instead of dropping it.  Each
+        strategy's evidence (as_of, fingerprint, synthetic) is the one its own metrics came with.
+        """
         now = self.clock()
         events: list[Event] = []
         with self.store.db.transaction():
@@ -108,27 +124,40 @@ class WorldService:
             if world is None:
                 raise unknown_world(world_id)
             policy = Policy.model_validate(world["policy"])
+            for s in req.strategies:
+                self.store.put_strategy_metrics(world_id, s.strategy_id, {
+                    "metrics": s.metrics, "returns": s.returns, "as_of": req.as_of,
+                    "dataset_fingerprint": req.dataset_fingerprint, "synthetic": req.synthetic_data,
+                    "updated_at": now})
+            entries = {e["strategy_id"]: e for e in self.store.strategy_metrics(world_id)}
+            problems = {sid: _evidence_of(e, now) for sid, e in entries.items()}
             previous = self.store.latest_evaluation(world_id)
-            prev_active, prev_returns = _previous_active(previous)
-            candidates = [Candidate(s.strategy_id, s.metrics, s.returns) for s in req.strategies]
+            prev_active = [sid for sid in (previous["result"]["active"] if previous else []) if sid in entries]
+            candidates = [Candidate(sid, e["metrics"], e["returns"], _blocked(problems[sid], e))
+                          for sid, e in sorted(entries.items())]
+            prev_returns = {sid: entries[sid]["returns"] for sid in prev_active if entries[sid]["returns"]}
             evaluation = evaluate_policy(policy, candidates, prev_active, prev_returns)
             result = {"active": list(evaluation.active), "weights": evaluation.weights,
                       "results": {sid: r.to_json() for sid, r in evaluation.results.items()}}
             seq = self.store.add_evaluation(world_id, now, req.as_of, req.dataset_fingerprint,
                                             req.model_dump(), result)
             self.store.audit(world_id, actor, "evaluation", now, None,
-                             {"evaluation_seq": seq, "active": result["active"]})
+                             {"evaluation_seq": seq, "active": result["active"],
+                              "requested": [s.strategy_id for s in req.strategies]})
             for sid, res in evaluation.results.items():
-                events.append(self._record_decision(world, sid, res.passed, sid in evaluation.active,
-                                                    policy, req, seq, now, actor))
+                mode, reason = decided_mode(res.passed, sid in evaluation.active, policy.max_mode,
+                                            world["allow_live"], problems[sid], entries[sid]["synthetic"])
+                events.append(self._record_decision(world, sid, mode, reason, entries[sid], seq, now, actor))
         self._publish(events)
         return {"world_id": world_id, "evaluation_seq": seq, **result}
 
-    def _record_decision(self, world: dict[str, Any], sid: str, passed: bool, active: bool,
-                         policy: Policy, req: EvaluateRequest, seq: int, now: float, actor: str) -> Event:
-        mode, reason = decided_mode(passed, active, policy.max_mode, world["allow_live"])
-        decision = {"mode": mode, "reason": reason, "decided_at": now, "ttl": world["decision_ttl"],
-                    "as_of": req.as_of, "dataset_fingerprint": req.dataset_fingerprint,
+    def _record_decision(self, world: dict[str, Any], sid: str, mode: str, reason: str,
+                         entry: dict[str, Any], seq: int, now: float, actor: str) -> Event:
+        # A decision is as fresh as the strategy's own metrics: re-ranking it in another strategy's
+        # evaluation must not restart its TTL (else evidence would never go stale in a busy world).
+        decision = {"mode": mode, "reason": reason, "decided_at": min(now, float(entry["updated_at"])),
+                    "ttl": world["decision_ttl"],
+                    "as_of": entry["as_of"], "dataset_fingerprint": entry["dataset_fingerprint"],
                     "evaluation_seq": seq}
         before = self.store.get_decision(world["id"], sid)
         self.store.put_decision(world["id"], sid, decision)
@@ -137,14 +166,31 @@ class WorldService:
         return (TOPIC_DECISION, "DecisionUpdated", {"world_id": world["id"], "strategy_id": sid, **decision},
                 f"{_key_scope(world)}:{seq}:{sid}")
 
+    def _invalidate(self, world: dict[str, Any], why: str, now: float, actor: str) -> list[Event]:
+        """A change to what decides (policy, allow_live) voids every standing decision at once: each
+        becomes compute-only until the world is evaluated again.  Runs inside the caller's transaction."""
+        reason = f"{why} at {iso(now)}: decision invalidated until the world is evaluated again"
+        ids = self.store.invalidate_decisions(world["id"], reason)
+        if not ids:
+            return []
+        seq = self.store.audit(world["id"], actor, "decisions.invalidate", now, None,
+                               {"strategies": ids, "reason": reason})
+        return [(TOPIC_DECISION, "DecisionUpdated",
+                 {"world_id": world["id"], "strategy_id": sid, "mode": "compute-only", "reason": reason},
+                 f"{_key_scope(world)}:invalidate:{seq}:{sid}") for sid in ids]
+
     def decide(self, world_id: str, strategy_id: str, hint: str | None = None) -> DecisionEnvelope:
         world = self.store.get_world(world_id)
         if world is None:
             raise unknown_world(world_id)
-        row = self.store.get_decision(world_id, strategy_id)
+        return self._resolve(world, strategy_id, self.clock(), hint)
+
+    def _resolve(self, world: dict[str, Any], strategy_id: str, now: float,
+                 hint: str | None = None) -> DecisionEnvelope:
+        row = self.store.get_decision(world["id"], strategy_id)
         stored = None if row is None else StoredDecision(row["mode"], row["reason"], row["decided_at"],
                                                           row["ttl"], row["as_of"], row["dataset_fingerprint"])
-        return resolve_decision(world_id, strategy_id, world["allow_live"], stored, self.clock(), hint,
+        return resolve_decision(world["id"], strategy_id, world["allow_live"], stored, now, hint,
                                 world["decision_ttl"])
 
     # activation ---------------------------------------------------------------------------------------
@@ -158,9 +204,20 @@ class WorldService:
         return _world_envelope(state, self.store.activations(world_id))
 
     def update_activation(self, world_id: str, req: ActivationUpdate, actor: str) -> dict[str, Any]:
+        """Set one strategy's activation or the world's freeze/drain flags.
+
+        A strategy is only made active when the world's decision for it, resolved now, lets it trade
+        (paper or live); ids the world has never heard of are refused, active or not.
+        """
         now = self.clock()
         with self.store.db.transaction():
-            self.world(world_id)
+            world = self.store.get_world(world_id)
+            if world is None:
+                raise unknown_world(world_id)
+            if req.strategy_id is not None:
+                self.check_known(world_id, [req.strategy_id])
+                if req.active:
+                    self.check_allowed(world, [req.strategy_id], now)
             before = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
             state = self.store.activation_state(world_id)
             if req.strategy_id is not None:
@@ -175,6 +232,32 @@ class WorldService:
         self._publish(events)
         return self.activation(world_id, req.strategy_id, req.side)
 
+    def check_known(self, world_id: str, ids: list[str]) -> None:
+        """404 for ids never bound to, evaluated in or activated in this world."""
+        known = ({b["strategy_id"] for b in self.store.bindings(world_id)}
+                 | {d["strategy_id"] for d in self.store.decisions(world_id)}
+                 | {a["strategy_id"] for a in self.store.activations(world_id)})
+        unknown = sorted(set(ids) - known)
+        if unknown:
+            raise ApiError(404, "E_UNKNOWN_STRATEGY",
+                           f"strategy_id: {unknown} never submitted to or evaluated in world {world_id!r}")
+
+    def denials(self, world: dict[str, Any], ids: list[str], now: float) -> dict[str, str]:
+        """The ids whose current decision keeps orders gated (validate/compute-only), with why."""
+        denied = {}
+        for sid in ids:
+            env = self._resolve(world, sid, now)
+            if env.orders_gated:
+                denied[sid] = f"{env.effective_mode}: {env.reason}"
+        return denied
+
+    def check_allowed(self, world: dict[str, Any], ids: list[str], now: float) -> None:
+        denied = self.denials(world, ids, now)
+        if denied:
+            listed = "; ".join(f"{sid} ({why})" for sid, why in sorted(denied.items()))
+            raise ApiError(409, "E_ACTIVATION_DENIED",
+                           f"the world's decisions do not allow activating: {listed}")
+
     def _bump(self, state: dict[str, Any], now: float, actor: str, action: str,
               before: dict[str, Any]) -> list[Event]:
         """Advance the world's activation sequence, audit the change, return its event."""
@@ -188,19 +271,47 @@ class WorldService:
 
     # two-phase apply ----------------------------------------------------------------------------------
     def apply(self, world_id: str, req: ApplyRequest, actor: str) -> dict[str, Any]:
+        """Run ``freeze/drain -> switch -> unfreeze``, each phase its own committed, observable step.
+
+        A new run must name the world's current activation ``etag`` (what the caller planned against)
+        and may only activate strategies the world's decisions allow.  A run that stopped between
+        phases (crash, lost connection) is completed by a retry with the same ``run_id``: the stored
+        plan is used and the phases already recorded are not run again.
+        """
         with self._apply_lock:
             existing = self.store.get_apply_run(world_id, req.run_id)
             if existing is not None and existing["status"] == "completed":
                 return _run_view(world_id, existing)
-            self.world(world_id)
-            plan = req.plan or self._default_plan(world_id)
-            resolved = _resolve_plan(plan, self.store.activations(world_id))
-            self.store.put_apply_run(world_id, req.run_id, "running", resolved, self.clock())
-            self._phase(world_id, req.run_id, "freeze", actor, freeze=True, drain=True, plan=resolved)
-            self._phase(world_id, req.run_id, "switch", actor, plan=resolved)
-            self._phase(world_id, req.run_id, "unfreeze", actor, freeze=False, drain=False, plan=resolved)
+            world = self.store.get_world(world_id)
+            if world is None:
+                raise unknown_world(world_id)
+            if existing is None:
+                resolved = self._start_run(world, req)
+                done: set[str] = set()
+            else:
+                resolved, done = existing["plan"], {p["phase"] for p in existing["phases"]}
+            for phase, freeze in (("freeze", True), ("switch", None), ("unfreeze", False)):
+                if phase in done:
+                    continue
+                self._phase(world_id, req.run_id, phase, actor, freeze=freeze, drain=freeze, plan=resolved)
+                if self.on_phase is not None:
+                    self.on_phase(world_id, req.run_id, phase)
             self.store.put_apply_run(world_id, req.run_id, "completed", resolved, self.clock())
             return _run_view(world_id, self.store.get_apply_run(world_id, req.run_id))
+
+    def _start_run(self, world: dict[str, Any], req: ApplyRequest) -> dict[str, Any]:
+        world_id = world["id"]
+        current = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
+        if req.etag != current["etag"]:
+            raise ApiError(409, "E_ETAG_MISMATCH",
+                           f"etag: {req.etag!r} is not the world's current activation etag "
+                           f"{current['etag']!r}; re-read GET /worlds/{world_id}/activation and plan again")
+        plan = req.plan or self._default_plan(world)
+        self.check_known(world_id, plan.activate + plan.deactivate)
+        self.check_allowed(world, plan.activate, self.clock())
+        resolved = _resolve_plan(plan, self.store.activations(world_id))
+        self.store.put_apply_run(world_id, req.run_id, "running", resolved, self.clock())
+        return resolved
 
     def apply_run(self, world_id: str, run_id: str) -> dict[str, Any]:
         self.world(world_id)
@@ -209,40 +320,49 @@ class WorldService:
             raise ApiError(404, "E_UNKNOWN_RUN", f"no apply run {run_id!r} in world {world_id!r}")
         return _run_view(world_id, run)
 
-    def _default_plan(self, world_id: str) -> ApplyPlan:
-        latest = self.store.latest_evaluation(world_id)
+    def _default_plan(self, world: dict[str, Any]) -> ApplyPlan:
+        """The latest evaluation's active set, minus what the decisions (resolved now) keep gated."""
+        latest = self.store.latest_evaluation(world["id"])
         if latest is None:
-            raise ApiError(409, "E_NO_PLAN", f"world {world_id!r} has no evaluation to apply; "
+            raise ApiError(409, "E_NO_PLAN", f"world {world['id']!r} has no evaluation to apply; "
                                              "evaluate first or pass an explicit plan")
-        active = latest["result"]["active"]
-        current = {a["strategy_id"] for a in self.store.activations(world_id) if a["active"]}
-        return ApplyPlan(activate=active, deactivate=sorted(current - set(active)),
-                         weights=latest["result"]["weights"])
+        denied = self.denials(world, latest["result"]["active"], self.clock())
+        active = [sid for sid in latest["result"]["active"] if sid not in denied]
+        current = {a["strategy_id"] for a in self.store.activations(world["id"]) if a["active"]}
+        weights = {sid: latest["result"]["weights"][sid] for sid in active}
+        return ApplyPlan(activate=active, deactivate=sorted(current - set(active)), weights=weights)
 
     def _phase(self, world_id: str, run_id: str, phase: str, actor: str, plan: dict[str, Any],
                freeze: bool | None = None, drain: bool | None = None) -> None:
         now = self.clock()
         with self.store.db.transaction():
+            world = self.store.get_world(world_id)
+            if world is None:
+                raise unknown_world(world_id)
             before = _world_envelope(self.store.activation_state(world_id), self.store.activations(world_id))
             state = self.store.activation_state(world_id)
+            detail: dict[str, Any] = {"freeze": freeze, "drain": drain}
             if phase == "switch":
+                # Decisions may have changed since the plan was made (a resumed run, a policy change):
+                # what is no longer allowed is skipped, never activated.
+                skipped = self.denials(world, list(plan["weights"]), now)
                 for sid in plan["deactivate"]:
                     self.store.put_activation(world_id, sid, None, False, 0.0, now)
                 for sid, weight in plan["weights"].items():
-                    self.store.put_activation(world_id, sid, None, True, weight, now)
+                    if sid not in skipped:
+                        self.store.put_activation(world_id, sid, None, True, weight, now)
+                detail = {"plan": plan, "skipped": skipped}
             if freeze is not None:
                 state["freeze"] = freeze
             if drain is not None:
                 state["drain"] = drain
             state["phase"] = "idle" if phase == "unfreeze" else phase
             state["run_id"] = run_id
-            detail = {"plan": plan} if phase == "switch" else {"freeze": state["freeze"],
-                                                                 "drain": state["drain"]}
             self.store.add_apply_phase(world_id, run_id, phase, now, detail)
             events = self._bump(state, now, actor, f"apply.{phase}", before)
             events.append((TOPIC_APPLY, "ApplyPhase",
                            {"world_id": world_id, "run_id": run_id, "phase": phase, "detail": detail},
-                           f"{_key_scope(self.store.get_world(world_id))}:{run_id}:{phase}"))
+                           f"{_key_scope(world)}:{run_id}:{phase}"))
         self._publish(events)
 
     # world-strategy bindings (blueprint 4.3): recorded idempotently as the gateway accepts submissions
@@ -274,7 +394,7 @@ class WorldService:
             body = {"world_id": world_id, "source": "active_set",
                     "allocations": {a["strategy_id"]: a["weight"] for a in rows},
                     "updated_at": iso(max((a["updated_at"] for a in rows), default=None))}
-        return {**body, "etag": etag_of(body)}
+        return {**body, "strategies": ranked(body["allocations"]), "etag": etag_of(body)}
 
     def set_allocations(self, world_id: str, req: AllocationsUpdate, actor: str) -> dict[str, Any]:
         now = self.clock()
@@ -299,6 +419,15 @@ class WorldService:
                 self.cache.set(data["world_id"], data)
 
 
+def ranked(weights: dict[str, float]) -> list[dict[str, Any]]:
+    """Each allocated strategy's weight, rank (1 = largest weight, ties by id) and contribution (its
+    share of what the world allocates)."""
+    total = sum(weights.values())
+    order = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"strategy_id": sid, "weight": w, "rank": i + 1, "contribution": (w / total) if total else 0.0}
+            for i, (sid, w) in enumerate(order)]
+
+
 def _key_scope(world: dict[str, Any] | None) -> str:
     """The prefix of a world's event idempotency keys: its id *and* when it was created.
 
@@ -319,13 +448,15 @@ def _chosen_policy(doc: dict[str, Any] | None, preset_name: str | None) -> Polic
     return None if doc is None else policy_from_obj(doc)
 
 
-def _previous_active(evaluation: dict[str, Any] | None) -> tuple[list[str], dict[str, list[float]]]:
-    if evaluation is None:
-        return [], {}
-    active = evaluation["result"]["active"]
-    returns = {s["strategy_id"]: s["returns"] for s in evaluation["request"]["strategies"]
-               if s["strategy_id"] in active and s.get("returns")}
-    return active, returns
+def _evidence_of(entry: dict[str, Any], now: float) -> str | None:
+    return evidence_problem(entry["as_of"], entry["dataset_fingerprint"], now)
+
+
+def _blocked(problem: str | None, entry: dict[str, Any]) -> str | None:
+    """Why a candidate may not enter the active set whatever its metrics: bad or synthetic evidence."""
+    if problem is not None:
+        return problem
+    return "synthetic data is never evidence" if entry["synthetic"] else None
 
 
 def _resolve_plan(plan: ApplyPlan, current: list[dict[str, Any]]) -> dict[str, Any]:

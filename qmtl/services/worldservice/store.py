@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from qmtl.services.storage.migrations import migrate
 from qmtl.services.storage.sql import Database
 
 SCHEMA = """
@@ -49,8 +50,20 @@ CREATE TABLE IF NOT EXISTS ws_audit (
     action TEXT NOT NULL, before TEXT, after TEXT, PRIMARY KEY (world_id, seq))
 """
 
+# Version 2: world-wide evaluation keeps each strategy's latest metrics; rebalancing runs by run_id.
+MIGRATION_2 = """
+CREATE TABLE ws_strategy_metrics (
+    world_id TEXT NOT NULL, strategy_id TEXT NOT NULL, metrics TEXT NOT NULL, returns TEXT,
+    as_of TEXT, dataset_fingerprint TEXT, synthetic INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (world_id, strategy_id));
+CREATE TABLE ws_rebalance_runs (
+    run_id TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL, result TEXT NOT NULL)
+"""
+MIGRATIONS = (SCHEMA, MIGRATION_2)
+
 _PER_WORLD_TABLES = ("ws_evaluations", "ws_decisions", "ws_activation_state", "ws_activations",
-                     "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings")
+                     "ws_apply_runs", "ws_apply_phases", "ws_allocations", "ws_bindings",
+                     "ws_strategy_metrics")
 
 
 def _dumps(obj: Any) -> str | None:
@@ -64,7 +77,7 @@ def _loads(text: str | None) -> Any:
 class WorldStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        db.executescript(SCHEMA)
+        migrate(db, "worldservice", MIGRATIONS)
 
     # worlds -----------------------------------------------------------------------------------------
     def get_world(self, world_id: str) -> dict[str, Any] | None:
@@ -121,6 +134,35 @@ class WorldStore:
     def get_decision(self, world_id: str, strategy_id: str) -> dict[str, Any] | None:
         return self.db.fetchone("SELECT * FROM ws_decisions WHERE world_id = ? AND strategy_id = ?",
                                 (world_id, strategy_id))
+
+    def decisions(self, world_id: str) -> list[dict[str, Any]]:
+        return self.db.fetchall("SELECT * FROM ws_decisions WHERE world_id = ? ORDER BY strategy_id",
+                                (world_id,))
+
+    def invalidate_decisions(self, world_id: str, reason: str) -> list[str]:
+        """Turn every decision of the world into compute-only with ``reason``; returns the ids."""
+        ids = [d["strategy_id"] for d in self.decisions(world_id)]
+        self.db.execute("UPDATE ws_decisions SET mode = 'compute-only', reason = ? WHERE world_id = ?",
+                        (reason, world_id))
+        return ids
+
+    # latest metrics per strategy (what world-wide evaluation ranks) --------------------------------
+    def put_strategy_metrics(self, world_id: str, strategy_id: str, m: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO ws_strategy_metrics (world_id, strategy_id, metrics, returns, as_of,"
+            " dataset_fingerprint, synthetic, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (world_id, strategy_id) DO UPDATE SET metrics = excluded.metrics,"
+            " returns = excluded.returns, as_of = excluded.as_of,"
+            " dataset_fingerprint = excluded.dataset_fingerprint, synthetic = excluded.synthetic,"
+            " updated_at = excluded.updated_at",
+            (world_id, strategy_id, _dumps(m["metrics"]), _dumps(m["returns"]), m["as_of"],
+             m["dataset_fingerprint"], int(bool(m["synthetic"])), m["updated_at"]))
+
+    def strategy_metrics(self, world_id: str) -> list[dict[str, Any]]:
+        rows = self.db.fetchall("SELECT * FROM ws_strategy_metrics WHERE world_id = ? ORDER BY strategy_id",
+                                (world_id,))
+        return [{**r, "metrics": _loads(r["metrics"]), "returns": _loads(r["returns"]),
+                 "synthetic": bool(r["synthetic"])} for r in rows]
 
     # activation ---------------------------------------------------------------------------------------
     def activation_state(self, world_id: str) -> dict[str, Any]:
@@ -200,6 +242,21 @@ class WorldStore:
             " ON CONFLICT (world_id) DO UPDATE SET weights = excluded.weights,"
             " updated_at = excluded.updated_at", (world_id, _dumps(weights), at))
 
+    def all_allocations(self) -> dict[str, dict[str, Any]]:
+        rows = self.db.fetchall("SELECT * FROM ws_allocations ORDER BY world_id")
+        return {r["world_id"]: {"weights": _loads(r["weights"]), "updated_at": r["updated_at"]} for r in rows}
+
+    # rebalancing runs (idempotency by run_id, across worlds) ------------------------------------------
+    def get_rebalance_run(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.fetchone("SELECT * FROM ws_rebalance_runs WHERE run_id = ?", (run_id,))
+        return None if row is None else _loads(row["result"])
+
+    def put_rebalance_run(self, run_id: str, at: float, result: dict[str, Any]) -> bool:
+        """Record the run; False when a run with this id was recorded first (by a concurrent apply)."""
+        return bool(self.db.fetchall(
+            "INSERT INTO ws_rebalance_runs (run_id, created_at, result) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id) DO NOTHING RETURNING run_id", (run_id, at, _dumps(result))))
+
     # world-strategy bindings ---------------------------------------------------------------------------
     def get_binding(self, world_id: str, strategy_id: str) -> dict[str, Any] | None:
         return self.db.fetchone("SELECT * FROM ws_bindings WHERE world_id = ? AND strategy_id = ?",
@@ -214,11 +271,13 @@ class WorldStore:
                                 (world_id,))
 
     # audit --------------------------------------------------------------------------------------------
-    def audit(self, world_id: str, actor: str, action: str, at: float, before: Any, after: Any) -> None:
+    def audit(self, world_id: str, actor: str, action: str, at: float, before: Any, after: Any) -> int:
+        """Append an audit entry; returns its sequence number (unique within the world)."""
         seq = self._next("ws_audit", "seq", world_id)
         self.db.execute(
             "INSERT INTO ws_audit (world_id, seq, at, actor, action, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (world_id, seq, at, actor, action, _dumps(before), _dumps(after)))
+        return seq
 
     def audit_log(self, world_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self.db.fetchall(

@@ -68,14 +68,22 @@ def test_metrics_text_parses(stack: Stack) -> None:
         m = _SAMPLE.match(line)
         assert m, f"not a Prometheus sample: {line!r}"
         samples[line.rsplit(" ", 1)[0]] = float(line.rsplit(" ", 1)[1])
-    assert samples['submissions_total{result="created"}'] == 1
-    assert samples['submissions_total{result="rejected"}'] == 1
-    assert samples["nodeid_mismatch_total"] == 1
-    assert samples["diff_duration_ms_count"] == 1
-    assert samples['diff_duration_ms_bucket{le="+Inf"}'] == 1
-    assert samples['http_requests_total{method="POST",route="/strategies",status="400"}'] == 1
-    assert samples['http_requests_total{method="POST",route="/worlds",status="201"}'] == 1
-    assert "# TYPE diff_duration_ms histogram" in text
+    # issue 8 section 5: prometheus_client, every name qmtl_-prefixed, durations in seconds
+    assert samples['qmtl_gateway_submissions_total{result="created"}'] == 1
+    assert samples['qmtl_gateway_submissions_total{result="rejected"}'] == 1
+    assert samples['qmtl_gateway_submissions_total{result="existing"}'] == 0  # declared before use
+    assert samples["qmtl_gateway_nodeid_mismatches_total"] == 1
+    assert samples["qmtl_gateway_diff_duration_seconds_count"] == 1
+    assert samples['qmtl_gateway_diff_duration_seconds_bucket{le="+Inf"}'] == 1
+    assert 0 < samples["qmtl_gateway_diff_duration_seconds_sum"] < 10  # seconds, not milliseconds
+    key = 'qmtl_http_requests_total{method="POST",route="/strategies",service="gateway",status="400"}'
+    assert samples[key] == 1
+    key = 'qmtl_http_requests_total{method="POST",route="/worlds",service="gateway",status="201"}'
+    assert samples[key] == 1
+    assert "# TYPE qmtl_gateway_diff_duration_seconds histogram" in text
+    names = {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    assert names and all(n.startswith("qmtl_") for n in names), names
+
 
 
 def test_world_routes_are_proxied(stack: Stack) -> None:
@@ -106,7 +114,10 @@ def _read_sse(url: str, topic: str, found: list[dict], ready: threading.Event) -
 
 
 def test_sse_relays_an_activation_event(stack: Stack) -> None:
-    stack.make_world("w1")
+    stack.make_world("w1")  # sandbox: s1 passes and may trade on paper, so it may be activated
+    stack.client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "s1"}],
+                                                   "as_of": "2024-01-01T00:00:00Z",
+                                                   "dataset_fingerprint": "blake3:" + "d" * 64})
     found: list[dict] = []
     ready = threading.Event()
     reader = threading.Thread(target=_read_sse, args=(stack.url, "activation", found, ready), daemon=True)
@@ -137,3 +148,42 @@ def test_poll_relays_queue_updates(stack: Stack) -> None:
     assert later["events"] == [] and later["last_seq"] == got["last_seq"]
     bad = stack.client.get("/events/poll", params={"topic": "no spaces allowed"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "E_SCHEMA"
+
+
+def test_idle_event_streams_cost_nothing(stack: Stack) -> None:
+    """Issue 8 section 5: 120 open, idle /events streams used to hold 120 worker threads and push
+    /health from 12 ms to 2.5 s.  Streams now wait on the bus asynchronously."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    host, port = urlparse(stack.url).hostname, urlparse(stack.url).port
+    streams = []
+    try:
+        for _ in range(120):
+            s = socket.create_connection((host, port), timeout=5)
+            s.sendall(b"GET /events?topic=idle HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            streams.append(s)
+        for s in streams[:5]:
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")  # they are open and answered
+        time.sleep(1.5)  # several of the streams' read slices go by
+        slowest = 0.0
+        for _ in range(10):
+            began = time.perf_counter()
+            assert stack.client.get("/health").status_code == 200
+            slowest = max(slowest, time.perf_counter() - began)
+        assert slowest < 0.5, f"/health took {slowest:.3f}s with 120 idle streams open"
+        # and a stream still relays what is published
+        stack.bus.publish("idle", "Ping", {"n": 1}, "idle:1")
+        deadline = time.monotonic() + 5
+        seen = b""
+        streams[0].settimeout(0.5)
+        while b"Ping" not in seen and time.monotonic() < deadline:
+            try:
+                seen += streams[0].recv(4096)
+            except socket.timeout:
+                pass
+        assert b"event: Ping" in seen
+    finally:
+        for s in streams:
+            s.close()

@@ -178,3 +178,39 @@ def test_acknowledged_submission_survives_a_new_app_on_the_same_db(stack: Stack,
     store = stack.gateway_app.state.store
     row = store.db.fetchone("SELECT dag FROM gw_strategy WHERE strategy_id = ?", (body["strategy_id"],))
     assert json.loads(row["dag"])["checksum"] == body["checksum"]
+
+
+FP = "blake3:" + "c" * 64
+AS_OF = "2024-03-01T00:00:00+00:00"
+
+
+def _live_decision(stack: Stack, dag: dict) -> str:
+    """Make the world's stored decision for ``dag``'s strategy live (on AS_OF/FP); returns its id."""
+    stack.make_world("live-w", allow_live=True, policy={"thresholds": {"sharpe": {"min": 1.0}}})
+    sid = _submit(stack, dag, worlds=("live-w",), meta={"as_of": AS_OF, "dataset_fingerprint": FP}).json()["strategy_id"]
+    r = stack.client.post("/worlds/live-w/evaluate", json={
+        "strategies": [{"strategy_id": sid, "metrics": {"sharpe": 2.0}}], "as_of": AS_OF, "dataset_fingerprint": FP})
+    assert r.status_code == 200 and r.json()["active"] == [sid], r.text
+    return sid
+
+
+def test_submission_gets_the_decision_domain_only_with_the_decision_data(stack: Stack) -> None:
+    """Issue 8 section 1: a submission without (or with other) evidence must not borrow a live decision."""
+    dag = chain_dag("evidence", 5, seed=7)
+    _live_decision(stack, dag)
+    same = _submit(stack, dag, worlds=("live-w",), meta={"as_of": AS_OF, "dataset_fingerprint": FP}).json()
+    assert same["execution_domains"] == {"live-w": "live"}  # the control: the decision's own data
+    cases = [({}, "as_of is missing"),
+             ({"as_of": AS_OF}, "dataset_fingerprint is missing"),
+             ({"as_of": "2999-01-01T00:00:00Z", "dataset_fingerprint": FP}, "future"),
+             ({"as_of": AS_OF, "dataset_fingerprint": " "}, "dataset_fingerprint is missing"),
+             ({"as_of": "2024-04-01T00:00:00+00:00", "dataset_fingerprint": FP}, "made on other data"),
+             ({"as_of": AS_OF, "dataset_fingerprint": FP, "synthetic_data": True}, "synthetic")]
+    for meta, why in cases:
+        body = _submit(stack, dag, worlds=("live-w",), meta=meta).json()
+        decision = body["decisions"]["live-w"]
+        assert body["execution_domains"] == {"live-w": "backtest"}, meta
+        assert decision["orders_gated"] is True and why in decision["reason"], (meta, decision)
+        assert all(q.startswith("live-w.backtest.") for q in body["queue_map"].values())
+    assert "synthetic_data" in _error(_submit(stack, dag, worlds=("live-w",), meta={"synthetic_data": "yes"}),
+                                      400, "E_SCHEMA")

@@ -8,11 +8,13 @@ from qmtl.services.worldservice.envelopes import (DOMAIN_OF_MODE, StoredDecision
                                                   resolve_decision)
 
 NOW = 1_000_000.0
+AS_OF = "1970-01-12T00:00:00+00:00"  # before NOW
+FP = "blake3:" + "ab" * 32
 
 
 def stored(mode: str = "live", **kw) -> StoredDecision:
-    base = dict(reason="policy passed and active", decided_at=NOW - 10, ttl=60, as_of="2024-01-01",
-                dataset_fingerprint="fp1")
+    base = dict(reason="policy passed and active", decided_at=NOW - 10, ttl=60, as_of=AS_OF,
+                dataset_fingerprint=FP)
     base.update(kw)
     return StoredDecision(mode=mode, **base)
 
@@ -25,14 +27,22 @@ def test_mapping() -> None:
 def test_fresh_live_decision_on_live_world() -> None:
     env = resolve_decision("w", "s", True, stored(), NOW)
     assert (env.effective_mode, env.execution_domain, env.orders_gated) == ("live", "live", False)
-    assert env.as_of == "2024-01-01" and env.dataset_fingerprint == "fp1" and env.ttl == 60
+    assert env.as_of == AS_OF and env.dataset_fingerprint == FP and env.ttl == 60
 
 
 @pytest.mark.parametrize("decision, reason", [
     (None, "no decision"),
     (stored(decided_at=NOW - 61), "stale"),
-    (stored(as_of=None), "no as_of"),
-    (stored(dataset_fingerprint=None), "no dataset_fingerprint"),
+    (stored(as_of=None), "as_of is missing"),
+    (stored(dataset_fingerprint=None), "dataset_fingerprint is missing"),
+    # present is not enough: each must be what the runtime produces (issue 8, section 1)
+    (stored(as_of=" "), "as_of is missing"),
+    (stored(as_of="not-a-date"), "not an ISO 8601 time"),
+    (stored(as_of="1970-01-12"), "not an ISO 8601 time with a timezone"),
+    (stored(as_of="2999-01-01T00:00:00Z"), "lies in the future"),
+    (stored(dataset_fingerprint=" "), "dataset_fingerprint is missing"),
+    (stored(dataset_fingerprint="fp1"), "not of the form the runtime produces"),
+    (stored(dataset_fingerprint="blake3:" + "AB" * 32), "not of the form the runtime produces"),
 ])
 def test_default_safe_downgrades(decision, reason) -> None:
     env = resolve_decision("w", "s", True, decision, NOW, hint="live")
@@ -75,3 +85,25 @@ def test_decided_mode() -> None:
     assert decided_mode(True, True, "live", False)[0] == "paper"
     assert decided_mode(True, True, "paper", True) == ("paper", "policy passed and active; capped at paper "
                                                                 "by policy max_mode")
+
+
+def test_decided_mode_puts_evidence_and_synthetic_data_before_the_policy() -> None:
+    mode, reason = decided_mode(True, True, "live", True, evidence="as_of is missing")
+    assert mode == "compute-only" and "as_of is missing" in reason
+    mode, reason = decided_mode(True, True, "live", True, synthetic=True)
+    assert mode == "validate" and "synthetic" in reason and DOMAIN_OF_MODE[mode] == "backtest"
+
+
+def test_runtime_fingerprint_has_the_form_the_services_require() -> None:
+    """The form checked by the services is the one the runtime writes (not a second definition)."""
+    import pandas as pd
+
+    from qmtl.runtime.data import load
+    from qmtl.runtime.sdk.runner import dataset_fingerprint
+    from qmtl.services.evidence import FINGERPRINT_RE, evidence_problem
+
+    bars = pd.DataFrame({"ts": [60, 120], "open": [1.0, 2.0], "high": [1.0, 2.0], "low": [1.0, 2.0],
+                         "close": [1.0, 2.0], "volume": [1.0, 1.0]})
+    fp = dataset_fingerprint([load(bars)])
+    assert FINGERPRINT_RE.match(fp)
+    assert evidence_problem("2024-01-01T00:00:00+00:00", fp, NOW * 2000) is None

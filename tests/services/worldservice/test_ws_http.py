@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import httpx
-import pytest
 
 from qmtl.services.bus import TOPIC_ACTIVATION, TOPIC_APPLY, TOPIC_DECISION
 
@@ -13,6 +12,7 @@ GOOD = {"sharpe": 2.0, "max_drawdown": 0.05, "trades": 100, "win_rate": 0.6, "pr
 BAD = {"sharpe": 0.1, "max_drawdown": 0.5, "trades": 3}
 RET_A = [0.01, -0.02, 0.03, 0.0, 0.02, -0.01]
 RET_B = [0.02, 0.01, -0.01, 0.03, -0.02, 0.0]
+FP = "blake3:" + "f1" * 32
 
 
 def make_world(client: httpx.Client, wid: str = "w1", **extra) -> dict:
@@ -22,10 +22,17 @@ def make_world(client: httpx.Client, wid: str = "w1", **extra) -> dict:
 
 
 def evaluate(client: httpx.Client, wid: str, strategies: list[dict], **extra) -> dict:
-    body = {"strategies": strategies, "as_of": "2024-06-01T00:00:00Z", "dataset_fingerprint": "fp-1", **extra}
+    body = {"strategies": strategies, "as_of": "2024-06-01T00:00:00Z", "dataset_fingerprint": FP, **extra}
     r = client.post(f"/worlds/{wid}/evaluate", json=body)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def apply(client: httpx.Client, wid: str, run_id: str, plan: dict | None = None) -> httpx.Response:
+    """POST an apply against the world's current activation etag (what a careful client does)."""
+    etag = client.get(f"/worlds/{wid}/activation").json()["etag"]
+    return client.post(f"/worlds/{wid}/apply", json={"run_id": run_id, "etag": etag,
+                                                      **({"plan": plan} if plan is not None else {})})
 
 
 def assert_error(r: httpx.Response, status: int, code: str, *fragments: str) -> None:
@@ -56,7 +63,7 @@ def test_unknown_world_is_404_on_every_route(client: httpx.Client) -> None:
              ("POST", "/worlds/nope/evaluate", {"strategies": [{"strategy_id": "s", "metrics": {}}]}),
              ("GET", "/worlds/nope/decide?strategy_id=s", None), ("GET", "/worlds/nope/activation", None),
              ("PUT", "/worlds/nope/activation", {"freeze": True}),
-             ("POST", "/worlds/nope/apply", {"run_id": "r"}), ("GET", "/worlds/nope/apply/r", None),
+             ("POST", "/worlds/nope/apply", {"run_id": "r", "etag": "x"}), ("GET", "/worlds/nope/apply/r", None),
              ("GET", "/worlds/nope/audit", None), ("POST", "/worlds/nope/bindings", {"strategy_id": "s"}),
              ("GET", "/worlds/nope/bindings", None), ("GET", "/worlds/nope/allocations", None),
              ("PUT", "/worlds/nope/allocations", {"allocations": {}})]
@@ -140,7 +147,7 @@ def test_evaluate_decide_and_default_safe(client: httpx.Client, ws_backend) -> N
 
     env = client.get("/worlds/w1/decide", params={"strategy_id": "good"}).json()
     assert (env["effective_mode"], env["execution_domain"], env["orders_gated"]) == ("live", "live", False)
-    assert env["as_of"] == "2024-06-01T00:00:00Z" and env["dataset_fingerprint"] == "fp-1"
+    assert env["as_of"] == "2024-06-01T00:00:00Z" and env["dataset_fingerprint"] == FP
     assert env["ttl"] == 300 and env["etag"]
     env = client.get("/worlds/w1/decide", params={"strategy_id": "bad", "hint": "live"}).json()
     assert env["effective_mode"] == "validate" and env["orders_gated"] is True
@@ -150,20 +157,22 @@ def test_evaluate_decide_and_default_safe(client: httpx.Client, ws_backend) -> N
 
     # No fingerprint in the evaluation: default-safe even though the policy passes.
     client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "good", "metrics": GOOD}],
-                                             "as_of": "2024-06-02"})
+                                             "as_of": "2024-06-02T00:00:00Z"})
     env = client.get("/worlds/w1/decide", params={"strategy_id": "good"}).json()
-    assert env["effective_mode"] == "compute-only" and "no dataset_fingerprint" in env["reason"]
+    assert env["effective_mode"] == "compute-only" and "dataset_fingerprint is missing" in env["reason"]
 
-    # Disallowing live afterwards downgrades a live decision; the live hint cannot override it.
+    # Disallowing live afterwards voids the live decision at once; the live hint cannot override it.
     evaluate(client, "w1", [{"strategy_id": "good", "metrics": GOOD}])
+    assert client.get("/worlds/w1/decide", params={"strategy_id": "good"}).json()["effective_mode"] == "live"
     client.put("/worlds/w1", json={"allow_live": False})
     env = client.get("/worlds/w1/decide", params={"strategy_id": "good", "hint": "live"}).json()
-    assert env["effective_mode"] == "paper" and env["execution_domain"] == "dryrun"
-    assert "world does not allow live" in env["reason"]
+    assert env["effective_mode"] == "compute-only" and env["execution_domain"] == "backtest"
+    assert "allow_live changed" in env["reason"]
 
     decisions = ws_backend.bus.read(TOPIC_DECISION)
-    assert [e.type for e in decisions] == ["DecisionUpdated"] * 4
-    assert decisions[0].data["strategy_id"] in ("good", "bad")
+    # three world-wide evaluations of {good, bad}, then both invalidated
+    assert [e.type for e in decisions] == ["DecisionUpdated"] * 8
+    assert [e.data["mode"] for e in decisions[-2:]] == ["compute-only"] * 2
 
 
 def test_stale_decision_downgrades(client: httpx.Client) -> None:
@@ -191,6 +200,7 @@ def test_hysteresis_and_correlation_over_http(client: httpx.Client) -> None:
 
 def test_activation_get_put_events_and_cache(client: httpx.Client, ws_backend) -> None:
     make_world(client)
+    evaluate(client, "w1", [{"strategy_id": "s1", "metrics": {}}])  # sandbox: passes, paper
     env = client.get("/worlds/w1/activation").json()
     assert (env["sequence"], env["active"], env["phase"], env["strategies"]) == (0, False, "idle", [])
     r = client.put("/worlds/w1/activation", json={"strategy_id": "s1", "side": "long", "active": True, "weight": 0.4})
@@ -215,28 +225,31 @@ def test_activation_get_put_events_and_cache(client: httpx.Client, ws_backend) -
 def test_recreated_world_events_are_not_taken_for_repeats(client: httpx.Client, ws_backend) -> None:
     """Sequences restart with a new world of the same id; its events must still reach subscribers."""
     make_world(client, "again", preset="sandbox")
+    evaluate(client, "again", [{"strategy_id": "old", "metrics": {}}])
     client.put("/worlds/again/activation", json={"strategy_id": "old", "active": True})
     evaluate(client, "again", [{"strategy_id": "s", "metrics": {}}])
-    client.post("/worlds/again/apply", json={"run_id": "r1"})
+    apply(client, "again", "r1")
     before = {t: len(ws_backend.bus.read(t)) for t in (TOPIC_ACTIVATION, TOPIC_DECISION, TOPIC_APPLY)}
     assert client.delete("/worlds/again").status_code == 204
     time.sleep(0.01)  # a new creation time, as any real re-creation has
     make_world(client, "again", preset="sandbox")
+    evaluate(client, "again", [{"strategy_id": "new", "metrics": {}}])
     client.put("/worlds/again/activation", json={"strategy_id": "new", "active": True})
     evaluate(client, "again", [{"strategy_id": "s", "metrics": {}}])
-    client.post("/worlds/again/apply", json={"run_id": "r1"})
+    apply(client, "again", "r1")
     after = {t: ws_backend.bus.read(t) for t in before}
     assert {t: len(events) - before[t] for t, events in after.items()} == \
-        {TOPIC_ACTIVATION: before[TOPIC_ACTIVATION], TOPIC_DECISION: 1, TOPIC_APPLY: 3}
+        {TOPIC_ACTIVATION: before[TOPIC_ACTIVATION], TOPIC_DECISION: 3, TOPIC_APPLY: 3}
     newest = [e for e in after[TOPIC_ACTIVATION] if e.data["sequence"] == 1][-1]
     assert [s["strategy_id"] for s in newest.data["strategies"]] == ["new"]
 
 
 def test_two_phase_apply_is_idempotent(client: httpx.Client, ws_backend) -> None:
     make_world(client, preset="sandbox")
-    assert_error(client.post("/worlds/w1/apply", json={"run_id": "r0"}), 409, "E_NO_PLAN")
-    evaluate(client, "w1", [{"strategy_id": "a", "metrics": {}}, {"strategy_id": "b", "metrics": {}}])
-    r1 = client.post("/worlds/w1/apply", json={"run_id": "r1"})
+    assert_error(apply(client, "w1", "r0"), 409, "E_NO_PLAN")
+    evaluate(client, "w1", [{"strategy_id": "a", "metrics": {}}, {"strategy_id": "b", "metrics": {}},
+                            {"strategy_id": "c", "metrics": {}}])
+    r1 = apply(client, "w1", "r1", {"activate": ["a", "b"]})
     assert r1.status_code == 200, r1.text
     run = r1.json()
     assert run["status"] == "completed" and [p["phase"] for p in run["phases"]] == ["freeze", "switch", "unfreeze"]
@@ -245,13 +258,13 @@ def test_two_phase_apply_is_idempotent(client: httpx.Client, ws_backend) -> None
     assert act["phase"] == "idle" and act["freeze"] is False and act["run_id"] == "r1"
     assert {s["strategy_id"]: s["weight"] for s in act["strategies"] if s["active"]} == {"a": 0.5, "b": 0.5}
     seq = act["sequence"]
-    again = client.post("/worlds/w1/apply", json={"run_id": "r1", "plan": {"deactivate": ["a", "b"]}})
+    again = apply(client, "w1", "r1", {"deactivate": ["a", "b"]})
     assert again.json() == run
     assert client.get("/worlds/w1/activation").json()["sequence"] == seq  # nothing re-applied
     assert client.get("/worlds/w1/apply/r1").json() == run
     assert_error(client.get("/worlds/w1/apply/zzz"), 404, "E_UNKNOWN_RUN")
 
-    r2 = client.post("/worlds/w1/apply", json={"run_id": "r2", "plan": {"activate": ["c"], "deactivate": ["a"]}}).json()
+    r2 = apply(client, "w1", "r2", {"activate": ["c"], "deactivate": ["a"]}).json()
     assert r2["plan"]["weights"] == {"c": 0.5}  # b stays, c joins: equal weights among the resulting set
     active = {s["strategy_id"] for s in client.get("/worlds/w1/activation").json()["strategies"] if s["active"]}
     assert active == {"b", "c"}
@@ -265,7 +278,7 @@ def test_allocations(client: httpx.Client) -> None:
     empty = client.get("/worlds/w1/allocations").json()
     assert empty["allocations"] == {} and empty["source"] == "active_set"
     evaluate(client, "w1", [{"strategy_id": "a", "metrics": {}}, {"strategy_id": "b", "metrics": {}}])
-    client.post("/worlds/w1/apply", json={"run_id": "r1"})
+    apply(client, "w1", "r1")
     derived = client.get("/worlds/w1/allocations").json()
     assert derived["allocations"] == {"a": 0.5, "b": 0.5} and derived["etag"]
     put = client.put("/worlds/w1/allocations", json={"allocations": {"a": 0.7, "b": 0.2}})
@@ -293,7 +306,7 @@ def test_audit_log_records_every_change(client: httpx.Client) -> None:
     client.put("/worlds/w1/policy", json={"preset": "aggressive"})
     evaluate(client, "w1", [{"strategy_id": "a", "metrics": GOOD}])
     client.put("/worlds/w1/activation", json={"freeze": True})
-    client.post("/worlds/w1/apply", json={"run_id": "r1"})
+    apply(client, "w1", "r1")
     client.put("/worlds/w1/allocations", json={"allocations": {"a": 1.0}})
     client.delete("/worlds/w1")
     entries = client.get("/worlds/w1/audit").json()["entries"]
@@ -313,7 +326,7 @@ def test_state_survives_restart(ws_backend) -> None:
     with httpx.Client(base_url=url, timeout=30) as c:
         make_world(c, preset="sandbox", allow_live=True)
         evaluate(c, "w1", [{"strategy_id": "a", "metrics": {}}])
-        c.post("/worlds/w1/apply", json={"run_id": "r1"})
+        apply(c, "w1", "r1")
         before = {p: c.get(p).json() for p in ("/worlds/w1", "/worlds/w1/activation", "/worlds/w1/apply/r1",
                                                "/worlds/w1/allocations", "/worlds/w1/audit")}
         decision = c.get("/worlds/w1/decide", params={"strategy_id": "a"}).json()
@@ -323,5 +336,22 @@ def test_state_survives_restart(ws_backend) -> None:
         after = {p: c.get(p).json() for p in before}
         assert after == before
         assert c.get("/worlds/w1/decide", params={"strategy_id": "a"}).json() == decision
-        again = c.post("/worlds/w1/apply", json={"run_id": "r1"}).json()
+        again = apply(c, "w1", "r1").json()
         assert again == before["/worlds/w1/apply/r1"]  # idempotency survives the restart
+
+
+def test_world_service_metrics(client: httpx.Client) -> None:
+    """Issue 8 section 5: the world service exposes qmtl_-prefixed metrics in seconds too."""
+    make_world(client, preset="sandbox")
+    evaluate(client, "w1", [{"strategy_id": "a", "metrics": {}}])
+    assert apply(client, "w1", "r1").status_code == 200
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in r.text.splitlines() if line and not line.startswith("#")}
+    assert samples["qmtl_worldservice_evaluations_total"] == 1
+    assert samples['qmtl_worldservice_apply_phases_total{phase="switch"}'] == 1
+    key = 'qmtl_http_requests_total{method="POST",route="/worlds/{world_id}/evaluate",service="worldservice",status="200"}'
+    assert samples[key] == 1
+    assert 0 < samples['qmtl_http_request_duration_seconds_sum{route="/worlds/{world_id}/evaluate",service="worldservice"}'] < 10
+    assert all(line.split(" ")[2].startswith("qmtl_") for line in r.text.splitlines() if line.startswith("# TYPE"))

@@ -1,0 +1,144 @@
+"""An ASGI middleware that refuses input no handler should ever see, with 400 ``E_SCHEMA``.
+
+Shared by the gateway and the world service, in front of every route, so no route can forget it:
+
+* the path or the query string holds a control character (``%00``, ``%0A``, ``%7F``...) or a ``.``/``..``
+  segment: ids never contain them, and a NUL byte reaching PostgreSQL is a server error;
+* a JSON body nested deeper than ``MAX_JSON_DEPTH``, or holding an integer outside signed 64 bits (what
+  every SQL backend stores), a non-finite number (``1e309``, ``NaN``), or a NUL character in any string
+  or key.  Python's own parser answers the first with ``RecursionError`` and a 5000-digit integer with
+  ``ValueError``; both are caught here and named.
+
+Malformed JSON is let through: each app reports it in its own words.  The body arrives already read by
+``BodySizeLimit`` (so it is at most the size limit) and is replayed to the app unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from .body_limit import ASGIApp, Message, Receive, Scope, Send, send_json
+from .errors import error_body
+
+MAX_JSON_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+class InputError(ValueError):
+    """Input refused before any handler; the message names where."""
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body, receive = await _read_all(receive)
+        try:
+            check_target(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
+            if body and _is_json(scope):
+                check_json(body)
+        except InputError as exc:
+            await send_json(send, 400, error_body("E_SCHEMA", str(exc)))
+            return
+        await self.app(scope, receive, send)
+
+
+def check_target(raw_path: bytes, query: bytes) -> None:
+    """Refuse control characters and dot segments in the (percent-decoded) path and query."""
+    path = unquote_to_bytes(raw_path)
+    if _CONTROL.search(path):
+        raise InputError("path: contains a control character")
+    if any(seg in (b".", b"..") for seg in path.split(b"/")):
+        raise InputError("path: '.' and '..' segments are not allowed")
+    if _CONTROL.search(unquote_to_bytes(query.replace(b"+", b" "))):
+        raise InputError("query: contains a control character")
+
+
+def check_json(body: bytes) -> None:
+    """Parse ``body`` and walk it; raise ``InputError`` for what the module docstring lists."""
+    try:
+        doc = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except InputError:
+        raise
+    except json.JSONDecodeError:
+        return  # malformed: the app says so in its own words
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise InputError(f"body: number out of range: {exc}") from None
+    except UnicodeDecodeError:
+        return
+    _walk(doc)
+
+
+def _no_constant(name: str) -> Any:
+    raise InputError(f"body: {name} is not a JSON number")
+
+
+def _walk(doc: Any) -> None:
+    stack: list[tuple[Any, str, int]] = [(doc, "body", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InputError(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels (at {where[:200]})")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise InputError(f"{where}: a key contains a NUL character")
+                stack.append((item, f"{where}.{key}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise InputError(f"{where}: contains a NUL character")
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise InputError(f"{where}: integer out of range (signed 64 bits)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{where}: number out of range (not finite)")
+
+
+def _is_json(scope: Scope) -> bool:
+    for key, value in scope.get("headers", []):
+        if key == b"content-type":
+            ctype = value.split(b";", 1)[0].strip().lower()
+            return ctype == b"application/json" or ctype.endswith(b"+json")
+    return True  # no content type: the apps read JSON
+
+
+async def _read_all(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that replays it (then passes the client's messages)."""
+    chunks: list[bytes] = []
+    pending: list[Message] = []
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: hand that on after the body
+            pending.append(message)
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if pending:
+            return pending.pop()
+        return await receive()
+
+    return body, replay

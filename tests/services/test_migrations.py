@@ -1,0 +1,42 @@
+"""Issue 8 section 5: schema versions and migrations reach existing databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qmtl.services.storage.migrations import SchemaTooNew, schema_version
+from qmtl.services.worldservice.store import MIGRATIONS, SCHEMA, WorldStore
+
+
+def test_a_database_from_before_versions_is_adopted_and_migrated(db_backend) -> None:
+    db = db_backend("old")
+    db.executescript(SCHEMA)  # what an older qmtl created: version-1 tables, no qmtl_schema row
+    db.execute("INSERT INTO ws_worlds (id, name, description, allow_live, policy, decision_ttl, created_at,"
+               " updated_at) VALUES ('w1', NULL, NULL, 0, '{}', 300, 1.0, 1.0)")
+    store = WorldStore(db)
+    assert schema_version(db, "worldservice") == len(MIGRATIONS) == 2
+    assert store.get_world("w1")["id"] == "w1"  # data kept
+    store.put_strategy_metrics("w1", "s", {"metrics": {}, "returns": None, "as_of": None,
+                                           "dataset_fingerprint": None, "synthetic": False, "updated_at": 2.0})
+    assert [m["strategy_id"] for m in store.strategy_metrics("w1")] == ["s"]  # the version-2 table
+    WorldStore(db)  # a second start changes nothing
+    assert schema_version(db, "worldservice") == 2
+
+
+def test_a_newer_schema_is_refused(db_backend) -> None:
+    db = db_backend("new")
+    WorldStore(db)
+    db.execute("UPDATE qmtl_schema SET version = 99 WHERE component = 'worldservice'")
+    with pytest.raises(SchemaTooNew, match="version 99"):
+        WorldStore(db)
+
+
+def test_every_component_records_its_version(db_backend) -> None:
+    from qmtl.services.gateway.submissions import SubmissionStore
+    from qmtl.services.gsg import SqlGraphStore
+
+    db = db_backend("all")
+    SubmissionStore(db, SqlGraphStore(db))
+    WorldStore(db)
+    rows = {r["component"]: r["version"] for r in db.fetchall("SELECT component, version FROM qmtl_schema")}
+    assert rows == {"gsg": 1, "gateway": 1, "worldservice": 2}
