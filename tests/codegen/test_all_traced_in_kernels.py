@@ -72,7 +72,7 @@ def check_every_traced_op_is_in_a_kernel(module) -> None:
     # every column read out of a py_call is read in its step
     for s in p.py_steps:
         assert {c.result for c in s.columns} == {op.result for op in flow.ops
-                                                  if op.name == "column" and op.operands[0] == s.op.result}
+                                                  if op.name in ("column", "value_of") and op.operands[0] == s.op.result}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
