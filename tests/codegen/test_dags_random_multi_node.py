@@ -98,9 +98,9 @@ def _data(seed: int, keep: float) -> dict[str, pd.DataFrame]:
     return {"A": a, "B": b}
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(module=dags(), seed=st.integers(0, 500), keep=st.sampled_from([1.0, 0.8, 0.5]))
-def test_random_multi_node_dags_match_the_reference(module, seed, keep):
+def property_random_multi_node_dags_match_the_reference(module, seed, keep):
     p = codegen.plan(module)
     opaque = {op.result for op in module.ops if op.name == "py_call"}
     assert {s.op.result for s in p.py_steps} == opaque  # nothing else runs per tick
@@ -110,3 +110,18 @@ def test_random_multi_node_dags_match_the_reference(module, seed, keep):
     compiled = CompiledStrategy(module.name, module, functions=functions)
     for bs in (1, 7, 10_000):
         assert_results_equal(run(compiled, data, batch_size=bs), ref, rtol=1e-9)
+
+
+def test_random_multi_node_dags_match_the_reference():
+    """The property above, in a fresh interpreter: inside the full suite's process it has hung once
+    (shrinking a failure that did not reproduce alone; not yet explained), and a CI run must end."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("from tests.codegen.test_dags_random_multi_node import "
+            "property_random_multi_node_dags_match_the_reference as p; p()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
