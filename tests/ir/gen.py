@@ -216,6 +216,7 @@ BUILDERS: dict[str, Callable[[Draw, Pool], Built]] = {
                                            "ne", "and", "or", "maximum", "minimum")},
     **{name: _elementwise(1) for name in ("neg", "abs", "not", "log", "exp", "sqrt", "sign")},
     **{name: _elementwise(1) for name in MATH_UFUNCS},
+    "value_of": lambda draw, pool: (lambda src: None if src is None else ((src,), {}))(_pick(draw, pool, "opaque")),
     **{name: _series_window(lambda d: {}) for name in ("cumsum", "cumprod", "cummax", "cummin", "ffill")},
     **{f"expanding_{s}": _series_window(_expanding(s in ("std", "var")))
        for s in ("mean", "sum", "min", "max", "std", "var")},

@@ -39,6 +39,7 @@ def test_no_file_means_dev_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_reads_cwd_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("QMTL_CONFIG", raising=False)
+    monkeypatch.delenv("QMTL_HOME", raising=False)  # .ci/run sets it; this test is about the file
     _write(tmp_path, "profile: dev\nhome: state\ngateway:\n  max_body_bytes: 1024\n")
     config = load_config()
     assert config.gateway.max_body_bytes == 1024
