@@ -79,6 +79,9 @@ _NUMPY_UNARY = ("tanh", "sinh", "cosh", "sin", "cos", "tan", "arcsin", "arccos",
                 "arccosh", "arctanh", "log1p", "expm1", "log10", "log2", "floor", "ceil", "exp2", "rint")
 _UNARY.update({fn: f"np.{fn}(float({{a}}))" for fn in _NUMPY_UNARY})
 
+#: ops that read a bool operand as a bool (every other op reads it as the number pandas would: 1.0/0.0)
+_BOOL_NATIVE = frozenset({"astype", "column", "make_frame", "and", "or", "not", "where"})
+
 _COMMUTATIVE = frozenset({"add", "mul", "eq", "ne", "and", "or", "maximum", "minimum"})
 
 #: windowed statistics sharing one state machine (rolling_* with a window, expanding_* without)
@@ -97,6 +100,9 @@ class Lowerer:
 
     def lower(self, op: Op) -> list[str]:
         a = [self.operand(s) for s in op.operands]
+        if op.name not in _BOOL_NATIVE:  # Numba has no float(bool): a bool enters arithmetic as 1.0/0.0
+            a = [f"(1.0 if {x} else 0.0)" if self.type_of(s).dtype == "bool" else x
+                 for s, x in zip(op.operands, a)]
         out = ident(op.result)
         if op.name in _BINARY:
             if op.name in _COMMUTATIVE and self._is_literal(op.operands[0]) and not self._is_literal(op.operands[1]):
@@ -135,7 +141,7 @@ class Lowerer:
     def _astype(self, op, a, out):
         dtype = op.attr("dtype")
         if dtype == "f64":
-            if self.type_of(op.operands[0]).dtype == "bool":  # Numba has no float(bool)
+            if self.type_of(op.operands[0]).dtype == "bool":
                 return [f"{out} = 1.0 if {a[0]} else 0.0"]
             return [f"{out} = float({a[0]})"]
         if dtype == "bool":

@@ -159,8 +159,10 @@ def evaluate_nodes(module: Module, functions: Mapping[str, Callable[..., Any]], 
     emission ticks of the other nodes (value → key → ts, key ``None`` for a node that runs once),
     which the generated flow computed."""
     interp = Interpreter(module, functions, bindings)
+    emitting = {r.value: r for r in regions_in_dependency_order(module)}
     for value, per_key in emitted.items():
-        interp.emitted[value] = dict(per_key)
+        clock = interp.node_clock(emitting[value]) if value in emitting else interp.clock.get(value) or 0
+        interp.emitted[value] = {k: np.asarray(ts, np.int64) + clock for k, ts in per_key.items()}
     return interp.run(only=names)
 
 
@@ -203,7 +205,9 @@ class Interpreter:
         self.clock = clocks(module)
         self.values: dict[str, dict[Key, Track]] = {}
         self.keys: dict[str, tuple[Key, ...] | None] = {}
-        self.emitted: dict[str, dict[Key, np.ndarray]] = {}  # node value → key → emission ts
+        # node value → key → close instants of the rows its node emitted (emissions of nodes on
+        # different clocks are compared by when they are known, never by their bar-open ts)
+        self.emitted: dict[str, dict[Key, np.ndarray]] = {}
         self.user_functions: Mapping[str, Callable[..., Any]] = {}
         self.whole_history = False
         for value, sb in bindings.sources.items():
@@ -215,7 +219,7 @@ class Interpreter:
                 self.values[value] = {(s.key if sb.fan_out else None): Track.of_stream(s, sb.interval)
                                       for s in sb.streams}
                 self.keys[value] = tuple(s.key for s in sb.streams) if sb.fan_out else None
-            self.emitted[value] = {k: _intersection([m.ts for m in tr.members()])
+            self.emitted[value] = {k: _intersection([m.ts for m in tr.members()]) + sb.interval
                                    for k, tr in self.values[value].items()}
 
     def run(self, only: set[str] | None = None) -> RunResult:
@@ -229,7 +233,7 @@ class Interpreter:
             for k in keys:
                 ts, track = self.emit(region, k)
                 rows[k] = track
-                self.emitted.setdefault(region.value, {})[k] = ts
+                self.emitted.setdefault(region.value, {})[k] = ts + self.node_clock(region)
             chunks[region.name] = [(k, _output_frame(region.name, tr)) for k, tr in rows.items()]
             multi[region.name] = len(keys) > 1
         return RunResult.from_chunks(chunks, multi)
@@ -349,26 +353,31 @@ class Interpreter:
     def emit(self, region: Region, key: Key) -> tuple[np.ndarray, Track]:
         """The node's emission ticks for ``key`` and its value there (see the module docstring)."""
         inputs = self.node_inputs(region)
-        node_clock = min((self.clock.get(v) or region.interval for v in inputs), default=region.interval)
+        node_clock = self.node_clock(region)
         emitted = {v: self._emitted(v, key) for v in inputs}
-        fast = [ts for v, ts in emitted.items() if (self.clock.get(v) or node_clock) == node_clock]
-        ticks = _intersection(fast)
-        instants = ticks + node_clock
-        ready = np.ones(len(ticks), dtype=bool)
-        for v, ts in emitted.items():
-            interval = self.clock.get(v) or node_clock
-            ready &= np.searchsorted(ts + interval, instants, side="right") >= region.period
-        ticks = ticks[ready]
+        fast = [known for v, known in emitted.items() if (self.clock.get(v) or node_clock) == node_clock]
+        instants = _intersection(fast)
+        ready = np.ones(len(instants), dtype=bool)
+        for known in emitted.values():
+            ready &= np.searchsorted(known, instants, side="right") >= region.period
+        ticks = instants[ready] - node_clock
         if region.name in self.user_functions:
             track = self._user_rows(region, key, ticks, node_clock)
         else:
             track = self._sample(self.value(region.value, key), ticks, node_clock)
         return track.ts, track
 
+    def node_clock(self, region: Region) -> int:
+        """The clock a node fires on: the fastest of its declared inputs' clocks."""
+        return min((self.clock.get(v) or region.interval for v in self.node_inputs(region)),
+                   default=region.interval)
+
     def _emitted(self, value: str, key: Key) -> np.ndarray:
+        """Close instants at which ``value``'s node emitted (sorted)."""
         per_key = self.emitted.get(value)
         if per_key is None:  # a value some node emits but no node declared: its own timeline
-            return self.value(value, key).ts
+            track = self.value(value, key)
+            return track.close if track.kind != "scalar" else np.array([], np.int64)
         return per_key[key] if key in per_key else next(iter(per_key.values()))
 
     def _sample(self, track: Track, ticks: np.ndarray, interval: int) -> Track:

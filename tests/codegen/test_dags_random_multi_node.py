@@ -5,6 +5,8 @@ only the opaque nodes run per tick (asserted from the plan)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import pandas as pd
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from qmtl import codegen
 from qmtl.compiler.compiled import CompiledStrategy
 from qmtl.ir import ops as opreg
+from qmtl.ir.clocks import clocks
 from qmtl.ir.module import Module, Op, Output, make_attrs
 from qmtl.ir.nodeid import with_node_ids
 from qmtl.runtime.binding import bind
@@ -85,10 +88,12 @@ def dags(draw):
             value = pool[-1]
             if b.types[value].dtype == "bool":
                 value = b.op("astype", value, dtype="f64")
-        clock = min(60 if fast in inputs or any(v == n for v, _ in nodes for n in inputs) else 300, 300)
-        b.outputs.append(Output(f"n{i}", value, period, clock, "traced", inputs=tuple(inputs)))
+        b.outputs.append(Output(f"n{i}", value, period, 60, "traced", inputs=tuple(inputs)))
         nodes.append((value, fast))
-    return with_node_ids(Module("rand", tuple(b.ops), tuple(b.outputs)))
+    # each node's declared interval is its clock: the fastest of its inputs' clocks
+    clock = clocks(Module("rand", tuple(b.ops), ()))
+    outputs = [replace(o, interval=min(clock[v] for v in o.inputs)) if o.inputs else o for o in b.outputs]
+    return with_node_ids(Module("rand", tuple(b.ops), tuple(outputs)))
 
 
 def _data(seed: int, keep: float) -> dict[str, pd.DataFrame]:
@@ -114,9 +119,6 @@ def property_random_multi_node_dags_match_the_reference(module, seed, keep):
         assert_results_equal(run(compiled, data, batch_size=bs), ref, rtol=1e-9)
 
 
-@pytest.mark.xfail(reason="open bug: some random two-clock DAGs with opaque nodes still differ from "
-                          "the reference (found by this property, not yet reduced; see the issue 7 note)",
-                   strict=False)
 def test_random_multi_node_dags_match_the_reference():
     """The property above, in a fresh interpreter: inside the full suite's process it has hung once
     (shrinking a failure that did not reproduce alone; not yet explained), and a CI run must end."""

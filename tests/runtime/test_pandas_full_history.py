@@ -148,6 +148,17 @@ def _rolling_cases() -> dict[str, tuple[object, int, float]]:
     # returns (values near 0) go through the same windows
     cases["roll_std_ret_50"] = (lambda f: f["close"].pct_change().rolling(50).std(), 51, VAR)
     cases["roll_mean_ret_500"] = (lambda f: f["close"].pct_change().rolling(500).mean(), 501, 1e-9)
+    # ±inf (1 / 0 on the flat stretch): pandas' window functions and ewm read it as NaN
+    def inverse(f):
+        return 1.0 / (f["close"] - FLAT)
+    for stat in ("mean", "sum", "std", "min", "max"):
+        cases[f"roll_{stat}_inf_5"] = (lambda f, stat=stat: getattr(inverse(f).rolling(5), stat)(), 5, tol[stat])
+    cases["expanding_mean_inf"] = (lambda f: inverse(f).expanding().mean(), 1, TIGHT)
+    cases["ewm_span5_inf"] = (lambda f: inverse(f).ewm(span=5).mean(), 1, TIGHT)
+    # booleans enter arithmetic as 1.0/0.0 (the share of up bars, a count of up bars)
+    cases["roll_mean_bool_5"] = (lambda f: (f["close"] > f["close"].shift(1)).rolling(5).mean(), 6, TIGHT)
+    cases["cumsum_bool"] = (lambda f: (f["close"] > f["close"].shift(1)).cumsum(), 2, TIGHT)
+    cases["bool_times_ret"] = (lambda f: (f["close"] > f["close"].shift(1)) * f["close"].pct_change(), 2, TIGHT)
     # the period is warm-up only: same values as period 1, emitted from the 60th bar
     cases["roll_mean_close_50_p60"] = (lambda f: f["close"].rolling(50).mean(), 60, TIGHT)
     return cases
