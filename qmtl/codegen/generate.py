@@ -20,7 +20,7 @@ from qmtl.ir.clocks import same_clock
 from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import with_node_ids
 
-from .lower import Lowerer, _col, col_ident, ident, literal
+from .lower import Lowerer, col_ident, column_part, ident, literal
 from .plan import Gate, Kernel, Plan, PyStep, plan
 from .split import split
 
@@ -69,7 +69,7 @@ def value_buffers(op: Op) -> list[tuple[str, str]]:
     """(buffer name, numpy dtype) of a value's per-batch buffers: one per frame column, else one."""
     base = "b" + ident(op.result)[1:]
     if op.type.kind == "frame":
-        return [(f"{base}__{_col(c)}", _NUMPY_DTYPE[d]) for c, d in op.type.columns]
+        return [(f"{base}__{column_part(c)}", _NUMPY_DTYPE[d]) for c, d in op.type.columns]
     if op.type.kind in ("series", "scalar"):
         return [(base, _NUMPY_DTYPE[op.type.dtype])]
     return [(base, "object")]
@@ -86,6 +86,7 @@ def emit_buffer(gate: Gate) -> str:
 def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     module = p.module
     ops = module.op_map()
+    gate_of = p.gate_of()
     tids = _timeline_ids(p)
     buffers: dict[str, str] = {emit_buffer(g): "bool" for g in p.gates}
     written_in_python = [v for st in p.py_steps for v in (st.op.result, *(c.result for c in st.columns))]
@@ -98,7 +99,7 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
     states: list[dict] = []
     for step in p.steps:
         if isinstance(step, Kernel):
-            k = _render_kernel(step, p, tids)
+            k = _render_kernel(step, p, tids, ops, gate_of)
             states.append(k)
             same = _share(k, shared)
             if same is None:
@@ -163,9 +164,8 @@ def _timeline_ids(p: Plan) -> dict[str, frozenset[str]]:
     return tids
 
 
-def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
-    module = p.module
-    ops = module.op_map()
+def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]], ops: dict[str, Op],
+                   gate_of: dict[str, Gate]) -> dict:
     inside = {op.result for op in k.ops}
     source_index = {op.result: i for i, op in enumerate(p.sources)}
     args: list[str] = []
@@ -227,7 +227,7 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
     body: list[str] = []
     for item in k.items:
         if isinstance(item, Gate):
-            body.extend(_gate_lines(item, p, arg, presence, layout, source_index))
+            body.extend(_gate_lines(item, gate_of, arg, presence, layout))
             continue
         op = item
         current["op"] = op.result
@@ -239,7 +239,7 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]]) -> dict:
         if op.name == "column" and ops[op.operands[0]].type.kind == "bars":
             field = op.attr("name")
             src = op.operands[0]
-            name = arg(f"c_{ident(src)[2:]}_{_col(field)}", f'rt.col("{src}", "{field}")')
+            name = arg(f"c_{ident(src)[2:]}_{column_part(field)}", f'rt.col("{src}", "{field}")')
             lines = [f"{ident(op.result)} = {name}[t]"]
         else:
             if op.name == "column" and ops[op.operands[0]].type.kind == "frame":
@@ -276,8 +276,7 @@ def _locals(op: Op) -> list[tuple[str, str]]:
     return [(ident(op.result), op.type.dtype or "f64")]
 
 
-def _gate_lines(g: Gate, p: Plan, arg, presence, layout, source_index) -> list[str]:
-    by_value = {x.value: x for x in p.gates}
+def _gate_lines(g: Gate, by_value: dict[str, Gate], arg, presence, layout) -> list[str]:
     lines = [f"# node {g.name}: emits where its inputs on its {g.clock}s clock emit, after "
              f"{g.period} entries of each"]
     conds = []

@@ -29,7 +29,7 @@ def ident(value: str) -> str:
 
 
 def col_ident(value: str, column: str) -> str:
-    return f"{ident(value)}__{_col(column)}"
+    return f"{ident(value)}__{column_part(column)}"
 
 
 def literal(x) -> str:
@@ -267,5 +267,6 @@ class Lowerer:
                 f"{cols} = _macd_value(sf, {st}, si[{cnt}], {slow}, {sig})"]
 
 
-def _col(name) -> str:
+def column_part(name) -> str:
+    """A column name as part of an identifier."""
     return re.sub(r"\W", "_", str(name))

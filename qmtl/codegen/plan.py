@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from qmtl.ir import ops as opreg
 from qmtl.ir.clocks import clocks
 from qmtl.ir.module import Module, Op
-from qmtl.ir.regions import gate_inputs, regions_in_dependency_order
+from qmtl.ir.regions import regions_in_dependency_order
 
 #: ops per generated kernel: small enough that Numba compiles each in well under a second
 MAX_KERNEL_OPS = 40
@@ -83,6 +83,10 @@ class Plan:
     @property
     def py_steps(self) -> tuple[PyStep, ...]:
         return tuple(s for s in self.steps if isinstance(s, PyStep))
+
+    def gate_of(self) -> dict[str, Gate]:
+        """node value → the gate of the node that emits it."""
+        return {g.value: g for g in self.gates}
 
     def step_of(self) -> dict[str, int]:
         """value → index of the step that computes it (sources: -1)."""
@@ -170,7 +174,7 @@ def _interleave(body: list[Op], gates: list[Gate]) -> list[Op | Gate]:
 def _gates(module: Module, clock: dict[str, int | None]) -> tuple[Gate, ...]:
     gates = []
     for region in regions_in_dependency_order(module):
-        inputs = gate_inputs(module, region)
+        inputs = region.gate_inputs
         node_clock = min((clock.get(v) or region.interval for v in inputs), default=region.interval)
         fast = tuple((clock.get(v) or node_clock) == node_clock for v in inputs)
         value_clock = clock.get(region.value) or node_clock

@@ -39,10 +39,17 @@ class Region:
     kind: str
     inputs: tuple[str, ...]
     ops: tuple[Op, ...]
+    declared: tuple[str, ...] = ()  # the inputs the SDK node declared (``Output.inputs``)
 
     @property
     def is_source(self) -> bool:
         return self.kind == "source"
+
+    @property
+    def gate_inputs(self) -> tuple[str, ...]:
+        """The values whose emissions gate this node (docs/design.md "Emission"): the inputs the
+        node declared, else the boundaries its ops reach, else (a node of constants) its own value."""
+        return self.declared or self.inputs or (self.value,)
 
 
 def is_source_op(op: Op) -> bool:
@@ -92,14 +99,8 @@ def _region(out: Output, ops: dict[str, Op], order: dict[str, int], boundaries: 
         stack.extend(ops[v].operands)
     ordered_ops = tuple(ops[v] for v in sorted(inside, key=order.__getitem__))
     ordered_inputs = tuple(sorted(inputs, key=lambda v: order.get(v, len(order))))
-    return Region(out.name, out.value, out.period, out.interval, out.kind, ordered_inputs, ordered_ops)
-
-
-def gate_inputs(module: Module, region: Region) -> tuple[str, ...]:
-    """The values whose emissions gate ``region``'s node (docs/design.md "Emission"): the inputs the
-    node declared, else the boundaries its ops reach, else (a node of constants) its own value."""
-    declared = next((o.inputs for o in module.outputs if o.name == region.name), ())
-    return declared or region.inputs or (region.value,)
+    return Region(out.name, out.value, out.period, out.interval, out.kind, ordered_inputs, ordered_ops,
+                  out.inputs)
 
 
 def regions_in_dependency_order(module: Module) -> list[Region]:

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from qmtl.ir.module import Module, Op
-from qmtl.ir.regions import gate_inputs, regions_in_dependency_order
+from qmtl.ir.regions import regions_in_dependency_order
 
 from .data import Dataset, DataError, Stream, load
 
@@ -100,7 +100,7 @@ def node_keys(module: Module, bindings: Bindings) -> tuple[dict[str, RunKeys], d
     by_name: dict[str, RunKeys] = {}
     for region in regions_in_dependency_order(module):
         mine: RunKeys = None
-        for v in gate_inputs(module, region):
+        for v in region.gate_inputs:
             theirs = by_value.get(v)
             if theirs is not None:
                 mine = theirs if mine is None else tuple(k for k in mine if k in theirs)

@@ -36,7 +36,7 @@ import pandas as pd
 from qmtl.ir import ops as opreg
 from qmtl.ir.clocks import clocks, same_clock
 from qmtl.ir.module import Module, Op
-from qmtl.ir.regions import Region, gate_inputs, regions_in_dependency_order
+from qmtl.ir.regions import Region, regions_in_dependency_order
 from qmtl.runtime.sdk.source_location import traceback_location
 
 from .binding import Bindings, bind
@@ -260,7 +260,7 @@ class Interpreter:
         return [None] if mine is None else list(mine)
 
     def node_inputs(self, region: Region) -> tuple[str, ...]:
-        return gate_inputs(self.module, region)
+        return region.gate_inputs
 
     # -- values ---------------------------------------------------------------------------------------
 

@@ -62,7 +62,9 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
     if not pairs:
         return _empty(with_symbol)
     if not with_symbol:
-        out = pd.concat([df for _, df in pairs]) if len(pairs) > 1 else pairs[0][1]
+        if len(pairs) == 1:
+            return pairs[0][1]  # already ts-indexed (the common case: one instrument)
+        out = pd.concat([df for _, df in pairs])
         return out.set_axis(pd.Index(out.index.to_numpy(dtype=np.int64), name="ts", copy=False), axis=0)
     # rows ordered by ts, then symbol: concatenate in symbol order, then a stable sort by ts
     pairs.sort(key=lambda p: str(p[0]))
@@ -114,6 +116,8 @@ def _ts_then_key_order(ts_parts: list[np.ndarray]) -> np.ndarray:
 def _ts_indexed(df: pd.DataFrame) -> pd.DataFrame:
     if "ts" in df.columns:
         df = df.set_index("ts")
+    elif df.index.name == "ts" and df.index.dtype == np.int64:
+        return df
     return df.set_axis(pd.Index(np.asarray(df.index, dtype=np.int64), name="ts", copy=False), axis=0)
 
 
