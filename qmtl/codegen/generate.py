@@ -223,7 +223,6 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]], ops: dic
 
     lowerer = Lowerer(operand, lambda v: ops[v].type, lambda v: ops[v].name == "const")
     layout = lowerer.layout
-    carried: list[tuple[str, str, int]] = []  # (local, dtype, slot)
     body: list[str] = []
     for item in k.items:
         if isinstance(item, Gate):
@@ -248,8 +247,7 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]], ops: dic
         body.append(f"if {pv}:")
         body.extend("    " + line for line in lines)
         for local, dtype in _locals(op):
-            slot = layout.floats(1) if dtype == "f64" else layout.ints(1)
-            carried.append((local, dtype, slot))
+            layout.carry(local, dtype)
         if op.result in p.exported:  # read by a later step or collected as a node's rows
             body.append(f"{arg(presence_buffer(op.result), f'rt.buf({presence_buffer(op.result)!r})')}[t] = {pv}")
             locals_ = [col_ident(op.result, c) for c, _ in op.type.columns] if op.type.kind == "frame" \
@@ -257,10 +255,10 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]], ops: dic
             for (name, _), local in zip(value_buffers(op), locals_):
                 body.append(f"{arg(name, f'rt.buf({name!r})')}[t] = {local}")
     init = []
-    for local, dtype, slot in carried:
+    for local, dtype, slot in layout.carried:
         init.append(f"{local} = " + {"f64": f"sf[{slot}]", "i64": f"si[{slot}]", "bool": f"si[{slot}] != 0"}[dtype])
     save = [(f"sf[{slot}] = {local}" if dtype == "f64" else f"si[{slot}] = {local}")
-            for local, dtype, slot in carried]
+            for local, dtype, slot in layout.carried]
     nodes = sorted({g.name for g in k.gates})
     summary = [f"{op.result} = {op.name}({', '.join(op.operands)})" for op in k.ops]
     return {"index": k.index, "level": k.level, "nodes": nodes, "summary": summary, "args": args,
@@ -285,18 +283,18 @@ def _gate_lines(g: Gate, by_value: dict[str, Gate], arg, presence, layout) -> li
             e = arg(emit_buffer(by_value[v]), f"rt.buf({emit_buffer(by_value[v])!r})") + "[t]"
         else:
             e = presence(v)
-        slot = layout.ints(1)
+        count = layout.scalar("i64", 0)
         lines.append(f"if {e}:")
-        lines.append(f"    si[{slot}] += 1")
+        lines.append(f"    {count} += 1")
         if fast:
             conds.append(e)
-        conds.append(f"si[{slot}] >= {g.period}")
+        conds.append(f"{count} >= {g.period}")
     value_present = presence(g.value)
     if g.value_slower:
-        seen = layout.ints(1)
+        seen = layout.scalar("i64", 0)
         lines.append(f"if {value_present}:")
-        lines.append(f"    si[{seen}] = 1")
-        conds.append(f"si[{seen}] > 0")
+        lines.append(f"    {seen} = 1")
+        conds.append(f"{seen} > 0")
     else:
         conds.append(value_present)
     em = arg(emit_buffer(g), f"rt.buf({emit_buffer(g)!r})")

@@ -46,10 +46,27 @@ def literal(x) -> str:
 
 @dataclass
 class StateLayout:
-    """Offsets into ``sf``/``si`` and their initial values."""
+    """Offsets into ``sf``/``si`` and their initial values, and the locals that carry scalar state.
+
+    Windows (rings, deques) are read and written in the arrays.  Scalar state (counters, running
+    sums, carried values) is a kernel local loaded from its slot before the batch's loop and saved
+    after it (``carried``): in a local it stays in a register, where a slot written and re-read every
+    tick through the array would cost a store and a load per tick (about 4x the whole kernel)."""
 
     f_init: list[float] = field(default_factory=list)
     i_init: list[int] = field(default_factory=list)
+    carried: list[tuple[str, str, int]] = field(default_factory=list)  # (local, dtype, slot)
+
+    def carry(self, local: str, dtype: str, init: float = math.nan) -> str:
+        """Keep ``local`` (dtype ``f64``, ``i64`` or ``bool``) across ticks and batches."""
+        slot = self.floats(1, init) if dtype == "f64" else self.ints(1, int(init) if init == init else 0)
+        self.carried.append((local, dtype, slot))
+        return local
+
+    def scalar(self, dtype: str, init: float = math.nan) -> str:
+        """A new local of scalar state (its name is its slot: ``zf_<n>`` or ``zi_<n>``)."""
+        prefix, n = ("zf", len(self.f_init)) if dtype == "f64" else ("zi", len(self.i_init))
+        return self.carry(f"{prefix}_{n}", dtype, init)
 
     def floats(self, n: int, init: float = math.nan) -> int:
         off = len(self.f_init)
@@ -164,12 +181,12 @@ class Lowerer:
         if k == 0:
             return [f"{out} = " + expr.format(x=f"float({a[0]})", lag=f"float({a[0]})")]
         buf = self.layout.floats(k + 1)
-        cnt = self.layout.ints(1)
-        lag = f"sf[{buf} + (si[{cnt}] - 1 - {k}) % {k + 1}]"
-        return [f"sf[{buf} + si[{cnt}] % {k + 1}] = float({a[0]})",
-                f"si[{cnt}] += 1",
+        cnt = self.layout.scalar("i64", 0)
+        lag = f"sf[{buf} + ({cnt} - 1 - {k}) % {k + 1}]"
+        return [f"sf[{buf} + {cnt} % {k + 1}] = float({a[0]})",
+                f"{cnt} += 1",
                 f"{out} = np.nan",
-                f"if si[{cnt}] > {k}:",
+                f"if {cnt} > {k}:",
                 f"    {out} = " + expr.format(x=f"float({a[0]})", lag=lag)]
 
     def _shift(self, op, a, out):
@@ -190,32 +207,41 @@ class Lowerer:
         ring = max(window, 1)
         x = f"float({a[0]})"
         if stat in ("min", "max"):
-            sf_ = self.layout.floats(ring + 1)      # ring of values, then the running extreme (expanding)
-            si_ = self.layout.ints(ring + 4)       # count, nobs, head, tail, deque of push indices
+            values = self.layout.floats(ring)   # ring of values
+            deque = self.layout.ints(ring)      # deque of push indices
+            state = ", ".join([*self._ints(4), self.layout.scalar("f64")])  # count, nobs, head, tail; extreme
             kind = 1 if stat == "max" else 0
-            return [f"{out} = _extreme_push(sf, {sf_}, si, {si_}, {window}, {x}, {kind}, {minp})"]
+            return [f"{out}, {state} = _extreme_step(sf, {values}, si, {deque}, {window}, {x}, {kind}, "
+                    f"{minp}, {state})"]
+        ring_at = self.layout.floats(window, 0.0)
         if stat in ("sum", "mean"):
-            sf_ = self.layout.floats(4 + window, 0.0)  # sum, comp_add, comp_remove, prev, ring
-            si_ = self.layout.ints(4)                  # count, nobs, neg_ct, n_same
+            # count, nobs, negatives, equal run; sum, compensation (add, remove), previous value
+            state = ", ".join([*self._ints(4), *self._floats(4)])
             kind = 1 if stat == "mean" else 0
-            return [f"{out} = _sum_push(sf, {sf_}, si, {si_}, {window}, {x}, {kind}, {minp})"]
+            return [f"{out}, {state} = _sum_step(sf, {ring_at}, {window}, {x}, {kind}, {minp}, {state})"]
         ddof = int(op.attr("ddof", 1))
-        sf_ = self.layout.floats(4 + window, 0.0)      # mean, ssqdm, comp_add, comp_remove, ring
-        si_ = self.layout.ints(3)                      # count, nobs, numerically unstable
+        # count, nobs, numerically unstable; mean, sum of squared deviations, compensation (add, remove)
+        state = ", ".join([*self._ints(3), *self._floats(4)])
         take_root = 1 if stat == "std" else 0
-        return [f"{out} = _var_push(sf, {sf_}, si, {si_}, {window}, {x}, {max(minp, 1)}, {ddof}, {take_root})"]
+        return [f"{out}, {state} = _var_step(sf, {ring_at}, {window}, {x}, {max(minp, 1)}, {ddof}, "
+                f"{take_root}, {state})"]
+
+    def _ints(self, n: int) -> list[str]:
+        return [self.layout.scalar("i64", 0) for _ in range(n)]
+
+    def _floats(self, n: int, init: float = 0.0) -> list[str]:
+        return [self.layout.scalar("f64", init) for _ in range(n)]
 
     # --- whole-history ops -----------------------------------------------------------------------------
 
     def _ewm_mean(self, op, a, out):
-        st = self.layout.floats(2, 0.0)  # weighted average, old weight
-        cnt = self.layout.ints(2)        # pushes, observations
+        state = ", ".join([*self._ints(2), *self._floats(2)])  # pushes, observations; average, old weight
         adjust = bool(op.attr("adjust", True))
-        return [f"{out} = _ewm_push(sf, {st}, si, {cnt}, float({a[0]}), {float(op.attr('alpha'))!r}, {adjust})"]
+        return [f"{out}, {state} = _ewm_step(float({a[0]}), {float(op.attr('alpha'))!r}, {adjust}, {state})"]
 
     def _cumulative(self, op, a, out, kind: int, init: float):
-        st = self.layout.floats(1, init)
-        return [f"{out} = _cum_push(sf, {st}, float({a[0]}), {kind})"]
+        acc = self.layout.scalar("f64", init)
+        return [f"{out}, {acc} = _cum_step({acc}, float({a[0]}), {kind})"]
 
     def _cumsum(self, op, a, out):
         return self._cumulative(op, a, out, 0, 0.0)
@@ -230,41 +256,39 @@ class Lowerer:
         return self._cumulative(op, a, out, 3, math.inf)
 
     def _ffill(self, op, a, out):
-        st = self.layout.floats(1)
+        last = self.layout.scalar("f64")
         return [f"if {a[0]} == {a[0]}:",
-                f"    sf[{st}] = float({a[0]})",
-                f"{out} = sf[{st}]"]
+                f"    {last} = float({a[0]})",
+                f"{out} = {last}"]
 
     # --- recursive (TA-Lib) ----------------------------------------------------------------------
 
     def _ema(self, op, a, out):
         p = int(op.attr("period"))
-        st = self.layout.floats(2, 0.0)  # running seed sum, then the EMA value
-        cnt = self.layout.ints(1)
-        return [f"_ema_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
-                f"{out} = sf[{st} + 1] if si[{cnt}] >= {p} else np.nan"]
+        cnt, seed, ema = self._ints(1) + self._floats(2)  # bars seen; running seed sum, the EMA
+        return [f"{cnt}, {seed}, {ema} = _ema_step(float({a[0]}), {p}, {cnt}, {seed}, {ema})",
+                f"{out} = {ema} if {cnt} >= {p} else np.nan"]
 
     def _rsi(self, op, a, out):
         p = int(op.attr("period"))
-        st = self.layout.floats(3, 0.0)  # previous price, average gain, average loss
-        cnt = self.layout.ints(1)
-        return [f"_rsi_step(sf, {st}, si, {cnt}, float({a[0]}), {p})",
-                f"{out} = _rsi_value(sf[{st} + 1], sf[{st} + 2]) if si[{cnt}] > {p} else np.nan"]
+        cnt, prev, gain, loss = self._ints(1) + self._floats(3)  # bars seen; price, average gain/loss
+        return [f"{cnt}, {prev}, {gain}, {loss} = _rsi_step(float({a[0]}), {p}, {cnt}, {prev}, {gain}, {loss})",
+                f"{out} = _rsi_value({gain}, {loss}) if {cnt} > {p} else np.nan"]
 
     def _atr(self, op, a, out):
         p = int(op.attr("period"))
-        st = self.layout.floats(2, 0.0)  # previous close, average true range
-        cnt = self.layout.ints(1)
-        return [f"_atr_step(sf, {st}, si, {cnt}, float({a[0]}), float({a[1]}), float({a[2]}), {p})",
-                f"{out} = sf[{st} + 1] if si[{cnt}] > {p} else np.nan"]
+        cnt, prev, atr = self._ints(1) + self._floats(2)  # bars seen; previous close, average true range
+        return [f"{cnt}, {prev}, {atr} = _atr_step(float({a[0]}), float({a[1]}), float({a[2]}), {p}, "
+                f"{cnt}, {prev}, {atr})",
+                f"{out} = {atr} if {cnt} > {p} else np.nan"]
 
     def _macd(self, op, a, out):
         fast, slow, sig = (int(op.attr(k, d)) for k, d in (("fast", 12), ("slow", 26), ("signal", 9)))
-        st = self.layout.floats(7, 0.0)  # fast sum/ema, slow sum/ema, signal sum/ema, macd line
-        cnt = self.layout.ints(1)
+        # bars seen; fast sum/EMA, slow sum/EMA, signal sum/EMA, the MACD line
+        state = self._ints(1) + self._floats(7)
         cols = ", ".join(col_ident(op.result, c) for c in ("macd", "macdsignal", "macdhist"))
-        return [f"_macd_step(sf, {st}, si, {cnt}, float({a[0]}), {fast}, {slow}, {sig})",
-                f"{cols} = _macd_value(sf, {st}, si[{cnt}], {slow}, {sig})"]
+        return [f"{', '.join(state)} = _macd_step(float({a[0]}), {fast}, {slow}, {sig}, {', '.join(state)})",
+                f"{cols} = _macd_value({state[7]}, {state[6]}, {state[0]}, {slow}, {sig})"]
 
 
 def column_part(name) -> str:
