@@ -99,6 +99,7 @@ _UNARY.update({fn: f"np.{fn}(float({{a}}))" for fn in _NUMPY_UNARY})
 #: ops that read a bool operand as a bool (every other op reads it as the number pandas would: 1.0/0.0)
 _BOOL_NATIVE = frozenset({"astype", "column", "make_frame", "and", "or", "not", "where"})
 
+_PREDICATES = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
 _COMMUTATIVE = frozenset({"add", "mul", "eq", "ne", "and", "or", "maximum", "minimum"})
 
 #: windowed statistics sharing one state machine (rolling_* with a window, expanding_* without)
@@ -121,12 +122,15 @@ class Lowerer:
             a = [f"(1.0 if {x} else 0.0)" if self.type_of(s).dtype == "bool" else x
                  for s, x in zip(op.operands, a)]
         out = ident(op.result)
+        # arithmetic on booleans that stays boolean (numpy: + is or, * is and) is stored as a bool
+        as_bool = "({}) != 0" if op.type.dtype == "bool" and op.name not in _BOOL_NATIVE | _PREDICATES \
+            else "{}"
         if op.name in _BINARY:
             if op.name in _COMMUTATIVE and self._is_literal(op.operands[0]) and not self._is_literal(op.operands[1]):
                 a = [a[1], a[0]]  # literal last: kernels that differ only in NodeID order read the same
-            return [f"{out} = " + _BINARY[op.name].format(a=a[0], b=a[1])]
+            return [f"{out} = " + as_bool.format(_BINARY[op.name].format(a=a[0], b=a[1]))]
         if op.name in _UNARY:
-            return [f"{out} = " + _UNARY[op.name].format(a=a[0])]
+            return [f"{out} = " + as_bool.format(_UNARY[op.name].format(a=a[0]))]
         for prefix in ("rolling_", "expanding_"):
             if op.name.startswith(prefix):
                 window = int(op.attr("window")) if prefix == "rolling_" else 0

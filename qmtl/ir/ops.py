@@ -208,7 +208,13 @@ def _cmp(fn):
 
 
 _binary("add", lambda a, b: np.add(a, b), commutative=True, doc="a + b")
-_binary("sub", lambda a, b: np.subtract(a, b), doc="a - b")
+def _numeric_difference(types, attrs) -> str:
+    if all(t.dtype == "bool" for t in types if t.dtype):
+        raise TypeError("numpy and pandas do not subtract or negate booleans; cast with .astype(float)")
+    return _dtype_of(types)
+
+
+_binary("sub", lambda a, b: np.subtract(a, b), _numeric_difference, doc="a - b")
 _binary("mul", lambda a, b: np.multiply(a, b), commutative=True, doc="a * b")
 _binary("div", _ratio, _f64, doc="a / b (true division; x/0 is ±inf, 0/0 is NaN)")
 def _pow(a, b):
@@ -228,7 +234,7 @@ _binary("or", lambda a, b: np.logical_or(a, b), _bool, commutative=True, doc="a 
 _binary("maximum", lambda a, b: np.maximum(a, b), commutative=True, doc="element-wise max (NaN wins)")
 _binary("minimum", lambda a, b: np.minimum(a, b), commutative=True, doc="element-wise min (NaN wins)")
 
-_unary("neg", lambda a: np.negative(a), doc="-a")
+_unary("neg", lambda a: np.negative(a), _numeric_difference, doc="-a")
 _unary("abs", lambda a: np.abs(a), doc="|a|")
 _unary("not", lambda a: np.logical_not(a), _bool, doc="~a on booleans")
 

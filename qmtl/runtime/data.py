@@ -56,7 +56,8 @@ class DataError(CompileError):
 
 @dataclass(frozen=True)
 class Stream:
-    """One instrument's bars: ``columns['ts']`` (int64, strictly increasing) plus float64 fields.
+    """One instrument's bars: ``columns['ts']`` (int64, strictly increasing) plus numeric fields
+    (float64, or integers as the source had them).
 
     ``tags`` are what bindings and tag queries match against (the symbol and, for data bound by a
     dict, the dict key).  ``key`` names the stream in results (the symbol, else the first tag).
@@ -332,10 +333,12 @@ def _symbol_column(raw: _Raw | None, source: str) -> np.ndarray | None:
 
 
 def _field(name: str, arr: np.ndarray, source: str) -> np.ndarray | None:
-    """float64 view (or copy) of a numeric column; non-numeric extra columns are not fields."""
-    if arr.dtype.kind == "f" and arr.dtype == np.float64:
+    """A numeric column as a field: integers stay integers (an opaque function reads ``volume`` as the
+    file has it; kernels read every field as float64), other numbers become float64; non-numeric
+    extra columns are not fields."""
+    if arr.dtype == np.float64 or arr.dtype.kind in "iu":
         return arr
-    if arr.dtype.kind in "iufb":
+    if arr.dtype.kind in "fb":
         return arr.astype(np.float64)
     if name in REQUIRED_FIELDS:
         raise DataError("E503", source, f"column {name!r} is not numeric (type {arr.dtype})")

@@ -90,8 +90,9 @@ def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) ->
         mask = np.zeros(len(close), dtype=bool)
         mask[pos] = True
         cols: dict[str, np.ndarray] = {"ts": close - intervals[v]}
-        for c in s.fields:
-            col = np.full(len(close), np.nan)
+        for c in s.fields:  # entries where the source is absent are never read (``present`` is False)
+            col = np.full(len(close), np.nan) if s.columns[c].dtype.kind == "f" else \
+                np.zeros(len(close), dtype=s.columns[c].dtype)
             col[pos] = s.columns[c]
             cols[c] = col
         padded[v], present[v] = Stream(cols, s.symbol, s.tags), mask

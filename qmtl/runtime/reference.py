@@ -477,6 +477,8 @@ def _track_of(op: Op, ts: np.ndarray, out: Any, interval: int) -> Track:
         arr = np.asarray(out)
         if arr.ndim == 0:
             arr = np.full(len(ts), arr[()])
+        if op.type.dtype == "f64" and arr.dtype.kind in "iu":  # an integer field read by traced code
+            arr = arr.astype(np.float64)
         return Track(ts, "series", arr, interval)
     if isinstance(out, (pd.Series, pd.DataFrame)):  # a column of an opaque value
         return Track(ts, "opaque", list(out), interval)

@@ -52,9 +52,13 @@ class _Builder:
         self.outputs: list[Output] = []
 
     def op(self, opname: str, /, *operands: str, **attrs) -> str:
+        """Append an op; one the type rules reject (``bool - bool``) is replaced by its first operand."""
         result = f"v{len(self.ops)}"
         opdef = opreg.REGISTRY[opname]
-        typ = opdef.result(tuple(self.types[o] for o in operands), {**opdef.defaults(), **attrs})
+        try:
+            typ = opdef.result(tuple(self.types[o] for o in operands), {**opdef.defaults(), **attrs})
+        except TypeError:
+            return operands[0]
         self.ops.append(Op(result, opname, tuple(operands), make_attrs(attrs), typ))
         self.types[result] = typ
         return result

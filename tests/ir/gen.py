@@ -252,7 +252,10 @@ def _add_op(draw: Draw, ops: list[Op], pool: Pool, taken: set[str], name: str, o
             attrs: dict, with_locs: bool | None) -> None:
     opdef = REGISTRY[name]
     frozen = make_attrs(attrs)
-    result_type = opdef.result(tuple(dict(pool)[s] for s in operands), {**opdef.defaults(), **dict(frozen)})
+    try:
+        result_type = opdef.result(tuple(dict(pool)[s] for s in operands), {**opdef.defaults(), **dict(frozen)})
+    except TypeError:  # operands the op's type rule rejects (``bool - bool``): no op this time
+        return
     loc = draw(locs()) if (draw(st.booleans()) if with_locs is None else with_locs) else None
     result = _value_name(draw, taken)
     ops.append(Op(result, name, operands, frozen, result_type, loc))

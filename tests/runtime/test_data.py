@@ -24,7 +24,8 @@ def _assert_same_bars(ds: Dataset, df: pd.DataFrame) -> None:
         assert stream.ts.dtype == np.int64
         np.testing.assert_array_equal(stream.ts, part["ts"].to_numpy())
         for col in ("open", "high", "low", "close", "volume"):
-            assert stream.columns[col].dtype == np.float64
+            # floats are float64; whole numbers a file stores as integers (CSV infers them) stay so
+            assert stream.columns[col].dtype == np.float64 or stream.columns[col].dtype.kind == "i"
             np.testing.assert_array_equal(stream.columns[col], part[col].to_numpy(dtype=float))
 
 
@@ -119,7 +120,7 @@ def test_extra_numeric_columns_are_fields():
     df = _bars(5).drop(columns="symbol").assign(sentiment=np.arange(5, dtype=np.int32))
     s = load(df).streams[0]
     assert "sentiment" in s.fields
-    assert s.columns["sentiment"].dtype == np.float64
+    assert s.columns["sentiment"].dtype == np.int32  # integers stay integers (opaque functions see them)
 
 
 # --- errors ------------------------------------------------------------------------------------------
@@ -310,3 +311,44 @@ def test_E503_empty_frame_and_table_say_no_bars():
     for source in (empty, pa.Table.from_pandas(empty, preserve_index=False)):
         err = _error(source)
         assert err.code == "E503" and "no bars" in str(err)
+
+
+def test_integer_columns_reach_opaque_functions_as_integers_and_kernels_as_numbers(tmp_path):
+    """An opaque compute function reads an int64 ``volume`` as int64 (as pandas would from the file)
+    on both the flow and the reference; a traced node reads the same column as float64 numbers."""
+    import qmtl
+    from qmtl.runtime.reference import run as reference_run
+    from qmtl.runtime.sdk import Node, Strategy, StreamInput
+
+    seen: list[str] = []
+
+    class IntVolume(Strategy):
+        def setup(self):
+            price = StreamInput(interval="60s", period=3, name="price")
+
+            def opaque(view):
+                f = view.as_frame(price, 60).frame
+                seen.append(str(f["volume"].dtype))
+                if f["volume"].iloc[-1] > 0:  # control flow on a value: not traceable
+                    return f["volume"].iloc[-1] * 2
+                return 0
+
+            def traced(view):
+                return view.as_frame(price, 60).frame["volume"].rolling(3).mean()
+
+            self.add_nodes([price, Node(input=price, compute_fn=opaque, name="dbl", period=3),
+                            Node(input=price, compute_fn=traced, name="avg", period=3)])
+
+    df = _bars(20).drop(columns="symbol").assign(volume=np.arange(20, dtype=np.int64) * 10)
+    path = tmp_path / "bars.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+    compiled = qmtl.compile(IntVolume)
+    assert compiled.module.output("dbl").kind == "opaque" and compiled.module.output("avg").kind == "traced"
+    for run in (lambda: compiled.run(path), lambda: reference_run(compiled, load(path))):
+        seen.clear()
+        res = run()
+        assert set(seen) == {"int64"}
+        assert res.outputs["dbl"].iloc[:, 0].dtype == np.int64
+        np.testing.assert_array_equal(res.outputs["dbl"].iloc[:, 0].to_numpy(), df["volume"].to_numpy()[2:] * 2)
+        np.testing.assert_allclose(res.outputs["avg"].iloc[:, 0].to_numpy(),
+                                   df["volume"].rolling(3).mean().to_numpy()[2:])
