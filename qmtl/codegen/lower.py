@@ -9,8 +9,8 @@ survives between batches and snapshots trivially.
 
 Numerics follow the reference implementations (``qmtl.ir.ops``), and through them pandas: rolling
 sums and means use pandas' own add/remove update with Kahan compensation and its equal-values rule,
-variances Welford's update with the same recompute-on-cancellation rule, rolling min/max a monotonic
-deque — O(1) per bar whatever the window — and ``ewm``/``cumsum``/``expanding`` run over the whole
+variances Welford's update with the same recompute-on-cancellation rule, rolling min/max by blocks
+of ``window`` pushes (van Herk/Gil-Werman) — O(1) per bar whatever the window — and ``ewm``/``cumsum``/``expanding`` run over the whole
 history as pandas does.  Recursive indicators follow TA-Lib.
 """
 
@@ -48,7 +48,7 @@ def literal(x) -> str:
 class StateLayout:
     """Offsets into ``sf``/``si`` and their initial values, and the locals that carry scalar state.
 
-    Windows (rings, deques) are read and written in the arrays.  Scalar state (counters, running
+    Windows (rings, block suffixes) are read and written in the arrays.  Scalar state (counters, running
     sums, carried values) is a kernel local loaded from its slot before the batch's loop and saved
     after it (``carried``): in a local it stays in a register, where a slot written and re-read every
     tick through the array would cost a store and a load per tick (about 4x the whole kernel)."""
@@ -211,12 +211,10 @@ class Lowerer:
         ring = max(window, 1)
         x = f"float({a[0]})"
         if stat in ("min", "max"):
-            values = self.layout.floats(ring)   # ring of values
-            deque = self.layout.ints(ring)      # deque of push indices
-            state = ", ".join([*self._ints(4), self.layout.scalar("f64")])  # count, nobs, head, tail; extreme
+            values = self.layout.floats(2 * ring)  # ring of values, then the previous block's suffixes
+            state = ", ".join([*self._ints(2), self.layout.scalar("f64")])  # count, nobs; running extreme
             kind = 1 if stat == "max" else 0
-            return [f"{out}, {state} = _extreme_step(sf, {values}, si, {deque}, {window}, {x}, {kind}, "
-                    f"{minp}, {state})"]
+            return [f"{out}, {state} = _extreme_step(sf, {values}, {window}, {x}, {kind}, {minp}, {state})"]
         ring_at = self.layout.floats(window, 0.0)
         if stat in ("sum", "mean"):
             # count, nobs, negatives, equal run; sum, compensation (add, remove), previous value

@@ -66,7 +66,7 @@ def bind(module: Module, data: Any) -> Bindings:
     """Bind ``data`` (a loadable source, a ``Dataset``, or ``dict[tag, source]``) to ``module``."""
     if isinstance(data, Bindings):
         return data
-    datasets = _datasets(data)
+    datasets = _datasets(data, fields_read(module))
     sources: dict[str, SourceBinding] = {}
     for op in module.ops:
         if op.name == "stream_input":
@@ -125,17 +125,33 @@ def _check_fields_read(module: Module, sources: Mapping[str, SourceBinding], dat
                                 f"{whose} has no such column (has: {', '.join(have) or 'none'})", op.loc)
 
 
-def _datasets(data: Any) -> dict[str | None, Dataset]:
+def fields_read(module: Module) -> set[str] | None:
+    """The bar fields ``module`` reads, when every reader of every source is a ``column`` op; None
+    when something reads whole bars (an opaque function's window, a tag query's group)."""
+    users = module.users()
+    ops = module.op_map()
+    read: set[str] = set()
+    for op in module.ops:
+        if op.name not in ("stream_input", "tag_query"):
+            continue
+        for user in users.get(op.result, []):
+            if ops[user].name != "column":
+                return None
+            read.add(str(ops[user].attr("name")))
+    return read
+
+
+def _datasets(data: Any, fields: set[str] | None = None) -> dict[str | None, Dataset]:
     if isinstance(data, Mapping):
         if not data:
             raise DataError("E504", "<bindings>", "no data given (empty dict)")
         out = {}
         for key, src in data.items():
-            ds = load(src)
+            ds = load(src, fields)
             out[str(key)] = Dataset(ds.source, tuple(s.with_tags(_tags_for(s, str(key))) for s in ds.streams),
                                     ds.has_symbols, ds.fields)
         return out
-    return {None: load(data)}
+    return {None: load(data, fields)}
 
 
 def _tags_for(stream: Stream, key: str) -> tuple[str, ...]:
@@ -203,6 +219,8 @@ def bucket(stream: Stream, interval: int) -> Stream:
     if interval <= 0:
         raise ValueError(f"interval must be positive, got {interval}")
     ts = stream.ts
+    if not np.any(ts % interval):  # on the grid already (ts strictly increase): one bar per bucket
+        return stream
     bts = (ts // interval) * interval
     starts = np.flatnonzero(np.r_[True, bts[1:] != bts[:-1]]) if len(ts) else np.arange(0)
     if len(starts) == len(ts) and np.array_equal(bts, ts):

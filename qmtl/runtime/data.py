@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -117,8 +117,12 @@ class Dataset:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def load(source: Any) -> Dataset:
-    """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path."""
+def load(source: Any, fields: Collection[str] | None = None) -> Dataset:
+    """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path.
+
+    ``fields``: the bar fields a strategy reads (None: all).  A Parquet or Arrow file is then read for
+    ``ts``, ``symbol`` and those columns only; when one of them is missing, the whole file is read so
+    that the error can list what the file has."""
     if isinstance(source, Dataset):
         return source
     if isinstance(source, pd.DataFrame):
@@ -127,13 +131,13 @@ def load(source: Any) -> Dataset:
         return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
     if isinstance(source, (str, Path)):
         name = str(source)
-        return _from_columns(_arrow_columns(_read_file(Path(source)), name), name)
+        return _from_columns(_arrow_columns(_read_file(Path(source), fields), name), name)
     raise DataError("E505", f"<{type(source).__name__}>",
                     "cannot read data of this type; pass a DataFrame, a pyarrow Table, or a path to a "
                     ".csv, .parquet, .arrow/.ipc or .feather file")
 
 
-def _read_file(path: Path) -> pa.Table:
+def _read_file(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     readers = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet,
                ".arrow": _read_ipc, ".arrows": _read_ipc, ".ipc": _read_ipc, ".feather": _read_ipc}
     reader = readers.get(path.suffix.lower())
@@ -143,7 +147,8 @@ def _read_file(path: Path) -> pa.Table:
     if not path.is_file():
         raise DataError("E505", str(path), "no such file")
     try:
-        return reader(path)
+        table = reader(path) if reader is not _read_parquet else _read_parquet(path, fields)
+        return _pruned(table, fields)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
 
@@ -153,9 +158,22 @@ def _read_csv(path: Path) -> pa.Table:
     return pacsv.read_csv(path)
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
-    return pq.read_table(path)
+    keep = _kept(pq.read_schema(path).names, fields)
+    return pq.read_table(path, columns=keep)
+
+
+def _kept(names: list[str], fields: Collection[str] | None) -> list[str] | None:
+    """The columns to read for ``fields`` (None: every column)."""
+    if fields is None or not set(fields) <= set(names):
+        return None
+    return [n for n in names if n in ("ts", "symbol") or n in fields]
+
+
+def _pruned(table: pa.Table, fields: Collection[str] | None) -> pa.Table:
+    keep = _kept(table.column_names, fields)
+    return table if keep is None or len(keep) == table.num_columns else table.select(keep)
 
 
 def _read_ipc(path: Path) -> pa.Table:
@@ -376,9 +394,9 @@ def _where(symbol: str | None) -> str:
 
 
 def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, source: str) -> None:
-    bad = np.flatnonzero(np.diff(ts) <= 0)
-    if not len(bad):
+    if len(ts) < 2 or bool(np.all(ts[1:] > ts[:-1])):
         return
+    bad = np.flatnonzero(ts[1:] <= ts[:-1])
     i = int(bad[0]) + 1
     row = int(rows[i]) if rows is not None else i
     what = "duplicate" if ts[i] == ts[i - 1] else "unsorted"
