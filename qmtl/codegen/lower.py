@@ -239,7 +239,9 @@ class Lowerer:
     def _ewm_mean(self, op, a, out):
         state = ", ".join([*self._ints(2), *self._floats(2)])  # pushes, observations; average, old weight
         adjust = bool(op.attr("adjust", True))
-        return [f"{out}, {state} = _ewm_step(float({a[0]}), {float(op.attr('alpha'))!r}, {adjust}, {state})"]
+        alpha = float(op.attr("alpha"))
+        com_one = not adjust and 1.0 / alpha - 1.0 == 1.0  # pandas' own special case (see _ewm_step)
+        return [f"{out}, {state} = _ewm_step(float({a[0]}), {alpha!r}, {adjust}, {com_one}, {state})"]
 
     def _cumulative(self, op, a, out, kind: int, init: float):
         acc = self.layout.scalar("f64", init)

@@ -179,7 +179,7 @@ def test_kernels_equal_each_compute_fn_called_once_on_the_full_history(suite, re
     s = request.getfixturevalue(suite)
     # ``.iloc[-1]``/``.values[-1]`` mean the value at the current bar; a function called once on the
     # whole history returns only the last one, so those cases are checked against pandas above only
-    keep = [k for k, c in s.cases.items() if len(c) == 3 and k != "ewm_span3_noadj_x"]  # PANDAS_ALPHA_HALF
+    keep = [k for k, c in s.cases.items() if len(c) == 3]
     got, want = s.runs[10_000], full_history_python(s.compiled, s.df)
     assert_results_equal(RunResult({k: got.outputs[k] for k in keep}),
                          RunResult({k: want.outputs[k] for k in keep}), rtol=1e-9)
@@ -217,7 +217,7 @@ def _recursive_cases() -> dict[str, tuple[object, int, float]]:
         cases[f"expanding_{stat}_close"] = (lambda f, stat=stat: getattr(f["close"].expanding(), stat)(), 1, tol[stat])
         cases[f"expanding_{stat}_x_mp20"] = (
             lambda f, stat=stat: getattr(f["x"].expanding(min_periods=20), stat)(), 1, tol[stat])
-    # span=3 / com=1 / alpha=0.5 with adjust=False over NaNs: see PANDAS_ALPHA_HALF below
+    # span=3 / com=1 / alpha=0.5 with adjust=False over NaNs: pandas gives the new weight 1 - old weight
     cases["ewm_span3_noadj_x"] = (lambda f: f["x"].ewm(span=3, adjust=False).mean(), 1, TIGHT)
     cases["ewm_span3_adj_x"] = (lambda f: f["x"].ewm(span=3).mean(), 1, TIGHT)
     cases["ffill_x"] = (lambda f: f["x"].ffill(), 1, EXACT)
@@ -227,24 +227,12 @@ def _recursive_cases() -> dict[str, tuple[object, int, float]]:
 
 RECURSIVE = _recursive_cases()
 
-#: pandas 3.1.1 computes ``ewm(alpha=0.5, adjust=False)`` (also span=3, com=1) across NaNs differently
-#: from every other alpha: ``Series([1, nan, 2]).ewm(alpha=a, adjust=False).mean()[2]`` is 1.6532 at
-#: a=0.49, 1.66667 at a=0.499999, **1.75** at a=0.5, 1.66667 at a=0.500001 — a discontinuity, so most
-#: likely a pandas quirk.  The kernels give the continuous value (1.6667), ``run_reference`` (which
-#: calls pandas) gives 1.75.  docs/design.md says pandas defines traced values; which side should move
-#: is a decision, so this is an expected failure until it is made.
-PANDAS_ALPHA_HALF = pytest.mark.xfail(strict=True, reason=(
-    "pandas 3.1.1 ewm(alpha=0.5, adjust=False) across NaNs is discontinuous in alpha (1.75 vs 1.6667 "
-    "on [1, nan, 2]); kernels give the continuous value, pandas/run_reference the other"))
-
-
 @pytest.fixture(scope="module")
 def recursive_suite():
     return _Suite(RECURSIVE, "RecursiveCases")
 
 
-@pytest.mark.parametrize("node", [pytest.param(n, marks=PANDAS_ALPHA_HALF) if n == "ewm_span3_noadj_x" else n
-                                  for n in sorted(RECURSIVE)])
+@pytest.mark.parametrize("node", sorted(RECURSIVE))
 def test_recursive_matches_pandas_full_history(recursive_suite, node):
     recursive_suite.check(node)
 
