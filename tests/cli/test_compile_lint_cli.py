@@ -221,7 +221,9 @@ def test_lint_tampered_dag_json_reports_E108(tmp_path):
     path = write(tmp_path, "dag.json", json.dumps(doc))
     r = run("lint", "--ssa", path)
     assert r.exit_code == 1
-    assert any("has id" in line for line in diagnostic_lines(r.stderr, "E108"))
+    # the node, the NodeID it claims and the one its content hashes to (what the gateway answers too)
+    assert any("does not match its recomputed NodeID" in line and "dag.nodes[" in line
+               for line in diagnostic_lines(r.stderr, "E108"))
 
 
 def test_lint_garbage_json_is_unusable_input(tmp_path):
