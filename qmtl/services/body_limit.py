@@ -8,76 +8,29 @@ oversized body and neither app needs an exception handler for the case.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Awaitable, Callable
-
+from .asgi import (ASGIApp, BodyTooLarge, ClientDisconnected, HttpMiddleware, Receive, Scope, Send,
+                   read_body, replay_body, send_json)
 from .errors import error_body
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Disconnected(Exception):
-    pass
-
-
-class BodySizeLimit:
+class BodySizeLimit(HttpMiddleware):
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.limit = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             declared = _content_length(scope)
             if declared is not None and declared > self.limit:
-                raise _TooLarge
-            body = await self._read_body(receive)
-        except _TooLarge:
+                raise BodyTooLarge
+            body = await read_body(receive, self.limit)
+        except BodyTooLarge:
             message = f"request body is larger than the limit of {self.limit} bytes"
             await send_json(send, 413, error_body("E_PAYLOAD_TOO_LARGE", message))
             return
-        except _Disconnected:
+        except ClientDisconnected:
             return
-        await self.app(scope, _replay(body, receive), send)
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                raise _TooLarge
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body as one message, then the client's own messages (a disconnect, for streaming routes)."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
+        await self.app(scope, replay_body(body, receive), send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -88,11 +41,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})

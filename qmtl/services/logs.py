@@ -18,7 +18,7 @@ import sys
 import uuid
 from typing import Any
 
-from .body_limit import ASGIApp, Message, Receive, Scope, Send
+from .asgi import HttpMiddleware, Message, Receive, Scope, Send
 
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("qmtl_log_context", default={})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -33,14 +33,8 @@ def context() -> dict[str, Any]:
     return dict(_CONTEXT.get())
 
 
-class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestContext(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), "")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         token = _CONTEXT.set({"request_id": request_id})

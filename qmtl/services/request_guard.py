@@ -21,7 +21,8 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from .body_limit import ASGIApp, Message, Receive, Scope, Send, send_json
+from .asgi import (ClientDisconnected, HttpMiddleware, Receive, Scope, Send, read_body, replay_body,
+                   send_json)
 from .errors import error_body
 
 MAX_JSON_DEPTH = 64
@@ -33,15 +34,13 @@ class InputError(ValueError):
     """Input refused before any handler; the message names where."""
 
 
-class RequestGuard:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+class RequestGuard(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(receive)
+        except ClientDisconnected:
             return
-        body, receive = await _read_all(receive)
+        receive = replay_body(body, receive)
         try:
             check_target(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
             if body and _is_json(scope):
@@ -115,30 +114,3 @@ def _is_json(scope: Scope) -> bool:
             ctype = value.split(b";", 1)[0].strip().lower()
             return ctype == b"application/json" or ctype.endswith(b"+json")
     return True  # no content type: the apps read JSON
-
-
-async def _read_all(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a ``receive`` that replays it (then passes the client's messages)."""
-    chunks: list[bytes] = []
-    pending: list[Message] = []
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away: hand that on after the body
-            pending.append(message)
-            break
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        if pending:
-            return pending.pop()
-        return await receive()
-
-    return body, replay

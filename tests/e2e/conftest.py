@@ -9,7 +9,6 @@ The prod run skips with its reason when a server is absent, and fails under
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -17,33 +16,9 @@ import pytest
 
 from qmtl.config import QmtlConfig
 from qmtl.services.app import EmbeddedServices
-from tests.services.conftest import PG_BASE, REDIS_URL, unavailable
+from tests.services.conftest import prod_config
 
 BACKENDS = ["sqlite", "postgresql+redis"]
-
-
-def _pg_admin():
-    try:
-        import psycopg
-
-        return psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
-    except Exception as exc:  # any failure to connect means "no server here"
-        unavailable(f"PostgreSQL not reachable at {PG_BASE}: {exc}")
-
-
-def _redis_client():
-    try:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        client.ping()
-        return client
-    except Exception as exc:
-        unavailable(f"Redis not reachable at {REDIS_URL}: {exc}")
-
-
-def _dsn_for(schema: str) -> str:
-    return f"{PG_BASE}?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -54,25 +29,7 @@ def service_config(request: pytest.FixtureRequest,
     if request.param == "sqlite":
         yield QmtlConfig(home=home)
         return
-    admin, rds = _pg_admin(), _redis_client()
-    tag = uuid.uuid4().hex[:10]
-    schemas = [f"qmtl_e2e_gw_{tag}", f"qmtl_e2e_ws_{tag}"]
-    for schema in schemas:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    prefix = f"qmtl-e2e:{tag}"
-    try:
-        yield QmtlConfig.model_validate({
-            "profile": "prod", "home": str(home), "redis_prefix": prefix,
-            "gateway": {"database_dsn": _dsn_for(schemas[0]), "redis_dsn": REDIS_URL},
-            "worldservice": {"database_dsn": _dsn_for(schemas[1]), "redis_dsn": REDIS_URL}})
-    finally:
-        for schema in schemas:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
-        keys = list(rds.scan_iter(f"{prefix}:*"))
-        if keys:
-            rds.delete(*keys)
-        rds.close()
+    yield from prod_config(home, "e2e")
 
 
 @pytest.fixture(scope="module")

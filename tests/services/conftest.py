@@ -92,3 +92,39 @@ def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
         for schema in schemas:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
+
+
+def prod_config(home: Path, label: str) -> Iterator["QmtlConfig"]:
+    """A prod-profile config (PostgreSQL + Redis) whose schemas and keys are this caller's own: yielded
+    once, then dropped when the generator is finished.  Skips (or fails under QMTL_REQUIRE_SERVICES=1)
+    when either server is absent."""
+    from qmtl.config import QmtlConfig
+
+    try:
+        import psycopg
+        import redis
+
+        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
+        rds = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+        rds.ping()
+    except Exception as exc:  # any failure to connect means "no server here"
+        unavailable(f"PostgreSQL/Redis not reachable ({PG_BASE}, {REDIS_URL}): {exc}")
+    tag = uuid.uuid4().hex[:10]
+    schemas = [f"qmtl_{label}_gw_{tag}", f"qmtl_{label}_ws_{tag}"]
+    for schema in schemas:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    prefix = f"qmtl-{label}:{tag}"
+    dsn = [f"{PG_BASE}?options=-csearch_path%3D{schema}" for schema in schemas]
+    try:
+        yield QmtlConfig.model_validate({
+            "profile": "prod", "home": str(home), "redis_prefix": prefix,
+            "gateway": {"database_dsn": dsn[0], "redis_dsn": REDIS_URL},
+            "worldservice": {"database_dsn": dsn[1], "redis_dsn": REDIS_URL}})
+    finally:
+        for schema in schemas:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+        keys = list(rds.scan_iter(f"{prefix}:*"))
+        if keys:
+            rds.delete(*keys)
+        rds.close()

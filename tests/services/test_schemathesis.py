@@ -12,8 +12,6 @@ suite fast; raise it for a deeper run.
 from __future__ import annotations
 
 import os
-import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -25,49 +23,18 @@ from schemathesis import checks  # noqa: E402
 
 from qmtl.config import QmtlConfig  # noqa: E402
 from qmtl.services.app import ServerThread, build_services, close_services  # noqa: E402
-from tests.services.conftest import PG_BASE, REDIS_URL, unavailable  # noqa: E402
+from tests.services.conftest import prod_config  # noqa: E402
 
 EXAMPLES = int(os.environ.get("QMTL_SCHEMATHESIS_EXAMPLES", "15"))
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance]
 
 
-def _prod_config(home: Path) -> Iterator[QmtlConfig]:
-    try:
-        import psycopg
-        import redis
-
-        admin = psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3)
-        rds = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        rds.ping()
-    except Exception as exc:  # any failure to connect means "no server here"
-        unavailable(f"PostgreSQL/Redis not reachable ({PG_BASE}, {REDIS_URL}): {exc}")
-    tag = uuid.uuid4().hex[:10]
-    schemas = [f"qmtl_st_gw_{tag}", f"qmtl_st_ws_{tag}"]
-    for schema in schemas:
-        admin.execute(f'CREATE SCHEMA "{schema}"')
-    prefix = f"qmtl-st:{tag}"
-    dsn = [f"{PG_BASE}?options=-csearch_path%3D{schema}" for schema in schemas]
-    try:
-        yield QmtlConfig.model_validate({
-            "profile": "prod", "home": str(home), "redis_prefix": prefix,
-            "gateway": {"database_dsn": dsn[0], "redis_dsn": REDIS_URL},
-            "worldservice": {"database_dsn": dsn[1], "redis_dsn": REDIS_URL}})
-    finally:
-        for schema in schemas:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
-        keys = list(rds.scan_iter(f"{prefix}:*"))
-        if keys:
-            rds.delete(*keys)
-        rds.close()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql+redis"])
 def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Base URLs of the gateway and of the world service, both served by one ``build_services``."""
     home = tmp_path_factory.mktemp("st-home")
-    configs = iter([QmtlConfig(home=home)]) if request.param == "sqlite" else _prod_config(home)
+    configs = iter([QmtlConfig(home=home)]) if request.param == "sqlite" else prod_config(home, "st")
     config = next(configs)
     gateway_app, world_app = build_services(config)
     try:
