@@ -139,6 +139,8 @@ def run_flow(flow, workers: int = 1) -> None:
         if user is exc:
             raise
         raise user from None
+    if _FAILURES:  # a step noted its failure and let the dataflow stop cleanly
+        raise _FAILURES[0]
 
 
 def run_cluster(build: Callable[[FileSink], Any], processes: int, workers: int = 1) -> list:
@@ -167,10 +169,15 @@ def run_cluster(build: Callable[[FileSink], Any], processes: int, workers: int =
 
 
 def note_failure(exc: BaseException) -> None:
-    """Remember the first exception a step raised in this process.  In a multi-process cluster
-    Bytewax turns it into a Rust panic that no longer carries it, so the process reports this one."""
+    """Remember the first exception a step met in this process; the runner raises it when the
+    dataflow has stopped (steps do not raise into Bytewax: it would print a Rust panic first)."""
     if not _FAILURES:
         _FAILURES.append(exc)
+
+
+def failed() -> bool:
+    """Has a step of this process's current run failed (so later batches need not run)?"""
+    return bool(_FAILURES)
 
 
 def _cluster_process(flow, addresses: list[str], proc_id: int, workers: int, out: Path) -> None:
@@ -179,6 +186,8 @@ def _cluster_process(flow, addresses: list[str], proc_id: int, workers: int, out
     _FAILURES.clear()
     try:
         cluster_main(flow, addresses, proc_id, worker_count_per_proc=workers)
+        if _FAILURES:  # a step noted its failure and let the dataflow stop cleanly
+            raise _FAILURES[0]
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent
         error = _user_error(exc) if isinstance(exc, BytewaxRuntimeError) else exc
         if _FAILURES and error is exc:

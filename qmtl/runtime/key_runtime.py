@@ -31,7 +31,7 @@ from qmtl.ir.module import Module
 
 from .binding import Bindings
 from .data import Stream
-from .flow import note_failure
+from .flow import failed, note_failure
 from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame, to_pandas
 from .sdk.cache_view import CacheView
 from .results import NodeRuntimeError
@@ -165,8 +165,10 @@ class KeyRuntime:
         t, code = ret
         if code:
             value = self.gen.ERRORS[k][code]
+            loc = self._ops[value].loc
+            where = f"at {loc}" if loc else f"{value} = astype i64"
             raise NodeRuntimeError(self._interp.owner(value), self._ts_at(value, t), self.key,
-                                   f"ValueError: cannot convert NaN to integer ({value} = astype i64)")
+                                   f"ValueError: cannot convert NaN to integer (astype int, {where})")
 
     def py_call(self, value: str, n: int) -> None:
         """Evaluate one opaque function at every tick of this batch where its operands on its clock
@@ -229,15 +231,21 @@ class KeyRuntime:
     # --- one batch --------------------------------------------------------------------------------
 
     def run_batch(self, item) -> list:
-        """Run one batch; after the key's last batch, hand on everything it emitted (once)."""
+        """Run one batch; after the key's last batch, hand on everything it emitted (once).
+
+        A failure (a node's error at some bar) is not raised into Bytewax, which would print a Rust
+        panic (a backtrace, under RUST_BACKTRACE) before the user's error: it is noted, every later
+        batch is skipped, and the flow's runner raises it once the dataflow has stopped."""
         _part, lo, hi, last = item
         self.lo, self.hi, self.done = lo, hi, last
+        if failed():
+            return []
         if hi > lo:
             try:
                 self.gen.process(self, hi - lo)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - raised again by the runner (flow.run_flow)
                 note_failure(exc)
-                raise
+                return []
             self._append_emitted()
         return [(self.key, self.finished())] if last else []
 

@@ -1,0 +1,60 @@
+"""A node failing at run time (the user's data or code) reaches the user as one qmtl error naming the
+node, the bar and the strategy line — not as a Bytewax/Rust panic printed before it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from qmtl.runtime.synthetic import synthetic_bars
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    import pandas as pd
+    import qmtl
+    from qmtl.runtime.sdk import Node, Strategy, StreamInput
+
+    class Broken(Strategy):
+        def setup(self):
+            price = StreamInput(interval="1m", period=5, name="price")
+            def fn(view):
+                return pd.DataFrame({"x": view[price][60]["extra"].astype(int)})
+            self.add_nodes([price, Node(input=price, compute_fn=fn, name="n")])
+
+    qmtl.compile(Broken).run(sys.argv[1], **({"processes": 2} if len(sys.argv) > 2 else {}))
+''')
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    bars = synthetic_bars(300, symbols=("A", "B"), seed=3)
+    extra_col = np.arange(len(bars), dtype=float)
+    extra_col[200] = np.nan  # astype(int) of NaN: pandas raises, so the node fails at that bar
+    bars["extra"] = extra_col
+    data = tmp_path / "bars.parquet"
+    bars.to_parquet(data)
+    script = tmp_path / "broken.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "RUST_BACKTRACE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.run([sys.executable, str(script), str(data), *extra], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_a_failing_node_prints_no_rust_panic(tmp_path):
+    done = _run(tmp_path)
+    assert done.returncode != 0
+    assert "panicked" not in done.stderr and "rust" not in done.stderr.lower(), done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("qmtl.runtime.results.NodeRuntimeError: node 'n' failed at ts=")
+    assert "astype int, at " in last and "broken.py:11:" in last, last
+
+
+def test_a_failing_node_in_a_two_process_cluster_reaches_the_caller(tmp_path):
+    done = _run(tmp_path, "cluster")
+    assert done.returncode != 0
+    assert "panicked" not in done.stderr, done.stderr[-3000:]
+    assert "NodeRuntimeError: node 'n' failed at ts=" in done.stderr.strip().splitlines()[-1]
