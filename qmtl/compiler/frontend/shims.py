@@ -129,24 +129,54 @@ def _shimmed(value: Any) -> Any:
     return _REPLACEMENTS.get(id(value), value)
 
 
+#: How deep helper functions of helper functions (through closures) are copied too.
+_MAX_HELPER_DEPTH = 8
+
+
 def traced_copy(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A copy of ``fn`` that sees the shims wherever its globals or closure hold pandas/numpy."""
+    """A copy of ``fn`` that sees the shims wherever its globals or closure hold pandas/numpy.
+
+    The helper functions it calls from its own module (module-level, or closed over) are copied the
+    same way, so ``pd.DataFrame({...})`` built in a helper traces exactly as it does inline: where a
+    piece of pandas code is written must not change what it means."""
     if not isinstance(fn, types.FunctionType):
         raise UnsupportedOperation(f"compute_fn is a {type(fn).__name__}, not a Python function",
                                    user_location(2))
-    globals_ = {k: _shimmed(v) for k, v in fn.__globals__.items()}
+    home = fn.__globals__
+    globals_ = {k: _shimmed(v) for k, v in home.items()}
+    copies: dict[int, types.FunctionType] = {}
+    for name, value in home.items():
+        if _is_helper(value, home) and value is not fn:
+            globals_[name] = _copy(value, home, globals_, copies, 1)
+    return _copy(fn, home, globals_, copies, 0)
+
+
+def _is_helper(value: Any, home: dict[str, Any]) -> bool:
+    """A plain Python function written in the compute function's own module."""
+    return isinstance(value, types.FunctionType) and value.__globals__ is home
+
+
+def _copy(fn: types.FunctionType, home: dict[str, Any], globals_: dict[str, Any],
+          copies: dict[int, types.FunctionType], depth: int) -> types.FunctionType:
+    if id(fn) in copies:
+        return copies[id(fn)]
     closure = None
     if fn.__closure__ is not None:
-        closure = tuple(_shimmed_cell(cell) for cell in fn.__closure__)
+        closure = tuple(_shimmed_cell(cell, home, globals_, copies, depth) for cell in fn.__closure__)
     copy = types.FunctionType(fn.__code__, globals_, fn.__name__, fn.__defaults__, closure)
     copy.__kwdefaults__ = fn.__kwdefaults__
+    copy.__dict__.update(fn.__dict__)
+    copies[id(fn)] = copy
     return copy
 
 
-def _shimmed_cell(cell: types.CellType) -> types.CellType:
+def _shimmed_cell(cell: types.CellType, home: dict[str, Any], globals_: dict[str, Any],
+                  copies: dict[int, types.FunctionType], depth: int) -> types.CellType:
     try:
         value = cell.cell_contents
     except ValueError:  # an empty cell: nothing to replace
         return cell
+    if _is_helper(value, home) and depth < _MAX_HELPER_DEPTH:
+        return types.CellType(_copy(value, home, globals_, copies, depth + 1))
     replacement = _shimmed(value)
     return cell if replacement is value else types.CellType(replacement)
