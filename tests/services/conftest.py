@@ -39,11 +39,12 @@ def pg_dsn() -> Iterator[str]:
         unavailable(f"PostgreSQL not reachable at {PG_BASE}: {exc}")
     schema = f"qmtl_e2_{uuid.uuid4().hex[:10]}"
     conn.execute(f'CREATE SCHEMA "{schema}"')
+    conn.close()
     try:
         yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        conn.close()
+    finally:  # a fresh connection: a test may have restarted the server meanwhile
+        with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture(scope="session")
