@@ -8,7 +8,6 @@ world service publishes to, ``gsg`` a ``GraphStore``, ``world`` the world servic
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from typing import Annotated, Any, AsyncIterator
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.concurrency import run_in_threadpool
 
 from qmtl.config import DEFAULT_MAX_BODY_BYTES
@@ -95,15 +95,17 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def parse_submission(body: bytes) -> SubmitRequest:
+    """The request model straight from the body's bytes (pydantic-core parses and validates in one
+    pass: a 200-node document costs a fraction of ``json.loads`` plus validating the dict)."""
     try:
-        raw = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "E_SCHEMA", f"request body is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ApiError(400, "E_SCHEMA", f"request body must be a JSON object, got {type(raw).__name__}")
-    try:
-        return SubmitRequest.model_validate(raw)
+        return SubmitRequest.model_validate_json(body)
     except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            problem = str(first.get("msg", "")).removeprefix("Invalid JSON: ")
+            raise ApiError(400, "E_SCHEMA", f"request body is not valid JSON: {problem}") from None
+        if first.get("type") == "model_type" and not first.get("loc"):
+            raise ApiError(400, "E_SCHEMA", "request body must be a JSON object") from None
         raise ApiError(400, "E_SCHEMA", describe_validation(exc)) from None
 
 
@@ -112,7 +114,7 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
     @app.post("/strategies", status_code=201, response_model=SubmitResponse, openapi_extra=_SUBMIT_BODY,
               responses={200: {"model": SubmitResponse, "description": "already submitted (same strategy id)"},
                          **errors(404, 502, 503)})
-    async def submit(request: Request) -> JSONResponse:
+    async def submit(request: Request) -> Response:
         """Verify the DAG (NodeIDs, checksum, structure), diff it against the global graph, record it and
         bind it to each world; the answer carries each world's decision as far as this data may use it."""
         body = await request.body()
@@ -147,8 +149,10 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         metrics.submissions.labels(result="created" if recorded.created else "existing").inc()
         log.info("submission %s", "created" if recorded.created else "existing",
                  extra={"ids": {"domains": domains}})
-        return JSONResponse(_answer(recorded, dag, world_ids, decisions),
-                            status_code=201 if recorded.created else 200)
+        # pydantic-core writes the answer (200 nodes, their users, the queue map) several times faster
+        # than the json module
+        return Response(to_json(_answer(recorded, dag, world_ids, decisions)), media_type="application/json",
+                        status_code=201 if recorded.created else 200)
 
     @app.get("/strategies/{strategy_id}", response_model=StoredStrategy, responses=errors(404))
     async def get_strategy(strategy_id: str) -> dict[str, Any]:
