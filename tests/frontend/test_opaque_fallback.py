@@ -122,3 +122,25 @@ def test_missing_column_of_an_upstream_frame_is_an_error() -> None:
 
     (err,) = [d for d in trace(Missing).diagnostics if d.severity == "error"]
     assert err.code == "E304" and "no column 'b'" in err.message and err.loc.file == display_path(__file__)
+
+
+def test_a_misspelled_traced_method_is_named_with_a_hint(tmp_path):
+    """``rolling(3).meen()`` cannot be traced (it is not a method); the opaque reason says what was
+    probably meant, so the typo is visible at compile time, not only when the node runs."""
+    import qmtl
+
+    path = tmp_path / "typo.py"
+    path.write_text(
+        "from qmtl.runtime.sdk import Node, Strategy, StreamInput\n"
+        "class T(Strategy):\n"
+        "    def setup(self):\n"
+        "        p = StreamInput(interval='60s', period=3, name='p')\n"
+        "        def fn(view):\n"
+        "            return view[p][60]['close'].rolling(3).meen()\n"
+        "        def g(view):\n"
+        "            return view[p][60]['close'].pct_chnage()\n"
+        "        self.add_nodes([p, Node(input=p, compute_fn=fn, name='m'), Node(input=p, compute_fn=g, name='g')])\n")
+    compiled = qmtl.compile(path)
+    m, g = compiled.module.output("m"), compiled.module.output("g")
+    assert m.kind == "opaque" and "Rolling.meen (did you mean .mean?)" in m.reason
+    assert g.kind == "opaque" and "Series.pct_chnage (did you mean .pct_change?)" in g.reason

@@ -13,6 +13,7 @@ where, so a traced compute function falls back to an opaque call with a useful n
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -25,6 +26,16 @@ from qmtl.ir.module import Loc
 
 from .errors import LookAheadError, OperandTypeError, UnknownColumnError, UnsupportedOperation
 from .source_location import user_location
+
+
+def unsupported_method(kind: str, name: str, traced: type, real: type | None = None) -> str:
+    """Why ``kind.name`` is not traced, with a hint when ``name`` is a near miss of a method that is
+    (``meen`` → ``mean``): a typo otherwise only shows as an opaque node and fails when it runs."""
+    known = [m for m in dir(traced) if not m.startswith("_")]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+    if close and (real is None or not hasattr(real, name)):
+        return f"unsupported method {kind}.{name} (did you mean .{close[0]}?)"
+    return f"unsupported method {kind}.{name}"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .nodes import Node
@@ -70,7 +81,7 @@ class Expr:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        raise UnsupportedAttribute(f"unsupported method Series.{name}", user_location(2))
+        raise UnsupportedAttribute(unsupported_method("Series", name, type(self), pd.Series), user_location(2))
 
     # --- structural -----------------------------------------------------------------------------
     def __getitem__(self, key: Any) -> "Expr":
@@ -271,7 +282,7 @@ class _WindowStats:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        raise UnsupportedAttribute(f"unsupported method {self._kind}.{name}", user_location(2))
+        raise UnsupportedAttribute(unsupported_method(self._kind, name, type(self)), user_location(2))
 
 
 class Rolling(_WindowStats):
@@ -328,7 +339,8 @@ class EWM:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        raise UnsupportedAttribute(f"unsupported method ExponentialMovingWindow.{name}", user_location(2))
+        raise UnsupportedAttribute(unsupported_method("ExponentialMovingWindow", name, type(self)),
+                                   user_location(2))
 
 
 class Frame:
@@ -403,7 +415,8 @@ class Frame:
         if name in _PER_COLUMN:
             return _ColumnwiseMethod(self, name)
         if hasattr(pd.DataFrame, name):
-            raise UnsupportedAttribute(f"unsupported method DataFrame.{name}", user_location(2))
+            raise UnsupportedAttribute(unsupported_method("DataFrame", name, type(self), pd.DataFrame),
+                                       user_location(2))
         return self._column(name)
 
     # --- pandas DataFrame arithmetic: column by column, aligned on column names ------------------
