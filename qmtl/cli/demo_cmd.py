@@ -31,7 +31,7 @@ def demo_command(
     """Run the whole loop locally: embedded services, a world, data, compile, submit."""
     from qmtl import paths
     from qmtl.config import ConfigError, load_config
-    from qmtl.runtime.sdk.runner import Runner
+    from qmtl.runner.runner import Runner
     from qmtl.services.app import EmbeddedServices, StartupError
     from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
 

@@ -26,7 +26,7 @@ def lint_command(
     werror: bool = typer.Option(False, "--werror", help="Treat warnings as findings (exit 1)."),
 ) -> None:
     """Check IR invariants. Exit 0 clean, 1 findings, 2 unusable input."""
-    from qmtl.compiler.lint import lint_path
+    from qmtl.lint import lint_path
 
     reports = [lint_path(p, strategy) for p in paths]
     if output_format is LintFormat.json:

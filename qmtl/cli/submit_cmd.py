@@ -17,7 +17,7 @@ from .output import err, out, print_json
 
 if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it may not need
     from qmtl.runtime.metrics import Metrics
-    from qmtl.runtime.sdk.submit import SubmitResult
+    from qmtl.runner.results import SubmitResult
 
 EXIT_CODES = {"accepted": 0, "rejected": 1, "safe_mode": 2}
 
@@ -47,7 +47,7 @@ def submit_command(
                                   help="text (a summary) or json (the whole SubmitResult)."),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
-    from qmtl.runtime.sdk.runner import Runner
+    from qmtl.runner.runner import Runner
 
     if not strategy_file.is_file():
         err.print(f"error[E301]: {strategy_file}: no such file", style="bold red", markup=False)

@@ -8,7 +8,7 @@ checked for *form*, not just presence:
   parse, and must not lie in the future beyond ``MAX_AS_OF_SKEW_S`` (clocks differ a little; data from
   next year does not exist).
 * ``dataset_fingerprint`` — ``blake3:`` and 64 lowercase hex digits, the form
-  ``qmtl.runtime.sdk.runner.dataset_fingerprint`` produces.  A blank or free-form label proves nothing.
+  ``qmtl.runner.runner.dataset_fingerprint`` produces.  A blank or free-form label proves nothing.
 
 Synthetic data (``Runner.submit`` without data replays seeded bars) is well-formed but is never evidence:
 ``synthetic_cap`` is the mode such a replay can reach at most.

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 import qmtl
-from qmtl.compiler.lint import lint_path
+from qmtl.lint import lint_path
 from qmtl.ir.diagnostics import CompileError
 from tests.submit_support import UNSTABLE_CLOSURE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qmtl.runtime.sdk.runner import Runner
+from qmtl.runner.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient
 from qmtl.services.gateway.sample_dags import chain_dag

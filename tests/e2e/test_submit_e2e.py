@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qmtl.cli.main import app
-from qmtl.runtime.sdk.runner import Runner
+from qmtl.runner.runner import Runner
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient
 from tests.submit_support import MOMENTUM, closed_port_url

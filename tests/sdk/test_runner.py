@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from qmtl.runtime.data import load
-from qmtl.runtime.sdk.runner import Runner, dataset_fingerprint, unusable_decision
-from qmtl.runtime.sdk.submit import Precheck, SubmitResult, local_safe_decision
+from qmtl.runner.runner import Runner, dataset_fingerprint, unusable_decision
+from qmtl.runner.results import Precheck, SubmitResult, local_safe_decision
 from qmtl.runtime.synthetic import synthetic_bars
 from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
 from tests.submit_support import MOMENTUM, UNSTABLE_CLOSURE, closed_port_url
@@ -191,7 +191,7 @@ def test_malformed_qmtl_yml_is_a_rejected_result_naming_the_file(
 
 
 def test_an_unstable_opaque_function_is_reported_once_as_an_error(tmp_path: Path) -> None:
-    from qmtl.compiler.lint import lint_path
+    from qmtl.lint import lint_path
     path = tmp_path / "unstable.py"
     path.write_text(UNSTABLE_CLOSURE)
     result = Runner.submit(path, world="w", gateway_url=closed_port_url())

@@ -1,7 +1,7 @@
 """The user-facing SDK: declare a strategy's nodes; qmtl compiles them.
 
-``Runner`` lives in ``qmtl.runtime.sdk.runner`` and is imported on first use, so declaring and
-compiling a strategy does not load the execution engine.
+``Runner`` (``qmtl.runner``) sits above the whole pipeline; it is resolved here on first use, for
+users who import everything from one place, so declaring and compiling a strategy loads none of it.
 """
 
 from __future__ import annotations
@@ -26,5 +26,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Runner":
-        return importlib.import_module("qmtl.runtime.sdk.runner").Runner
+        return importlib.import_module("qmtl.runner").Runner
     raise AttributeError(f"module 'qmtl.runtime.sdk' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from qmtl.compiler.lint import lint_dag_text
+from qmtl.lint import lint_dag_text
 from qmtl.compiler.pipeline import compile as compile_strategy
 from qmtl.services.gateway.sample_dags import chain_dag
 from tests.submit_support import MOMENTUM

@@ -99,7 +99,7 @@ def test_runtime_fingerprint_has_the_form_the_services_require() -> None:
     import pandas as pd
 
     from qmtl.runtime.data import load
-    from qmtl.runtime.sdk.runner import dataset_fingerprint
+    from qmtl.runner.runner import dataset_fingerprint
     from qmtl.services.evidence import FINGERPRINT_RE, evidence_problem
 
     bars = pd.DataFrame({"ts": [60, 120], "open": [1.0, 2.0], "high": [1.0, 2.0], "low": [1.0, 2.0],

@@ -3,6 +3,9 @@ reports every broken invariant as a ``Diagnostic``.
 
 Exit status contract (used by the CLI): 0 clean, 1 findings (errors), 2 unusable input (missing file,
 unknown format, JSON that is not a DAG document).
+
+It sits above the pipeline, beside ``qmtl.runner``: a DAG document gets the gateway's own verdict
+(``qmtl.services.gateway.verify``), a strategy file the compiler's, so it reads both.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailabl
                                   configured_gateway_url)
 from qmtl.services.worldservice.envelopes import DecisionEnvelope
 
-from .submit import (AllocationSnapshot, DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
+from .results import (AllocationSnapshot, DiagnosticInfo, NodeRef, Precheck, RuleResult, SubmitResult, WorldEvaluation,
                      local_safe_decision)
 
 #: Synthetic replay used when no data is given: enough bars to warm up any sane strategy.
@@ -82,7 +82,7 @@ class Runner:
 
 def _precheck(target: Any, data: Any, strategy: str | None,
               batch_size: int) -> tuple[Any, Replay]:
-    from qmtl.compiler.lint import checked_diagnostics
+    from qmtl.lint import checked_diagnostics
     from qmtl.compiler.pipeline import compile as compile_strategy
     try:
         compiled = compile_strategy(target, strategy)
