@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .clocks import clock_of
 from .diagnostics import CompileError, Diagnostic, errors
-from .lookback import longest_path, output_required_period, required_periods
+from .lookback import longest_path, output_required_period
 from .module import Loc, Module, Op
 from .nodeid import canonical_value, node_ids
 from .ops import REGISTRY, AttrSpec, OpDef
@@ -279,7 +279,6 @@ def _check_node_ids(state: _State) -> None:
 
 def _check_outputs(state: _State) -> None:
     module = state.module
-    periods = required_periods(module)
     seen: set[str] = set()
     for index, out in enumerate(module.outputs):
         loc = _output_loc(state, index)
@@ -298,7 +297,7 @@ def _check_outputs(state: _State) -> None:
         if out.value not in state.first_def:
             state.report("E112", f"output @{out.name} names undefined value %{out.value}", loc)
             continue
-        need = output_required_period(module, out) if out.value in periods else 1
+        need = output_required_period(module, out)
         if isinstance(out.period, int) and out.period < need:
             path = " -> ".join(f"%{v}" for v in longest_path(module, out.value, out))
             state.report("E109", f"output @{out.name} declares period {out.period} but needs {need} bars "
