@@ -9,9 +9,10 @@ survives between batches and snapshots trivially.
 
 Numerics follow the reference implementations (``qmtl.ir.ops``), and through them pandas: rolling
 sums and means use pandas' own add/remove update with Kahan compensation and its equal-values rule,
-variances Welford's update with the same recompute-on-cancellation rule, rolling min/max by blocks
-of ``window`` pushes (van Herk/Gil-Werman) — O(1) per bar whatever the window — and ``ewm``/``cumsum``/``expanding`` run over the whole
-history as pandas does.  Recursive indicators follow TA-Lib.
+variances Welford's update with the same recompute-on-cancellation rule, rolling min/max blocks of
+``window`` pushes (van Herk/Gil-Werman) — O(1) per bar whatever the window — and
+``ewm``/``cumsum``/``expanding`` run over the whole history as pandas does.  Recursive indicators
+follow TA-Lib.
 """
 
 from __future__ import annotations
