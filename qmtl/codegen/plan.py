@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from qmtl.ir import ops as opreg
 from qmtl.ir.clocks import clocks
+from qmtl.ir.clocks import node_clock as clock_of_node
 from qmtl.ir.module import Module, Op
 from qmtl.ir.regions import regions_in_dependency_order
 
@@ -175,7 +176,7 @@ def _gates(module: Module, clock: dict[str, int | None]) -> tuple[Gate, ...]:
     gates = []
     for region in regions_in_dependency_order(module):
         inputs = region.gate_inputs
-        node_clock = min((clock.get(v) or region.interval for v in inputs), default=region.interval)
+        node_clock = clock_of_node(inputs, clock, region.interval)
         fast = tuple((clock.get(v) or node_clock) == node_clock for v in inputs)
         value_clock = clock.get(region.value) or node_clock
         gates.append(Gate(len(gates), region.name, region.value, region.period, node_clock, inputs, fast,

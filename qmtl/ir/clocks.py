@@ -49,6 +49,12 @@ def close_times(ts, interval: int | None):
     return ts + (interval or 0)
 
 
+def node_clock(inputs: Iterable[str], clocks_: Mapping[str, int | None], declared: int) -> int:
+    """The clock an SDK node fires on (docs/design.md "Emission"): the fastest of its inputs'
+    clocks, an input without one (a constant) counting as the node's ``declared`` interval."""
+    return min((clocks_.get(v) or declared for v in inputs), default=declared)
+
+
 def fastest(clocks_: Mapping[str, int | None], values: Iterable[str]) -> int | None:
     ticking = [clocks_.get(v) for v in values if clocks_.get(v) is not None]
     return min(ticking) if ticking else None

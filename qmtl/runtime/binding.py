@@ -222,9 +222,7 @@ def bucket(stream: Stream, interval: int) -> Stream:
     if not np.any(ts % interval):  # on the grid already (ts strictly increase): one bar per bucket
         return stream
     bts = (ts // interval) * interval
-    starts = np.flatnonzero(np.r_[True, bts[1:] != bts[:-1]]) if len(ts) else np.arange(0)
-    if len(starts) == len(ts) and np.array_equal(bts, ts):
-        return stream
+    starts = np.flatnonzero(np.r_[True, bts[1:] != bts[:-1]])
     ends = np.r_[starts[1:], len(ts)] - 1
     cols: dict[str, np.ndarray] = {"ts": bts[starts]}
     for name in stream.fields:

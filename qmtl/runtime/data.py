@@ -120,9 +120,9 @@ class Dataset:
 def load(source: Any, fields: Collection[str] | None = None) -> Dataset:
     """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path.
 
-    ``fields``: the bar fields a strategy reads (None: all).  A Parquet or Arrow file is then read for
-    ``ts``, ``symbol`` and those columns only; when one of them is missing, the whole file is read so
-    that the error can list what the file has."""
+    ``fields``: the bar fields a strategy reads (None: all).  A file is then kept to ``ts``,
+    ``symbol`` and those columns (a Parquet file reads only them from disk); when one of them is
+    missing, every column is kept so that the error can list what the file has."""
     if isinstance(source, Dataset):
         return source
     if isinstance(source, pd.DataFrame):
@@ -147,21 +147,19 @@ def _read_file(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     if not path.is_file():
         raise DataError("E505", str(path), "no such file")
     try:
-        table = reader(path) if reader is not _read_parquet else _read_parquet(path, fields)
-        return _pruned(table, fields)
+        return reader(path, fields)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
 
 
-def _read_csv(path: Path) -> pa.Table:
+def _read_csv(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     import pyarrow.csv as pacsv
-    return pacsv.read_csv(path)
+    return _pruned(pacsv.read_csv(path), fields)
 
 
 def _read_parquet(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     import pyarrow.parquet as pq
-    keep = _kept(pq.read_schema(path).names, fields)
-    return pq.read_table(path, columns=keep)
+    return pq.read_table(path, columns=_kept(pq.read_schema(path).names, fields))  # unread columns stay on disk
 
 
 def _kept(names: list[str], fields: Collection[str] | None) -> list[str] | None:
@@ -176,7 +174,7 @@ def _pruned(table: pa.Table, fields: Collection[str] | None) -> pa.Table:
     return table if keep is None or len(keep) == table.num_columns else table.select(keep)
 
 
-def _read_ipc(path: Path) -> pa.Table:
+def _read_ipc(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     """Arrow IPC in either framing: the random-access *file* format (Feather v2, what
     ``feather.write_feather`` writes) or the *stream* format (what ``pa.ipc.new_stream`` writes, and what
     most producers that pipe Arrow emit).  The extension does not say which, so the magic bytes do."""
@@ -186,9 +184,9 @@ def _read_ipc(path: Path) -> pa.Table:
         head = f.read(6)
     if head == b"ARROW1" or head[:4] == b"FEA1":
         # memory-mapped so that columns stay views of the file
-        return feather.read_table(str(path), memory_map=True)
+        return _pruned(feather.read_table(str(path), memory_map=True), fields)
     with pa.memory_map(str(path)) as source:
-        return ipc.open_stream(source).read_all()
+        return _pruned(ipc.open_stream(source).read_all(), fields)
 
 
 # --- columns → numpy ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from qmtl.ir import ops as opreg
-from qmtl.ir.clocks import clocks, same_clock
+from qmtl.ir.clocks import clocks, node_clock, same_clock
 from qmtl.ir.module import Module, Op
 from qmtl.ir.regions import Region, regions_in_dependency_order
 from qmtl.runtime.sdk.source_location import traceback_location
@@ -253,14 +253,11 @@ class Interpreter:
 
     def node_keys(self, region: Region) -> list[Key]:
         mine: tuple[Key, ...] | None = None
-        for v in self.node_inputs(region):
+        for v in region.gate_inputs:
             theirs = self.keys_of(v)
             if theirs is not None:
                 mine = theirs if mine is None else tuple(k for k in mine if k in theirs)
         return [None] if mine is None else list(mine)
-
-    def node_inputs(self, region: Region) -> tuple[str, ...]:
-        return region.gate_inputs
 
     # -- values ---------------------------------------------------------------------------------------
 
@@ -352,7 +349,7 @@ class Interpreter:
 
     def emit(self, region: Region, key: Key) -> tuple[np.ndarray, Track]:
         """The node's emission ticks for ``key`` and its value there (see the module docstring)."""
-        inputs = self.node_inputs(region)
+        inputs = region.gate_inputs
         node_clock = self.node_clock(region)
         emitted = {v: self._emitted(v, key) for v in inputs}
         fast = [known for v, known in emitted.items() if (self.clock.get(v) or node_clock) == node_clock]
@@ -368,9 +365,8 @@ class Interpreter:
         return track.ts, track
 
     def node_clock(self, region: Region) -> int:
-        """The clock a node fires on: the fastest of its declared inputs' clocks."""
-        return min((self.clock.get(v) or region.interval for v in self.node_inputs(region)),
-                   default=region.interval)
+        """The clock a node fires on (``qmtl.ir.clocks.node_clock``)."""
+        return node_clock(region.gate_inputs, self.clock, region.interval)
 
     def _emitted(self, value: str, key: Key) -> np.ndarray:
         """Close instants at which ``value``'s node emitted (sorted)."""
@@ -404,7 +400,7 @@ class Interpreter:
     def _user_rows(self, region: Region, key: Key, ticks: np.ndarray, interval: int) -> Track:
         """The node's own compute function: once over the full history, or once per tick."""
         fn = self.user_functions[region.name]
-        operands = {v: self.value(v, key) for v in self.node_inputs(region)}
+        operands = {v: self.value(v, key) for v in region.gate_inputs}
         if self.whole_history:
             view = self.view(operands)
             whole = guarded(region.name, None, key, lambda: fn(view))
