@@ -21,7 +21,7 @@ from qmtl.ir.module import Module, Op
 from qmtl.ir.nodeid import with_node_ids
 
 from .lower import Lowerer, col_ident, column_part, ident, literal
-from .plan import Gate, Kernel, Plan, PyStep, plan
+from .plan import Gate, Kernel, Plan, PyStep, fills_in_python, plan
 from .split import split
 
 _NUMPY_DTYPE = {"f64": "float64", "i64": "int64", "bool": "bool"}
@@ -50,7 +50,7 @@ def digest(module: Module) -> str:
     module = module if all(op.node_id for op in module.ops) else with_node_ids(module)
     h = blake3(_generator_version())
     for op in module.ops:
-        h.update(f"{op.result}={op.node_id};".encode())
+        h.update(f"{op.result}={op.name}:{op.node_id};".encode())  # a stored op keeps its NodeID
     for o in module.outputs:
         h.update(f"out:{o.name}={o.value}@{o.period}/{o.interval}<{','.join(o.inputs)};".encode())
     return h.hexdigest()[:32]
@@ -108,8 +108,9 @@ def render(p: Plan, interpreted: dict[str, str] | None = None) -> str:
             steps.append({"kind": "kernel", "index": step.index, "call": k["call"],
                           "fn": k["index"] if same is None else same})
         else:
-            steps.append({"kind": "py_call", "value": step.op.result, "fn": str(step.op.attr("fn") or ""),
-                          "reason": str(step.op.attr("reason") or "")})
+            steps.append({"kind": step.op.name, "value": step.op.result, "fn": str(step.op.attr("fn") or ""),
+                          "reason": str(step.op.attr("reason") or ""),
+                          "node_id": str(step.op.attr("node_id") or "")})
     outputs = []
     for g in p.gates:
         op = ops.get(g.value)
@@ -155,7 +156,7 @@ def _timeline_ids(p: Plan) -> dict[str, frozenset[str]]:
     tids: dict[str, frozenset[str]] = {}
     for op in p.module.ops:
         kind = opreg.REGISTRY[op.name].kind
-        if kind == "source" or op.name == "py_call":
+        if kind == "source" or fills_in_python(op):
             tids[op.result] = frozenset({op.result})
             continue
         mine = p.clock.get(op.result)

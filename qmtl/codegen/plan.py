@@ -61,11 +61,16 @@ class Kernel:
 
 @dataclass(frozen=True)
 class PyStep:
-    """A ``py_call`` evaluated per tick, and the ``column`` ops reading its rows (numbers for kernels)."""
+    """A value the runtime fills in Python, and the ``column`` ops reading its rows (numbers for
+    kernels): a ``py_call`` evaluated per tick, or (``stored``) a value read from the artifact store."""
 
     level: int
     op: Op
     columns: tuple[Op, ...]
+
+    @property
+    def stored(self) -> bool:
+        return self.op.name == "stored"
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,19 @@ def levels(module: Module) -> dict[str, int]:
     return level
 
 
+def fills_in_python(op: Op) -> bool:
+    """Values the runtime writes into their buffers itself: ``py_call`` rows and stored values."""
+    return op.name in ("py_call", "stored")
+
+
 def is_kernel_op(op: Op, ops: dict[str, Op]) -> bool:
-    """Ops a kernel computes: everything but sources, constants (inlined where read), ``py_call``
-    and the columns of an opaque value (read out of its rows in Python)."""
+    """Ops a kernel computes: everything but sources, constants (inlined where read), values the
+    runtime fills (``py_call``, ``stored``) and the columns of Python rows (read out of them)."""
     kind = opreg.REGISTRY[op.name].kind
-    if kind in ("source", "opaque") or op.name == "const":
+    if kind in ("source", "opaque", "stored") or op.name == "const":
         return False
-    return not (op.name in ("column", "value_of") and ops[op.operands[0]].name == "py_call")
+    return not (op.name in ("column", "value_of") and ops[op.operands[0]].type.kind == "opaque"
+                and fills_in_python(ops[op.operands[0]]))
 
 
 def plan(module: Module) -> Plan:
@@ -139,7 +150,7 @@ def plan(module: Module) -> Plan:
     steps: list[Kernel | PyStep] = []
     for lv in range(top + 1):
         for op in module.ops:
-            if op.name == "py_call" and level[op.result] == lv:
+            if fills_in_python(op) and level[op.result] == lv:
                 cols = tuple(c for c in module.ops
                              if c.name in ("column", "value_of") and c.operands[0] == op.result)
                 steps.append(PyStep(lv, op, cols))

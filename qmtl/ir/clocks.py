@@ -1,6 +1,6 @@
 """The clock rule, in one place: which interval a value ticks on (docs/design.md "Clocks").
 
-A source ticks on its declared interval.  Any other op ticks on the *fastest* clock among its
+A source ticks on its declared interval (and a value read from the artifact store on the clock it had).  Any other op ticks on the *fastest* clock among its
 operands (constants have none): operands on that clock are joined on their timestamps (the union,
 missing entries NaN — what pandas does with ts-indexed series), and operands on slower clocks are
 read as of their last *closed* bar, so a 5m bar never shows before its close.  Mixing clocks is
@@ -19,7 +19,7 @@ from .module import Module, Op
 def clock_of(op: Op, operand_clocks: Iterable[int | None]) -> int | None:
     """``op``'s interval in seconds given its operands' intervals (None: a constant)."""
     opdef = opreg.REGISTRY.get(op.name)
-    if opdef is not None and opdef.kind == "source":
+    if opdef is not None and opdef.kind in ("source", "stored"):  # a stored value keeps its clock
         interval = op.attr("interval")
         return interval if type(interval) is int else None
     ticking = [c for c in operand_clocks if c is not None]

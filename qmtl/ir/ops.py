@@ -58,6 +58,9 @@ class OpDef:
     period_dependent: bool = False
     schema_compat_id: str = SCHEMA_COMPAT_ID
     doc: str = ""
+    #: made by the runtime, never written by a user: the verifier (IR text, DAG documents, the
+    #: gateway) refuses it as an unknown op
+    internal: bool = False
 
     def accepts(self, position: int, t: Type) -> bool:
         allowed = self.operands[-1] if (self.variadic and position >= len(self.operands)) else (
@@ -123,6 +126,17 @@ register(OpDef(
     attrs={"tags": AttrSpec(_TUPLE, required=True), "interval": AttrSpec(_INT, required=True),
            "match_mode": AttrSpec(_STR, default="any", choices=("any", "all"))},
     doc="Every upstream stream whose tags match the query, resolved at run time."))
+
+def _stored_reference(*_: Any, **__: Any) -> Any:
+    raise TypeError("a stored value is read from the artifact store by the flow, not interpreted")
+
+
+register(OpDef(
+    "stored", "stored", (), lambda t, a: OPAQUE, reference=_stored_reference, internal=True,
+    attrs={"node_id": AttrSpec(_STR, required=True), "interval": AttrSpec(_INT, required=True)},
+    doc="A value already computed for this dataset, read from the feature artifact store instead of "
+        "computed (docs/design.md \"Shared execution\"). The op keeps the replaced value's name, "
+        "type and NodeID; only a run makes it."))
 
 # --- structural --------------------------------------------------------------------------------------
 

@@ -106,7 +106,7 @@ def _check_op(state: _State, index: int, op: Op) -> None:
         return
     operands_ok = _check_operands_defined(state, index, op, loc)
     opdef = REGISTRY.get(op.name)
-    if opdef is None:
+    if opdef is None or opdef.internal:  # an internal op is the runtime's, never written by a user
         state.report("E104", f"unknown op {op.name!r} (defining %{op.result})", loc)
         return
     arity_ok = _check_arity(state, op, opdef, loc)

@@ -27,10 +27,15 @@ import pandas as pd
 from qmtl import codegen
 from qmtl.ir.regions import regions_in_dependency_order
 
+from qmtl.codegen.generate import value_buffers
+from qmtl.ir.clocks import clocks
+
+from .artifacts import ArtifactStore
 from .binding import Bindings, RunKeys, bind, node_keys
 from .flow import BatchSource, CollectSink, run_cluster, run_flow
 from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
-from .results import RunResult, assemble
+from .results import RunResult, SharingReport, assemble
+from .reuse import ReusePlan, StaleArtifact, on_timeline, plan_reuse, write_recorded
 
 
 #: Replay batches: big enough that Bytewax's per-item cost (~tens of µs) vanishes next to the
@@ -39,11 +44,16 @@ AUTO_BATCH = 1 << 16
 
 
 def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 1, processes: int = 1,
-        **options: Any) -> RunResult:
+        store: ArtifactStore | None = None, **options: Any) -> RunResult:
     """Replay ``data`` through ``compiled`` (a ``CompiledStrategy``); see the module docstring.
 
     ``batch_size=None`` picks the replay batch from the data (``AUTO_BATCH`` ticks, or the longest
-    instrument if shorter); any ``batch_size >= 1`` gives the same results."""
+    instrument if shorter); any ``batch_size >= 1`` gives the same results.
+
+    With ``store`` (an ``ArtifactStore``), node values already stored for this data are read instead
+    of computed and the others are stored after the run (``qmtl.runtime.reuse``); the result's
+    ``sharing`` says which.  A strategy with tag-query nodes runs without the store (those nodes run
+    on the interpreter, which reads no artifacts)."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     for name, value in (("workers", workers), ("processes", processes)):
@@ -58,7 +68,13 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         # every computed node reads a tag query (directly or downstream): nothing for the kernels
         from .reference import evaluate
         return evaluate(module, compiled.functions, bindings)
-    items = _run_flow(parts.flow, compiled.functions, bindings, batch_size, workers, processes)
+    reuse = plan_reuse(module, bindings, store) if store is not None and not parts.per_tick else None
+    try:
+        items = _run_flow(reuse.module if reuse else parts.flow, compiled.functions, bindings, batch_size,
+                          workers, processes, reuse)
+    except StaleArtifact:  # stored entries that are not this data's ticks: compute everything
+        reuse = ReusePlan(module, to_write=plan_reuse(module, bindings, _NoStore(store)).to_write)
+        items = _run_flow(module, compiled.functions, bindings, batch_size, workers, processes, reuse)
     by_value, by_name = node_keys(module, bindings)
     rows = _rows_by_output(items)
     frames = {name: _flow_frame(name, per_key, by_name[name]) for name, per_key in rows.items()}
@@ -67,23 +83,52 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         frames.update(evaluate_nodes(module, compiled.functions, bindings, set(parts.per_tick),
                                      _emitted(module, rows, by_value)).outputs)
     order = [r.name for r in regions_in_dependency_order(module)]
-    return RunResult({name: frames[name] for name in order if name in frames})
+    sharing = None
+    if reuse is not None and store is not None:
+        written = write_recorded(reuse, store, _recorded(items), compiled.name)
+        names = {o.value: o.name for o in reversed(module.outputs)}
+        sharing = SharingReport(
+            reused={r.node: r.path for r in reuse.reused.values()},
+            written={names[v]: p for v, p in written.items()},
+            not_stored={names[v]: why for v, why in reuse.skipped.items()},
+            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()})
+    return RunResult({name: frames[name] for name in order if name in frames}, sharing)
+
+
+def _recorded(items: list) -> dict[str, dict]:
+    """value → run key → (ts, values) of the series each key recorded for the artifact store."""
+    out: dict[str, dict] = {}
+    for key, _outputs, recorded in items:
+        for value, series in recorded.items():
+            out.setdefault(value, {})[key] = series
+    return out
+
+
+class _NoStore(ArtifactStore):
+    """A view of a store that holds nothing (plans what to write without reading)."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        super().__init__(store.root)
+
+    def has(self, node_id: str, fingerprint: str) -> bool:
+        return False
 
 
 def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, workers: int,
-              processes: int) -> list:
+              processes: int, reuse: ReusePlan | None = None) -> list:
     """Run ``module`` (every node of it one key can compute) in the generated Bytewax flow;
-    returns ``(key, {output: (ts, values)})`` per run key."""
+    returns ``(key, {output: (ts, values)}, {recorded value: (ts, values)})`` per run key."""
     intervals = {v: sb.interval for v, sb in bindings.sources.items()}
     timelines = {k: key_timeline(s, {v: intervals[v] for v in s}) for k, s in key_streams(module, bindings).items()}
     gen = codegen.load(module)
+    stored, record = _reuse_layout(module, gen, bindings, timelines, reuse)
     lengths = {k: len(t.close) for k, t in timelines.items()}
     batch = batch_size or max(1, min(AUTO_BATCH, max(lengths.values(), default=1)))
     source = BatchSource({_part(k): (k, n) for k, n in lengths.items()}, batch)
 
     def runtime_for(item):
         key = _unpart(item[0])
-        return KeyRuntime(gen, module, functions, timelines[key], key)
+        return KeyRuntime(gen, module, functions, timelines[key], key, stored.get(key), record)
 
     if processes == 1:
         sink = CollectSink()
@@ -97,6 +142,34 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
     return run_cluster(lambda sink: gen.build_flow(source, sink, runtime_for), processes, workers)
 
 
+def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: ReusePlan | None):
+    """Per run key, each stored value on that key's timeline; and the buffers (and clock) of each
+    value the run records for the store."""
+    if reuse is None:
+        return {}, {}
+    ops = module.op_map()
+    clock = clocks(module)
+    keys_of = node_keys(module, bindings)[0]
+    stored: dict = {}
+    for value, series in reuse.series.items():
+        op = ops[value]
+        kind = "frame" if op.type.kind == "frame" else ("opaque" if op.type.kind == "opaque" else "series")
+        dtypes = [d for _, d in value_buffers(op)]
+        have = set(series.keys)
+        for key, timeline in timelines.items():
+            # a value no fanned-out input feeds is the same for every key: any key's entries are its
+            fans_out = keys_of.get(value) is not None
+            from_key = key if key in have or fans_out else next(iter(have), key)
+            stored.setdefault(key, {})[value] = on_timeline(series, from_key, timeline.close,
+                                                             int(clock.get(value) or 0), kind, dtypes)
+    record = {}
+    for value in reuse.to_write:
+        bufs = [b for b, _ in value_buffers(ops[value])]
+        if value in ops and all(b in gen.BUFFERS for b in bufs):
+            record[value] = (bufs, int(clock.get(value) or 0))
+    return stored, record
+
+
 def _part(key) -> str:
     return "\x00" if key is None else str(key)
 
@@ -108,7 +181,7 @@ def _unpart(part: str):
 def _rows_by_output(items: list) -> dict[str, dict]:
     """output name → run key → (ts, values) of what that key emitted, keys in flow order."""
     rows: dict[str, dict] = {}
-    for key, outputs in items:
+    for key, outputs, _recorded in items:
         for name, emitted in outputs.items():
             rows.setdefault(name, {})[key] = emitted
     return rows

@@ -87,9 +87,9 @@ class _FilePartition(StatelessSinkPartition):
 
     def write_batch(self, items: list) -> None:
         for _part, rows in items:
-            for key, outputs in rows:
-                _write_atomically(self.directory / _key_file(key), pickle.dumps(
-                    (key, outputs), protocol=pickle.HIGHEST_PROTOCOL))
+            for row in rows:  # (key, outputs, recorded series)
+                _write_atomically(self.directory / _key_file(row[0]), pickle.dumps(
+                    row, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class FileSink(DynamicSink):
@@ -104,7 +104,7 @@ class FileSink(DynamicSink):
 
 
 def read_file_sink(directory: Path) -> list:
-    """What a ``FileSink`` wrote: ``(key, outputs)`` per finished key."""
+    """What a ``FileSink`` wrote: ``(key, outputs, recorded)`` per finished key."""
     return [pickle.loads(p.read_bytes()) for p in sorted(Path(directory).glob("key-*.pkl"))]
 
 

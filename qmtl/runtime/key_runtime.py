@@ -112,8 +112,18 @@ class _Tail:
 class KeyRuntime:
     """One run key's state in the flow: kernel state, batch buffers, py_call tails, emitted rows."""
 
-    def __init__(self, gen, module: Module, functions, timeline: KeyTimeline, key: Any):
+    def __init__(self, gen, module: Module, functions, timeline: KeyTimeline, key: Any,
+                 stored: Mapping[str, Any] | None = None,
+                 record: Mapping[str, tuple[list[str], int]] | None = None):
+        """``stored``: value → its ``reuse.StoredColumns`` on this key's timeline (filled, not
+        computed); ``record``: value → (its buffers, its clock) for each value whose whole series
+        this run records for the artifact store."""
         self.gen, self.module, self.key = gen, module, key
+        self._stored = dict(stored or {})
+        self._record = dict(record or {})
+        self.recorded = {v: _Rows(len(timeline.close), {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
+                                  if gen.BUFFERS[bufs[0]] != "object" else {None: "object"})
+                         for v, (bufs, _clock) in self._record.items()}
         self.functions = functions
         self.timeline = timeline
         self.streams = timeline.streams
@@ -219,6 +229,15 @@ class KeyRuntime:
         for column, name in self.gen.PY_STEPS.get(value, []):
             self._column_of(value, column, name, n)
 
+    def stored(self, value: str, n: int) -> None:
+        """Fill a stored value's buffers for this batch from the artifact (see ``reuse``)."""
+        cols = self._stored[value]
+        self.buf(_presence_buffer(value))[:n] = cols.present[self.lo:self.hi]
+        for (name, _dtype), data in zip(_value_buffers(self._ops[value]), cols.buffers):
+            self.buf(name)[:n] = data[self.lo:self.hi]
+        for column, name in self.gen.PY_STEPS.get(value, []):
+            self._column_of(value, column, name, n)
+
     def _node_id(self, value: str) -> str:
         op = self._ops.get(value)
         return op.node_id if op is not None and op.node_id else value
@@ -247,7 +266,7 @@ class KeyRuntime:
                 note_failure(exc)
                 return []
             self._append_emitted()
-        return [(self.key, self.finished())] if last else []
+        return [(self.key, self.finished(), {v: r.view() for v, r in self.recorded.items()})] if last else []
 
     def _append_emitted(self) -> None:
         n = self.hi - self.lo
@@ -256,6 +275,9 @@ class KeyRuntime:
             if not bufs:
                 continue
             self.rows[name].append(self.buf(emit)[:n], close - clock, [self.buf(b)[:n] for b in bufs])
+        for value, (bufs, clock) in self._record.items():
+            self.recorded[value].append(self.buf(_presence_buffer(value))[:n], close - clock,
+                                        [self.buf(b)[:n] for b in bufs])
 
     def finished(self) -> dict[str, tuple[np.ndarray, dict]]:
         """output name → (ts, {column: values}) of every row this key emitted so far (views)."""

@@ -38,6 +38,8 @@ class NodeRuntimeError(RuntimeError):
 @dataclass
 class RunResult:
     outputs: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: what a run with an artifact store read and wrote (``engine.run(..., store=)``), else None
+    sharing: "SharingReport | None" = None
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.outputs[name]
@@ -48,6 +50,17 @@ class RunResult:
         """Build from per-output ``(key, chunk)`` pairs (chunks of one key in time order)."""
         multi_key = multi_key or {}
         return cls({name: assemble(pairs, multi_key.get(name)) for name, pairs in chunks.items()})
+
+
+@dataclass(frozen=True)
+class SharingReport:
+    """Per node: read from the artifact store (``reused``: node → artifact path), computed and
+    written (``written``), or computed and not stored (``not_stored``: node → why)."""
+
+    reused: dict[str, str]
+    written: dict[str, str]
+    not_stored: dict[str, str]
+    reused_node_ids: dict[str, str]
 
 
 def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool | None = None) -> pd.DataFrame:

@@ -203,7 +203,7 @@ def _index_by_id(doc: DagDocument) -> dict[str, int]:
 
 def _check_ops(doc: DagDocument) -> None:
     for i, node in enumerate(doc.nodes):
-        if node.op not in opreg.REGISTRY:
+        if node.op not in opreg.REGISTRY or opreg.REGISTRY[node.op].internal:
             raise StructureError("E_SCHEMA", f"dag.nodes[{i}].op: unknown op {node.op!r}; the gateway cannot "
                                              "recompute the NodeID of an op it does not know", "E104", node=i)
 

@@ -1,0 +1,231 @@
+"""The feature artifact store: a value series per ``(NodeID, dataset_fingerprint)``, written once.
+
+docs/design.md "Shared execution": a NodeID determines its values on a given dataset, so once a run
+computed a node's value series over some bars, any later run (another strategy, another world) over
+the same bars reads it instead of computing it.  An artifact holds one value's *series* (every entry,
+not the rows a node emitted), per run key, as Parquet columns:
+
+* ``key`` (the instrument, null for a single stream) and ``ts`` (the entry's bar-open time);
+* ``value`` for a series, ``c:<column>`` per column of a frame, or ``row`` (JSON text) for the rows
+  of an opaque function — kept only when every row survives JSON unchanged (numbers, booleans, None,
+  and dicts of those), so a reused row is the row the function returned.
+
+Layout under the root: ``<first 2 hex of the NodeID>/<NodeID hex>/<fingerprint hex>.parquet``.  A
+file is written under a temporary name, fsync'd, then renamed: a reader sees a whole artifact or
+none, even after ``kill -9`` mid-write; two writers of one key write the same bytes and the last
+rename wins.  A file's mtime is when it was last written or read (``gc`` keeps what was used within
+its age).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from qmtl import paths
+
+_FORMAT = "qmtl.artifact/1"
+_PREFIX = "blake3:"
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What ``qmtl artifacts ls`` shows of one artifact (read from its file's metadata)."""
+
+    node_id: str
+    fingerprint: str
+    path: Path
+    bytes: int
+    rows: int
+    kind: str          # series | frame | opaque
+    type: str          # the value's IR type
+    interval: int      # the value's clock
+    name: str          # the node (output) name it was written for
+    strategy: str
+    created_at: float
+    last_used: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """One value's entries for every run key: ``columns`` maps ``value`` / ``c:<col>`` / ``row``."""
+
+    keys: np.ndarray          # object array: run key per entry (None for a single stream)
+    ts: np.ndarray            # int64 bar-open times
+    columns: dict[str, Any]   # numpy arrays (numbers) or a list of rows (opaque)
+
+    def for_key(self, key: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """This key's entries, in time order (they were written per key, in order)."""
+        mask = np.array([k == key for k in self.keys], dtype=bool) if len(self.keys) else np.zeros(0, bool)
+        cols = {c: (v[mask] if isinstance(v, np.ndarray) else [r for r, m in zip(v, mask) if m])
+                for c, v in self.columns.items()}
+        return self.ts[mask], cols
+
+
+class NotStorable(ValueError):
+    """The rows of an opaque value cannot be stored exactly (objects JSON would change)."""
+
+
+class ArtifactStore:
+    """Artifacts under ``root`` (the embedded default: ``$QMTL_HOME/artifacts``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else paths.home() / "artifacts"
+
+    # -- keys -----------------------------------------------------------------------------------------
+    def path(self, node_id: str, fingerprint: str) -> Path:
+        node = _hex(node_id)
+        return self.root / node[:2] / node / f"{_hex(fingerprint)}.parquet"
+
+    def has(self, node_id: str, fingerprint: str) -> bool:
+        return self.path(node_id, fingerprint).is_file()
+
+    # -- write ----------------------------------------------------------------------------------------
+    def write(self, node_id: str, fingerprint: str, series: Series, *, kind: str, type_: str,
+              interval: int, name: str = "", strategy: str = "") -> Path:
+        """Store ``series`` under the key (atomically; see the module docstring)."""
+        final = self.path(node_id, fingerprint)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        table = _to_table(series, kind)
+        meta = {"format": _FORMAT, "node_id": node_id, "fingerprint": fingerprint, "kind": kind,
+                "type": type_, "interval": interval, "name": name, "strategy": strategy,
+                "created_at": time.time()}
+        table = table.replace_schema_metadata({"qmtl": json.dumps(meta)})
+        tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(final.parent)
+        return final
+
+    # -- read -----------------------------------------------------------------------------------------
+    def read(self, node_id: str, fingerprint: str) -> Series:
+        path = self.path(node_id, fingerprint)
+        table = pq.read_table(path)
+        os.utime(path)  # last used: gc keeps what runs read
+        meta = _meta(table.schema)
+        if meta.get("node_id") != node_id or meta.get("fingerprint") != fingerprint:
+            raise ValueError(f"{path}: holds {meta.get('node_id')} / {meta.get('fingerprint')}, "
+                             f"not {node_id} / {fingerprint}")
+        return _from_table(table, meta["kind"])
+
+    def ls(self) -> Iterator[ArtifactInfo]:
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.glob("*/*/*.parquet")):
+            info = self.info(path)
+            if info is not None:
+                yield info
+
+    def info(self, path: Path) -> ArtifactInfo | None:
+        try:
+            pf = pq.ParquetFile(path)
+            meta = _meta(pf.schema_arrow)
+            stat = path.stat()
+        except (OSError, pa.ArrowException, ValueError):
+            return None  # not an artifact (or vanished under a concurrent gc)
+        return ArtifactInfo(meta["node_id"], meta["fingerprint"], path, stat.st_size, pf.metadata.num_rows,
+                            meta["kind"], meta["type"], int(meta["interval"]), meta.get("name", ""),
+                            meta.get("strategy", ""), float(meta["created_at"]), stat.st_mtime)
+
+    def gc(self, older_than_s: float, dry_run: bool = False) -> list[ArtifactInfo]:
+        """Remove artifacts neither written nor read for ``older_than_s`` seconds (and leftover
+        temporary files of writers that died); returns what was (or would be) removed."""
+        cutoff = time.time() - older_than_s
+        removed = [a for a in self.ls() if a.last_used < cutoff]
+        if not dry_run:
+            for a in removed:
+                a.path.unlink(missing_ok=True)
+            for tmp in self.root.glob("*/*/.tmp-*.parquet") if self.root.is_dir() else ():
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+            for d in sorted(self.root.glob("*/*"), reverse=True) if self.root.is_dir() else ():
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+        return removed
+
+
+def _hex(digest_: str) -> str:
+    text = digest_.removeprefix(_PREFIX)
+    if not text or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"not a BLAKE3 digest: {digest_!r}")
+    return text
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _meta(schema: pa.Schema) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(b"qmtl")
+    meta = json.loads(raw) if raw else {}
+    if meta.get("format") != _FORMAT:
+        raise ValueError("not a qmtl artifact")
+    return meta
+
+
+def _to_table(series: Series, kind: str) -> pa.Table:
+    cols: dict[str, Any] = {"key": pa.array([None if k is None else str(k) for k in series.keys],
+                                            type=pa.string()),
+                            "ts": pa.array(series.ts, type=pa.int64())}
+    for name, values in series.columns.items():
+        if kind == "opaque":
+            cols[name] = pa.array([_row_json(r) for r in values], type=pa.string())
+        else:
+            cols[name] = pa.array(values)
+    return pa.table(cols)
+
+
+def _from_table(table: pa.Table, kind: str) -> Series:
+    keys = np.array(table.column("key").to_pylist(), dtype=object)
+    ts = table.column("ts").to_numpy()
+    columns: dict[str, Any] = {}
+    for name in table.column_names:
+        if name in ("key", "ts"):
+            continue
+        if kind == "opaque":
+            columns[name] = [json.loads(r) for r in table.column(name).to_pylist()]
+        else:
+            columns[name] = table.column(name).to_numpy(zero_copy_only=False)
+    return Series(keys, ts, columns)
+
+
+_ROW_SCALARS = (float, int, bool, type(None), str)
+
+
+def _row_json(row: Any) -> str:
+    """A row as JSON text, only when reading it back gives the same row (same values, same bits;
+    numpy scalars come back as the Python numbers they equal)."""
+    row = {k: _py(v) for k, v in row.items()} if type(row) is dict else _py(row)
+    if not _plain(row):
+        raise NotStorable(f"a row of type {type(row).__name__} does not survive JSON unchanged")
+    return json.dumps(row, allow_nan=True)
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _plain(row: Any) -> bool:
+    """JSON gives back exactly these (floats by their shortest repr, NaN/±inf/-0.0 included)."""
+    if type(row) is dict:
+        return all(type(k) is str and type(v) in _ROW_SCALARS for k, v in row.items())
+    return type(row) in _ROW_SCALARS

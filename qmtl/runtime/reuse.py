@@ -1,0 +1,259 @@
+"""Reuse at run time: which node values a run reads from the artifact store, and which it stores.
+
+docs/design.md "Shared execution".  The unit is an SDK node's value (a module output's value), the
+series every reader of that node sees.  For each such value the run computes a *dataset fingerprint*:
+BLAKE3 over exactly the bound data its value depends on — for each source upstream of it, the bars'
+timestamps and the fields read on the way (all fields when something reads whole bars).  Two runs with
+the same NodeID and fingerprint compute the same series (docs/design.md "Identity"), so:
+
+* a value whose ``(NodeID, fingerprint)`` is stored becomes a ``stored`` op (same name, type and
+  NodeID): the flow fills its buffers from the artifact, and ops only it needed are dropped (an
+  opaque function upstream is never called);
+* every other storable value is recorded during the run (its full series, not the emitted rows) and
+  written afterwards.
+
+Sources stay in the module even when nothing reads them any more: each key's timeline (the union of
+its sources' close times) and every node's emission gate are then exactly those of the run that wrote
+the artifacts, which is what makes a run on reused values equal, bit for bit, to a run from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+from blake3 import blake3
+
+from qmtl.ir.clocks import clocks
+from qmtl.ir.module import Module, Op, make_attrs
+from qmtl.ir.regions import is_source_op
+
+from .artifacts import ArtifactStore, NotStorable, Series
+from .binding import Bindings
+
+
+@dataclass(frozen=True)
+class Reused:
+    """A node value read from the store instead of computed."""
+
+    value: str
+    node: str          # the output (SDK node) name
+    node_id: str
+    fingerprint: str
+    path: str
+
+
+@dataclass
+class ReusePlan:
+    """The module to run (stored values substituted), what it reads and what it will write."""
+
+    module: Module
+    reused: dict[str, Reused] = field(default_factory=dict)            # value → where it came from
+    series: dict[str, Series] = field(default_factory=dict)            # value → its stored entries
+    to_write: dict[str, tuple[str, str]] = field(default_factory=dict)  # value → (node name, fingerprint)
+    skipped: dict[str, str] = field(default_factory=dict)               # value → why not stored
+
+
+def storable(op: Op) -> bool:
+    """Series and frames of numbers; opaque rows are checked row by row when written."""
+    t = op.type
+    if t.kind in ("series", "scalar"):
+        return t.dtype in ("f64", "i64", "bool")
+    if t.kind == "frame":
+        return all(d in ("f64", "i64", "bool") for _, d in t.columns)
+    return t.kind == "opaque" and op.name == "py_call"
+
+
+def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> ReusePlan:
+    """Substitute every node value the store holds for this data; list the rest to be written."""
+    ops = module.op_map()
+    candidates: dict[str, str] = {}  # value → output name (first output naming it)
+    for out in module.outputs:
+        op = ops.get(out.value)
+        if op is not None and not is_source_op(op) and op.node_id and out.value not in candidates:
+            candidates[out.value] = out.name
+    prints = fingerprints(module, bindings, list(candidates))
+    plan = ReusePlan(module)
+    hits: dict[str, Op] = {}
+    clock = clocks(module)
+    for value, name in candidates.items():
+        op = ops[value]
+        if not storable(op):
+            plan.skipped[value] = f"values of type {op.type} are not stored"
+            continue
+        fp = prints[value]
+        if store.has(op.node_id, fp):
+            try:
+                plan.series[value] = store.read(op.node_id, fp)
+            except Exception as exc:  # noqa: BLE001 - an unreadable artifact is recomputed, not fatal
+                plan.skipped[value] = f"stored artifact unreadable ({type(exc).__name__}: {exc}); recomputed"
+                plan.to_write[value] = (name, fp)
+                continue
+            plan.reused[value] = Reused(value, name, op.node_id, fp, str(store.path(op.node_id, fp)))
+            hits[value] = Op(value, "stored", (), make_attrs({"node_id": op.node_id,
+                                                              "interval": int(clock.get(value) or 0)}),
+                             op.type, op.loc, op.node_id)
+        else:
+            plan.to_write[value] = (name, fp)
+    if hits:
+        plan.module = _without_dead_ops(module, hits)
+    return plan
+
+
+def _without_dead_ops(module: Module, hits: Mapping[str, Op]) -> Module:
+    """``module`` with the stored values substituted and the ops nothing needs any more removed
+    (sources are kept: see the module docstring)."""
+    swapped = [hits.get(op.result, op) for op in module.ops]
+    needed = {o.value for o in module.outputs} | {v for o in module.outputs for v in o.inputs}
+    keep: list[Op] = []
+    for op in reversed(swapped):
+        if op.result in needed or is_source_op(op):
+            keep.append(op)
+            needed.update(op.operands)
+    return Module(module.name, tuple(reversed(keep)), module.outputs)
+
+
+def fingerprints(module: Module, bindings: Bindings, values: list[str]) -> dict[str, str]:
+    """value → BLAKE3 of the bound data it depends on (see the module docstring)."""
+    ops = module.op_map()
+    field_hashes: dict[tuple[str, str], str] = {}
+    out: dict[str, str] = {}
+    for value in values:
+        reads: dict[str, set[str] | None] = {}  # source value → fields read (None: whole bars)
+        seen: set[str] = set()
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if v in seen or v not in ops:
+                continue
+            seen.add(v)
+            for s in ops[v].operands:
+                if s in bindings.sources:
+                    whole = not (ops[v].name == "column" and ops[v].attr("name") is not None)
+                    if whole:
+                        reads[s] = None
+                    elif reads.get(s, set()) is not None:
+                        reads.setdefault(s, set()).add(str(ops[v].attr("name")))
+                stack.append(s)
+        h = blake3(b"qmtl.dataset/1\n")
+        for s in sorted(reads, key=lambda s: ops[s].node_id or s):
+            binding = bindings.sources[s]
+            fields = sorted(reads[s]) if reads[s] is not None else \
+                sorted({f for st in binding.streams for f in st.fields})
+            h.update(f"source {ops[s].node_id}\n".encode())
+            for f in ["ts", *fields]:
+                key = (s, f)
+                if key not in field_hashes:
+                    field_hashes[key] = _field_hash(binding.streams, f)
+                h.update(f"{f}={field_hashes[key]}\n".encode())
+        out[value] = "blake3:" + h.hexdigest()
+    return out
+
+
+def _field_hash(streams, name: str) -> str:
+    h = blake3()
+    for stream in streams:
+        h.update(f"key:{stream.key}\n".encode())
+        col = stream.columns.get(name)
+        if col is None:
+            h.update(b"absent\n")
+            continue
+        arr = np.ascontiguousarray(col)
+        h.update(f"{arr.dtype.str}:{arr.size}\n".encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+# --- per key: stored entries on a key's timeline, recorded entries into a Series -------------------
+
+
+@dataclass(frozen=True)
+class StoredColumns:
+    """A stored value on one key's timeline: where it has an entry and its buffers' contents
+    (the latest entry carried, as a kernel carries ``v_*``; NaN / 0 / False / None before the first)."""
+
+    present: np.ndarray
+    buffers: tuple[Any, ...]
+
+
+class StaleArtifact(ValueError):
+    """A stored series whose entries do not fall on this run's timeline (it cannot be this data's)."""
+
+
+def on_timeline(series: Series, key: Any, close: np.ndarray, interval: int, kind: str,
+                dtypes: list[str]) -> StoredColumns:
+    """Place one key's stored entries on its timeline (``close``: the key's tick close times)."""
+    ts, cols = series.for_key(key)
+    pos = np.searchsorted(close, ts + interval)
+    if len(pos) and (pos[-1] >= len(close) or not np.array_equal(close[np.minimum(pos, len(close) - 1)],
+                                                                   ts + interval)):
+        raise StaleArtifact(f"stored entries of key {key!r} are not ticks of this run")
+    present = np.zeros(len(close), dtype=bool)
+    present[pos] = True
+    # index of the latest entry at or before each tick (-1 before the first)
+    latest = np.maximum.accumulate(np.where(present, np.cumsum(present) - 1, -1)) if len(close) else \
+        np.zeros(0, np.int64)
+    buffers = []
+    for values, dtype in zip(cols.values(), dtypes):
+        if kind == "opaque":
+            rows = np.empty(len(close), dtype=object)
+            for t, i in enumerate(latest):
+                rows[t] = values[i] if i >= 0 else None
+            buffers.append(rows)
+            continue
+        values = np.asarray(values, dtype=dtype)
+        fill = np.nan if dtype == "float64" else (False if dtype == "bool" else 0)
+        out = np.full(len(close), fill, dtype=dtype)
+        has = latest >= 0
+        out[has] = values[latest[has]]
+        buffers.append(out)
+    return StoredColumns(present, tuple(buffers))
+
+
+def recorded_series(per_key: Mapping[Any, tuple[np.ndarray, dict]], kind: str,
+                    columns: list[str]) -> Series:
+    """What a run recorded of one value (key → (ts, {buffer column: values})) as a ``Series``."""
+    keys: list[Any] = []
+    ts_parts: list[np.ndarray] = []
+    parts: dict[str, list] = {c: [] for c in columns}
+    for key, (ts, values) in per_key.items():
+        keys.extend([key] * len(ts))
+        ts_parts.append(np.asarray(ts, dtype=np.int64))
+        for c, v in zip(columns, values.values()):
+            parts[c].append(v)
+    ts_all = np.concatenate(ts_parts) if ts_parts else np.zeros(0, np.int64)
+    if kind == "opaque":
+        cols: dict[str, Any] = {c: [r for p in parts[c] for r in p] for c in columns}
+    else:
+        cols = {c: (np.concatenate(parts[c]) if parts[c] else np.zeros(0)) for c in columns}
+    return Series(np.array(keys, dtype=object), ts_all, cols)
+
+
+def column_names(op: Op) -> list[str]:
+    """The artifact's value columns for ``op``'s type."""
+    if op.type.kind == "frame":
+        return [f"c:{c}" for c, _ in op.type.columns]
+    return ["row"] if op.type.kind == "opaque" else ["value"]
+
+
+def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str, Mapping[Any, tuple]],
+                   strategy: str) -> dict[str, str]:
+    """Write what the run recorded for ``plan.to_write``; returns value → path (and notes skips)."""
+    ops = plan.module.op_map()
+    clock = clocks(plan.module)
+    written: dict[str, str] = {}
+    for value, (name, fp) in plan.to_write.items():
+        if value not in recorded:
+            continue
+        op = ops[value]
+        kind = "frame" if op.type.kind == "frame" else ("opaque" if op.type.kind == "opaque" else "series")
+        series = recorded_series(recorded[value], kind, column_names(op))
+        try:
+            path = store.write(op.node_id, fp, series, kind=kind, type_=str(op.type),
+                               interval=int(clock.get(value) or 0), name=name, strategy=strategy)
+        except NotStorable as exc:
+            plan.skipped[value] = str(exc)
+            continue
+        written[value] = str(path)
+    return written
