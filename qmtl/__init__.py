@@ -21,6 +21,8 @@ _EXPORTS = {
     "MatchMode": "qmtl.runtime.sdk",
     "CacheView": "qmtl.runtime.sdk",
     "Runner": "qmtl.runtime.sdk",
+    "replay": "qmtl.runner.replay",
+    "ArtifactStore": "qmtl.runtime.artifacts",
     "sma": "qmtl.runtime.sdk",
     "ema": "qmtl.runtime.sdk",
     "rsi": "qmtl.runtime.sdk",

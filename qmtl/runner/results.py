@@ -77,6 +77,9 @@ class NodeRef(_Model):
     name: str | None = None
     op: str | None = None
     used_by: list[str] = Field(default_factory=list)
+    source: str | None = Field(default=None, description="where the local replay took this node's "
+                               "values from: 'artifact <path>' (stored for these bars by an earlier "
+                               "run), 'computed, stored <path>', or 'computed (not stored: why)'")
 
 
 class RuleResult(_Model):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from qmtl.ir.diagnostics import CompileError, Diagnostic
+from qmtl.runtime.artifacts import ArtifactStore
 from qmtl.runtime.metrics import Metrics, compute_metrics
 from qmtl.runtime.returns import closes_from_dataset, derive_returns
 from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailable,
@@ -46,6 +47,7 @@ class Replay:
     precheck: Precheck
     returns: list[float]
     ok: bool
+    sources: dict[str, str] = field(default_factory=dict)  # NodeID → where the replay got its values
 
 
 class Runner:
@@ -102,7 +104,8 @@ def _replay(compiled: Any, data: Any, batch_size: int,
         source = _synthetic_for(compiled) if synthetic else data
         datasets = _datasets(source, load)
         loaded = dict(datasets) if isinstance(source, Mapping) else datasets[0][1]
-        run = compiled.run(loaded, batch_size=batch_size)
+        # node values already stored for these bars are read, the rest computed and stored
+        run = compiled.run(loaded, batch_size=batch_size, store=ArtifactStore())
     except CompileError as exc:
         return _failed(diagnostics + exc.diagnostics)
     except Exception as exc:  # noqa: BLE001 - user code raised during the replay: report, don't crash
@@ -125,7 +128,8 @@ def _replay(compiled: Any, data: Any, batch_size: int,
         returns_source=derived.source, data_source=_describe_source(source, synthetic, datasets),
         synthetic_data=synthetic, dataset_fingerprint=dataset_fingerprint(d for _, d in datasets),
         as_of=_as_of(d for _, d in datasets), bars=sum(len(s) for _, d in datasets for s in d.streams))
-    return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True)
+    return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True,
+                  sources=run.sharing.sources if run.sharing is not None else {})
 
 
 def _failed(diagnostics: list[Diagnostic]) -> Replay:
@@ -230,8 +234,8 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
             ack = client.submit_strategy(compiled.dag, [world], _meta(precheck))
             strategy_id = ack["strategy_id"]
             nodes = _node_refs(ack)
-            reused = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("reused", []))]
-            new = [nodes.get(n) or NodeRef(node_id=n) for n in _ids(ack.get("new", []))]
+            reused = [_sourced(nodes.get(n) or NodeRef(node_id=n), replay) for n in _ids(ack.get("reused", []))]
+            new = [_sourced(nodes.get(n) or NodeRef(node_id=n), replay) for n in _ids(ack.get("new", []))]
             evaluated = client.evaluate(world, _evaluation(strategy_id, precheck, replay.returns))
             decision = client.decide(world, strategy_id)
             activation = client.activation(world, strategy_id)
@@ -253,6 +257,12 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
                         evaluation=_evaluation_of(evaluated, strategy_id),
                         allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
                         new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+
+
+def _sourced(ref: NodeRef, replay: Replay) -> NodeRef:
+    """The node as the gateway saw it, plus where this replay took its values from."""
+    source = replay.sources.get(ref.node_id)
+    return ref.model_copy(update={"source": source}) if source else ref
 
 
 def _ensure_sandbox_world(client: GatewayClient, world: str) -> list[str]:

@@ -127,6 +127,8 @@ class ArtifactStore:
         if not self.root.is_dir():
             return
         for path in sorted(self.root.glob("*/*/*.parquet")):
+            if path.name.startswith("."):  # a writer's temporary file, not (yet) an artifact
+                continue
             info = self.info(path)
             if info is not None:
                 yield info

@@ -87,11 +87,16 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     if reuse is not None and store is not None:
         written = write_recorded(reuse, store, _recorded(items), compiled.name)
         names = {o.value: o.name for o in reversed(module.outputs)}
+        ids = {v: op.node_id for v, op in module.op_map().items()}
+        sources = {r.node_id: f"artifact {r.path}" for r in reuse.reused.values()}
+        sources.update({ids[v]: f"computed, stored {p}" for v, p in written.items()})
+        sources.update({ids[v]: f"computed (not stored: {why})" for v, why in reuse.skipped.items()
+                        if ids[v] not in sources})
         sharing = SharingReport(
             reused={r.node: r.path for r in reuse.reused.values()},
             written={names[v]: p for v, p in written.items()},
             not_stored={names[v]: why for v, why in reuse.skipped.items()},
-            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()})
+            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()}, sources=sources)
     return RunResult({name: frames[name] for name in order if name in frames}, sharing)
 
 

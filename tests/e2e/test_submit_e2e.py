@@ -213,3 +213,20 @@ def test_submit_result_shows_the_world_allocation_and_keeps_earlier_strategies(s
     snap = third.allocation
     assert snap is not None and snap.weight == 0.5 and snap.rank in (1, 2) and snap.contribution == 0.5
     assert snap.etag and snap.updated_at
+
+
+def test_reused_nodes_say_where_their_values_came_from(services, files, tmp_path, monkeypatch) -> None:
+    """The first submission computes the signal and stores it for these bars; the same strategy on
+    the same bars (another world) reads it back, and says so node by node."""
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    create_world(services, "e2e-src-a", preset="sandbox")
+    create_world(services, "e2e-src-b", preset="sandbox")
+    first = Runner.submit(files["momentum"], world="e2e-src-a", data=files["prices"], gateway_url=services)
+    second = Runner.submit(files["momentum"], world="e2e-src-b", data=files["prices"], gateway_url=services)
+    assert first.status == second.status == "accepted"
+    signal = first.precheck.metrics and next(n for n in first.new_nodes + first.reused_nodes
+                                             if n.name == "momentum_signal")
+    assert signal.source.startswith("computed, stored ")
+    again = next(n for n in second.reused_nodes if n.node_id == signal.node_id)
+    assert again.source == "artifact " + signal.source.removeprefix("computed, stored ")
+    assert second.precheck.metrics == first.precheck.metrics
