@@ -23,7 +23,7 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,6 +53,7 @@ class ArtifactInfo:
     strategy: str
     created_at: float
     last_used: float
+    extent: dict[str, list] = field(default_factory=dict)  # source NodeID → [[key, last bar ts], …]
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,14 @@ class ArtifactStore:
 
     # -- write ----------------------------------------------------------------------------------------
     def write(self, node_id: str, fingerprint: str, series: Series, *, kind: str, type_: str,
-              interval: int, name: str = "", strategy: str = "") -> Path:
+              interval: int, name: str = "", strategy: str = "", extent: dict | None = None) -> Path:
         """Store ``series`` under the key (atomically; see the module docstring)."""
         final = self.path(node_id, fingerprint)
         final.parent.mkdir(parents=True, exist_ok=True)
         table = _to_table(series, kind)
         meta = {"format": _FORMAT, "node_id": node_id, "fingerprint": fingerprint, "kind": kind,
                 "type": type_, "interval": interval, "name": name, "strategy": strategy,
-                "created_at": time.time()}
+                "created_at": time.time(), "extent": extent or {}}
         table = table.replace_schema_metadata({"qmtl": json.dumps(meta)})
         tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
         try:
@@ -142,7 +143,16 @@ class ArtifactStore:
             return None  # not an artifact (or vanished under a concurrent gc)
         return ArtifactInfo(meta["node_id"], meta["fingerprint"], path, stat.st_size, pf.metadata.num_rows,
                             meta["kind"], meta["type"], int(meta["interval"]), meta.get("name", ""),
-                            meta.get("strategy", ""), float(meta["created_at"]), stat.st_mtime)
+                            meta.get("strategy", ""), float(meta["created_at"]), stat.st_mtime,
+                            meta.get("extent") or {})
+
+    def of_node(self, node_id: str) -> list[ArtifactInfo]:
+        """Every artifact of one NodeID (one per dataset it was computed on)."""
+        folder = self.path(node_id, _PREFIX + "0").parent
+        if not folder.is_dir():
+            return []
+        infos = (self.info(p) for p in sorted(folder.glob("*.parquet")) if not p.name.startswith("."))
+        return [i for i in infos if i is not None]
 
     def gc(self, older_than_s: float, dry_run: bool = False) -> list[ArtifactInfo]:
         """Remove artifacts neither written nor read for ``older_than_s`` seconds (and leftover

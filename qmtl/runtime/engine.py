@@ -126,14 +126,15 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
     intervals = {v: sb.interval for v, sb in bindings.sources.items()}
     timelines = {k: key_timeline(s, {v: intervals[v] for v in s}) for k, s in key_streams(module, bindings).items()}
     gen = codegen.load(module)
-    stored, record = _reuse_layout(module, gen, bindings, timelines, reuse)
+    stored, record, prefixes = _reuse_layout(module, gen, bindings, timelines, reuse)
     lengths = {k: len(t.close) for k, t in timelines.items()}
     batch = batch_size or max(1, min(AUTO_BATCH, max(lengths.values(), default=1)))
     source = BatchSource({_part(k): (k, n) for k, n in lengths.items()}, batch)
 
     def runtime_for(item):
         key = _unpart(item[0])
-        return KeyRuntime(gen, module, functions, timelines[key], key, stored.get(key), record)
+        return KeyRuntime(gen, module, functions, timelines[key], key, stored.get(key), record,
+                          prefixes.get(key))
 
     if processes == 1:
         sink = CollectSink()
@@ -151,8 +152,9 @@ def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: Reuse
     """Per run key, each stored value on that key's timeline; and the buffers (and clock) of each
     value the run records for the store."""
     if reuse is None:
-        return {}, {}
+        return {}, {}, {}
     ops = module.op_map()
+    prefixes: dict = {}
     clock = clocks(module)
     keys_of = node_keys(module, bindings)[0]
     stored: dict = {}
@@ -167,12 +169,33 @@ def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: Reuse
             from_key = key if key in have or fans_out else next(iter(have), key)
             stored.setdefault(key, {})[value] = on_timeline(series, from_key, timeline.close,
                                                              int(clock.get(value) or 0), kind, dtypes)
+    for value, (series, limits) in reuse.prefix.items():
+        op = ops[value]
+        for key, timeline in timelines.items():
+            until = _prefix_end(bindings, limits, key)
+            if until is not None:
+                cols = on_timeline(series, key, timeline.close, int(clock.get(value) or 0), "opaque",
+                                   ["object"], until)
+                prefixes.setdefault(key, {})[value] = (cols, until)
     record = {}
     for value in reuse.to_write:
         bufs = [b for b, _ in value_buffers(ops[value])]
         if value in ops and all(b in gen.BUFFERS for b in bufs):
             record[value] = (bufs, int(clock.get(value) or 0))
-    return stored, record
+    return stored, record, prefixes
+
+
+def _prefix_end(bindings: Bindings, limits: dict, key) -> int | None:
+    """The close time up to which a prefix artifact's data equals this run's for run key ``key``:
+    the earliest, over its sources, of the last bar's close (None: the prefix has none of this key)."""
+    ends = []
+    for source, per_key in limits.items():
+        sb = bindings.sources[source]
+        last = per_key.get(key if sb.fan_out else sb.streams[0].key)
+        if last is None:
+            return None
+        ends.append(last + sb.interval)
+    return min(ends) if ends else None
 
 
 def _part(key) -> str:

@@ -114,13 +114,15 @@ class KeyRuntime:
 
     def __init__(self, gen, module: Module, functions, timeline: KeyTimeline, key: Any,
                  stored: Mapping[str, Any] | None = None,
-                 record: Mapping[str, tuple[list[str], int]] | None = None):
+                 record: Mapping[str, tuple[list[str], int]] | None = None,
+                 prefix: Mapping[str, tuple[Any, int]] | None = None):
         """``stored``: value → its ``reuse.StoredColumns`` on this key's timeline (filled, not
         computed); ``record``: value → (its buffers, its clock) for each value whose whole series
         this run records for the artifact store."""
         self.gen, self.module, self.key = gen, module, key
         self._stored = dict(stored or {})
         self._record = dict(record or {})
+        self._prefix = dict(prefix or {})
         self.recorded = {v: _Rows(len(timeline.close), {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
                                   if gen.BUFFERS[bufs[0]] != "object" else {None: "object"})
                          for v, (bufs, _clock) in self._record.items()}
@@ -211,7 +213,14 @@ class KeyRuntime:
         present = self.buf(_presence_buffer(value))
         present[:n] = False
         last = self._last.get(value)
-        for t in range(n):
+        stored, until = self._prefix.get(value, (None, None))
+        covered = 0 if stored is None else int(np.searchsorted(self.close[self.lo:self.hi], until, side="right"))
+        for t in range(covered):  # rows an earlier run over the same bars computed: read, not called
+            if stored.present[self.lo + t]:
+                last = stored.buffers[0][self.lo + t]
+                present[t] = True
+            rows[t] = last
+        for t in range(covered, n):
             if ready[t]:
                 windows = {}
                 for v in op.operands:

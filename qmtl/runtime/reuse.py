@@ -53,6 +53,10 @@ class ReusePlan:
     series: dict[str, Series] = field(default_factory=dict)            # value → its stored entries
     to_write: dict[str, tuple[str, str]] = field(default_factory=dict)  # value → (node name, fingerprint)
     skipped: dict[str, str] = field(default_factory=dict)               # value → why not stored
+    extents: dict[str, Extent] = field(default_factory=dict)            # value → where its data ends
+    #: opaque value → (an artifact computed on a prefix of this data, source value → key → last bar
+    #: ts of that prefix): its rows up to there are read, the function is called only after
+    prefix: dict[str, tuple[Series, dict[str, dict[Any, int]]]] = field(default_factory=dict)
 
 
 def storable(op: Op) -> bool:
@@ -73,8 +77,10 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
         op = ops.get(out.value)
         if op is not None and not is_source_op(op) and op.node_id and out.value not in candidates:
             candidates[out.value] = out.name
-    prints = fingerprints(module, bindings, list(candidates))
-    plan = ReusePlan(module)
+    cache: dict = {}
+    reads = {v: upstream_reads(module, bindings, v) for v in candidates}
+    prints = {v: fingerprint(module, bindings, reads[v], cache=cache) for v in candidates}
+    plan = ReusePlan(module, extents={v: extent(module, bindings, reads[v]) for v in candidates})
     hits: dict[str, Op] = {}
     clock = clocks(module)
     for value, name in candidates.items():
@@ -96,9 +102,36 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
                              op.type, op.loc, op.node_id)
         else:
             plan.to_write[value] = (name, fp)
+            if op.name == "py_call":
+                found = _prefix_artifact(module, bindings, store, op, reads[value], cache)
+                if found is not None:
+                    plan.prefix[value] = found
     if hits:
         plan.module = _without_dead_ops(module, hits)
     return plan
+
+
+def _prefix_artifact(module: Module, bindings: Bindings, store: ArtifactStore, op: Op, reads: Reads,
+                     cache: dict) -> tuple[Series, dict[str, dict[Any, int]]] | None:
+    """The artifact of ``op`` computed on the longest prefix of this run's data, if any: its data,
+    cut where that artifact's data ended, has the artifact's fingerprint."""
+    by_id = {module.op_map()[s].node_id: s for s in reads}
+    best: tuple[int, Any, dict] | None = None
+    for info in store.of_node(op.node_id):
+        if set(info.extent) != set(by_id):
+            continue
+        limits = {by_id[sid]: {k: int(ts) for k, ts in pairs} for sid, pairs in info.extent.items()}
+        if fingerprint(module, bindings, reads, limits, cache) != info.fingerprint:
+            continue
+        covered = sum(ts for per in limits.values() for ts in per.values())
+        if best is None or covered > best[0]:
+            best = (covered, info, limits)
+    if best is None:
+        return None
+    try:
+        return store.read(op.node_id, best[1].fingerprint), best[2]
+    except Exception:  # noqa: BLE001 - unreadable: compute it all
+        return None
 
 
 def _without_dead_ops(module: Module, hits: Mapping[str, Op]) -> Module:
@@ -114,44 +147,68 @@ def _without_dead_ops(module: Module, hits: Mapping[str, Op]) -> Module:
     return Module(module.name, tuple(reversed(keep)), module.outputs)
 
 
-def fingerprints(module: Module, bindings: Bindings, values: list[str]) -> dict[str, str]:
-    """value → BLAKE3 of the bound data it depends on (see the module docstring)."""
+Reads = dict[str, "set[str] | None"]   # source value → fields read (None: whole bars)
+Extent = dict[str, list]               # source NodeID → [[key, last bar ts], ...]
+
+
+def upstream_reads(module: Module, bindings: Bindings, value: str) -> Reads:
+    """The sources upstream of ``value`` and the fields read on the way to it."""
     ops = module.op_map()
-    field_hashes: dict[tuple[str, str], str] = {}
-    out: dict[str, str] = {}
-    for value in values:
-        reads: dict[str, set[str] | None] = {}  # source value → fields read (None: whole bars)
-        seen: set[str] = set()
-        stack = [value]
-        while stack:
-            v = stack.pop()
-            if v in seen or v not in ops:
-                continue
-            seen.add(v)
-            for s in ops[v].operands:
-                if s in bindings.sources:
-                    whole = not (ops[v].name == "column" and ops[v].attr("name") is not None)
-                    if whole:
-                        reads[s] = None
-                    elif reads.get(s, set()) is not None:
-                        reads.setdefault(s, set()).add(str(ops[v].attr("name")))
-                stack.append(s)
-        h = blake3(b"qmtl.dataset/1\n")
-        for s in sorted(reads, key=lambda s: ops[s].node_id or s):
-            binding = bindings.sources[s]
-            fields = sorted(reads[s]) if reads[s] is not None else \
-                sorted({f for st in binding.streams for f in st.fields})
-            h.update(f"source {ops[s].node_id}\n".encode())
-            for f in ["ts", *fields]:
-                key = (s, f)
-                if key not in field_hashes:
-                    field_hashes[key] = _field_hash(binding.streams, f)
-                h.update(f"{f}={field_hashes[key]}\n".encode())
-        out[value] = "blake3:" + h.hexdigest()
-    return out
+    reads: Reads = {}
+    seen: set[str] = set()
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v in seen or v not in ops:
+            continue
+        seen.add(v)
+        for s in ops[v].operands:
+            if s in bindings.sources:
+                if not (ops[v].name == "column" and ops[v].attr("name") is not None):
+                    reads[s] = None
+                elif reads.get(s, set()) is not None:
+                    reads.setdefault(s, set()).add(str(ops[v].attr("name")))
+            stack.append(s)
+    return reads
 
 
-def _field_hash(streams, name: str) -> str:
+def fingerprint(module: Module, bindings: Bindings, reads: Reads,
+                limits: Mapping[str, Mapping[Any, int]] | None = None,
+                cache: dict | None = None) -> str:
+    """BLAKE3 of the data ``reads`` names (see the module docstring); with ``limits`` (source value
+    → key → last bar ts), of that data cut after those bars — what a shorter run saw."""
+    ops = module.op_map()
+    cache = {} if cache is None else cache
+    h = blake3(b"qmtl.dataset/1\n")
+    for s in sorted(reads, key=lambda s: ops[s].node_id or s):
+        binding = bindings.sources[s]
+        fields = sorted(reads[s]) if reads[s] is not None else \
+            sorted({f for st in binding.streams for f in st.fields})
+        limit = None if limits is None else limits.get(s, {})
+        h.update(f"source {ops[s].node_id}\n".encode())
+        for f in ["ts", *fields]:
+            key = (s, f, None if limit is None else tuple(sorted(limit.items(), key=repr)))
+            if key not in cache:
+                cache[key] = _field_hash(binding.streams, f, limit)
+            h.update(f"{f}={cache[key]}\n".encode())
+    return "blake3:" + h.hexdigest()
+
+
+def fingerprints(module: Module, bindings: Bindings, values: list[str]) -> dict[str, str]:
+    """value → BLAKE3 of the bound data it depends on."""
+    cache: dict = {}
+    return {v: fingerprint(module, bindings, upstream_reads(module, bindings, v), cache=cache) for v in values}
+
+
+def extent(module: Module, bindings: Bindings, reads: Reads) -> Extent:
+    """Where the data of ``reads`` ends: per source NodeID, each key's last bar ts (artifact metadata,
+    so a longer run over the same bars can find it)."""
+    ops = module.op_map()
+    return {ops[s].node_id: [[st.key, int(st.ts[-1])] for st in bindings.sources[s].streams if len(st)]
+            for s in reads}
+
+
+def _field_hash(streams, name: str, limit: Mapping[Any, int] | None = None) -> str:
     h = blake3()
     for stream in streams:
         h.update(f"key:{stream.key}\n".encode())
@@ -159,6 +216,9 @@ def _field_hash(streams, name: str) -> str:
         if col is None:
             h.update(b"absent\n")
             continue
+        if limit is not None:
+            last = limit.get(stream.key)
+            col = col[:0] if last is None else col[:int(np.searchsorted(stream.ts, last, side="right"))]
         arr = np.ascontiguousarray(col)
         h.update(f"{arr.dtype.str}:{arr.size}\n".encode())
         h.update(memoryview(arr).cast("B"))
@@ -182,9 +242,15 @@ class StaleArtifact(ValueError):
 
 
 def on_timeline(series: Series, key: Any, close: np.ndarray, interval: int, kind: str,
-                dtypes: list[str]) -> StoredColumns:
-    """Place one key's stored entries on its timeline (``close``: the key's tick close times)."""
+                dtypes: list[str], until: int | None = None) -> StoredColumns:
+    """Place one key's stored entries on its timeline (``close``: the key's tick close times); with
+    ``until``, only the entries closing by then."""
     ts, cols = series.for_key(key)
+    if until is not None:
+        keep = ts + interval <= until
+        ts = ts[keep]
+        cols = {c: (v[keep] if isinstance(v, np.ndarray) else [r for r, k in zip(v, keep) if k])
+                for c, v in cols.items()}
     pos = np.searchsorted(close, ts + interval)
     if len(pos) and (pos[-1] >= len(close) or not np.array_equal(close[np.minimum(pos, len(close) - 1)],
                                                                    ts + interval)):
@@ -251,7 +317,8 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
         series = recorded_series(recorded[value], kind, column_names(op))
         try:
             path = store.write(op.node_id, fp, series, kind=kind, type_=str(op.type),
-                               interval=int(clock.get(value) or 0), name=name, strategy=strategy)
+                               interval=int(clock.get(value) or 0), name=name, strategy=strategy,
+                               extent=plan.extents.get(value))
         except NotStorable as exc:
             plan.skipped[value] = str(exc)
             continue
