@@ -10,11 +10,10 @@ not the rows a node emitted), per run key, as Parquet columns:
   of an opaque function — kept only when every row survives JSON unchanged (numbers, booleans, None,
   and dicts of those), so a reused row is the row the function returned.
 
-Layout under the root: ``<first 2 hex of the NodeID>/<NodeID hex>/<fingerprint hex>.parquet``.  A
-file is written under a temporary name, fsync'd, then renamed: a reader sees a whole artifact or
-none, even after ``kill -9`` mid-write; two writers of one key write the same bytes and the last
-rename wins.  A file's mtime is when it was last written or read (``gc`` keeps what was used within
-its age).
+Layout under the root: ``<first 2 hex of the NodeID>/<NodeID hex>/<fingerprint hex>.parquet``, in
+a directory or an object store (``artifact_files``: a reader sees a whole artifact or none, even
+after ``kill -9`` mid-write; two writers of one key write the same bytes and the last one wins).
+A file's mtime is when it was last written or read (``gc`` keeps what was used within its age).
 """
 
 from __future__ import annotations
@@ -22,9 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from qmtl import paths
+
+from .artifact_files import files_at
 
 _FORMAT = "qmtl.artifact/1"
 _PREFIX = "blake3:"
@@ -43,7 +42,7 @@ class ArtifactInfo:
 
     node_id: str
     fingerprint: str
-    path: Path
+    path: str          # a file path, or a URI in an object store
     bytes: int
     rows: int
     kind: str          # series | frame | opaque
@@ -54,6 +53,7 @@ class ArtifactInfo:
     created_at: float
     last_used: float
     extent: dict[str, list] = field(default_factory=dict)  # source NodeID → [[key, last bar ts], …]
+    key: str = ""      # its key under the store's root
 
 
 @dataclass(frozen=True)
@@ -77,81 +77,72 @@ class NotStorable(ValueError):
 
 
 class ArtifactStore:
-    """Artifacts under ``root`` (the embedded default: ``$QMTL_HOME/artifacts``)."""
+    """Artifacts under ``root``: a directory (the embedded default: ``$QMTL_HOME/artifacts``) or a
+    URI pyarrow's filesystem layer opens (``s3://bucket/prefix?endpoint_override=…``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root) if root is not None else paths.home() / "artifacts"
+        self.files = files_at(root if root is not None else paths.home() / "artifacts")
+        self.root = self.files.root
 
     # -- keys -----------------------------------------------------------------------------------------
-    def path(self, node_id: str, fingerprint: str) -> Path:
+    @staticmethod
+    def key(node_id: str, fingerprint: str) -> str:
         node = _hex(node_id)
-        return self.root / node[:2] / node / f"{_hex(fingerprint)}.parquet"
+        return f"{node[:2]}/{node}/{_hex(fingerprint)}.parquet"
+
+    def path(self, node_id: str, fingerprint: str) -> str:
+        """Where the artifact is (or would be): a file path, or a URI in an object store."""
+        return self.files.location(self.key(node_id, fingerprint))
 
     def has(self, node_id: str, fingerprint: str) -> bool:
-        return self.path(node_id, fingerprint).is_file()
+        return self.files.exists(self.key(node_id, fingerprint))
 
     # -- write ----------------------------------------------------------------------------------------
     def write(self, node_id: str, fingerprint: str, series: Series, *, kind: str, type_: str,
-              interval: int, name: str = "", strategy: str = "", extent: dict | None = None) -> Path:
-        """Store ``series`` under the key (atomically; see the module docstring)."""
-        final = self.path(node_id, fingerprint)
-        final.parent.mkdir(parents=True, exist_ok=True)
+              interval: int, name: str = "", strategy: str = "", extent: dict | None = None) -> str:
+        """Store ``series`` under the key, whole or not at all (``artifact_files``)."""
         table = _to_table(series, kind)
         meta = {"format": _FORMAT, "node_id": node_id, "fingerprint": fingerprint, "kind": kind,
                 "type": type_, "interval": interval, "name": name, "strategy": strategy,
                 "created_at": time.time(), "extent": extent or {}}
         table = table.replace_schema_metadata({"qmtl": json.dumps(meta)})
-        tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
-        try:
-            with open(tmp, "wb") as fh:
-                pq.write_table(table, fh, compression="zstd")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
-        return final
+        key = self.key(node_id, fingerprint)
+        self.files.write(key, lambda out: pq.write_table(table, out, compression="zstd"))
+        return self.files.location(key)
 
     # -- read -----------------------------------------------------------------------------------------
     def read(self, node_id: str, fingerprint: str) -> Series:
-        path = self.path(node_id, fingerprint)
-        table = pq.read_table(path)
-        os.utime(path)  # last used: gc keeps what runs read
+        key = self.key(node_id, fingerprint)
+        table = pq.read_table(self.files.open(key))
+        self.files.touch(key)  # last used: gc keeps what runs read
         meta = _meta(table.schema)
         if meta.get("node_id") != node_id or meta.get("fingerprint") != fingerprint:
-            raise ValueError(f"{path}: holds {meta.get('node_id')} / {meta.get('fingerprint')}, "
-                             f"not {node_id} / {fingerprint}")
+            raise ValueError(f"{self.files.location(key)}: holds {meta.get('node_id')} / "
+                             f"{meta.get('fingerprint')}, not {node_id} / {fingerprint}")
         return _from_table(table, meta["kind"])
 
     def ls(self) -> Iterator[ArtifactInfo]:
-        if not self.root.is_dir():
-            return
-        for path in sorted(self.root.glob("*/*/*.parquet")):
-            if path.name.startswith("."):  # a writer's temporary file, not (yet) an artifact
-                continue
-            info = self.info(path)
+        for key in self.files.keys():
+            info = self._info(key)
             if info is not None:
                 yield info
 
-    def info(self, path: Path) -> ArtifactInfo | None:
+    def _info(self, key: str) -> ArtifactInfo | None:
         try:
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(self.files.open(key))
             meta = _meta(pf.schema_arrow)
-            stat = path.stat()
+            size, mtime = self.files.stat(key)
         except (OSError, pa.ArrowException, ValueError):
             return None  # not an artifact (or vanished under a concurrent gc)
-        return ArtifactInfo(meta["node_id"], meta["fingerprint"], path, stat.st_size, pf.metadata.num_rows,
-                            meta["kind"], meta["type"], int(meta["interval"]), meta.get("name", ""),
-                            meta.get("strategy", ""), float(meta["created_at"]), stat.st_mtime,
-                            meta.get("extent") or {})
+        return ArtifactInfo(meta["node_id"], meta["fingerprint"], self.files.location(key), size,
+                            pf.metadata.num_rows, meta["kind"], meta["type"], int(meta["interval"]),
+                            meta.get("name", ""), meta.get("strategy", ""), float(meta["created_at"]),
+                            mtime, meta.get("extent") or {}, key)
 
     def of_node(self, node_id: str) -> list[ArtifactInfo]:
         """Every artifact of one NodeID (one per dataset it was computed on)."""
-        folder = self.path(node_id, _PREFIX + "0").parent
-        if not folder.is_dir():
-            return []
-        infos = (self.info(p) for p in sorted(folder.glob("*.parquet")) if not p.name.startswith("."))
+        node = _hex(node_id)
+        infos = (self._info(k) for k in self.files.keys(f"{node[:2]}/{node}"))
         return [i for i in infos if i is not None]
 
     def gc(self, older_than_s: float, dry_run: bool = False) -> list[ArtifactInfo]:
@@ -161,13 +152,9 @@ class ArtifactStore:
         removed = [a for a in self.ls() if a.last_used < cutoff]
         if not dry_run:
             for a in removed:
-                a.path.unlink(missing_ok=True)
-            for tmp in self.root.glob("*/*/.tmp-*.parquet") if self.root.is_dir() else ():
-                if tmp.stat().st_mtime < cutoff:
-                    tmp.unlink(missing_ok=True)
-            for d in sorted(self.root.glob("*/*"), reverse=True) if self.root.is_dir() else ():
-                if d.is_dir() and not any(d.iterdir()):
-                    d.rmdir()
+                self.files.delete(a.key)
+            for key in self.files.stale_temporaries(cutoff):
+                self.files.delete(key)
         return removed
 
 
@@ -176,14 +163,6 @@ def _hex(digest_: str) -> str:
     if not text or any(c not in "0123456789abcdef" for c in text):
         raise ValueError(f"not a BLAKE3 digest: {digest_!r}")
     return text
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _meta(schema: pa.Schema) -> dict[str, Any]:

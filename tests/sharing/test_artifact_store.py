@@ -87,7 +87,7 @@ def test_a_writer_killed_mid_write_leaves_only_whole_artifacts(tmp_path):
     for info in found:  # everything listed is whole and readable
         s = store.read(info.node_id, info.fingerprint)
         assert len(s.ts) == 400_000 and s.columns["value"][-1] == 399_999 * 0.5
-    assert not any(info.path.name.startswith(".") for info in found)  # temporary files are not listed
+    assert not any(Path(info.path).name.startswith(".") for info in found)  # temporary files are not listed
     removed = store.gc(0.0)  # a killed writer's temporary file goes with everything unused for 0 s
     assert not list(root.glob("*/*/.tmp-*")) and len(removed) == len(found)
 
