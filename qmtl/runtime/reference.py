@@ -491,12 +491,31 @@ def to_pandas(tr: Track, name: str) -> pd.DataFrame | pd.Series:
 
 
 def opaque_window(rows: list[Any], index: pd.Index, name: str) -> pd.DataFrame | pd.Series:
+    if rows and all(isinstance(r, Matrix) for r in rows):
+        return _stacked(rows, index)
     if rows and all(isinstance(r, dict) for r in rows):
         return pd.DataFrame(rows, index=index)
     return pd.Series(rows, index=index, name=name)
 
 
+def _stacked(rows: list["Matrix"], index: pd.Index) -> pd.DataFrame:
+    """Matrices, one per tick, as one frame indexed by (``ts``, the matrix's row label)."""
+    return pd.concat([r.frame for r in rows], keys=list(index), names=["ts", "row"])
+
+
+@dataclass(frozen=True, eq=False)
+class Matrix:
+    """A compute function's value at one tick that is a matrix — a DataFrame whose rows are labelled
+    like its columns (``corr()``, ``cov()``) — kept whole: its last row is not its value."""
+
+    frame: pd.DataFrame
+
+
 def opaque_frame(name: str, rows: list[Any], index: pd.Index) -> pd.DataFrame:
+    """The output frame of an opaque node's rows: one row per tick, or, for matrices, the matrix at
+    each tick (rows indexed by ``ts`` and the matrix's row label, as ``pd.concat(keys=ts)`` gives)."""
+    if rows and all(isinstance(r, Matrix) for r in rows):
+        return _stacked(rows, index)
     if rows and all(isinstance(r, dict) for r in rows):
         return pd.DataFrame(rows, index=index)
     return pd.DataFrame({name: pd.Series(rows, index=index, dtype=_infer_dtype(rows))}, index=index)
@@ -527,6 +546,8 @@ def last_row(value: Any) -> Any:
     if isinstance(value, pd.DataFrame):
         if value.empty:
             return NO_VALUE
+        if len(value) > 1 and list(value.index) == list(value.columns):
+            return Matrix(value.copy())
         if value.columns.is_unique:  # column by column: cheaper than building a row Series
             return {str(c): _py(value[c].to_numpy()[-1]) for c in value.columns}
         return {str(c): _py(v) for c, v in value.iloc[-1].items()}

@@ -77,6 +77,8 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
     with_symbol = len(keys) > 1 if multi_key is None else multi_key
     if not pairs:
         return _empty(with_symbol)
+    if any(isinstance(df.index, pd.MultiIndex) for _, df in pairs):
+        return _stacked(pairs, with_symbol)
     if not with_symbol:
         if len(pairs) == 1:
             return pairs[0][1]  # already ts-indexed (the common case: one instrument)
@@ -96,6 +98,19 @@ def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool 
     order = np.argsort(ts, kind="stable")
     out = out.iloc[order]
     return out.set_axis(pd.Index(ts[order], name="ts", copy=False), axis=0)
+
+
+def _stacked(pairs: list[tuple[str | None, pd.DataFrame]], with_symbol: bool) -> pd.DataFrame:
+    """Frames indexed by (``ts``, row label) — a matrix per tick — in ts order (then key)."""
+    frames = []
+    for key, df in sorted(pairs, key=lambda p: str(p[0])):
+        if with_symbol:
+            df = df.copy(deep=False)
+            df.insert(0, "symbol", key)
+        frames.append(df)
+    out = pd.concat(frames) if len(frames) > 1 else frames[0]
+    order = np.argsort(out.index.get_level_values(0).to_numpy(dtype=np.int64), kind="stable")
+    return out.iloc[order]
 
 
 def _same_numeric_columns(frames: list[pd.DataFrame]) -> bool:
@@ -130,6 +145,8 @@ def _ts_then_key_order(ts_parts: list[np.ndarray]) -> np.ndarray:
 
 
 def _ts_indexed(df: pd.DataFrame) -> pd.DataFrame:
+    if isinstance(df.index, pd.MultiIndex) and df.index.names[0] == "ts":
+        return df  # a matrix per tick, indexed by (ts, row label)
     if "ts" in df.columns:
         df = df.set_index("ts")
     elif df.index.name == "ts" and df.index.dtype == np.int64:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import qmtl
@@ -40,7 +41,16 @@ def test_correlation_example_reads_every_tagged_stream():
     compiled = _compile("correlation.py")
     data = {"ta-indicator": synthetic_bars(80, symbols=("RSI", "MFI"), interval=3600, seed=5)}
     ir = run(compiled, data)
-    # the tag query's node sees both streams: a correlation row per tick, emitted once 24 bars are in
-    assert len(ir.outputs["indicators"]) == 80 - 23
-    assert len(ir.outputs["indicator_corr"]) == 80 - 23 - 23
+    # the tag query's node sees both streams: the whole correlation matrix at each tick (2 streams x
+    # 5 fields: 10 x 10, duplicate labels and all), emitted once 24 bars are in — not its last row
+    corr = ir.outputs["indicators"]
+    assert corr.index.names == ["ts", "row"]
+    ticks = corr.index.get_level_values("ts").unique()
+    assert len(ticks) == 80 - 23 and corr.shape == ((80 - 23) * 10, 10)
+    first = corr.xs(ticks[0], level="ts")
+    assert list(first.index) == list(first.columns) == ["open", "high", "low", "close", "volume"] * 2
+    bars = data["ta-indicator"]
+    window = bars[bars["ts"] <= ticks[0]].groupby("symbol").tail(24)
+    rsi, mfi = (window[window["symbol"] == s]["close"].to_numpy() for s in ("RSI", "MFI"))
+    assert first.iloc[3, 8] == pytest.approx(float(pd.Series(rsi).corr(pd.Series(mfi))))  # RSI.close x MFI.close
     assert_results_equal(ir, per_tick_python(compiled, data))
