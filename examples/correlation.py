@@ -1,4 +1,4 @@
-"""Run it with ``qmtl.compile("examples/correlation.py").run({"ta-indicator": data})``: a TagQueryNode reads the streams bound under its tag."""
+"""Its TagQueryNode reads every node tagged "ta-indicator" (``Node(..., tags=["ta-indicator"])``) computed on the same bars with a store (``Runner.submit`` uses one; ``run(bars, store=qmtl.ArtifactStore())``), and any data bound to the tag (``run({"ta-indicator": data})``)."""
 from qmtl.runtime.sdk import Strategy, Node, Runner, TagQueryNode, MatchMode
 import pandas as pd
 

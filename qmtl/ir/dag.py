@@ -37,7 +37,8 @@ def to_dag(module: Module) -> dict[str, Any]:
             "loc": str(op.loc) if op.loc else None, "meta": canonical_value(meta),
         })
     outputs = [{"name": o.name, "node_id": ids[o.value], "period": o.period, "interval": o.interval,
-                "kind": o.kind, "inputs": [ids.get(v, v) for v in o.inputs]} for o in module.outputs]
+                "kind": o.kind, "inputs": [ids.get(v, v) for v in o.inputs],
+                **({"tags": list(o.tags)} if o.tags else {})} for o in module.outputs]
     return {"schema": SCHEMA, "strategy": module.name, "nodes": nodes, "outputs": outputs,
             "checksum": dag_checksum(n["node_id"] for n in nodes)}
 
@@ -72,7 +73,8 @@ def from_dag(doc: dict[str, Any]) -> Module:
                       _parse_loc(n.get("loc")), n.get("node_id")))
     outputs = tuple(Output(o["name"], by_id.get(o["node_id"], o["node_id"]), int(o["period"]), int(o["interval"]),
                            o.get("kind", "traced"),
-                           inputs=tuple(by_id.get(x, x) for x in o.get("inputs") or ()))
+                           inputs=tuple(by_id.get(x, x) for x in o.get("inputs") or ()),
+                           tags=tuple(sorted({str(t) for t in o.get("tags") or ()})))
                     for o in doc.get("outputs", []))
     return Module(doc.get("strategy", "dag"), tuple(ops), outputs)
 

@@ -96,6 +96,7 @@ class Output:
     kind: str = "traced"
     reason: str = ""
     inputs: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # the SDK node's labels for tag queries (``Node(tags=...)``), not identity
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from .types import Type
 
 SYNTAX_ERROR = "E001"
 MAX_NESTING = 32  # list attributes deeper than this are refused
-_OUTPUT_ATTRS = {"interval": int, "period": int, "kind": str, "reason": str, "inputs": tuple}
+_OUTPUT_ATTRS = {"interval": int, "period": int, "kind": str, "reason": str, "inputs": tuple, "tags": tuple}
 
 
 class IRSyntaxError(CompileError):
@@ -225,6 +225,9 @@ class _BuildIR(Transformer):
         if not isinstance(inputs, tuple) or not all(isinstance(v, _ValueRef) for v in inputs):
             raise _FailAt(symbol, f"output {symbol}: inputs must be a list of value names like [%a, %b]")
         bad = next((k for k, v in fields.items() if k != "inputs" and _has_ref(v)), None)
+        tags = fields.get("tags", ())
+        if not all(isinstance(t, str) for t in tags):
+            raise _FailAt(symbol, f"output {symbol}: tags must be a list of strings")
         if bad is not None:
             raise _FailAt(symbol, f"output {symbol}: attribute {bad!r} cannot name a value")
         for key, expected in _OUTPUT_ATTRS.items():
@@ -235,11 +238,11 @@ class _BuildIR(Transformer):
         missing = [k for k in ("interval", "period") if k not in fields]
         if unknown or missing:
             problem = f"unknown attribute {unknown[0]!r}" if unknown else f"missing attribute {missing[0]!r}"
-            raise _FailAt(symbol, f"output {symbol}: {problem} (outputs take interval, period, kind, reason, inputs)")
+            raise _FailAt(symbol, f"output {symbol}: {problem} (outputs take interval, period, kind, reason, inputs, tags)")
         out = Output(name=str(_unquote(symbol, "@")), value=str(_unquote(value, "%")),
                      period=fields["period"], interval=fields["interval"],
                      kind=fields.get("kind", "traced"), reason=fields.get("reason", ""),
-                     inputs=tuple(v.name for v in inputs))
+                     inputs=tuple(v.name for v in inputs), tags=tuple(sorted(set(tags))))
         return "output", out, _here(keyword)
 
     def attr_dict(self, *attrs: tuple[Token, Any]) -> "_Attrs":

@@ -54,6 +54,8 @@ def print_output(out: Output) -> str:
     attrs: dict[str, AttrValue] = {"interval": out.interval, "kind": out.kind, "period": out.period}
     if out.reason:
         attrs["reason"] = out.reason
+    if out.tags:
+        attrs["tags"] = tuple(out.tags)
     fields = [f"{k} = {print_value(v)}" for k, v in attrs.items()]
     if out.inputs:  # value references, not attribute values: printed here, sorted in with the rest
         fields.append("inputs = [" + ", ".join(value_name(v) for v in out.inputs) + "]")

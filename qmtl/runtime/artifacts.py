@@ -54,6 +54,8 @@ class ArtifactInfo:
     last_used: float
     extent: dict[str, list] = field(default_factory=dict)  # source NodeID → [[key, last bar ts], …]
     key: str = ""      # its key under the store's root
+    tags: tuple[str, ...] = ()   # the node's labels (``Node(tags=...)``): what tag queries select
+    sources: tuple[dict, ...] = ()  # the sources its data comes from (``reuse.source_specs``)
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,14 @@ class ArtifactStore:
 
     # -- write ----------------------------------------------------------------------------------------
     def write(self, node_id: str, fingerprint: str, series: Series, *, kind: str, type_: str,
-              interval: int, name: str = "", strategy: str = "", extent: dict | None = None) -> str:
+              interval: int, name: str = "", strategy: str = "", extent: dict | None = None,
+              tags: tuple[str, ...] = (), sources: list[dict] | None = None) -> str:
         """Store ``series`` under the key, whole or not at all (``artifact_files``)."""
         table = _to_table(series, kind)
         meta = {"format": _FORMAT, "node_id": node_id, "fingerprint": fingerprint, "kind": kind,
                 "type": type_, "interval": interval, "name": name, "strategy": strategy,
-                "created_at": time.time(), "extent": extent or {}}
+                "created_at": time.time(), "extent": extent or {}, "tags": list(tags),
+                "sources": sources or []}
         table = table.replace_schema_metadata({"qmtl": json.dumps(meta)})
         key = self.key(node_id, fingerprint)
         self.files.write(key, lambda out: pq.write_table(table, out, compression="zstd"))
@@ -137,7 +141,8 @@ class ArtifactStore:
         return ArtifactInfo(meta["node_id"], meta["fingerprint"], self.files.location(key), size,
                             pf.metadata.num_rows, meta["kind"], meta["type"], int(meta["interval"]),
                             meta.get("name", ""), meta.get("strategy", ""), float(meta["created_at"]),
-                            mtime, meta.get("extent") or {}, key)
+                            mtime, meta.get("extent") or {}, key, tuple(meta.get("tags") or ()),
+                            tuple(meta.get("sources") or ()))
 
     def of_node(self, node_id: str) -> list[ArtifactInfo]:
         """Every artifact of one NodeID (one per dataset it was computed on)."""

@@ -22,7 +22,7 @@ reported at the strategy line that reads it, before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -62,8 +62,14 @@ class Bindings:
         return self.sources[value]
 
 
-def bind(module: Module, data: Any) -> Bindings:
-    """Bind ``data`` (a loadable source, a ``Dataset``, or ``dict[tag, source]``) to ``module``."""
+#: extra members of a tag query's group for the data being bound: node values of other strategies
+#: tagged with the query's tags (``qmtl.runtime.tagged_values``)
+TaggedMembers = Callable[[Op, Mapping[str | None, Dataset]], tuple[Stream, ...]]
+
+
+def bind(module: Module, data: Any, tagged: TaggedMembers | None = None) -> Bindings:
+    """Bind ``data`` (a loadable source, a ``Dataset``, or ``dict[tag, source]``) to ``module``;
+    ``tagged`` adds stored node values to each tag query's group."""
     if isinstance(data, Bindings):
         return data
     datasets = _datasets(data, fields_read(module))
@@ -73,7 +79,7 @@ def bind(module: Module, data: Any) -> Bindings:
             streams = _select_stream_input(op, datasets)
             fan_out = len(streams) > 1
         elif op.name == "tag_query":
-            streams = _select_tag_query(op, datasets)
+            streams = _select_tag_query(op, datasets, tagged(op, datasets) if tagged is not None else ())
             fan_out = False
         else:
             continue
@@ -193,16 +199,24 @@ def _select_symbols(ds: Dataset, tags: tuple[str, ...]) -> tuple[Stream, ...]:
     return tuple(named) if named else ds.streams
 
 
-def _select_tag_query(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
+def _select_tag_query(op: Op, datasets: dict[str | None, Dataset],
+                      stored: tuple[Stream, ...] = ()) -> tuple[Stream, ...]:
     query = set(op.attr("tags") or ())
     mode = op.attr("match_mode", "any")
     streams = [s for ds in datasets.values() for s in ds.streams]
     hit = [s for s in streams if (query <= set(s.tags) if mode == "all" else query & set(s.tags))]
-    if not hit:
+    if not hit and not stored:
         available = sorted({t for s in streams for t in s.tags})
         raise DataError("E504", datasets_label(datasets),
-                        f"{_label(op)} (match_mode={mode}) matches no stream; available tags: {available}")
-    return tuple(hit)
+                        f"{_label(op)} (match_mode={mode}) matches no stream and no stored node value "
+                        f"computed on this data; available tags: {available}")
+    return tuple(hit) + tuple(stored)
+
+
+def source_streams(op: Op, datasets: Mapping[str | None, Dataset]) -> tuple[Stream, ...]:
+    """The bucketed streams a ``stream_input`` op reads from ``datasets`` (E504 as ``bind`` says)."""
+    interval = int(op.attr("interval"))
+    return tuple(bucket(s, interval) for s in _select_stream_input(op, dict(datasets)))
 
 
 def datasets_label(datasets: Mapping[str | None, Dataset]) -> str:

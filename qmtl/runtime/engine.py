@@ -36,6 +36,7 @@ from .flow import BatchSource, CollectSink, run_cluster, run_flow
 from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
 from .results import RunResult, SharingReport, assemble
 from .reuse import ReusePlan, StaleArtifact, on_timeline, plan_reuse, write_recorded
+from .tagged_values import tagged_members
 
 
 #: Replay batches: big enough that Bytewax's per-item cost (~tens of µs) vanishes next to the
@@ -62,7 +63,8 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     if options:
         raise TypeError(f"unknown run options: {sorted(options)}")
     module = compiled.module
-    bindings = bind(module, data)
+    # with a store, a tag query's group also holds other strategies' tagged node values for this data
+    bindings = bind(module, data, tagged_members(store) if store is not None else None)
     parts = codegen.split(module)
     if parts.flow is None:
         # every computed node reads a tag query (directly or downstream): nothing for the kernels

@@ -54,6 +54,8 @@ class ReusePlan:
     to_write: dict[str, tuple[str, str]] = field(default_factory=dict)  # value → (node name, fingerprint)
     skipped: dict[str, str] = field(default_factory=dict)               # value → why not stored
     extents: dict[str, Extent] = field(default_factory=dict)            # value → where its data ends
+    sources: dict[str, list[dict]] = field(default_factory=dict)        # value → ``source_specs``
+    tags: dict[str, tuple[str, ...]] = field(default_factory=dict)      # value → its node's labels
     #: opaque value → (an artifact computed on a prefix of this data, source value → key → last bar
     #: ts of that prefix): its rows up to there are read, the function is called only after
     prefix: dict[str, tuple[Series, dict[str, dict[Any, int]]]] = field(default_factory=dict)
@@ -80,7 +82,9 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
     cache: dict = {}
     reads = {v: upstream_reads(module, bindings, v) for v in candidates}
     prints = {v: fingerprint(module, bindings, reads[v], cache=cache) for v in candidates}
-    plan = ReusePlan(module, extents={v: extent(module, bindings, reads[v]) for v in candidates})
+    plan = ReusePlan(module, extents={v: extent(module, bindings, reads[v]) for v in candidates},
+                     sources={v: source_specs(module, reads[v]) for v in candidates},
+                     tags={o.value: o.tags for o in reversed(module.outputs)})
     hits: dict[str, Op] = {}
     clock = clocks(module)
     for value, name in candidates.items():
@@ -208,6 +212,16 @@ def extent(module: Module, bindings: Bindings, reads: Reads) -> Extent:
             for s in reads}
 
 
+def source_specs(module: Module, reads: Reads) -> list[dict]:
+    """What an artifact records of its sources so a run over other data can tell whether the artifact
+    was computed on it (``qmtl.runtime.tagged_values``): each source op's NodeID, tags and interval,
+    and the fields read (None: whole bars)."""
+    ops = module.op_map()
+    return [{"node_id": ops[s].node_id, "op": ops[s].name, "tags": list(ops[s].attr("tags") or ()),
+             "interval": int(ops[s].attr("interval")), "fields": sorted(f) if f is not None else None}
+            for s, f in sorted(reads.items(), key=lambda kv: ops[kv[0]].node_id or kv[0])]
+
+
 def _field_hash(streams, name: str, limit: Mapping[Any, int] | None = None) -> str:
     h = blake3()
     for stream in streams:
@@ -318,7 +332,8 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
         try:
             path = store.write(op.node_id, fp, series, kind=kind, type_=str(op.type),
                                interval=int(clock.get(value) or 0), name=name, strategy=strategy,
-                               extent=plan.extents.get(value))
+                               extent=plan.extents.get(value), tags=plan.tags.get(value, ()),
+                               sources=plan.sources.get(value))
         except NotStorable as exc:
             plan.skipped[value] = str(exc)
             continue

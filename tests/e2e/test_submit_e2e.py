@@ -230,3 +230,27 @@ def test_reused_nodes_say_where_their_values_came_from(services, files, tmp_path
     again = next(n for n in second.reused_nodes if n.node_id == signal.node_id)
     assert again.source == "artifact " + signal.source.removeprefix("computed, stored ")
     assert second.precheck.metrics == first.precheck.metrics
+
+
+def test_the_correlation_strategy_submits_once_tagged_indicators_exist(services, files, tmp_path,
+                                                                       monkeypatch) -> None:
+    """The blueprint's CorrelationStrategy, submitted as written: E504 while no node tagged
+    ``ta-indicator`` was computed on these bars; accepted once a strategy with such nodes was
+    submitted on them; the gateway's graph knows the tags (``/queues/by_tag``)."""
+    import httpx
+
+    from tests.sharing.test_tag_queries import INDICATORS
+
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    (tmp_path / "ind.py").write_text(INDICATORS)
+    correlation = Path(__file__).resolve().parents[2] / "examples" / "correlation.py"
+    create_world(services, "e2e-corr", preset="sandbox")
+    before = Runner.submit(correlation, world="e2e-corr", data=files["prices"], gateway_url=services)
+    assert before.status == "rejected" and "E504" in before.downgrade_reason
+    ind = Runner.submit(tmp_path / "ind.py", world="e2e-corr", data=files["prices"], gateway_url=services)
+    assert ind.status == "accepted", ind.downgrade_reason
+    after = Runner.submit(correlation, world="e2e-corr", data=files["prices"], gateway_url=services)
+    assert after.status == "accepted", after.downgrade_reason
+    tagged = httpx.get(f"{services}/queues/by_tag", params={"tags": "ta-indicator", "world_id": "e2e-corr"}).json()
+    names = {n.node_id: n.name for n in ind.new_nodes + ind.reused_nodes}
+    assert {names.get(q["node_id"]) for q in tagged["queues"]} >= {"mom5", "vol10", "ma20"}

@@ -234,7 +234,11 @@ class _Tracer:
     def _output(self, node: Node, name: str, value: str, kind: str, reason: str = "") -> None:
         interval, period = self.clock[id(node)]
         self.values[id(node)] = value
-        self.outputs.append(Output(name, value, period, interval, kind, reason, self._declared_inputs(node, kind)))
+        # a computed node's labels (a source's tags select data; ``vars``: a missing attribute of a
+        # node reads as a bar field)
+        tags = tuple(vars(node).get("tags", ())) if node.kind == "node" else ()
+        self.outputs.append(Output(name, value, period, interval, kind, reason, self._declared_inputs(node, kind),
+                                   tags))
         self.sdk_nodes[name] = node
 
     def _declared_inputs(self, node: Node, kind: str) -> tuple[str, ...]:

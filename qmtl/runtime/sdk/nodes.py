@@ -42,8 +42,10 @@ class Node:
     def __init__(self, input: "Node | Iterable[Node] | None" = None,
                  compute_fn: Callable[[Any], Any] | None = None, name: str | None = None,
                  interval: int | str | None = None, period: int | None = None, *,
-                 expr: Expr | Frame | dict[str, Expr] | None = None):
+                 expr: Expr | Frame | dict[str, Expr] | None = None, tags: Iterable[str] | None = None):
         self._init_common(name, interval, period)
+        # labels a TagQueryNode of any strategy can select this node's values by (not identity)
+        self.tags = _tags(tags, "tags", self.loc)
         if (compute_fn is None) == (expr is None):
             raise SDKArgumentError("Node needs exactly one of compute_fn= or expr=", self.loc)
         _check_compute_fn(compute_fn, self.loc)

@@ -45,6 +45,8 @@ class DagOutput(_Model):
     kind: StrictStr = "traced"
     # the NodeIDs of the node's declared inputs (its window edges; not hashed), sources have none
     inputs: list[Annotated[str, Field(pattern=NODE_ID_PATTERN)]] = Field(default_factory=list)
+    # labels tag queries select this node's values by (``Node(tags=...)``; not hashed)
+    tags: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=64)
 
 
 class DagDocument(_Model):

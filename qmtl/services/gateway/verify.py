@@ -56,7 +56,13 @@ class VerifiedDag:
         return digest(text.encode())
 
     def graph_nodes(self) -> list[GraphNode]:
-        return [GraphNode(n.node_id, n.op, n.interval, _tags(n)) for n in self.nodes]
+        """Each node with its tags: a source's (what data it selects) and the labels of every output
+        naming it (``Node(tags=...)``), so tag queries over the graph find both."""
+        labels: dict[str, set[str]] = {}
+        for o in self.outputs:
+            labels.setdefault(o.node_id, set()).update(o.tags)
+        return [GraphNode(n.node_id, n.op, n.interval, tuple(sorted(set(_tags(n)) | labels.get(n.node_id, set()))))
+                for n in self.nodes]
 
     def edges(self) -> list[Edge]:
         return [(src, n.node_id) for n in self.nodes for src in dict.fromkeys(n.inputs)]
