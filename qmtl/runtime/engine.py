@@ -75,10 +75,10 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         items = _run_flow(reuse.module if reuse else parts.flow, compiled.functions, bindings, batch_size,
                           workers, processes, reuse)
     except StaleArtifact:  # stored entries that are not this data's ticks: compute everything
-        reuse = ReusePlan(module, to_write=plan_reuse(module, bindings, _NoStore(store)).to_write)
+        reuse = plan_reuse(module, bindings, _NoStore(store))
         items = _run_flow(module, compiled.functions, bindings, batch_size, workers, processes, reuse)
     by_value, by_name = node_keys(module, bindings)
-    rows = _rows_by_output(items)
+    rows = _by_name(items, 1)
     frames = {name: _flow_frame(name, per_key, by_name[name]) for name, per_key in rows.items()}
     if parts.per_tick:
         from .reference import evaluate_nodes
@@ -87,7 +87,7 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     order = [r.name for r in regions_in_dependency_order(module)]
     sharing = None
     if reuse is not None and store is not None:
-        written = write_recorded(reuse, store, _recorded(items), compiled.name)
+        written = write_recorded(reuse, store, _by_name(items, 2), compiled.name)
         names = {o.value: o.name for o in reversed(module.outputs)}
         ids = {v: op.node_id for v, op in module.op_map().items()}
         sources = {r.node_id: f"artifact {r.path}" for r in reuse.reused.values()}
@@ -102,23 +102,17 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     return RunResult({name: frames[name] for name in order if name in frames}, sharing)
 
 
-def _recorded(items: list) -> dict[str, dict]:
-    """value → run key → (ts, values) of the series each key recorded for the artifact store."""
-    out: dict[str, dict] = {}
-    for key, _outputs, recorded in items:
-        for value, series in recorded.items():
-            out.setdefault(value, {})[key] = series
-    return out
-
-
 class _NoStore(ArtifactStore):
-    """A view of a store that holds nothing (plans what to write without reading)."""
+    """A view of a store that holds nothing (plans what to write, reading nothing)."""
 
     def __init__(self, store: ArtifactStore) -> None:
         super().__init__(store.root)
 
     def has(self, node_id: str, fingerprint: str) -> bool:
         return False
+
+    def of_node(self, node_id: str) -> list:
+        return []
 
 
 def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, workers: int,
@@ -208,13 +202,15 @@ def _unpart(part: str):
     return None if part == "\x00" else part
 
 
-def _rows_by_output(items: list) -> dict[str, dict]:
-    """output name → run key → (ts, values) of what that key emitted, keys in flow order."""
-    rows: dict[str, dict] = {}
-    for key, outputs, _recorded in items:
-        for name, emitted in outputs.items():
-            rows.setdefault(name, {})[key] = emitted
-    return rows
+def _by_name(items: list, part: int) -> dict[str, dict]:
+    """What the keys handed on (``(key, emitted rows, recorded series)``), regrouped as name → run key
+    → (ts, values), keys in flow order: ``part`` 1, each output's emitted rows; 2, the series of each
+    value recorded for the artifact store."""
+    out: dict[str, dict] = {}
+    for item in items:
+        for name, rows in item[part].items():
+            out.setdefault(name, {})[item[0]] = rows
+    return out
 
 
 def _flow_frame(name: str, per_key: dict, keys: RunKeys) -> pd.DataFrame:

@@ -130,3 +130,26 @@ def test_unstorable_rows_are_computed_and_said_so(tmp_path):
     res = qmtl_compile(Rows).run(_bars(4, 50), store=store)
     assert "tuple_rows" in res.sharing.not_stored
     assert not list(store.ls())
+
+
+def test_an_artifact_that_does_not_fit_the_data_is_recomputed_and_replaced(tmp_path):
+    """An artifact under the right key whose entries are not ticks of this run (written by a broken
+    or older writer) is never read into the flow: the run computes everything and stores it again."""
+    from qmtl.runtime.artifacts import Series
+
+    store = ArtifactStore(tmp_path)
+    traced = compile_counted(Traced)
+    bars = _bars(8, 300)
+    scratch = traced.run(bars)
+    first = traced.run(bars, store=store)
+    [info] = list(store.ls())
+    good = store.read(info.node_id, info.fingerprint)
+    store.write(info.node_id, info.fingerprint, Series(good.keys, good.ts + 1, good.columns), kind="series",
+                type_=info.type, interval=info.interval, name=info.name, extent=info.extent)
+    again = traced.run(bars, store=store)
+    _same(scratch, again)
+    assert not again.sharing.reused and set(again.sharing.written) == {"ma"}
+    repaired = store.read(info.node_id, info.fingerprint)
+    assert repaired.ts.tobytes() == good.ts.tobytes()
+    assert set(traced.run(bars, store=store).sharing.reused) == {"ma"}
+    assert first.sharing.written
