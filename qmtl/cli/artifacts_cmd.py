@@ -75,9 +75,24 @@ def parse_age(text: str) -> float:
 def gc_command(older_than: str = typer.Option("30d", "--older-than",
                                               help="Remove artifacts not written or read for this long."),
                dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would go."),
+               gateway_url: Optional[str] = typer.Option(
+                   None, "--gateway-url", envvar="QMTL_GATEWAY_URL",
+                   help="Keep every artifact whose node a strategy bound to a world uses (the "
+                        "gateway's artifact index says which)."),
                root: Optional[Path] = _ROOT) -> None:
-    """Remove artifacts no run has used for --older-than (never one used more recently)."""
-    removed = _store(root).gc(parse_age(older_than), dry_run=dry_run)
+    """Remove artifacts no run has used for --older-than (never one used more recently, nor, with a
+    gateway, one of a node a bound strategy uses)."""
+    in_use: set[str] = set()
+    if gateway_url:
+        from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable
+        try:
+            with GatewayClient(gateway_url) as client:
+                in_use = {a["node_id"] for a in client.artifacts() if a["used_by"]}
+        except (GatewayError, GatewayUnavailable) as exc:
+            err.print(f"error: cannot ask the gateway which artifacts are in use: {exc}", style="bold red",
+                      markup=False)
+            raise typer.Exit(1)
+    removed = _store(root).gc(parse_age(older_than), dry_run=dry_run, in_use=in_use)
     verb = "would remove" if dry_run else "removed"
     out.print(f"{verb} {len(removed)} artifacts, {sum(a.bytes for a in removed):,} bytes", markup=False)
     for a in removed:

@@ -80,6 +80,8 @@ class NodeRef(_Model):
     source: str | None = Field(default=None, description="where the local replay took this node's "
                                "values from: 'artifact <path>' (stored for these bars by an earlier "
                                "run), 'computed, stored <path>', or 'computed (not stored: why)'")
+    artifact: str | None = Field(default=None, description="the artifact the gateway's index lists "
+                                 "for this node on the submitted data (registered by an earlier run)")
 
 
 class RuleResult(_Model):

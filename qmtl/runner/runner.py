@@ -48,6 +48,8 @@ class Replay:
     returns: list[float]
     ok: bool
     sources: dict[str, str] = field(default_factory=dict)  # NodeID → where the replay got its values
+    fingerprints: dict[str, str] = field(default_factory=dict)  # NodeID → fingerprint of its data
+    written: list[dict] = field(default_factory=list)  # artifacts the replay stored (for the index)
 
 
 class Runner:
@@ -128,8 +130,11 @@ def _replay(compiled: Any, data: Any, batch_size: int,
         returns_source=derived.source, data_source=_describe_source(source, synthetic, datasets),
         synthetic_data=synthetic, dataset_fingerprint=dataset_fingerprint(d for _, d in datasets),
         as_of=_as_of(d for _, d in datasets), bars=sum(len(s) for _, d in datasets for s in d.streams))
+    sharing = run.sharing
     return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True,
-                  sources=run.sharing.sources if run.sharing is not None else {})
+                  sources=sharing.sources if sharing is not None else {},
+                  fingerprints=sharing.fingerprints if sharing is not None else {},
+                  written=sharing.written_artifacts if sharing is not None else [])
 
 
 def _failed(diagnostics: list[Diagnostic]) -> Replay:
@@ -231,8 +236,11 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
         with GatewayClient(url, timeout=timeout) as client:
             if embedded:
                 notes += _ensure_sandbox_world(client, world)
-            ack = client.submit_strategy(compiled.dag, [world], _meta(precheck))
+            ack = client.submit_strategy(compiled.dag, [world], {**_meta(precheck),
+                                                                 "node_fingerprints": replay.fingerprints})
             strategy_id = ack["strategy_id"]
+            if replay.written:  # the gateway's index: what is stored, for which data, used by whom
+                client.register_artifacts(replay.written)
             nodes = _node_refs(ack)
             reused = [_sourced(nodes.get(n) or NodeRef(node_id=n), replay) for n in _ids(ack.get("reused", []))]
             new = [_sourced(nodes.get(n) or NodeRef(node_id=n), replay) for n in _ids(ack.get("new", []))]
@@ -335,7 +343,7 @@ def _allocation_of(view: Any, strategy_id: str) -> AllocationSnapshot | None:
 
 def _node_refs(ack: Mapping[str, Any]) -> dict[str, NodeRef]:
     return {n["node_id"]: NodeRef(node_id=n["node_id"], name=n.get("name"), op=n.get("op"),
-                                  used_by=list(n.get("used_by", [])))
+                                  used_by=list(n.get("used_by", [])), artifact=n.get("artifact"))
             for n in ack.get("nodes", [])}
 
 

@@ -99,6 +99,9 @@ class ArtifactStore:
     def has(self, node_id: str, fingerprint: str) -> bool:
         return self.files.exists(self.key(node_id, fingerprint))
 
+    def size(self, node_id: str, fingerprint: str) -> int:
+        return self.files.stat(self.key(node_id, fingerprint))[0]
+
     # -- write ----------------------------------------------------------------------------------------
     def write(self, node_id: str, fingerprint: str, series: Series, *, kind: str, type_: str,
               interval: int, name: str = "", strategy: str = "", extent: dict | None = None,
@@ -150,11 +153,13 @@ class ArtifactStore:
         infos = (self._info(k) for k in self.files.keys(f"{node[:2]}/{node}"))
         return [i for i in infos if i is not None]
 
-    def gc(self, older_than_s: float, dry_run: bool = False) -> list[ArtifactInfo]:
-        """Remove artifacts neither written nor read for ``older_than_s`` seconds (and leftover
-        temporary files of writers that died); returns what was (or would be) removed."""
+    def gc(self, older_than_s: float, dry_run: bool = False,
+           in_use: frozenset[str] | set[str] = frozenset()) -> list[ArtifactInfo]:
+        """Remove artifacts neither written nor read for ``older_than_s`` seconds, except those of the
+        NodeIDs ``in_use`` (a strategy bound to a world uses them; the gateway's index says which),
+        and leftover temporary files of writers that died; returns what was (or would be) removed."""
         cutoff = time.time() - older_than_s
-        removed = [a for a in self.ls() if a.last_used < cutoff]
+        removed = [a for a in self.ls() if a.last_used < cutoff and a.node_id not in in_use]
         if not dry_run:
             for a in removed:
                 self.files.delete(a.key)

@@ -98,7 +98,9 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
             reused={r.node: r.path for r in reuse.reused.values()},
             written={names[v]: p for v, p in written.items()},
             not_stored={names[v]: why for v, why in reuse.skipped.items()},
-            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()}, sources=sources)
+            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()}, sources=sources,
+            fingerprints={ids[v]: fp for v, fp in reuse.fingerprints.items()},
+            written_artifacts=list(reuse.written))
     return RunResult({name: frames[name] for name in order if name in frames}, sharing)
 
 

@@ -64,6 +64,10 @@ class SharingReport:
     #: NodeID → where its values came from: ``artifact <path>``, ``computed, stored <path>`` or
     #: ``computed (not stored: why)``; nodes that are not a node's value (inner ops) are absent
     sources: dict[str, str] = field(default_factory=dict)
+    #: NodeID → fingerprint of the data its values depend on, for every node value of the run
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    #: the artifacts this run wrote: node_id, fingerprint, location, bytes, rows, name, strategy
+    written_artifacts: list[dict] = field(default_factory=list)
 
 
 def assemble(chunks: Iterable[tuple[str | None, pd.DataFrame]], multi_key: bool | None = None) -> pd.DataFrame:

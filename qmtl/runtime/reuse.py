@@ -59,6 +59,8 @@ class ReusePlan:
     #: opaque value → (an artifact computed on a prefix of this data, source value → key → last bar
     #: ts of that prefix): its rows up to there are read, the function is called only after
     prefix: dict[str, tuple[Series, dict[str, dict[Any, int]]]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)          # value → its data's fingerprint
+    written: list[dict] = field(default_factory=list)  # what ``write_recorded`` wrote (for an index)
 
 
 def storable(op: Op) -> bool:
@@ -82,7 +84,8 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
     cache: dict = {}
     reads = {v: upstream_reads(module, bindings, v) for v in candidates}
     prints = {v: fingerprint(module, bindings, reads[v], cache=cache) for v in candidates}
-    plan = ReusePlan(module, extents={v: extent(module, bindings, reads[v]) for v in candidates},
+    plan = ReusePlan(module, fingerprints=prints,
+                     extents={v: extent(module, bindings, reads[v]) for v in candidates},
                      sources={v: source_specs(module, reads[v]) for v in candidates},
                      tags={o.value: o.tags for o in reversed(module.outputs)})
     hits: dict[str, Op] = {}
@@ -338,4 +341,7 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
             plan.skipped[value] = str(exc)
             continue
         written[value] = str(path)
+        plan.written.append({"node_id": op.node_id, "fingerprint": fp, "location": str(path),
+                             "bytes": store.size(op.node_id, fp), "rows": len(series.ts), "name": name,
+                             "strategy": strategy})
     return written

@@ -74,6 +74,14 @@ class GatewayClient:
             body["checksum"] = dag["checksum"]
         return self._call("POST", "/strategies", json=body)
 
+    def register_artifacts(self, artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+        """Tell the gateway's artifact index what a run wrote to the artifact store."""
+        return self._call("POST", "/artifacts", json={"artifacts": artifacts})
+
+    def artifacts(self, node_id: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit} | ({"node_id": node_id} if node_id else {})
+        return self._call("GET", "/artifacts", params=params)["artifacts"]
+
     def get_strategy(self, strategy_id: str) -> dict[str, Any]:
         return self._call("GET", f"/strategies/{_seg(strategy_id)}")
 

@@ -230,6 +230,30 @@ def test_reused_nodes_say_where_their_values_came_from(services, files, tmp_path
     again = next(n for n in second.reused_nodes if n.node_id == signal.node_id)
     assert again.source == "artifact " + signal.source.removeprefix("computed, stored ")
     assert second.precheck.metrics == first.precheck.metrics
+    # the gateway's index: the first run registered the artifact, the second submission's answer
+    # names it for this node on these bars, and it is in use (bound strategies use the node)
+    assert signal.artifact is None and again.artifact == signal.source.removeprefix("computed, stored ")
+    with GatewayClient(services) as client:
+        [row] = client.artifacts(node_id=signal.node_id)
+    assert row["location"] == again.artifact and first.strategy_id in row["used_by"] and row["rows"] > 0
+
+
+def test_gc_keeps_artifacts_of_nodes_bound_strategies_use(services, files, tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from qmtl.cli.main import app
+
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    (tmp_path / "solo.py").write_text(MOMENTUM.replace("GeneralStrategy", "SoloGc").replace(
+        "rolling(5)", "rolling(7)"))
+    create_world(services, "e2e-gc", preset="sandbox")
+    result = Runner.submit(tmp_path / "solo.py", world="e2e-gc", data=files["prices"], gateway_url=services)
+    assert result.status == "accepted"
+    cli = CliRunner()
+    kept = cli.invoke(app, ["artifacts", "gc", "--older-than", "0s", "--gateway-url", services])
+    assert kept.exit_code == 0 and "removed 0 artifacts" in kept.output, kept.output
+    gone = cli.invoke(app, ["artifacts", "gc", "--older-than", "0s"])
+    assert "removed 0 artifacts" not in gone.output
 
 
 def test_the_correlation_strategy_submits_once_tagged_indicators_exist(services, files, tmp_path,

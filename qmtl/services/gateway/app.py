@@ -34,10 +34,12 @@ from ..gsg.store import GraphStore
 from . import events
 from .admission import admit
 from .errors import ApiError, describe_validation, install_error_handlers
-from .models import SubmitRequest
+from .artifact_index import ArtifactIndex
+from .models import NODE_ID_PATTERN, ArtifactLookup, ArtifactRegistration, SubmitRequest
 from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
-from .views import GatewayHealth, PollAnswer, QueuesByTag, StoredStrategy, SubmitResponse
+from .views import (ArtifactList, ArtifactsFound, ArtifactsRecorded, GatewayHealth, PollAnswer, QueuesByTag,
+                    StoredStrategy, SubmitResponse)
 from .world_client import WorldClient
 
 QUEUE_TOPIC = "queues"
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: GatewayMetrics | None = None) -> FastAPI:
     store = SubmissionStore(db, gsg)
+    index = ArtifactIndex(db, gsg)
     worlds = WorldClient(world)
     metrics = metrics or GatewayMetrics()
 
@@ -60,8 +63,9 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
     app.state.store, app.state.gsg, app.state.bus, app.state.metrics = store, gsg, bus, metrics
     install_error_handlers(app)
 
-    _add_strategy_routes(app, store, worlds, bus, metrics)
+    _add_strategy_routes(app, store, worlds, bus, metrics, index)
     _add_query_routes(app, store, gsg, metrics)
+    _add_artifact_routes(app, index)
     _add_event_routes(app, bus)
     _add_world_proxy(app, worlds)
     app.openapi = lambda: app.openapi_schema or _openapi(app)  # type: ignore[method-assign]
@@ -110,7 +114,7 @@ def parse_submission(body: bytes) -> SubmitRequest:
 
 
 def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClient, bus: Bus,
-                         metrics: GatewayMetrics) -> None:
+                         metrics: GatewayMetrics, index: ArtifactIndex) -> None:
     @app.post("/strategies", status_code=201, response_model=SubmitResponse, openapi_extra=_SUBMIT_BODY,
               responses={200: {"model": SubmitResponse, "description": "already submitted (same strategy id)"},
                          **errors(404, 502, 503)})
@@ -146,12 +150,15 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
         metrics.diff_duration.observe(time.perf_counter() - started)
         await asyncio.gather(*(worlds.bind(w, sid) for w in world_ids))
         await run_in_threadpool(_publish_queues, bus, recorded, domains)
+        artifacts = await run_in_threadpool(index.lookup, dict(req.meta.node_fingerprints)) \
+            if req.meta.node_fingerprints else {}
         metrics.submissions.labels(result="created" if recorded.created else "existing").inc()
         log.info("submission %s", "created" if recorded.created else "existing",
                  extra={"ids": {"domains": domains}})
         # pydantic-core writes the answer (200 nodes, their users, the queue map) several times faster
         # than the json module
-        return Response(to_json(_answer(recorded, dag, world_ids, decisions)), media_type="application/json",
+        return Response(to_json(_answer(recorded, dag, world_ids, decisions, artifacts)),
+                        media_type="application/json",
                         status_code=201 if recorded.created else 200)
 
     @app.get("/strategies/{strategy_id}", response_model=StoredStrategy, responses=errors(404))
@@ -163,12 +170,13 @@ def _add_strategy_routes(app: FastAPI, store: SubmissionStore, worlds: WorldClie
 
 
 def _answer(rec: Recorded, dag: VerifiedDag, world_ids: list[str],
-            decisions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+            decisions: dict[str, dict[str, Any]], artifacts: dict[str, str]) -> dict[str, Any]:
     primary = world_ids[0]
     domains = {w: d["execution_domain"] for w, d in decisions.items()}
+    nodes = [{**n, "artifact": artifacts[n["node_id"]]} if n["node_id"] in artifacts else n for n in rec.nodes]
     return {"strategy_id": rec.strategy_id, "created": rec.created, "checksum": dag.checksum,
             "world_ids": world_ids, "execution_domains": domains, "decisions": decisions,
-            "nodes": rec.nodes,
+            "nodes": nodes,
             "reused": [n["node_id"] for n in rec.nodes if n["status"] == "existing"],
             "new": [n["node_id"] for n in rec.nodes if n["status"] == "new"],
             "queue_map": rec.queues[primary], "queues_by_world": rec.queues}
@@ -238,6 +246,25 @@ def _add_event_routes(app: FastAPI, bus: Bus) -> None:
     async def poll(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                    wait: Annotated[float, Query(ge=0, le=30)] = 0.0) -> dict[str, Any]:
         return await events.poll(bus, topic, after, wait)
+
+
+def _add_artifact_routes(app: FastAPI, index: ArtifactIndex) -> None:
+    @app.post("/artifacts", status_code=201, response_model=ArtifactsRecorded)
+    async def register_artifacts(body: ArtifactRegistration) -> dict[str, Any]:
+        """Register stored node values (what a run wrote to the shared artifact store)."""
+        recorded = await run_in_threadpool(index.record, [a.model_dump() for a in body.artifacts])
+        return {"recorded": recorded}
+
+    @app.get("/artifacts", response_model=ArtifactList)
+    async def list_artifacts(node_id: Annotated[str | None, Query(pattern=NODE_ID_PATTERN)] = None,
+                             limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+        """Registered artifacts (of one node), each with the bound strategies using its node."""
+        return {"artifacts": await run_in_threadpool(index.listing, node_id, limit)}
+
+    @app.post("/artifacts/lookup", response_model=ArtifactsFound)
+    async def lookup_artifacts(body: ArtifactLookup) -> dict[str, Any]:
+        """Which (NodeID, fingerprint) pairs have a registered artifact, and where."""
+        return {"found": await run_in_threadpool(index.lookup, dict(body.nodes))}
 
 
 def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:

@@ -57,6 +57,11 @@ class DagDocument(_Model):
     checksum: StrictStr | None = None
 
 
+NodeId = Annotated[str, StringConstraints(strict=True, pattern=NODE_ID_PATTERN)]
+Fingerprint = Annotated[str, StringConstraints(strict=True, pattern=NODE_ID_PATTERN)]  # same form
+_INT64 = 2**63 - 1
+
+
 class SubmitMeta(_Model):
     """What the submitter says about the data behind the DAG (see ``qmtl.services.evidence``)."""
 
@@ -64,6 +69,29 @@ class SubmitMeta(_Model):
     as_of: StrictStr | None = Field(default=None, max_length=64)
     dataset_fingerprint: StrictStr | None = Field(default=None, max_length=256)
     synthetic_data: StrictBool = False
+    # NodeID → the fingerprint of the data its values depend on (qmtl.runtime.reuse): the answer then
+    # says, per node, which registered artifact holds its values on this data
+    node_fingerprints: dict[NodeId, Fingerprint] = Field(default_factory=dict, max_length=20_000)
+
+
+class ArtifactRecord(_Model):
+    """One stored node value (``qmtl.runtime.artifacts``) as the runner that wrote it registers it."""
+
+    node_id: NodeId
+    fingerprint: Fingerprint
+    location: StrictStr = Field(min_length=1, max_length=2048)
+    bytes: StrictInt = Field(ge=0, le=_INT64)
+    rows: StrictInt = Field(ge=0, le=_INT64)
+    name: StrictStr = Field(default="", max_length=256)
+    strategy: StrictStr = Field(default="", max_length=256)
+
+
+class ArtifactRegistration(_Model):
+    artifacts: list[ArtifactRecord] = Field(min_length=1, max_length=10_000)
+
+
+class ArtifactLookup(_Model):
+    nodes: dict[NodeId, Fingerprint] = Field(min_length=1, max_length=20_000)
 
 
 class SubmitRequest(_Model):

@@ -24,6 +24,8 @@ class NodeStatus(BaseModel):
     op: str
     status: str = Field(description="new | existing (already in the global strategy graph)")
     used_by: list[str] = Field(default_factory=list)
+    artifact: str | None = Field(default=None, description="where a registered artifact holds this "
+                                 "node's values on the submitted data (meta.node_fingerprints), if any")
 
 
 class SubmitResponse(BaseModel):
@@ -48,6 +50,32 @@ class StoredStrategy(BaseModel):
     meta: dict[str, Any]
     nodes: list[NodeStatus]
     created_at: float
+
+
+class ArtifactView(BaseModel):
+    node_id: str
+    fingerprint: str
+    location: str
+    bytes: int
+    rows: int
+    name: str
+    strategy: str
+    created_at: float
+    used_by: list[str] = Field(description="strategies using this node that are bound to a world: "
+                                           "while any is, gc keeps the artifact")
+
+
+class ArtifactList(BaseModel):
+    artifacts: list[ArtifactView]
+
+
+class ArtifactsRecorded(BaseModel):
+    recorded: int
+
+
+class ArtifactsFound(BaseModel):
+    found: dict[str, str] = Field(description="NodeID → location, for the (NodeID, fingerprint) pairs "
+                                              "the index has")
 
 
 class QueueRow(BaseModel):
