@@ -219,10 +219,13 @@ def test_reused_nodes_say_where_their_values_came_from(services, files, tmp_path
     """The first submission computes the signal and stores it for these bars; the same strategy on
     the same bars (another world) reads it back, and says so node by node."""
     monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    # a signal no other test submits, so the gateway's index has no artifact of it yet
+    strategy = tmp_path / "sourced.py"
+    strategy.write_text(MOMENTUM.replace("GeneralStrategy", "Sourced").replace("rolling(5)", "rolling(9)"))
     create_world(services, "e2e-src-a", preset="sandbox")
     create_world(services, "e2e-src-b", preset="sandbox")
-    first = Runner.submit(files["momentum"], world="e2e-src-a", data=files["prices"], gateway_url=services)
-    second = Runner.submit(files["momentum"], world="e2e-src-b", data=files["prices"], gateway_url=services)
+    first = Runner.submit(strategy, world="e2e-src-a", data=files["prices"], gateway_url=services)
+    second = Runner.submit(strategy, world="e2e-src-b", data=files["prices"], gateway_url=services)
     assert first.status == second.status == "accepted"
     signal = first.precheck.metrics and next(n for n in first.new_nodes + first.reused_nodes
                                              if n.name == "momentum_signal")
