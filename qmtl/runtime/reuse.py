@@ -90,10 +90,15 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
                      tags={o.value: o.tags for o in reversed(module.outputs)})
     hits: dict[str, Op] = {}
     clock = clocks(module)
+    unstable = _downstream_of_unstable(module)
     for value, name in candidates.items():
         op = ops[value]
         if not storable(op):
             plan.skipped[value] = f"values of type {op.type} are not stored"
+            continue
+        if value in unstable:  # its NodeID is this compile's alone: no other run could read it
+            plan.skipped[value] = ("it depends on an opaque function whose identity is not stable "
+                                   "(E111: it reads state that is not hashed)")
             continue
         fp = prints[value]
         if store.has(op.node_id, fp):
@@ -116,6 +121,15 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
     if hits:
         plan.module = _without_dead_ops(module, hits)
     return plan
+
+
+def _downstream_of_unstable(module: Module) -> set[str]:
+    """Values computed from an opaque function marked ``deterministic = false``."""
+    out: set[str] = set()
+    for op in module.ops:
+        if (op.name == "py_call" and op.attr("deterministic", True) is False) or any(s in out for s in op.operands):
+            out.add(op.result)
+    return out
 
 
 def _prefix_artifact(module: Module, bindings: Bindings, store: ArtifactStore, op: Op, reads: Reads,
@@ -341,6 +355,7 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
             plan.skipped[value] = str(exc)
             continue
         written[value] = str(path)
+        plan.skipped.pop(value, None)  # e.g. "unreadable; recomputed": it is stored again now
         plan.written.append({"node_id": op.node_id, "fingerprint": fp, "location": str(path),
                              "bytes": store.size(op.node_id, fp), "rows": len(series.ts), "name": name,
                              "strategy": strategy})

@@ -19,11 +19,13 @@ from __future__ import annotations
 import ast
 import copy
 import enum
+import functools
 import inspect
 import json
 import linecache
 import textwrap
 import types
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -50,10 +52,34 @@ class _Context:
 
 
 def code_hash(fn: Callable[..., Any], node_identity: Callable[[Node], str | None]) -> CodeHash:
-    """Hash ``fn``; ``node_identity(node)`` gives an SDK node's NodeID (``None`` if not known yet)."""
+    """Hash ``fn``; ``node_identity(node)`` gives an SDK node's NodeID (``None`` if not known yet).
+
+    A hash that misses part of what the function reads (``deterministic`` False) is made unique to
+    this call: two such functions must never share a NodeID — their values may differ — so nothing
+    merges them, reuses a stored value of one for the other, or calls one in the other's place."""
     ctx = _Context(node_identity)
-    value = _function_hash(fn, ctx)
+    value = _callable_hash(fn, ctx)
+    if ctx.problems:
+        value = digest(canonical_bytes({"unstable": value, "nonce": uuid.uuid4().hex}))
     return CodeHash(value, not ctx.problems, tuple(dict.fromkeys(ctx.problems)))
+
+
+def _callable_hash(fn: Any, ctx: _Context) -> str:
+    """Plain functions by their code; a bound method by its function and its instance (whose state
+    has no canonical form unless it is a plain value); ``functools.partial`` by its function and
+    bound arguments; any other callable object is noted as unhashable."""
+    if isinstance(fn, types.FunctionType):
+        return _function_hash(fn, ctx)
+    if isinstance(fn, types.MethodType):
+        owner = _canonical(fn.__self__, ctx, f"the instance {fn.__func__.__name__} is bound to")
+        return digest(canonical_bytes({"method": _callable_hash(fn.__func__, ctx), "self": owner}))
+    if isinstance(fn, functools.partial):
+        return digest(canonical_bytes({"partial": _callable_hash(fn.func, ctx),
+                                       "args": [_canonical(a, ctx, "partial argument") for a in fn.args],
+                                       "kwargs": {k: _canonical(v, ctx, f"partial argument {k}")
+                                                  for k, v in sorted(fn.keywords.items())}}))
+    ctx.problems.append(f"the callable object {type(fn).__name__} (its state is not hashed)")
+    return digest(canonical_bytes({"callable": _qualname(type(fn))}))
 
 
 def _function_hash(fn: Any, ctx: _Context) -> str:
@@ -88,11 +114,35 @@ class _Substitute(ast.NodeTransformer):
     def __init__(self, bindings: dict[str, Any], local_names: set[str], ctx: _Context, fn_name: str):
         self._bindings, self._locals, self._ctx, self._fn = bindings, local_names, ctx, fn_name
 
+    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
+        """``module.NAME`` holding a plain value (``cfg.THRESH``, ``np.pi``): the value is hashed, so a
+        changed module-level setting is a changed function.  Functions and classes of a module stay
+        names (``pd.concat``: the library's code is not the strategy's)."""
+        base = node.value
+        if isinstance(base, ast.Name) and base.id not in self._locals and \
+                isinstance(self._bindings.get(base.id), types.ModuleType):
+            value = getattr(self._bindings[base.id], node.attr, None)
+            if _is_plain(value):
+                canon = _canonical(value, self._ctx, f"{base.id}.{node.attr}")
+                return ast.Name(id="$" + json.dumps(canon, sort_keys=True, separators=(",", ":")), ctx=node.ctx)
+        return self.generic_visit(node)
+
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id in self._locals or node.id not in self._bindings:
             return node
         canon = _canonical(self._bindings[node.id], self._ctx, node.id)
         return ast.Name(id="$" + json.dumps(canon, sort_keys=True, separators=(",", ":")), ctx=node.ctx)
+
+
+def _is_plain(value: Any) -> bool:
+    """A number, string, bool or None, or a tuple/list/frozenset/dict of those."""
+    if value is None or isinstance(value, (bool, int, float, str, np.bool_, np.integer, np.floating)):
+        return True
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
 
 
 def _canonical(value: Any, ctx: _Context, where: str) -> Any:
