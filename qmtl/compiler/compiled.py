@@ -26,6 +26,9 @@ class CompiledStrategy:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     required_period: dict[str, int] = field(default_factory=dict)
     source_file: str | None = None
+    #: output name → (strategy, node name) it stands for, when one module runs several strategies
+    #: (``qmtl.compiler.union``); empty for a single strategy
+    output_owners: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @cached_property
     def ir_text(self) -> str:

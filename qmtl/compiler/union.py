@@ -71,7 +71,8 @@ def union(strategies: Sequence[CompiledStrategy], name: str = "replay") -> Union
     module = Module(name, tuple(ops), tuple(outputs))
     merged = CompiledStrategy(name, module, functions=functions,
                               sdk_nodes={f"{m.name}.{k}": v for m in members
-                                         for k, v in m.compiled.sdk_nodes.items()})
+                                         for k, v in m.compiled.sdk_nodes.items()},
+                              output_owners={full: (m.name, own) for m in members for full, own in m.outputs.items()})
     return Union(merged, tuple(members))
 
 

@@ -53,8 +53,9 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
 
     With ``store`` (an ``ArtifactStore``), node values already stored for this data are read instead
     of computed and the others are stored after the run (``qmtl.runtime.reuse``); the result's
-    ``sharing`` says which.  A strategy with tag-query nodes runs without the store (those nodes run
-    on the interpreter, which reads no artifacts)."""
+    ``sharing`` says which; nodes reading a tag query's group (run by the interpreter after the flow)
+    are neither read from nor written to the store.  A tag query's group also holds every stored node
+    value tagged with its tags and computed on these bars (``qmtl.runtime.tagged_values``)."""
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     for name, value in (("workers", workers), ("processes", processes)):
@@ -70,13 +71,15 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         # every computed node reads a tag query (directly or downstream): nothing for the kernels
         from .reference import evaluate
         return evaluate(module, compiled.functions, bindings)
-    reuse = plan_reuse(module, bindings, store) if store is not None and not parts.per_tick else None
+    # the flow's nodes read and fill the store; nodes reading a tag query's group run on the
+    # interpreter afterwards, from the flow's values (stored or computed)
+    reuse = plan_reuse(parts.flow, bindings, store) if store is not None else None
     try:
         items = _run_flow(reuse.module if reuse else parts.flow, compiled.functions, bindings, batch_size,
                           workers, processes, reuse)
     except StaleArtifact:  # stored entries that are not this data's ticks: compute everything
-        reuse = plan_reuse(module, bindings, _NoStore(store))
-        items = _run_flow(module, compiled.functions, bindings, batch_size, workers, processes, reuse)
+        reuse = plan_reuse(parts.flow, bindings, _NoStore(store))
+        items = _run_flow(parts.flow, compiled.functions, bindings, batch_size, workers, processes, reuse)
     by_value, by_name = node_keys(module, bindings)
     rows = _by_name(items, 1)
     frames = {name: _flow_frame(name, per_key, by_name[name]) for name, per_key in rows.items()}
@@ -87,7 +90,8 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     order = [r.name for r in regions_in_dependency_order(module)]
     sharing = None
     if reuse is not None and store is not None:
-        written = write_recorded(reuse, store, _by_name(items, 2), compiled.name)
+        written = write_recorded(reuse, store, _by_name(items, 2), compiled.name,
+                                 getattr(compiled, "output_owners", None))
         names = {o.value: o.name for o in reversed(module.outputs)}
         ids = {v: op.node_id for v, op in module.op_map().items()}
         sources = {r.node_id: f"artifact {r.path}" for r in reuse.reused.values()}

@@ -335,20 +335,23 @@ def column_names(op: Op) -> list[str]:
 
 
 def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str, Mapping[Any, tuple]],
-                   strategy: str) -> dict[str, str]:
-    """Write what the run recorded for ``plan.to_write``; returns value → path (and notes skips)."""
+                   strategy: str, owners: Mapping[str, tuple[str, str]] | None = None) -> dict[str, str]:
+    """Write what the run recorded for ``plan.to_write``; returns value → path (and notes skips).
+    ``owners`` maps an output name to the (strategy, node name) it stands for (a replay's union
+    names outputs ``<strategy>.<node>``): an artifact records the node's own name, whoever ran it."""
     ops = plan.module.op_map()
     clock = clocks(plan.module)
     written: dict[str, str] = {}
-    for value, (name, fp) in plan.to_write.items():
+    for value, (output, fp) in plan.to_write.items():
         if value not in recorded:
             continue
+        owner, name = (owners or {}).get(output, (strategy, output))
         op = ops[value]
         kind = "frame" if op.type.kind == "frame" else ("opaque" if op.type.kind == "opaque" else "series")
         series = recorded_series(recorded[value], kind, column_names(op))
         try:
             path = store.write(op.node_id, fp, series, kind=kind, type_=str(op.type),
-                               interval=int(clock.get(value) or 0), name=name, strategy=strategy,
+                               interval=int(clock.get(value) or 0), name=name, strategy=owner,
                                extent=plan.extents.get(value), tags=plan.tags.get(value, ()),
                                sources=plan.sources.get(value))
         except NotStorable as exc:
@@ -358,5 +361,5 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
         plan.skipped.pop(value, None)  # e.g. "unreadable; recomputed": it is stored again now
         plan.written.append({"node_id": op.node_id, "fingerprint": fp, "location": str(path),
                              "bytes": store.size(op.node_id, fp), "rows": len(series.ts), "name": name,
-                             "strategy": strategy})
+                             "strategy": owner})
     return written

@@ -116,3 +116,33 @@ def test_the_graph_records_node_tags(setup):
     nodes = {n.node_id: n.tags for n in verify_dag(DagDocument.model_validate(dag)).graph_nodes()}
     ids = {o["name"]: o["node_id"] for o in dag["outputs"]}
     assert nodes[ids["ma20"]] == ("ta-indicator", "trend") and nodes[ids["untagged"]] == ()
+
+
+def test_labels_do_not_depend_on_how_the_values_were_stored(tmp_path):
+    """Stored by a replay of several strategies or by a run of one, a node's artifact carries its own
+    name and strategy, so the group a tag query sees is labelled the same."""
+    (tmp_path / "ind.py").write_text(INDICATORS)
+    (tmp_path / "later.py").write_text(LATER)
+    bars = synthetic_bars(300, interval=3600, seed=9).drop(columns="symbol")
+    store = ArtifactStore(tmp_path / "artifacts")
+    qmtl.replay([tmp_path / "ind.py", tmp_path / "later.py"], bars, store=store)
+    assert {(a.strategy, a.name) for a in store.ls()} >= {("Indicators", "mom5"), ("Later", "ema8")}
+    corr = qmtl.compile(ROOT / "examples" / "correlation.py").run(bars, store=store)
+    assert sorted(corr.outputs["indicators"].columns) == ["ema8", "ma20", "mom5", "vol10"]
+
+
+def test_a_strategy_with_a_tag_query_still_stores_and_reads_its_other_nodes(tmp_path):
+    """Only the nodes reading the group run outside the flow; the rest use the store as always."""
+    both = INDICATORS.replace("self.add_nodes([PRICE, mom, vol, ma, raw])", """q = TagQueryNode(query_tags=["SYM"], interval="1h", period=1, compute_fn=lambda v: 1.0)
+        self.add_nodes([PRICE, mom, vol, ma, raw, q])""").replace(
+        "import Strategy, Node, StreamInput", "import Strategy, Node, StreamInput, TagQueryNode")
+    (tmp_path / "both.py").write_text(both)
+    data = synthetic_bars(300, interval=3600, seed=9)  # symbol SYM: the query's group
+    store = ArtifactStore(tmp_path / "artifacts")
+    program = qmtl.compile(tmp_path / "both.py")
+    first = program.run(data, store=store)
+    assert set(first.sharing.written) == {"mom5", "vol10", "ma20", "untagged"}
+    again = program.run(data, store=store)
+    assert set(again.sharing.reused) == {"mom5", "vol10", "ma20", "untagged"}
+    for name in first.outputs:
+        pd.testing.assert_frame_equal(again[name], first[name], check_exact=True)
