@@ -56,6 +56,9 @@ def show_command(node_id: str = typer.Argument(..., help="A NodeID or a prefix o
                  root: Optional[Path] = _ROOT) -> None:
     """Every artifact of NODE_ID (one per dataset), with its metadata."""
     wanted = node_id if node_id.startswith("blake3:") else "blake3:" + node_id
+    if len(wanted) <= len("blake3:"):
+        err.print("error: give a NodeID or a prefix of one (blake3:…)", style="bold red", markup=False)
+        raise typer.Exit(2)
     rows = [_row(a) for a in _store(root).ls() if a.node_id.startswith(wanted)]
     if not rows:
         err.print(f"error: no artifact of a NodeID starting with {wanted!r}", style="bold red", markup=False)

@@ -36,6 +36,9 @@ def replay_command(
     if not data.exists():
         err.print(f"error[E505]: {data}: no such data file", style="bold red", markup=False)
         raise typer.Exit(1)
+    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+        err.print(f"error: --out {output_dir}: exists and is not a directory", style="bold red", markup=False)
+        raise typer.Exit(1)
     try:
         res = replay(strategy_files, data, store=ArtifactStore() if store else None, batch_size=batch_size)
     except CompileError as exc:

@@ -136,11 +136,19 @@ class ArtifactStore:
 
     def _info(self, key: str) -> ArtifactInfo | None:
         try:
+            size, mtime = self.files.stat(key)
+        except OSError:
+            return None  # vanished under a concurrent gc
+        try:
             pf = pq.ParquetFile(self.files.open(key))
             meta = _meta(pf.schema_arrow)
-            size, mtime = self.files.stat(key)
-        except (OSError, pa.ArrowException, ValueError):
-            return None  # not an artifact (or vanished under a concurrent gc)
+        except (OSError, pa.ArrowException, ValueError, KeyError):
+            # a damaged file (truncated, overwritten by hand): listed as such, so gc can remove it;
+            # no run reads it (a run reading its key recomputes and rewrites it)
+            parts = key.split("/")
+            return ArtifactInfo(_PREFIX + parts[-2], _PREFIX + parts[-1].removesuffix(".parquet"),
+                                self.files.location(key), size, 0, "damaged", "", 0, "", "", mtime, mtime,
+                                {}, key)
         return ArtifactInfo(meta["node_id"], meta["fingerprint"], self.files.location(key), size,
                             pf.metadata.num_rows, meta["kind"], meta["type"], int(meta["interval"]),
                             meta.get("name", ""), meta.get("strategy", ""), float(meta["created_at"]),

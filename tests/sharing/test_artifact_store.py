@@ -106,3 +106,15 @@ def test_gc_keeps_what_was_used_within_its_age(tmp_path):
     removed = store.gc(86400)
     assert [a.node_id for a in removed] == [old] and removed[0].bytes > 0
     assert not store.has(old, DATA) and store.has(fresh, DATA)
+
+
+def test_a_damaged_file_is_listed_as_such_and_removed_by_gc(tmp_path):
+    store = ArtifactStore(tmp_path)
+    store.write(NODE, DATA, _series(50), kind="series", type_="series<f64>", interval=60)
+    path = Path(store.path(NODE, DATA))
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    [info] = list(store.ls())
+    assert (info.kind, info.node_id, info.fingerprint) == ("damaged", NODE, DATA)
+    past = time.time() - 3600
+    os.utime(path, (past, past))
+    assert [a.kind for a in store.gc(60)] == ["damaged"] and not path.exists()
