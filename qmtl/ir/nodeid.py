@@ -152,3 +152,11 @@ def compute_key(node_id: str, world: str, domain: str, as_of: str | None, partit
     """Runtime-state isolation key: the same node in two worlds or domains never shares state."""
     return digest(canonical_bytes({"node_id": node_id, "world": world, "domain": domain,
                                    "as_of": as_of, "partition": partition}))
+
+
+def compute_key(node_id: str, world: str, domain: str, as_of: str | None, partition: str) -> str:
+    """``ComputeKey = blake3(NodeID, world, execution_domain, as_of, partition)`` (docs/design.md
+    "Shared execution"): what runtime state is scoped by.  A NodeID is the same everywhere; state
+    computed for one world, domain, point in time or partition must never serve another."""
+    return digest(canonical_bytes({"node_id": node_id, "world": world, "domain": domain, "as_of": as_of,
+                                   "partition": partition}))

@@ -11,6 +11,7 @@ answer gives ``safe_mode`` with a local default-safe decision. ``submit`` never 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ import pandas as pd
 
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.runtime.artifacts import ArtifactStore
+from qmtl.runtime.compute_cache import ComputeCache, RunContext
 from qmtl.runtime.metrics import Metrics, compute_metrics
 from qmtl.runtime.returns import closes_from_dataset, derive_returns
 from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailable,
@@ -65,7 +67,7 @@ class Runner:
         The gateway is ``gateway_url`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml, else the
         embedded services in-process; ``embedded=True`` uses the embedded services whatever is set.
         """
-        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size)
+        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world)
         if compiled is None or not replay.ok:
             return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                                 downgrade_reason=_first_error(replay.precheck))
@@ -85,7 +87,7 @@ class Runner:
 
 
 def _precheck(target: Any, data: Any, strategy: str | None,
-              batch_size: int) -> tuple[Any, Replay]:
+              batch_size: int, world: str) -> tuple[Any, Replay]:
     from qmtl.lint import checked_diagnostics
     from qmtl.compiler.pipeline import compile as compile_strategy
     try:
@@ -95,19 +97,48 @@ def _precheck(target: Any, data: Any, strategy: str | None,
     diagnostics = checked_diagnostics(compiled)
     if any(d.severity == "error" for d in diagnostics):
         return None, _failed(diagnostics)
-    return compiled, _replay(compiled, data, batch_size, diagnostics)
+    return compiled, _replay(compiled, data, batch_size, diagnostics, world)
 
 
-def _replay(compiled: Any, data: Any, batch_size: int,
-            diagnostics: list[Diagnostic]) -> Replay:
+#: this process's per-world replay results, scoped by ComputeKey: submitting the same strategy on the
+#: same bars to the same world again reuses its precheck; another world, domain, as_of or dataset
+#: never does (it replays, reading the shared artifacts instead)
+PRECHECKS = ComputeCache()
+
+
+def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnostic],
+            world: str = "") -> Replay:
     from qmtl.runtime.data import load
     synthetic = data is None
     try:
         source = _synthetic_for(compiled) if synthetic else data
         datasets = _datasets(source, load)
         loaded = dict(datasets) if isinstance(source, Mapping) else datasets[0][1]
+    except CompileError as exc:
+        return _failed(diagnostics + exc.diagnostics)
+    except Exception as exc:  # noqa: BLE001 - unreadable data: report, don't crash
+        return _failed(diagnostics + [Diagnostic("E510", f"replay failed: {type(exc).__name__}: {exc}")])
+    # a local replay runs in the backtest domain, over exactly these bars bound under these tags
+    partition = dataset_fingerprint(d for _, d in datasets) + json.dumps([t for t, _ in datasets])
+    context = RunContext(world, "backtest", _as_of(d for _, d in datasets), partition)
+    store = ArtifactStore()
+    # the strategy (its NodeIDs and outputs) and the store its replay read and wrote
+    identity = "blake3:" + blake3.blake3(json.dumps([compiled.dag["checksum"], compiled.dag["outputs"],
+                                                     store.root], sort_keys=True).encode()).hexdigest()
+    cached = PRECHECKS.get(identity, context)
+    if cached is not None:
+        return cached
+    replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store)
+    if replay.ok:
+        PRECHECKS.put(identity, context, replay)
+    return replay
+
+
+def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthetic: bool, batch_size: int,
+                diagnostics: list[Diagnostic], store: ArtifactStore) -> Replay:
+    try:
         # node values already stored for these bars are read, the rest computed and stored
-        run = compiled.run(loaded, batch_size=batch_size, store=ArtifactStore())
+        run = compiled.run(loaded, batch_size=batch_size, store=store)
     except CompileError as exc:
         return _failed(diagnostics + exc.diagnostics)
     except Exception as exc:  # noqa: BLE001 - user code raised during the replay: report, don't crash
