@@ -13,7 +13,8 @@ from .output import err, out, print_diagnostics, print_json
 
 
 def replay_command(
-    strategy_files: List[Path] = typer.Argument(..., help="Strategy .py files (one strategy each)."),
+    strategy_files: List[str] = typer.Argument(..., help="Strategy .py files; FILE::Class picks one "
+                                               "class of a file that defines several."),
     data: Path = typer.Option(..., "--data", help="Bars to replay (.parquet, .csv, .arrow, .feather, "
                               "or a directory of them)."),
     store: bool = typer.Option(True, "--store/--no-store", help="Read and write the artifact store "
@@ -29,18 +30,30 @@ def replay_command(
     from qmtl.runtime.artifacts import ArtifactStore
     from qmtl.runtime.results import NodeRuntimeError
 
-    for path in strategy_files:
-        if not path.is_file():
-            err.print(f"error[E301]: {path}: no such file", style="bold red", markup=False)
+    targets = []
+    for arg in strategy_files:
+        file, _, cls = arg.partition("::")
+        if not Path(file).is_file():
+            err.print(f"error[E301]: {file}: no such file", style="bold red", markup=False)
             raise typer.Exit(1)
+        targets.append((Path(file), cls or None))
     if not data.exists():
         err.print(f"error[E505]: {data}: no such data file", style="bold red", markup=False)
         raise typer.Exit(1)
     if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
         err.print(f"error: --out {output_dir}: exists and is not a directory", style="bold red", markup=False)
         raise typer.Exit(1)
+    from qmtl.compiler.pipeline import compile as compile_strategy
+
     try:
-        res = replay(strategy_files, data, store=ArtifactStore() if store else None, batch_size=batch_size)
+        compiled = [compile_strategy(file, cls) for file, cls in targets]
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics, "<strategy>")
+        if any(d.code == "E303" for d in exc.diagnostics):
+            err.print("hint: qmtl replay takes FILE::Class to pick one class of a file", markup=False)
+        raise typer.Exit(1)
+    try:
+        res = replay(compiled, data, store=ArtifactStore() if store else None, batch_size=batch_size)
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(data))
         raise typer.Exit(1)

@@ -35,14 +35,16 @@ class Union:
     members: tuple[Member, ...]
 
 
-def union(strategies: Sequence[CompiledStrategy], name: str = "replay") -> Union:
-    """Merge ``strategies`` into one ``CompiledStrategy`` (see the module docstring)."""
+def union(strategies: Sequence[CompiledStrategy], name: str = "replay",
+          taken_names: set[str] | None = None) -> Union:
+    """Merge ``strategies`` into one ``CompiledStrategy`` (see the module docstring); member names
+    already in ``taken_names`` (another union of the same replay) are not reused."""
     value_of_id: dict[str, str] = {}   # NodeID → union value name
     owner: dict[str, str] = {}         # NodeID → member that brought it
     taken: set[str] = set()
     ops, outputs, members = [], [], []
     functions: dict[str, Any] = {}
-    member_names: set[str] = set()
+    member_names: set[str] = taken_names if taken_names is not None else set()
     for compiled in strategies:
         member = _unique(compiled.name, member_names)
         rename: dict[str, str] = {}

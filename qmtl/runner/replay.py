@@ -8,6 +8,8 @@ computed, what it shared with a strategy before it in the list, and what came fr
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -36,8 +38,10 @@ class StrategyReplay:
 @dataclass(frozen=True)
 class ReplayResult:
     strategies: dict[str, StrategyReplay]
-    union: Union
+    union: Union                      # the (first) union module run
     sharing: Any = None  # the union run's ``SharingReport`` (None without a store)
+    compiled: list = field(default_factory=list)  # the strategies, as given
+    stages: tuple[Union, ...] = ()    # every union run (two when some strategies query tags)
 
     def __getitem__(self, name: str) -> RunResult:
         return self.strategies[name].result
@@ -49,19 +53,43 @@ class ReplayResult:
 
     @property
     def unique_nodes(self) -> int:
-        """NodeIDs this run computed (each once)."""
-        return len(self.union.compiled.module.ops)
+        """NodeIDs this replay ran (each once per union)."""
+        return sum(len(u.compiled.module.ops) for u in self.stages) if self.stages else \
+            len(self.union.compiled.module.ops)
 
 
 def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None = None,
            batch_size: int | None = None, workers: int = 1) -> ReplayResult:
-    """Run ``strategies`` (classes, files or ``CompiledStrategy``) over ``data`` in one flow."""
+    """Run ``strategies`` (classes, files or ``CompiledStrategy``) over ``data`` in one flow.
+
+    Strategies with a tag query run in a second union after the others, through the store (a
+    temporary one when none is given): their groups then hold the tagged values the first union
+    computed on these bars, as they would after separate runs."""
     from qmtl.compiler.pipeline import compile as compile_strategy
 
     compiled = [s if isinstance(s, CompiledStrategy) else compile_strategy(s) for s in strategies]
     if not compiled:
         raise ValueError("replay needs at least one strategy")
-    merged = union(compiled)
+    querying = [any(op.name == "tag_query" for op in c.module.ops) for c in compiled]
+    if not any(querying) or all(querying):
+        return _replay_union(compiled, data, store, batch_size, workers, set())[0]
+    stages = ([c for c, q in zip(compiled, querying) if not q], [c for c, q in zip(compiled, querying) if q])
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = ArtifactStore(stack.enter_context(tempfile.TemporaryDirectory(prefix="qmtl-replay-")))
+        names: set[str] = set()
+        first, _ = _replay_union(stages[0], data, store, batch_size, workers, names)
+        second, order = _replay_union(stages[1], data, store, batch_size, workers, names)
+    # one result, strategies in the order given
+    by_obj = {id(c): n for part in (first, second) for n, c in zip(part.strategies, part.compiled)}
+    ordered = {by_obj[id(c)]: {**first.strategies, **second.strategies}[by_obj[id(c)]] for c in compiled}
+    return ReplayResult(ordered, first.union, first.sharing, compiled=list(compiled),
+                        stages=(first.union, second.union))
+
+
+def _replay_union(compiled: list[CompiledStrategy], data: Any, store: ArtifactStore | None,
+                  batch_size: int | None, workers: int, names: set[str]) -> tuple["ReplayResult", list]:
+    merged = union(compiled, taken_names=names)
     run = merged.compiled.run(data, batch_size=batch_size, workers=workers, store=store)
     outputs = split_outputs(merged, run.outputs)
     reused = run.sharing.reused if run.sharing is not None else {}
@@ -70,4 +98,4 @@ def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None 
         mine = {own: reused[full] for full, own in member.outputs.items() if full in reused}
         out[member.name] = StrategyReplay(member.name, RunResult(outputs[member.name]), member.node_ids,
                                           member.shared, mine)
-    return ReplayResult(out, merged, run.sharing)
+    return ReplayResult(out, merged, run.sharing, compiled=list(compiled), stages=(merged,)), list(out)

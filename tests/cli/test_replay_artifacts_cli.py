@@ -54,3 +54,26 @@ def test_replay_names_a_missing_file_and_bad_data(tmp_path):
     bad.write_text("time,close\n1,2\n")
     res = cli.invoke(app, ["replay", str(ROOT / "examples" / "momentum.py"), "--data", str(bad), "--no-store"])
     assert res.exit_code == 1 and "bad.csv" in res.output and "Traceback" not in res.output
+
+
+def test_replay_picks_classes_with_file_colons_class(tmp_path, monkeypatch):
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    two = tmp_path / "two.py"
+    two.write_text("""
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+P = StreamInput(interval=60, period=5, name="p")
+class Fast(Strategy):
+    def setup(self):
+        self.add_nodes([P, Node(input=P, compute_fn=lambda v: v[P][60]["close"].rolling(3).mean(), period=3, name="f")])
+class Slow(Strategy):
+    def setup(self):
+        self.add_nodes([P, Node(input=P, compute_fn=lambda v: v[P][60]["close"].rolling(9).mean(), period=9, name="s")])
+""")
+    bars = tmp_path / "bars.parquet"
+    synthetic_bars(100, seed=2).drop(columns="symbol").to_parquet(bars)
+    both = cli.invoke(app, ["replay", f"{two}::Fast", f"{two}::Slow", "--data", str(bars), "--json", "--no-store"])
+    report = json.loads(both.output)
+    assert [s["strategy"] for s in report["strategies"]] == ["Fast", "Slow"]
+    assert report["strategies"][1]["shared"] == 2  # the price input and its close, brought by Fast
+    ambiguous = cli.invoke(app, ["replay", str(two), "--data", str(bars)])
+    assert ambiguous.exit_code == 1 and "FILE::Class" in ambiguous.output

@@ -146,3 +146,19 @@ def test_a_strategy_with_a_tag_query_still_stores_and_reads_its_other_nodes(tmp_
     assert set(again.sharing.reused) == {"mom5", "vol10", "ma20", "untagged"}
     for name in first.outputs:
         pd.testing.assert_frame_equal(again[name], first[name], check_exact=True)
+
+
+def test_one_replay_feeds_its_own_tagged_values_to_its_tag_queries(tmp_path):
+    """``qmtl replay ind.py later.py correlation.py``: the correlation sees every indicator computed
+    in the same replay, with or without a store given."""
+    (tmp_path / "ind.py").write_text(INDICATORS)
+    (tmp_path / "later.py").write_text(LATER)
+    bars = synthetic_bars(300, interval=3600, seed=9).drop(columns="symbol")
+    files = [ROOT / "examples" / "correlation.py", tmp_path / "ind.py", tmp_path / "later.py"]
+    for store in (None, ArtifactStore(tmp_path / "artifacts")):
+        res = qmtl.replay(files, bars, store=store)
+        assert list(res.strategies) == ["CorrelationStrategy", "Indicators", "Later"]
+        assert sorted(res["CorrelationStrategy"].outputs["indicators"].columns) == ["ema8", "ma20", "mom5", "vol10"]
+        alone = qmtl.compile(tmp_path / "ind.py").run(bars)
+        for name in alone.outputs:
+            pd.testing.assert_frame_equal(res["Indicators"][name], alone[name], check_exact=True)
