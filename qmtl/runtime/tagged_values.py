@@ -42,7 +42,7 @@ def stored_members(store: ArtifactStore, query: Op, datasets: Mapping[str | None
     found: list[tuple[ArtifactInfo, list[tuple[Any, np.ndarray, dict[str, np.ndarray]]]]] = []
     for info in store.ls():
         labels = set(info.tags)
-        if info.interval != interval or info.kind == "opaque" or not (tags <= labels if every else tags & labels):
+        if info.interval != interval or info.kind == "damaged" or not (tags <= labels if every else tags & labels):
             continue
         if not _computed_on(info, datasets):
             continue
@@ -56,10 +56,27 @@ def stored_members(store: ArtifactStore, query: Op, datasets: Mapping[str | None
         for key, ts, cols in per_key:
             member = label if len(per_key) == 1 else f"{label}.{key}"
             columns: dict[str, np.ndarray] = {"ts": np.asarray(ts, dtype=np.int64)}
-            for col, values in cols.items():
-                columns[member if col == "value" else f"{member}.{col.removeprefix('c:')}"] = np.asarray(values)
+            for col, values in _numeric_columns(cols).items():
+                columns[member if col == "value" else f"{member}.{col}"] = values
             out.append(Stream(columns, member, tuple(sorted(set(info.tags) | {member}))))
     return tuple(out)
+
+
+def _numeric_columns(cols: dict[str, Any]) -> dict[str, np.ndarray]:
+    """An artifact's values as numeric columns: a series as ``value``, a frame's columns by name, an
+    opaque node's rows as ``value`` (numbers) or one column per key (dict rows; missing → NaN)."""
+    if "row" not in cols:
+        return {c.removeprefix("c:"): np.asarray(v) for c, v in cols.items()}
+    rows = cols["row"]
+    if all(isinstance(r, dict) for r in rows):
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        return {k: np.array([_number(r.get(k)) for r in rows], dtype=np.float64) for k in keys}
+    return {"value": np.array([_number(r) for r in rows], dtype=np.float64)}
+
+
+def _number(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else \
+        (float(v) if isinstance(v, bool) else np.nan)
 
 
 def _computed_on(info: ArtifactInfo, datasets: Mapping[str | None, Dataset]) -> bool:

@@ -162,3 +162,31 @@ def test_one_replay_feeds_its_own_tagged_values_to_its_tag_queries(tmp_path):
         alone = qmtl.compile(tmp_path / "ind.py").run(bars)
         for name in alone.outputs:
             pd.testing.assert_frame_equal(res["Indicators"][name], alone[name], check_exact=True)
+
+
+OPAQUE_INDICATOR = '''
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+PRICE = StreamInput(interval="1h", period=20, name="price")
+
+
+def up_share(view):
+    c = view[PRICE][3600]["close"].to_numpy()
+    return float((c[1:] > c[:-1]).mean()) if len(c) > 1 else 0.0
+
+
+class Breadth(Strategy):
+    def setup(self):
+        share = Node(input=PRICE, compute_fn=up_share, period=12, name="up_share", tags=["ta-indicator"])
+        self.add_nodes([PRICE, share])
+'''
+
+
+def test_an_opaque_tagged_node_joins_the_group_with_its_numbers(setup):
+    tmp_path, bars, store, _ = setup
+    (tmp_path / "breadth.py").write_text(OPAQUE_INDICATOR)
+    program = qmtl.compile(tmp_path / "breadth.py")
+    assert next(o for o in program.module.outputs if o.name == "up_share").kind == "opaque"
+    program.run(bars, store=store)
+    corr = qmtl.compile(ROOT / "examples" / "correlation.py").run(bars, store=store).outputs["indicators"]
+    assert sorted(corr.columns) == ["ma20", "mom5", "up_share", "vol10"]
+    assert corr["up_share"].notna().any()
