@@ -83,3 +83,57 @@ def test_a_module_setting_read_by_attribute_is_part_of_the_hash():
     before = qmtl.compile(_strategy(lambda: rule)).node_ids["sig"]
     cfg.THRESH = 0.8
     assert qmtl.compile(_strategy(lambda: rule)).node_ids["sig"] != before
+
+
+HELPERS = """
+def helper(v):
+    return v * 1.0
+
+
+class Config:
+    THRESH = 0.0
+"""
+
+USES_HELPERS = """
+import helpers_mod
+from qmtl.runtime.sdk import Strategy, Node, StreamInput
+price = StreamInput(interval=60, period=5, name="price")
+
+
+class Local:
+    K = 1.0
+
+
+def rule(view):
+    v = float(view[price][60]["close"].iloc[-1])
+    return helpers_mod.helper(v) * Local.K if v > helpers_mod.Config.THRESH else 0.0
+
+
+class S(Strategy):
+    def setup(self):
+        self.add_nodes([price, Node(input=price, compute_fn=rule, period=5, name="rule")])
+"""
+
+
+def test_editing_a_helper_module_or_class_changes_the_nodeid(tmp_path):
+    """Code the function reaches in the user's own files — a helper module's function or class, a
+    class of the strategy file — is hashed by its code, so an edit is never served a stale value."""
+    import subprocess
+    import sys
+
+    (tmp_path / "helpers_mod.py").write_text(HELPERS)
+    (tmp_path / "strat.py").write_text(USES_HELPERS)
+    probe = ("import sys, qmtl; sys.path.insert(0, sys.argv[1]); "
+             "print(qmtl.compile(sys.argv[1] + '/strat.py').node_ids['rule'])")
+
+    def node_id() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(tmp_path)], check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+    seen = {node_id()}
+    for path, old, new in [("helpers_mod.py", "v * 1.0", "v * 3.0"), ("helpers_mod.py", "THRESH = 0.0", "THRESH = 1.0"),
+                           ("strat.py", "K = 1.0", "K = 5.0")]:
+        target = tmp_path / path
+        target.write_text(target.read_text().replace(old, new))
+        seen.add(node_id())
+    assert len(seen) == 4

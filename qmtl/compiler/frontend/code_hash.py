@@ -22,6 +22,9 @@ import enum
 import functools
 import inspect
 import json
+import os
+import sys
+import sysconfig
 import linecache
 import textwrap
 import types
@@ -115,14 +118,17 @@ class _Substitute(ast.NodeTransformer):
         self._bindings, self._locals, self._ctx, self._fn = bindings, local_names, ctx, fn_name
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        """``module.NAME`` holding a plain value (``cfg.THRESH``, ``np.pi``): the value is hashed, so a
-        changed module-level setting is a changed function.  Functions and classes of a module stay
-        names (``pd.concat``: the library's code is not the strategy's)."""
+        """``module.NAME``: a plain value (``cfg.THRESH``, ``np.pi``) is hashed by value; in the user's
+        own modules (not the standard library or installed packages) anything else is hashed as a
+        free name would be — a function by its code, a class by its source, other objects are noted
+        (E111) — so editing a helper module changes the NodeIDs that use it.  A library's functions
+        and classes stay names (``pd.concat``: the library's code is not the strategy's)."""
         base = node.value
         if isinstance(base, ast.Name) and base.id not in self._locals and \
                 isinstance(self._bindings.get(base.id), types.ModuleType):
-            value = getattr(self._bindings[base.id], node.attr, None)
-            if _is_plain(value):
+            module = self._bindings[base.id]
+            value = getattr(module, node.attr, None)
+            if _is_plain(value) or (_is_user_code(module) and not isinstance(value, types.ModuleType)):
                 canon = _canonical(value, self._ctx, f"{base.id}.{node.attr}")
                 return ast.Name(id="$" + json.dumps(canon, sort_keys=True, separators=(",", ":")), ctx=node.ctx)
         return self.generic_visit(node)
@@ -132,6 +138,32 @@ class _Substitute(ast.NodeTransformer):
             return node
         canon = _canonical(self._bindings[node.id], self._ctx, node.id)
         return ast.Name(id="$" + json.dumps(canon, sort_keys=True, separators=(",", ":")), ctx=node.ctx)
+
+
+# the standard library, installed packages and qmtl itself: code identified by its name
+_LIBRARY_PATHS = tuple(sorted({os.path.realpath(p) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                                for p in [sysconfig.get_paths().get(key)] if p}
+                               | {os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))}))
+
+
+def _is_user_code(obj: Any) -> bool:
+    """Whether ``obj`` (a module, class or function) comes from the user's files rather than the
+    standard library or an installed package (whose code is identified by its name)."""
+    module = obj if isinstance(obj, types.ModuleType) else sys.modules.get(getattr(obj, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    if not path:
+        return False  # built in, or made with exec: nothing on disk to differ
+    real = os.path.realpath(path)
+    return not any(real.startswith(lib + os.sep) for lib in _LIBRARY_PATHS)
+
+
+def _source_hash(cls: type, ctx: _Context, where: str) -> str:
+    """A user class by its source text (methods, class attributes and all)."""
+    try:
+        return digest(textwrap.dedent(inspect.getsource(cls)).encode())
+    except (OSError, TypeError):
+        ctx.problems.append(f"{where} (class {cls.__qualname__} without source)")
+        return "no-source"
 
 
 def _is_plain(value: Any) -> bool:
@@ -171,6 +203,8 @@ def _canonical(value: Any, ctx: _Context, where: str) -> Any:
         if id(value) in ctx.visiting:
             return ["recursive", value.__qualname__]
         return ["function", _function_hash(value, ctx)]
+    if isinstance(value, type) and _is_user_code(value):
+        return ["class", _qualname(value), _source_hash(value, ctx, where)]
     if isinstance(value, (types.BuiltinFunctionType, np.ufunc, type)):
         return ["builtin", _qualname(value)]
     ctx.problems.append(f"{where} ({type(value).__name__})")
