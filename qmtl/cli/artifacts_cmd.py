@@ -46,7 +46,8 @@ def ls_command(root: Optional[Path] = _ROOT,
     for col in ("node", "NodeID", "dataset", "type", "rows", "bytes", "last used"):
         table.add_column(col)
     for r in rows:
-        table.add_row(f"{r['strategy']}.{r['name']}", r["node_id"][:19], r["fingerprint"][:19], r["type"],
+        node = f"{r['strategy']}.{r['name']}" if r["kind"] != "damaged" else "(damaged: gc removes it)"
+        table.add_row(node, r["node_id"][:19], r["fingerprint"][:19], r["type"] or r["kind"],
                       str(r["rows"]), f"{r['bytes']:,}", _when(r["last_used"]))
     out.print(table)
 

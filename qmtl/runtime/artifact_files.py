@@ -15,6 +15,7 @@ A whole artifact or none is what a reader must see:
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,13 @@ from typing import Any, Callable, Iterator, Protocol
 import pyarrow.fs as pafs
 
 TEMP_PREFIX = ".tmp-"
+#: an artifact's key: ``<2 hex>/<64 hex NodeID>/<64 hex fingerprint>.parquet`` (anything else under
+#: the root is not an artifact and is left alone)
+_KEY = re.compile(r"^([0-9a-f]{2})/\1[0-9a-f]{62}/[0-9a-f]{64}\.parquet$")
+
+
+def is_key(key: str) -> bool:
+    return bool(_KEY.match(key))
 
 
 class ArtifactFiles(Protocol):
@@ -92,8 +100,9 @@ class LocalFiles:
             return
         pattern = "*.parquet" if under else "*/*/*.parquet"
         for path in sorted(top.glob(pattern)):
-            if not path.name.startswith("."):
-                yield str(path.relative_to(self.base))
+            key = path.relative_to(self.base).as_posix()
+            if is_key(key):
+                yield key
 
     def delete(self, key: str) -> None:
         path = self.base / key
@@ -141,9 +150,9 @@ class ObjectFiles:
     def keys(self, under: str = "") -> Iterator[str]:
         selector = pafs.FileSelector(self._path(under).rstrip("/"), recursive=True, allow_not_found=True)
         for info in sorted(self.fs.get_file_info(selector), key=lambda i: i.path):
-            name = info.path.rsplit("/", 1)[-1]
-            if info.type == pafs.FileType.File and name.endswith(".parquet") and not name.startswith("."):
-                yield info.path[len(self.base) + 1:]
+            key = info.path[len(self.base) + 1:]
+            if info.type == pafs.FileType.File and is_key(key):
+                yield key
 
     def delete(self, key: str) -> None:
         try:

@@ -165,9 +165,13 @@ class ArtifactStore:
            in_use: frozenset[str] | set[str] = frozenset()) -> list[ArtifactInfo]:
         """Remove artifacts neither written nor read for ``older_than_s`` seconds, except those of the
         NodeIDs ``in_use`` (a strategy bound to a world uses them; the gateway's index says which),
-        and leftover temporary files of writers that died; returns what was (or would be) removed."""
+        damaged files, and leftover temporary files of writers that died; returns what was (or would
+        be) removed."""
         cutoff = time.time() - older_than_s
-        removed = [a for a in self.ls() if a.last_used < cutoff and a.node_id not in in_use]
+        # a damaged file under an artifact's name is never one being written (writes are atomic):
+        # it goes whatever its age
+        removed = [a for a in self.ls()
+                   if a.kind == "damaged" or (a.last_used < cutoff and a.node_id not in in_use)]
         if not dry_run:
             for a in removed:
                 self.files.delete(a.key)

@@ -206,6 +206,8 @@ class KeyRuntime:
         # one pandas object per operand and batch; each call's window is a slice of it (a new frame
         # per call would cost ~10x the framework's budget, docs/design.md "Opaque functions")
         whole = {v: self._pandas(v, tails[v]) for v in op.operands}
+        # where each entry's rows start: one row per entry, except a matrix per entry (ts, row label)
+        starts = {v: _entry_starts(whole[v]) for v in op.operands}
         keys = {v: (self._node_id(v), self._clock.get(v) or interval) for v in op.operands}
         names = {self._interp.series_name(v): keys[v][0] for v in op.operands}
         ts_of = self.close[self.lo:self.hi] - interval
@@ -225,7 +227,8 @@ class KeyRuntime:
                 windows = {}
                 for v in op.operands:
                     hi = int(counts[v][t]) - tails[v].before
-                    windows[keys[v][0]] = {keys[v][1]: whole[v].iloc[max(0, hi - period):hi]}
+                    first, end = starts[v][max(0, hi - period)], starts[v][hi]
+                    windows[keys[v][0]] = {keys[v][1]: whole[v].iloc[first:end]}
                 view = CacheView(windows, names=names)
                 row = last_row(guarded(node, int(ts_of[t]), self.key, lambda: fn(view)))
                 if row is not NO_VALUE:
@@ -328,6 +331,15 @@ class KeyRuntime:
                 row = row.get(name) if name is not None else (next(iter(row.values())) if len(row) == 1 else None)
             out[t] = np.nan if row is None else row
         self.buf(_presence_buffer(column))[:n] = self.buf(_presence_buffer(value))[:n]
+
+
+def _entry_starts(frame: Any) -> np.ndarray:
+    """Row offset where each entry of a window object starts, plus its length (entries are rows,
+    or blocks of rows sharing a ``ts`` when each entry is a matrix)."""
+    if isinstance(frame.index, pd.MultiIndex):
+        ts = frame.index.get_level_values(0).to_numpy()
+        return np.r_[np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]]), len(ts)] if len(ts) else np.zeros(1, np.int64)
+    return np.arange(len(frame) + 1)
 
 
 def _object_buffer(value: str) -> str:
