@@ -148,6 +148,7 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
     for tag, dataset in datasets:
         for key, series in closes_from_dataset(dataset).items():
             closes[key if key is not None else tag] = series
+    closes = _closes_read(compiled, loaded, closes)
     try:
         derived = derive_returns(run.outputs, closes, intervals)
     except KeyError as exc:
@@ -166,6 +167,19 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
                   sources=sharing.sources if sharing is not None else {},
                   fingerprints=sharing.fingerprints if sharing is not None else {},
                   written=sharing.written_artifacts if sharing is not None else [])
+
+
+def _closes_read(compiled: Any, loaded: Any, closes: dict[str | None, pd.Series]) -> dict[str | None, pd.Series]:
+    """The closes of the streams the strategy's inputs read: a ``StreamInput(tags=["btc"])`` over
+    several symbols prices its signal on BTC (its rows carry no symbol: it read one stream)."""
+    from qmtl.runtime.binding import bind
+    try:
+        bindings = bind(compiled.module, loaded)
+    except CompileError:
+        return closes
+    read = {s.key for sb in bindings.sources.values() if sb.op.name == "stream_input" for s in sb.streams}
+    kept = {k: v for k, v in closes.items() if k in read}
+    return kept or closes
 
 
 def _failed(diagnostics: list[Diagnostic]) -> Replay:

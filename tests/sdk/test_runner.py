@@ -201,3 +201,19 @@ def test_an_unstable_opaque_function_is_reported_once_as_an_error(tmp_path: Path
     # submit and lint agree, finding for finding
     linted = [(d.code, d.severity, d.message) for d in lint_path(path).diagnostics]
     assert [(d.code, d.severity, d.message) for d in result.precheck.diagnostics] == linted
+
+
+def test_a_tagged_input_picking_one_symbol_is_priced_on_that_symbol(tmp_path: Path) -> None:
+    """``StreamInput(tags=["btc"])`` over BTC/ETH/SOL: the signal has no symbol column (one stream was
+    read) and its returns are BTC's — the same as the strategy run on BTC's bars alone."""
+    path = tmp_path / "sig.py"
+    path.write_text(MOMENTUM.replace('StreamInput(interval="60s", period=30)',
+                                     'StreamInput(interval="60s", period=30, tags=["btc"])'))
+    assert "tags=" in path.read_text()
+    bars = synthetic_bars(1500, symbols=("BTC", "ETH", "SOL"), seed=2)
+    picked = Runner.submit(path, world="w", data=bars, gateway_url=closed_port_url(), timeout=2.0)
+    alone = Runner.submit(path, world="w", data=bars[bars["symbol"] == "BTC"].reset_index(drop=True),
+                          gateway_url=closed_port_url(), timeout=2.0)
+    assert not [d for d in picked.precheck.diagnostics if d.code == "E511"]
+    assert picked.precheck.metrics.sharpe is not None
+    assert picked.precheck.metrics == alone.precheck.metrics
