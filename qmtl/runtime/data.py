@@ -131,10 +131,51 @@ def load(source: Any, fields: Collection[str] | None = None) -> Dataset:
         return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
     if isinstance(source, (str, Path)):
         name = str(source)
+        if "://" in name or Path(source).is_dir():
+            return _from_columns(_arrow_columns(_read_dataset(name, fields), name), name)
         return _from_columns(_arrow_columns(_read_file(Path(source), fields), name), name)
     raise DataError("E505", f"<{type(source).__name__}>",
                     "cannot read data of this type; pass a DataFrame, a pyarrow Table, or a path to a "
-                    ".csv, .parquet, .arrow/.ipc or .feather file")
+                    ".csv, .parquet, .arrow/.ipc or .feather file, or to a directory of them")
+
+
+_DATASET_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",
+                    ".feather": "ipc"}
+
+
+def _read_dataset(location: str, fields: Collection[str] | None = None) -> pa.Table:
+    """A directory (or object-store prefix, ``s3://bucket/bars/``) of data files through
+    ``pyarrow.dataset``: flat, or partitioned by directory (``symbol=AAPL/date=2024-01-02/…``, whose
+    keys become columns).  The files' format is their extension (one format per tree); only the
+    columns a strategy reads are read."""
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(location) if "://" in location else (pafs.LocalFileSystem(), location)
+        files = [i for i in fs.get_file_info(pafs.FileSelector(root.rstrip("/"), recursive=True))
+                 if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))]
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", location, f"cannot list the data: {exc}") from None
+    suffixes = sorted({Path(i.base_name).suffix.lower() for i in files})
+    if not files:
+        raise DataError("E505", location, "no data files under this directory")
+    unknown = [s or "(none)" for s in suffixes if s not in _DATASET_FORMATS]
+    formats = {_DATASET_FORMATS[s] for s in suffixes if s in _DATASET_FORMATS}
+    if unknown or len(formats) != 1:
+        raise DataError("E505", location, f"a data directory holds files of one format "
+                        f"({', '.join(sorted(_DATASET_FORMATS))}); found {', '.join(suffixes)}")
+    try:
+        dataset = pads.dataset([i.path for i in files], filesystem=fs, format=formats.pop(),
+                               partitioning=pads.partitioning(flavor="hive"),
+                               partition_base_dir=root.rstrip("/"))
+        table = dataset.to_table(columns=_kept(dataset.schema.names, fields))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", location, f"cannot read the data files: {exc}") from None
+    # files come in path order, which says nothing about time (date=2024-1-10 sorts before 2024-1-9):
+    # order the rows by symbol and ts (a duplicate bar is still refused, E502)
+    keys = [(c, "ascending") for c in ("symbol", "ts") if c in table.column_names]
+    return table.sort_by(keys) if "ts" in table.column_names else table
 
 
 def _read_file(path: Path, fields: Collection[str] | None = None) -> pa.Table:
@@ -362,10 +403,14 @@ def _field(name: str, arr: np.ndarray, source: str) -> np.ndarray | None:
 
 
 def _groups(symbols: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """(symbol, row indices) in order of first appearance."""
+    """(symbol, row indices) in order of first appearance: one stable sort of the symbol codes, then
+    each symbol's rows are one slice of it (not a scan of the whole column per symbol)."""
     uniq, first, inverse = np.unique(symbols, return_index=True, return_inverse=True)
+    rows = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(uniq))
+    ends = np.cumsum(counts)
     for code in np.argsort(first, kind="stable"):
-        yield str(uniq[code]), np.flatnonzero(inverse == code)
+        yield str(uniq[code]), rows[ends[code] - counts[code]:ends[code]]
 
 
 def _take(arr: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
