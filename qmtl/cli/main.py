@@ -10,6 +10,7 @@ from .config_cmd import config_app
 from .demo_cmd import demo_command
 from .lint_cmd import lint_command
 from .replay_cmd import replay_command
+from .run_cmd import run_command
 from .serve_cmd import serve_command
 from .status_cmd import status_command
 from .submit_cmd import submit_command
@@ -24,6 +25,7 @@ app.command("submit")(submit_command)
 app.command("status")(status_command)
 app.command("demo")(demo_command)
 app.command("replay")(replay_command)
+app.command("run")(run_command)
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(world_app, name="world")
 app.add_typer(config_app, name="config")

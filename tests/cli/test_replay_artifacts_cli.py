@@ -77,3 +77,26 @@ class Slow(Strategy):
     assert report["strategies"][1]["shared"] == 2  # the price input and its close, brought by Fast
     ambiguous = cli.invoke(app, ["replay", str(two), "--data", str(bars)])
     assert ambiguous.exit_code == 1 and "FILE::Class" in ambiguous.output
+
+
+def test_run_writes_each_output_from_a_partitioned_directory(tmp_path, monkeypatch):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    import qmtl
+
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    bars = synthetic_bars(600, symbols=("AAA", "BBB"), seed=4)
+    pads.write_dataset(pa.Table.from_pandas(bars, preserve_index=False), tmp_path / "bars", format="parquet",
+                       partitioning=pads.partitioning(pa.schema([("symbol", pa.string())]), flavor="hive"))
+    momentum = str(ROOT / "examples" / "momentum.py")
+    first = cli.invoke(app, ["run", momentum, "--data", str(tmp_path / "bars"), "--out", str(tmp_path / "out")])
+    assert first.exit_code == 0, first.output
+    written = pd.read_parquet(tmp_path / "out" / "momentum_signal.parquet")
+    expected = qmtl.compile(momentum).run(bars)["momentum_signal"]
+    pd.testing.assert_frame_equal(written, expected, check_exact=True)
+    again = cli.invoke(app, ["run", momentum, "--data", str(tmp_path / "bars"), "--out", str(tmp_path / "out")])
+    assert "read from the artifact store: momentum_signal" in again.output
+    bad = cli.invoke(app, ["run", momentum, "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o2")])
+    assert bad.exit_code == 1 and "no such data" in bad.output and "Traceback" not in bad.output
