@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from .output import err, out, print_diagnostics, print_json
+from .progress import progress_for
 
 
 def replay_command(
@@ -23,6 +24,7 @@ def replay_command(
     output_dir: Optional[Path] = typer.Option(None, "--out", help="Write each strategy's outputs as "
                                               "<dir>/<strategy>/<node>.parquet."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Replay STRATEGY_FILES over DATA as one run."""
     from qmtl.ir.diagnostics import CompileError
@@ -53,7 +55,8 @@ def replay_command(
             err.print("hint: qmtl replay takes FILE::Class to pick one class of a file", markup=False)
         raise typer.Exit(1)
     try:
-        res = replay(compiled, data, store=ArtifactStore() if store else None, batch_size=batch_size)
+        res = replay(compiled, data, store=ArtifactStore() if store else None, batch_size=batch_size,
+                     progress=progress_for(quiet))
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(data))
         raise typer.Exit(1)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .output import err, out, print_diagnostics
+from .progress import progress_for
 
 
 def run_command(
@@ -19,6 +20,7 @@ def run_command(
     store: bool = typer.Option(True, "--store/--no-store", help="Read and fill the artifact store."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Bytewax worker threads."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run STRATEGY_FILE over DATA and write its outputs to --out."""
     from qmtl.compiler.pipeline import compile as compile_strategy
@@ -39,7 +41,8 @@ def run_command(
     try:
         compiled = compile_strategy(Path(file), cls or None)
         result = compiled.run(data, batch_size=batch_size, workers=workers,
-                              store=ArtifactStore() if store else None)
+                              store=ArtifactStore() if store else None,
+                              progress=progress_for(quiet, compiled.name))
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, file)
         raise typer.Exit(1)

@@ -45,6 +45,7 @@ def submit_command(
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each gateway call."),
     output: Output = typer.Option(Output.text, "--output", "-o", case_sensitive=False,
                                   help="text (a summary) or json (the whole SubmitResult)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar during the replay."),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
     from qmtl.runner.runner import Runner
@@ -55,9 +56,11 @@ def submit_command(
     if data is not None and not data.exists():
         err.print(f"error[E505]: {data}: no such data file", style="bold red", markup=False)
         raise typer.Exit(1)
+    from .progress import progress_for
+
     result = Runner.submit(strategy_file, world, data=data, gateway_url=gateway_url,
                            strategy=strategy, batch_size=batch_size, timeout=timeout,
-                           embedded=embedded)
+                           embedded=embedded, progress=progress_for(quiet))
     if output is Output.json:
         print_json(result.model_dump(mode="json"))
     else:

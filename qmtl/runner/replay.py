@@ -59,7 +59,7 @@ class ReplayResult:
 
 
 def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None = None,
-           batch_size: int | None = None, workers: int = 1) -> ReplayResult:
+           batch_size: int | None = None, workers: int = 1, progress: Any = None) -> ReplayResult:
     """Run ``strategies`` (classes, files or ``CompiledStrategy``) over ``data`` in one flow.
 
     Strategies with a tag query run in a second union after the others, through the store (a
@@ -72,14 +72,14 @@ def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None 
         raise ValueError("replay needs at least one strategy")
     querying = [any(op.name == "tag_query" for op in c.module.ops) for c in compiled]
     if not any(querying) or all(querying):
-        return _replay_union(compiled, data, store, batch_size, workers, set())[0]
+        return _replay_union(compiled, data, store, batch_size, workers, set(), progress)[0]
     stages = ([c for c, q in zip(compiled, querying) if not q], [c for c, q in zip(compiled, querying) if q])
     with contextlib.ExitStack() as stack:
         if store is None:
             store = ArtifactStore(stack.enter_context(tempfile.TemporaryDirectory(prefix="qmtl-replay-")))
         names: set[str] = set()
-        first, _ = _replay_union(stages[0], data, store, batch_size, workers, names)
-        second, order = _replay_union(stages[1], data, store, batch_size, workers, names)
+        first, _ = _replay_union(stages[0], data, store, batch_size, workers, names, progress)
+        second, order = _replay_union(stages[1], data, store, batch_size, workers, names, progress)
     # one result, strategies in the order given
     by_obj = {id(c): n for part in (first, second) for n, c in zip(part.strategies, part.compiled)}
     ordered = {by_obj[id(c)]: {**first.strategies, **second.strategies}[by_obj[id(c)]] for c in compiled}
@@ -88,9 +88,10 @@ def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None 
 
 
 def _replay_union(compiled: list[CompiledStrategy], data: Any, store: ArtifactStore | None,
-                  batch_size: int | None, workers: int, names: set[str]) -> tuple["ReplayResult", list]:
+                  batch_size: int | None, workers: int, names: set[str],
+                  progress: Any = None) -> tuple["ReplayResult", list]:
     merged = union(compiled, taken_names=names)
-    run = merged.compiled.run(data, batch_size=batch_size, workers=workers, store=store)
+    run = merged.compiled.run(data, batch_size=batch_size, workers=workers, store=store, progress=progress)
     outputs = split_outputs(merged, run.outputs)
     reused = run.sharing.reused if run.sharing is not None else {}
     out: dict[str, StrategyReplay] = {}

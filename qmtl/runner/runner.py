@@ -61,13 +61,13 @@ class Runner:
     def submit(strategy_cls_or_path: Any, world: str, data: Any = None,
                gateway_url: str | None = None, *, strategy: str | None = None,
                batch_size: int = 10_000, timeout: float = 10.0,
-               embedded: bool = False) -> SubmitResult:
+               embedded: bool = False, progress: Any = None) -> SubmitResult:
         """Compile, replay and submit a strategy to ``world``; see the module docstring.
 
         The gateway is ``gateway_url`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml, else the
         embedded services in-process; ``embedded=True`` uses the embedded services whatever is set.
         """
-        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world)
+        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world, progress)
         if compiled is None or not replay.ok:
             return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                                 downgrade_reason=_first_error(replay.precheck))
@@ -87,7 +87,7 @@ class Runner:
 
 
 def _precheck(target: Any, data: Any, strategy: str | None,
-              batch_size: int, world: str) -> tuple[Any, Replay]:
+              batch_size: int, world: str, progress: Any = None) -> tuple[Any, Replay]:
     from qmtl.lint import checked_diagnostics
     from qmtl.compiler.pipeline import compile as compile_strategy
     try:
@@ -97,7 +97,7 @@ def _precheck(target: Any, data: Any, strategy: str | None,
     diagnostics = checked_diagnostics(compiled)
     if any(d.severity == "error" for d in diagnostics):
         return None, _failed(diagnostics)
-    return compiled, _replay(compiled, data, batch_size, diagnostics, world)
+    return compiled, _replay(compiled, data, batch_size, diagnostics, world, progress)
 
 
 #: this process's per-world replay results, scoped by ComputeKey: submitting the same strategy on the
@@ -107,7 +107,7 @@ PRECHECKS = ComputeCache()
 
 
 def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnostic],
-            world: str = "") -> Replay:
+            world: str = "", progress: Any = None) -> Replay:
     from qmtl.runtime.data import load
     synthetic = data is None
     try:
@@ -128,17 +128,17 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
     cached = PRECHECKS.get(identity, context)
     if cached is not None:
         return cached
-    replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store)
+    replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store, progress)
     if replay.ok:
         PRECHECKS.put(identity, context, replay)
     return replay
 
 
 def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthetic: bool, batch_size: int,
-                diagnostics: list[Diagnostic], store: ArtifactStore) -> Replay:
+                diagnostics: list[Diagnostic], store: ArtifactStore, progress: Any = None) -> Replay:
     try:
         # node values already stored for these bars are read, the rest computed and stored
-        run = compiled.run(loaded, batch_size=batch_size, store=store)
+        run = compiled.run(loaded, batch_size=batch_size, store=store, progress=progress)
     except CompileError as exc:
         return _failed(diagnostics + exc.diagnostics)
     except Exception as exc:  # noqa: BLE001 - user code raised during the replay: report, don't crash

@@ -115,7 +115,7 @@ class KeyRuntime:
     def __init__(self, gen, module: Module, functions, timeline: KeyTimeline, key: Any,
                  stored: Mapping[str, Any] | None = None,
                  record: Mapping[str, tuple[list[str], int]] | None = None,
-                 prefix: Mapping[str, tuple[Any, int]] | None = None):
+                 prefix: Mapping[str, tuple[Any, int]] | None = None, progress: Any = None):
         """``stored``: value → its ``reuse.StoredColumns`` on this key's timeline (filled, not
         computed); ``record``: value → (its buffers, its clock) for each value whose whole series
         this run records for the artifact store."""
@@ -123,6 +123,7 @@ class KeyRuntime:
         self._stored = dict(stored or {})
         self._record = dict(record or {})
         self._prefix = dict(prefix or {})
+        self._progress = progress  # a ``qmtl.runtime.progress.Progress``, told of each batch run
         self.recorded = {v: _Rows(len(timeline.close), {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
                                   if gen.BUFFERS[bufs[0]] != "object" else {None: "object"})
                          for v, (bufs, _clock) in self._record.items()}
@@ -278,6 +279,8 @@ class KeyRuntime:
                 note_failure(exc)
                 return []
             self._append_emitted()
+        if self._progress is not None:
+            self._progress.advance(hi - lo, last)
         return [(self.key, self.finished(), {v: r.view() for v, r in self.recorded.items()})] if last else []
 
     def _append_emitted(self) -> None:
