@@ -72,7 +72,7 @@ def bind(module: Module, data: Any, tagged: TaggedMembers | None = None) -> Bind
     ``tagged`` adds stored node values to each tag query's group."""
     if isinstance(data, Bindings):
         return data
-    datasets = _datasets(data, fields_read(module))
+    datasets = _datasets(data, fields_read(module), symbols_read(module))
     sources: dict[str, SourceBinding] = {}
     for op in module.ops:
         if op.name == "stream_input":
@@ -147,7 +147,8 @@ def fields_read(module: Module) -> set[str] | None:
     return read
 
 
-def _datasets(data: Any, fields: set[str] | None = None) -> dict[str | None, Dataset]:
+def _datasets(data: Any, fields: set[str] | None = None,
+              symbols: list[frozenset[str]] | None = None) -> dict[str | None, Dataset]:
     if isinstance(data, Mapping):
         if not data:
             raise DataError("E504", "<bindings>", "no data given (empty dict)")
@@ -157,7 +158,29 @@ def _datasets(data: Any, fields: set[str] | None = None) -> dict[str | None, Dat
             out[str(key)] = Dataset(ds.source, tuple(s.with_tags(_tags_for(s, str(key))) for s in ds.streams),
                                     ds.has_symbols, ds.fields)
         return out
+    if symbols:
+        scanned = load(data, fields, set().union(*symbols))
+        named = {s.symbol.casefold() for s in scanned.streams if s.symbol is not None}
+        if all(tags & named for tags in symbols):  # every input names a symbol it kept
+            return {None: scanned}
     return {None: load(data, fields)}
+
+
+def symbols_read(module: Module) -> list[frozenset[str]] | None:
+    """Per ``stream_input``, the symbols its tags can select (casefolded): read from a file or
+    directory, only those rows are scanned — unless an input's tags name none of the symbols kept,
+    when the whole data is read so that binding says what it has (E504).  None when an input reads
+    every symbol (no tags) or a tag query reads the group."""
+    wanted: list[frozenset[str]] = []
+    for op in module.ops:
+        if op.name == "tag_query":
+            return None
+        if op.name == "stream_input":
+            tags = frozenset(str(t).casefold() for t in (op.attr("tags") or ()))
+            if not tags:
+                return None
+            wanted.append(tags)
+    return wanted or None
 
 
 def _tags_for(stream: Stream, key: str) -> tuple[str, ...]:

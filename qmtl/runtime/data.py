@@ -117,14 +117,26 @@ class Dataset:
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def load(source: Any, fields: Collection[str] | None = None) -> Dataset:
+def load(source: Any, fields: Collection[str] | None = None, symbols: Collection[str] | None = None) -> Dataset:
     """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path.
 
     ``fields``: the bar fields a strategy reads (None: all).  A file is then kept to ``ts``,
     ``symbol`` and those columns (a Parquet file reads only them from disk); when one of them is
-    missing, every column is kept so that the error can list what the file has."""
+    missing, every column is kept so that the error can list what the file has.  ``symbols``: the
+    only symbols wanted (compared ignoring case; None: all) — rows of others are dropped while the
+    file or directory is scanned, and when none is left the whole data is read instead, so the
+    binding can say what the data has."""
+    if symbols is not None and isinstance(source, (str, Path)):
+        try:
+            return load(_ScanOf(source, fields, frozenset(s.casefold() for s in symbols)))
+        except DataError as exc:
+            if exc.code != "E503" or "no bars" not in str(exc):
+                raise
     if isinstance(source, Dataset):
         return source
+    if isinstance(source, _ScanOf):
+        name = str(source.path)
+        return _from_columns(_arrow_columns(_scan(source), name), name)
     if isinstance(source, pd.DataFrame):
         return _from_columns(_pandas_columns(source), "<DataFrame>")
     if isinstance(source, (pa.Table, pa.RecordBatch)):
@@ -139,11 +151,33 @@ def load(source: Any, fields: Collection[str] | None = None) -> Dataset:
                     ".csv, .parquet, .arrow/.ipc or .feather file, or to a directory of them")
 
 
+@dataclass(frozen=True)
+class _ScanOf:
+    """A file or directory to read keeping only the rows of some symbols."""
+
+    path: str | Path
+    fields: Collection[str] | None
+    symbols: frozenset[str]
+
+
+def _symbol_filter(symbols: frozenset[str]) -> Any:
+    import pyarrow.compute as pc
+    return pc.is_in(pc.utf8_lower(pc.field("symbol").cast(pa.string())), value_set=pa.array(sorted(symbols)))
+
+
+def _scan(scan: _ScanOf) -> pa.Table:
+    name = str(scan.path)
+    table = _read_dataset(name, scan.fields, scan.symbols) if "://" in name or Path(scan.path).is_dir() \
+        else _read_file(Path(scan.path), scan.fields, scan.symbols)
+    return table
+
+
 _DATASET_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",
                     ".feather": "ipc"}
 
 
-def _read_dataset(location: str, fields: Collection[str] | None = None) -> pa.Table:
+def _read_dataset(location: str, fields: Collection[str] | None = None,
+                  symbols: frozenset[str] | None = None) -> pa.Table:
     """A directory (or object-store prefix, ``s3://bucket/bars/``) of data files through
     ``pyarrow.dataset``: flat, or partitioned by directory (``symbol=AAPL/date=2024-01-02/…``, whose
     keys become columns).  The files' format is their extension (one format per tree); only the
@@ -169,7 +203,8 @@ def _read_dataset(location: str, fields: Collection[str] | None = None) -> pa.Ta
         dataset = pads.dataset([i.path for i in files], filesystem=fs, format=formats.pop(),
                                partitioning=pads.partitioning(flavor="hive"),
                                partition_base_dir=root.rstrip("/"))
-        table = dataset.to_table(columns=_kept(dataset.schema.names, fields))
+        wanted = _symbol_filter(symbols) if symbols and "symbol" in dataset.schema.names else None
+        table = dataset.to_table(columns=_kept(dataset.schema.names, fields), filter=wanted)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", location, f"cannot read the data files: {exc}") from None
     # files come in path order, which says nothing about time (date=2024-1-10 sorts before 2024-1-9):
@@ -178,7 +213,8 @@ def _read_dataset(location: str, fields: Collection[str] | None = None) -> pa.Ta
     return table.sort_by(keys) if "ts" in table.column_names else table
 
 
-def _read_file(path: Path, fields: Collection[str] | None = None) -> pa.Table:
+def _read_file(path: Path, fields: Collection[str] | None = None,
+               symbols: frozenset[str] | None = None) -> pa.Table:
     readers = {".csv": _read_csv, ".parquet": _read_parquet, ".pq": _read_parquet,
                ".arrow": _read_ipc, ".arrows": _read_ipc, ".ipc": _read_ipc, ".feather": _read_ipc}
     reader = readers.get(path.suffix.lower())
@@ -188,7 +224,10 @@ def _read_file(path: Path, fields: Collection[str] | None = None) -> pa.Table:
     if not path.is_file():
         raise DataError("E505", str(path), "no such file")
     try:
-        return reader(path, fields)
+        table = reader(path, fields)
+        if symbols and "symbol" in table.column_names:
+            table = table.filter(_symbol_filter(symbols))
+        return table
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
 

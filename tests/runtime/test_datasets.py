@@ -86,3 +86,37 @@ def test_an_object_store_prefix(s3_uri):  # noqa: F811
     _write_hive(df, f"{base}/bars", filesystem=fs)
     location = s3_uri.replace("/team?", "/team/bars?")
     _same(load(location), load(df.drop(columns="day")))
+
+
+def _module_with_inputs(*tag_sets):
+    from qmtl.runtime.sdk import Node, Strategy, StreamInput
+
+    class S(Strategy):
+        def setup(self):
+            nodes = []
+            for i, tags in enumerate(tag_sets):
+                p = StreamInput(interval=60, period=3, tags=list(tags), name=f"p{i}")
+                nodes += [p, Node(input=p, compute_fn=lambda v, p=p: v[p][60]["close"].diff(), period=2,
+                                  name=f"d{i}")]
+            self.add_nodes(nodes)
+    return qmtl.compile(S).module
+
+
+def test_tagged_inputs_scan_only_their_symbols_and_binding_errors_stay(tmp_path):
+    from qmtl.runtime.binding import bind
+
+    bars = synthetic_bars(400, symbols=("BTC", "ETH", "SOL"), seed=2)
+    path = tmp_path / "bars.parquet"
+    bars.to_parquet(path, index=False)
+    _write_hive(_bars(), tmp_path / "tree")
+    one = bind(_module_with_inputs(("btc",)), path)
+    assert one.datasets[None].symbols == ("BTC",)  # ETH and SOL never left the file
+    assert bind(_module_with_inputs(("aaa",)), tmp_path / "tree").datasets[None].symbols == ("AAA",)
+    two = bind(_module_with_inputs(("btc",), ("Eth",)), path)
+    assert sorted(two.datasets[None].symbols) == ["BTC", "ETH"]
+    with pytest.raises(DataError, match="E504"):
+        bind(_module_with_inputs(("btc",), ("nope",)), path)  # as when the whole file is read
+    with pytest.raises(DataError, match="E504"):
+        bind(_module_with_inputs(("nope",)), path)
+    program = qmtl.compile(__import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "momentum.py")
+    pd.testing.assert_frame_equal(program.run(path)["momentum_signal"], program.run(bars)["momentum_signal"])
