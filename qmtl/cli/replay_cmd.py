@@ -11,13 +11,14 @@ from rich.table import Table
 
 from .output import err, out, print_diagnostics, print_json
 from .progress import progress_for
+from .run_inputs import check_data, check_out_dir, strategy_target, write_frames
 
 
 def replay_command(
     strategy_files: List[str] = typer.Argument(..., help="Strategy .py files; FILE::Class picks one "
                                                "class of a file that defines several."),
-    data: Path = typer.Option(..., "--data", help="Bars to replay (.parquet, .csv, .arrow, .feather, "
-                              "or a directory of them)."),
+    data: str = typer.Option(..., "--data", help="Bars to replay: a .parquet/.csv/.arrow file, a "
+                             "directory of them (hive partitions too), or an object-store URI."),
     store: bool = typer.Option(True, "--store/--no-store", help="Read and write the artifact store "
                                "($QMTL_HOME/artifacts)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
@@ -32,19 +33,9 @@ def replay_command(
     from qmtl.runtime.artifacts import ArtifactStore
     from qmtl.runtime.results import NodeRuntimeError
 
-    targets = []
-    for arg in strategy_files:
-        file, _, cls = arg.partition("::")
-        if not Path(file).is_file():
-            err.print(f"error[E301]: {file}: no such file", style="bold red", markup=False)
-            raise typer.Exit(1)
-        targets.append((Path(file), cls or None))
-    if not data.exists():
-        err.print(f"error[E505]: {data}: no such data file", style="bold red", markup=False)
-        raise typer.Exit(1)
-    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
-        err.print(f"error: --out {output_dir}: exists and is not a directory", style="bold red", markup=False)
-        raise typer.Exit(1)
+    targets = [strategy_target(arg) for arg in strategy_files]
+    check_data(data)
+    check_out_dir(output_dir)
     from qmtl.compiler.pipeline import compile as compile_strategy
 
     try:
@@ -58,17 +49,14 @@ def replay_command(
         res = replay(compiled, data, store=ArtifactStore() if store else None, batch_size=batch_size,
                      progress=progress_for(quiet))
     except CompileError as exc:
-        print_diagnostics(exc.diagnostics, str(data))
+        print_diagnostics(exc.diagnostics, data)
         raise typer.Exit(1)
     except NodeRuntimeError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(1)
     if output_dir is not None:
         for name, s in res.strategies.items():
-            folder = output_dir / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for node, frame in s.result.outputs.items():
-                frame.to_parquet(folder / f"{node}.parquet")
+            write_frames(s.result.outputs, output_dir / name)
     report = [{"strategy": name, "nodes": len(s.node_ids), "computed": len(s.computed),
                "shared": len(s.shared), "from_store": sorted(s.from_store),
                "rows": {node: len(f) for node, f in s.result.outputs.items()}}

@@ -10,6 +10,7 @@ import typer
 
 from .output import err, out, print_diagnostics
 from .progress import progress_for
+from .run_inputs import check_data, check_out_dir, strategy_target, write_frames
 
 
 def run_command(
@@ -28,30 +29,21 @@ def run_command(
     from qmtl.runtime.artifacts import ArtifactStore
     from qmtl.runtime.results import NodeRuntimeError
 
-    file, _, cls = strategy_file.partition("::")
-    if not Path(file).is_file():
-        err.print(f"error[E301]: {file}: no such file", style="bold red", markup=False)
-        raise typer.Exit(1)
-    if "://" not in data and not Path(data).exists():
-        err.print(f"error[E505]: {data}: no such data file or directory", style="bold red", markup=False)
-        raise typer.Exit(1)
-    if output_dir.exists() and not output_dir.is_dir():
-        err.print(f"error: --out {output_dir}: exists and is not a directory", style="bold red", markup=False)
-        raise typer.Exit(1)
+    file, cls = strategy_target(strategy_file)
+    check_data(data)
+    check_out_dir(output_dir)
     try:
-        compiled = compile_strategy(Path(file), cls or None)
+        compiled = compile_strategy(file, cls)
         result = compiled.run(data, batch_size=batch_size, workers=workers,
                               store=ArtifactStore() if store else None,
                               progress=progress_for(quiet, compiled.name))
     except CompileError as exc:
-        print_diagnostics(exc.diagnostics, file)
+        print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)
     except NodeRuntimeError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(1)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame in result.outputs.items():
-        frame.to_parquet(output_dir / f"{name}.parquet")
-        out.print(f"{name}: {len(frame)} rows -> {output_dir / (name + '.parquet')}", markup=False)
+    for (name, frame), path in zip(result.outputs.items(), write_frames(result.outputs, output_dir)):
+        out.print(f"{name}: {len(frame)} rows -> {path}", markup=False)
     if result.sharing is not None and result.sharing.reused:
         out.print(f"read from the artifact store: {', '.join(sorted(result.sharing.reused))}", markup=False)

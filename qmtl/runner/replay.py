@@ -37,11 +37,8 @@ class StrategyReplay:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    strategies: dict[str, StrategyReplay]
-    union: Union                      # the (first) union module run
-    sharing: Any = None  # the union run's ``SharingReport`` (None without a store)
-    compiled: list = field(default_factory=list)  # the strategies, as given
-    stages: tuple[Union, ...] = ()    # every union run (two when some strategies query tags)
+    strategies: dict[str, StrategyReplay]  # in the order given
+    stages: tuple[Union, ...]              # the union modules run (two when some strategies query tags)
 
     def __getitem__(self, name: str) -> RunResult:
         return self.strategies[name].result
@@ -54,8 +51,7 @@ class ReplayResult:
     @property
     def unique_nodes(self) -> int:
         """NodeIDs this replay ran (each once per union)."""
-        return sum(len(u.compiled.module.ops) for u in self.stages) if self.stages else \
-            len(self.union.compiled.module.ops)
+        return sum(len(u.compiled.module.ops) for u in self.stages)
 
 
 def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None = None,
@@ -72,24 +68,22 @@ def replay(strategies: Sequence[Any], data: Any, *, store: ArtifactStore | None 
         raise ValueError("replay needs at least one strategy")
     querying = [any(op.name == "tag_query" for op in c.module.ops) for c in compiled]
     if not any(querying) or all(querying):
-        return _replay_union(compiled, data, store, batch_size, workers, set(), progress)[0]
+        return _replay_union(compiled, data, store, batch_size, workers, set(), progress)
     stages = ([c for c, q in zip(compiled, querying) if not q], [c for c, q in zip(compiled, querying) if q])
     with contextlib.ExitStack() as stack:
         if store is None:
             store = ArtifactStore(stack.enter_context(tempfile.TemporaryDirectory(prefix="qmtl-replay-")))
         names: set[str] = set()
-        first, _ = _replay_union(stages[0], data, store, batch_size, workers, names, progress)
-        second, order = _replay_union(stages[1], data, store, batch_size, workers, names, progress)
+        parts = [_replay_union(stage, data, store, batch_size, workers, names, progress) for stage in stages]
     # one result, strategies in the order given
-    by_obj = {id(c): n for part in (first, second) for n, c in zip(part.strategies, part.compiled)}
-    ordered = {by_obj[id(c)]: {**first.strategies, **second.strategies}[by_obj[id(c)]] for c in compiled}
-    return ReplayResult(ordered, first.union, first.sharing, compiled=list(compiled),
-                        stages=(first.union, second.union))
+    by_strategy = {id(m.compiled): part.strategies[m.name] for part in parts for u in part.stages
+                   for m in u.members}
+    return ReplayResult({by_strategy[id(c)].name: by_strategy[id(c)] for c in compiled},
+                        tuple(u for part in parts for u in part.stages))
 
 
 def _replay_union(compiled: list[CompiledStrategy], data: Any, store: ArtifactStore | None,
-                  batch_size: int | None, workers: int, names: set[str],
-                  progress: Any = None) -> tuple["ReplayResult", list]:
+                  batch_size: int | None, workers: int, names: set[str], progress: Any = None) -> ReplayResult:
     merged = union(compiled, taken_names=names)
     run = merged.compiled.run(data, batch_size=batch_size, workers=workers, store=store, progress=progress)
     outputs = split_outputs(merged, run.outputs)
@@ -99,4 +93,4 @@ def _replay_union(compiled: list[CompiledStrategy], data: Any, store: ArtifactSt
         mine = {own: reused[full] for full, own in member.outputs.items() if full in reused}
         out[member.name] = StrategyReplay(member.name, RunResult(outputs[member.name]), member.node_ids,
                                           member.shared, mine)
-    return ReplayResult(out, merged, run.sharing, compiled=list(compiled), stages=(merged,)), list(out)
+    return ReplayResult(out, (merged,))

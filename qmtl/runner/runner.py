@@ -119,8 +119,8 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
     except Exception as exc:  # noqa: BLE001 - unreadable data: report, don't crash
         return _failed(diagnostics + [Diagnostic("E510", f"replay failed: {type(exc).__name__}: {exc}")])
     # a local replay runs in the backtest domain, over exactly these bars bound under these tags
-    partition = dataset_fingerprint(d for _, d in datasets) + json.dumps([t for t, _ in datasets])
-    context = RunContext(world, "backtest", _as_of(d for _, d in datasets), partition)
+    fingerprint, as_of = dataset_fingerprint(d for _, d in datasets), _as_of(d for _, d in datasets)
+    context = RunContext(world, "backtest", as_of, fingerprint + json.dumps([t for t, _ in datasets]))
     store = ArtifactStore()
     # the strategy (its NodeIDs and outputs) and the store its replay read and wrote
     identity = "blake3:" + blake3.blake3(json.dumps([compiled.dag["checksum"], compiled.dag["outputs"],
@@ -128,14 +128,16 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
     cached = PRECHECKS.get(identity, context)
     if cached is not None:
         return cached
-    replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store, progress)
+    replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store,
+                         fingerprint, as_of, progress)
     if replay.ok:
         PRECHECKS.put(identity, context, replay)
     return replay
 
 
 def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthetic: bool, batch_size: int,
-                diagnostics: list[Diagnostic], store: ArtifactStore, progress: Any = None) -> Replay:
+                diagnostics: list[Diagnostic], store: ArtifactStore, fingerprint: str, as_of: str | None,
+                progress: Any = None) -> Replay:
     try:
         # node values already stored for these bars are read, the rest computed and stored
         run = compiled.run(loaded, batch_size=batch_size, store=store, progress=progress)
@@ -148,7 +150,7 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
     for tag, dataset in datasets:
         for key, series in closes_from_dataset(dataset).items():
             closes[key if key is not None else tag] = series
-    closes = _closes_read(compiled, loaded, closes)
+    closes = _closes_read(compiled, loaded, closes, run.outputs)
     try:
         derived = derive_returns(run.outputs, closes, intervals)
     except KeyError as exc:
@@ -160,8 +162,7 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
     precheck = Precheck(
         metrics=metrics, diagnostics=[DiagnosticInfo.of(d) for d in diagnostics],
         returns_source=derived.source, data_source=_describe_source(source, synthetic, datasets),
-        synthetic_data=synthetic, dataset_fingerprint=dataset_fingerprint(d for _, d in datasets),
-        as_of=_as_of(d for _, d in datasets), bars=sum(len(s) for _, d in datasets for s in d.streams))
+        synthetic_data=synthetic, dataset_fingerprint=fingerprint, as_of=as_of, bars=sum(len(s) for _, d in datasets for s in d.streams))
     sharing = run.sharing
     return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True,
                   sources=sharing.sources if sharing is not None else {},
@@ -169,9 +170,13 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
                   written=sharing.written_artifacts if sharing is not None else [])
 
 
-def _closes_read(compiled: Any, loaded: Any, closes: dict[str | None, pd.Series]) -> dict[str | None, pd.Series]:
+def _closes_read(compiled: Any, loaded: Any, closes: dict[str | None, pd.Series],
+                 outputs: Mapping[str, pd.DataFrame]) -> dict[str | None, pd.Series]:
     """The closes of the streams the strategy's inputs read: a ``StreamInput(tags=["btc"])`` over
-    several symbols prices its signal on BTC (its rows carry no symbol: it read one stream)."""
+    several symbols prices its signal on BTC (its rows carry no symbol: it read one stream).  Only
+    then is it worth binding again to find out."""
+    if len(closes) <= 1 or all("symbol" in frame.columns for frame in outputs.values()):
+        return closes
     from qmtl.runtime.binding import bind
     try:
         bindings = bind(compiled.module, loaded)

@@ -68,7 +68,7 @@ class Series:
 
     def for_key(self, key: Any) -> tuple[np.ndarray, dict[str, Any]]:
         """This key's entries, in time order (they were written per key, in order)."""
-        mask = np.array([k == key for k in self.keys], dtype=bool) if len(self.keys) else np.zeros(0, bool)
+        mask = np.asarray(self.keys == key, dtype=bool)  # elementwise on the object array (None too)
         cols = {c: (v[mask] if isinstance(v, np.ndarray) else [r for r, m in zip(v, mask) if m])
                 for c, v in self.columns.items()}
         return self.ts[mask], cols

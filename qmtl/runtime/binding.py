@@ -76,16 +76,12 @@ def bind(module: Module, data: Any, tagged: TaggedMembers | None = None) -> Bind
     sources: dict[str, SourceBinding] = {}
     for op in module.ops:
         if op.name == "stream_input":
-            streams = _select_stream_input(op, datasets)
-            fan_out = len(streams) > 1
+            sources[op.result] = bind_stream_input(op, datasets)
         elif op.name == "tag_query":
             streams = _select_tag_query(op, datasets, tagged(op, datasets) if tagged is not None else ())
-            fan_out = False
-        else:
-            continue
-        interval = int(op.attr("interval"))
-        bucketed = tuple(bucket(s, interval) for s in streams)
-        sources[op.result] = SourceBinding(op.result, op, interval, bucketed, fan_out)
+            interval = int(op.attr("interval"))
+            sources[op.result] = SourceBinding(op.result, op, interval,
+                                               tuple(bucket(s, interval) for s in streams), False)
     _check_fields_read(module, sources, datasets_label(datasets))
     return Bindings(sources, datasets)
 
@@ -236,10 +232,12 @@ def _select_tag_query(op: Op, datasets: dict[str | None, Dataset],
     return tuple(hit) + tuple(stored)
 
 
-def source_streams(op: Op, datasets: Mapping[str | None, Dataset]) -> tuple[Stream, ...]:
-    """The bucketed streams a ``stream_input`` op reads from ``datasets`` (E504 as ``bind`` says)."""
+def bind_stream_input(op: Op, datasets: Mapping[str | None, Dataset]) -> SourceBinding:
+    """A ``stream_input`` op bound to the bucketed streams it selects (E504 when none): several
+    streams fan out (its consumers run once per stream)."""
     interval = int(op.attr("interval"))
-    return tuple(bucket(s, interval) for s in _select_stream_input(op, dict(datasets)))
+    streams = tuple(bucket(s, interval) for s in _select_stream_input(op, dict(datasets)))
+    return SourceBinding(op.result, op, interval, streams, len(streams) > 1)
 
 
 def datasets_label(datasets: Mapping[str | None, Dataset]) -> str:

@@ -126,50 +126,34 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
     only symbols wanted (compared ignoring case; None: all) — rows of others are dropped while the
     file or directory is scanned, and when none is left the whole data is read instead, so the
     binding can say what the data has."""
-    if symbols is not None and isinstance(source, (str, Path)):
-        try:
-            return load(_ScanOf(source, fields, frozenset(s.casefold() for s in symbols)))
-        except DataError as exc:
-            if exc.code != "E503" or "no bars" not in str(exc):
-                raise
     if isinstance(source, Dataset):
         return source
-    if isinstance(source, _ScanOf):
-        name = str(source.path)
-        return _from_columns(_arrow_columns(_scan(source), name), name)
     if isinstance(source, pd.DataFrame):
         return _from_columns(_pandas_columns(source), "<DataFrame>")
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
     if isinstance(source, (str, Path)):
         name = str(source)
-        if "://" in name or Path(source).is_dir():
-            return _from_columns(_arrow_columns(_read_dataset(name, fields), name), name)
-        return _from_columns(_arrow_columns(_read_file(Path(source), fields), name), name)
+        wanted = frozenset(s.casefold() for s in symbols) if symbols else None
+        table = _read_path(name, fields, wanted)
+        if wanted and table.num_rows == 0:  # none of them here: all of it, so binding says what it has
+            table = _read_path(name, fields, None)
+        return _from_columns(_arrow_columns(table, name), name)
     raise DataError("E505", f"<{type(source).__name__}>",
                     "cannot read data of this type; pass a DataFrame, a pyarrow Table, or a path to a "
                     ".csv, .parquet, .arrow/.ipc or .feather file, or to a directory of them")
 
 
-@dataclass(frozen=True)
-class _ScanOf:
-    """A file or directory to read keeping only the rows of some symbols."""
-
-    path: str | Path
-    fields: Collection[str] | None
-    symbols: frozenset[str]
+def _read_path(name: str, fields: Collection[str] | None, symbols: frozenset[str] | None) -> pa.Table:
+    """A file, a directory or an object-store prefix, as one table."""
+    if "://" in name or Path(name).is_dir():
+        return _read_dataset(name, fields, symbols)
+    return _read_file(Path(name), fields, symbols)
 
 
 def _symbol_filter(symbols: frozenset[str]) -> Any:
     import pyarrow.compute as pc
     return pc.is_in(pc.utf8_lower(pc.field("symbol").cast(pa.string())), value_set=pa.array(sorted(symbols)))
-
-
-def _scan(scan: _ScanOf) -> pa.Table:
-    name = str(scan.path)
-    table = _read_dataset(name, scan.fields, scan.symbols) if "://" in name or Path(scan.path).is_dir() \
-        else _read_file(Path(scan.path), scan.fields, scan.symbols)
-    return table
 
 
 _DATASET_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",

@@ -36,7 +36,7 @@ from .binding import Bindings, RunKeys, bind, node_keys
 from .flow import BatchSource, CollectSink, run_cluster, run_flow
 from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
 from .results import RunResult, SharingReport, assemble
-from .reuse import ReusePlan, StaleArtifact, on_timeline, plan_reuse, write_recorded
+from .reuse import ReusePlan, StaleArtifact, artifact_kind, on_timeline, plan_reuse, write_recorded
 from .tagged_values import tagged_members
 
 
@@ -79,7 +79,7 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
         items = _run_flow(reuse.module if reuse else parts.flow, compiled.functions, bindings, batch_size,
                           workers, processes, reuse, progress)
     except StaleArtifact:  # stored entries that are not this data's ticks: compute everything
-        reuse = plan_reuse(parts.flow, bindings, _NoStore(store))
+        reuse = plan_reuse(parts.flow, bindings, store, read=False)
         items = _run_flow(parts.flow, compiled.functions, bindings, batch_size, workers, processes, reuse,
                           progress)
     by_value, by_name = node_keys(module, bindings)
@@ -104,23 +104,10 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
             reused={r.node: r.path for r in reuse.reused.values()},
             written={names[v]: p for v, p in written.items()},
             not_stored={names[v]: why for v, why in reuse.skipped.items()},
-            reused_node_ids={r.node: r.node_id for r in reuse.reused.values()}, sources=sources,
+            sources=sources,
             fingerprints={ids[v]: fp for v, fp in reuse.fingerprints.items()},
             written_artifacts=list(reuse.written))
     return RunResult({name: frames[name] for name in order if name in frames}, sharing)
-
-
-class _NoStore(ArtifactStore):
-    """A view of a store that holds nothing (plans what to write, reading nothing)."""
-
-    def __init__(self, store: ArtifactStore) -> None:
-        super().__init__(store.root)
-
-    def has(self, node_id: str, fingerprint: str) -> bool:
-        return False
-
-    def of_node(self, node_id: str) -> list:
-        return []
 
 
 def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, workers: int,
@@ -171,7 +158,7 @@ def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: Reuse
     stored: dict = {}
     for value, series in reuse.series.items():
         op = ops[value]
-        kind = "frame" if op.type.kind == "frame" else ("opaque" if op.type.kind == "opaque" else "series")
+        kind = artifact_kind(op)
         dtypes = [d for _, d in value_buffers(op)]
         have = set(series.keys)
         for key, timeline in timelines.items():

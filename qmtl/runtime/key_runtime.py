@@ -118,12 +118,14 @@ class KeyRuntime:
                  prefix: Mapping[str, tuple[Any, int]] | None = None, progress: Any = None):
         """``stored``: value → its ``reuse.StoredColumns`` on this key's timeline (filled, not
         computed); ``record``: value → (its buffers, its clock) for each value whose whole series
-        this run records for the artifact store."""
+        this run records for the artifact store; ``prefix``: opaque value → (its stored rows on this
+        key's timeline, the close time they cover): up to there its function is not called;
+        ``progress``: a ``qmtl.runtime.progress.Progress`` told of every batch run."""
         self.gen, self.module, self.key = gen, module, key
         self._stored = dict(stored or {})
         self._record = dict(record or {})
         self._prefix = dict(prefix or {})
-        self._progress = progress  # a ``qmtl.runtime.progress.Progress``, told of each batch run
+        self._progress = progress
         self.recorded = {v: _Rows(len(timeline.close), {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
                                   if gen.BUFFERS[bufs[0]] != "object" else {None: "object"})
                          for v, (bufs, _clock) in self._record.items()}

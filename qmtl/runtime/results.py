@@ -60,7 +60,6 @@ class SharingReport:
     reused: dict[str, str]
     written: dict[str, str]
     not_stored: dict[str, str]
-    reused_node_ids: dict[str, str]
     #: NodeID → where its values came from: ``artifact <path>``, ``computed, stored <path>`` or
     #: ``computed (not stored: why)``; nodes that are not a node's value (inner ops) are absent
     sources: dict[str, str] = field(default_factory=dict)

@@ -73,8 +73,9 @@ def storable(op: Op) -> bool:
     return t.kind == "opaque" and op.name == "py_call"
 
 
-def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> ReusePlan:
-    """Substitute every node value the store holds for this data; list the rest to be written."""
+def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore, read: bool = True) -> ReusePlan:
+    """Substitute every node value the store holds for this data; list the rest to be written.
+    ``read=False`` reads nothing (after a stale artifact: every value is computed and written)."""
     ops = module.op_map()
     candidates: dict[str, str] = {}  # value → output name (first output naming it)
     for out in module.outputs:
@@ -101,7 +102,7 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
                                    "(E111: it reads state that is not hashed)")
             continue
         fp = prints[value]
-        if store.has(op.node_id, fp):
+        if read and store.has(op.node_id, fp):
             try:
                 plan.series[value] = store.read(op.node_id, fp)
             except Exception as exc:  # noqa: BLE001 - an unreadable artifact is recomputed, not fatal
@@ -114,7 +115,7 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore) -> Reus
                              op.type, op.loc, op.node_id)
         else:
             plan.to_write[value] = (name, fp)
-            if op.name == "py_call":
+            if read and op.name == "py_call":
                 found = _prefix_artifact(module, bindings, store, op, reads[value], cache)
                 if found is not None:
                     plan.prefix[value] = found
@@ -215,12 +216,6 @@ def fingerprint(module: Module, bindings: Bindings, reads: Reads,
     return "blake3:" + h.hexdigest()
 
 
-def fingerprints(module: Module, bindings: Bindings, values: list[str]) -> dict[str, str]:
-    """value → BLAKE3 of the bound data it depends on."""
-    cache: dict = {}
-    return {v: fingerprint(module, bindings, upstream_reads(module, bindings, v), cache=cache) for v in values}
-
-
 def extent(module: Module, bindings: Bindings, reads: Reads) -> Extent:
     """Where the data of ``reads`` ends: per source NodeID, each key's last bar ts (artifact metadata,
     so a longer run over the same bars can find it)."""
@@ -293,11 +288,10 @@ def on_timeline(series: Series, key: Any, close: np.ndarray, interval: int, kind
         np.zeros(0, np.int64)
     buffers = []
     for values, dtype in zip(cols.values(), dtypes):
-        if kind == "opaque":
-            rows = np.empty(len(close), dtype=object)
-            for t, i in enumerate(latest):
-                rows[t] = values[i] if i >= 0 else None
-            buffers.append(rows)
+        if kind == "opaque":  # rows, and None before the first (index -1 reads the appended None)
+            rows = np.empty(len(values) + 1, dtype=object)
+            rows[:-1] = values
+            buffers.append(rows[latest])
             continue
         values = np.asarray(values, dtype=dtype)
         fill = np.nan if dtype == "float64" else (False if dtype == "bool" else 0)
@@ -327,6 +321,11 @@ def recorded_series(per_key: Mapping[Any, tuple[np.ndarray, dict]], kind: str,
     return Series(np.array(keys, dtype=object), ts_all, cols)
 
 
+def artifact_kind(op: Op) -> str:
+    """How ``op``'s values are stored: ``frame``, ``opaque`` (rows) or ``series``."""
+    return op.type.kind if op.type.kind in ("frame", "opaque") else "series"
+
+
 def column_names(op: Op) -> list[str]:
     """The artifact's value columns for ``op``'s type."""
     if op.type.kind == "frame":
@@ -347,7 +346,7 @@ def write_recorded(plan: ReusePlan, store: ArtifactStore, recorded: Mapping[str,
             continue
         owner, name = (owners or {}).get(output, (strategy, output))
         op = ops[value]
-        kind = "frame" if op.type.kind == "frame" else ("opaque" if op.type.kind == "opaque" else "series")
+        kind = artifact_kind(op)
         series = recorded_series(recorded[value], kind, column_names(op))
         try:
             path = store.write(op.node_id, fp, series, kind=kind, type_=str(op.type),

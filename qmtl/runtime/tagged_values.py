@@ -23,7 +23,7 @@ from qmtl.ir.module import Module, Op, make_attrs
 from qmtl.ir.types import BARS
 
 from .artifacts import ArtifactInfo, ArtifactStore
-from .binding import Bindings, SourceBinding, source_streams
+from .binding import Bindings, bind_stream_input
 from .data import DataError, Dataset, Stream
 from .reuse import fingerprint
 
@@ -75,8 +75,7 @@ def _numeric_columns(cols: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _number(v: Any) -> float:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else \
-        (float(v) if isinstance(v, bool) else np.nan)
+    return float(v) if isinstance(v, (int, float)) else np.nan  # bool is an int: 1.0 / 0.0
 
 
 def _computed_on(info: ArtifactInfo, datasets: Mapping[str | None, Dataset]) -> bool:
@@ -92,11 +91,10 @@ def _computed_on(info: ArtifactInfo, datasets: Mapping[str | None, Dataset]) -> 
                                                          "interval": int(spec["interval"])}),
                 BARS, None, spec["node_id"])
         try:
-            streams = source_streams(op, datasets)
+            bindings[op.result] = bind_stream_input(op, datasets)
         except DataError:
             return False  # these data have nothing this source selects
         ops.append(op)
-        bindings[op.result] = SourceBinding(op.result, op, int(spec["interval"]), streams, len(streams) > 1)
         reads[op.result] = set(spec["fields"]) if spec.get("fields") is not None else None
     module = Module("sources", tuple(ops), ())
     return fingerprint(module, Bindings(bindings, dict(datasets)), reads) == info.fingerprint
