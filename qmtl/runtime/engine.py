@@ -33,7 +33,7 @@ from qmtl.ir.clocks import clocks
 from .artifacts import ArtifactStore
 from .progress import Progress
 from .binding import Bindings, RunKeys, bind, node_keys
-from .flow import BatchSource, CollectSink, run_cluster, run_flow
+from .flow import BatchSource, CollectSink, range_logic, run_cluster, run_flow
 from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
 from .results import RunResult, SharingReport, assemble
 from .reuse import ReusePlan, StaleArtifact, artifact_kind, on_timeline, plan_reuse, write_recorded
@@ -133,7 +133,7 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
     if processes == 1:
         sink = CollectSink()
         try:
-            run_flow(gen.build_flow(source, sink, runtime_for), workers)
+            run_flow(gen.build_flow(source, sink, range_logic(runtime_for)), workers)
         finally:
             if shown is not None:
                 shown.finish()
@@ -143,7 +143,7 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
         items = list(sink.items)
         sink.items.clear()
         return items
-    return run_cluster(lambda sink: gen.build_flow(source, sink, runtime_for), processes, workers)
+    return run_cluster(lambda sink: gen.build_flow(source, sink, range_logic(runtime_for)), processes, workers)
 
 
 def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: ReusePlan | None):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 
@@ -60,14 +61,36 @@ class BatchSource(FixedPartitionedSource):
         return _RangePartition(for_part, self.parts[for_part][1], self.batch_size, resume_state)
 
 
+class _RangeLogic(StatefulLogic):
+    """One key's state in a run over data every process holds: its ``KeyRuntime``, built by
+    ``runtime_for`` at the key's first batch and dropped after its last."""
+
+    def __init__(self, runtime_for: Callable[[Any], Any]) -> None:
+        self.runtime_for = runtime_for
+        self.rt = None
+
+    def on_item(self, item: Any) -> tuple[list, bool]:
+        if self.rt is None:
+            self.rt = self.runtime_for(item)
+        emitted = self.rt.run_batch(item)
+        return emitted, self.rt.done
+
+    def snapshot(self) -> None:
+        return None  # these runs have no recovery: their data is in memory, not at a location to resume from
+
+
+def range_logic(runtime_for: Callable[[Any], Any]) -> Callable[[Any], StatefulLogic]:
+    """The ``build_flow`` logic builder for ``BatchSource`` items (ranges of data already bound)."""
+    return lambda _resume: _RangeLogic(runtime_for)
+
+
 class _ListPartition(StatelessSinkPartition):
     def __init__(self, out: list, lock: threading.Lock):
         self.out, self.lock = out, lock
 
     def write_batch(self, items: list) -> None:
         with self.lock:
-            for _part, rows in items:
-                self.out.extend(rows)
+            self.out.extend(row for _key, row in items)
 
 
 class CollectSink(DynamicSink):
@@ -86,10 +109,9 @@ class _FilePartition(StatelessSinkPartition):
         self.directory = directory
 
     def write_batch(self, items: list) -> None:
-        for _part, rows in items:
-            for row in rows:  # (key, outputs, recorded series)
-                _write_atomically(self.directory / _key_file(row[0]), pickle.dumps(
-                    row, protocol=pickle.HIGHEST_PROTOCOL))
+        for _key, row in items:  # (key, outputs, recorded series)
+            _write_atomically(self.directory / _key_file(row[0]), pickle.dumps(
+                row, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class FileSink(DynamicSink):

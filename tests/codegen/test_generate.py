@@ -16,7 +16,7 @@ def test_generated_source_is_valid_python_naming_each_node_above_its_kernel():
     ast.parse(src)
     assert "# kernel 0 (level 0): emits node momentum_signal" in src
     assert "@numba.njit(**JIT)" in src and '"cache": True' in src
-    assert "def build_flow(" in src and "op.stateful_map(" in src
+    assert "def build_flow(" in src and "op.stateful(" in src
 
 
 def test_only_py_call_runs_per_tick_and_traced_ops_after_it_run_in_kernels():

@@ -163,9 +163,9 @@ def test_file_sink_rewrites_a_key_in_place(tmp_path):
     from qmtl.runtime.flow import FileSink, read_file_sink
     part = FileSink(tmp_path).build("out", 0, 1)
     first = ("A", {"o": (np.array([1]), {"x": np.array([1.0])})})
-    part.write_batch([("A", [first])])
-    part.write_batch([("A", [first])])  # at-least-once: the same key delivered again
-    part.write_batch([("B", [("B", {"o": (np.array([2]), {"x": np.array([2.0])})})])])
+    part.write_batch([("A", first)])
+    part.write_batch([("A", first)])  # at-least-once: the same key delivered again
+    part.write_batch([("B", ("B", {"o": (np.array([2]), {"x": np.array([2.0])})}))])
     got = read_file_sink(tmp_path)
     assert sorted(k for k, _ in got) == ["A", "B"]
 
