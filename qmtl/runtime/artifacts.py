@@ -201,7 +201,7 @@ def _to_table(series: Series, kind: str) -> pa.Table:
                             "ts": pa.array(series.ts, type=pa.int64())}
     for name, values in series.columns.items():
         if kind == "opaque":
-            cols[name] = pa.array([_row_json(r) for r in values], type=pa.string())
+            cols[name] = pa.array([row_json(r) for r in values], type=pa.string())
         else:
             cols[name] = pa.array(values)
     return pa.table(cols)
@@ -224,7 +224,7 @@ def _from_table(table: pa.Table, kind: str) -> Series:
 _ROW_SCALARS = (float, int, bool, type(None), str)
 
 
-def _row_json(row: Any) -> str:
+def row_json(row: Any) -> str:
     """A row as JSON text, only when reading it back gives the same row (same values, same bits;
     numpy scalars come back as the Python numbers they equal)."""
     row = {k: _py(v) for k, v in row.items()} if type(row) is dict else _py(row)

@@ -144,6 +144,58 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
                     ".csv, .parquet, .arrow/.ipc or .feather file, or to a directory of them")
 
 
+def survey(location: str | Path) -> Dataset:
+    """What a file, directory or object-store prefix holds, without reading its bars: one empty
+    stream per symbol, with the numeric columns a full ``load`` would keep.  Only the ``symbol``
+    column is read (a partition key of a hive tree costs next to nothing), so a cluster can plan its
+    partitions — and binding can refuse a strategy the data cannot serve (E504, E506) — before any
+    process reads a bar.  The bars themselves are validated when each partition loads its slice."""
+    name = str(location)
+    dataset = _open_dataset(name) if "://" in name or Path(name).is_dir() else _open_file_dataset(Path(name))
+    if dataset is None:  # an Arrow IPC stream (no random access): read it whole
+        full = load(name)
+        return Dataset(name, tuple(Stream({c: a[:0] for c, a in s.columns.items()}, s.symbol, s.tags)
+                                   for s in full.streams), full.has_symbols, full.fields)
+    schema = dataset.schema
+    if "ts" not in schema.names:
+        raise DataError("E501", name, f"no 'ts' column (columns: {', '.join(schema.names) or 'none'}); "
+                        "bars need a 'ts' column of epoch seconds or timestamps")
+    empty = {"ts": np.array([], np.int64)}
+    for f in schema:
+        if f.name not in ("ts", "symbol") and (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                                               or pa.types.is_boolean(f.type)):
+            empty[f.name] = np.array([], np.int64 if pa.types.is_integer(f.type) else np.float64)
+    fields = tuple(c for c in empty if c != "ts")
+    if "symbol" not in schema.names:
+        return Dataset(name, (Stream(empty),), False, fields)
+    import pyarrow.compute as pc
+    try:
+        column = dataset.to_table(columns=["symbol"]).column("symbol")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", name, f"cannot read the data: {exc}") from None
+    if column.null_count:
+        raise DataError("E503", name, "column 'symbol' is null on some rows")
+    symbols = sorted(str(s) for s in pc.unique(column.cast(pa.string())).to_pylist())
+    return Dataset(name, tuple(Stream(empty, s, (s,)) for s in symbols), True, fields)
+
+
+def _open_file_dataset(path: Path) -> Any:
+    """One data file as a ``pyarrow.dataset`` (None for an Arrow IPC *stream*, which has none)."""
+    import pyarrow.dataset as pads
+    fmt = _DATASET_FORMATS.get(path.suffix.lower())
+    if fmt is None or not path.is_file():
+        _read_file(path)  # the same E505 a load gives (unknown format, no such file)
+    if fmt == "ipc":
+        with open(path, "rb") as f:
+            head = f.read(6)
+        if not (head == b"ARROW1" or head[:4] == b"FEA1"):
+            return None
+    try:
+        return pads.dataset(str(path), format=fmt)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
+
+
 def _read_path(name: str, fields: Collection[str] | None, symbols: frozenset[str] | None) -> pa.Table:
     """A file, a directory or an object-store prefix, as one table."""
     if "://" in name or Path(name).is_dir():
@@ -163,9 +215,24 @@ _DATASET_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ar
 def _read_dataset(location: str, fields: Collection[str] | None = None,
                   symbols: frozenset[str] | None = None) -> pa.Table:
     """A directory (or object-store prefix, ``s3://bucket/bars/``) of data files through
-    ``pyarrow.dataset``: flat, or partitioned by directory (``symbol=AAPL/date=2024-01-02/…``, whose
-    keys become columns).  The files' format is their extension (one format per tree); only the
-    columns a strategy reads are read."""
+    ``pyarrow.dataset`` (``_open_dataset``); only the columns a strategy reads are read, only the
+    rows of ``symbols`` (when given) are kept while scanning."""
+    dataset = _open_dataset(location)
+    try:
+        wanted = _symbol_filter(symbols) if symbols and "symbol" in dataset.schema.names else None
+        table = dataset.to_table(columns=_kept(dataset.schema.names, fields), filter=wanted)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", location, f"cannot read the data files: {exc}") from None
+    # files come in path order, which says nothing about time (date=2024-1-10 sorts before 2024-1-9):
+    # order the rows by symbol and ts (a duplicate bar is still refused, E502)
+    keys = [(c, "ascending") for c in ("symbol", "ts") if c in table.column_names]
+    return table.sort_by(keys) if "ts" in table.column_names else table
+
+
+def _open_dataset(location: str) -> Any:
+    """A directory (or object-store prefix) of data files as one ``pyarrow.dataset``: flat, or
+    partitioned by directory (``symbol=AAPL/date=2024-01-02/…``, whose keys become columns).  The
+    files' format is their extension (one format per tree)."""
     import pyarrow.dataset as pads
     import pyarrow.fs as pafs
 
@@ -184,17 +251,10 @@ def _read_dataset(location: str, fields: Collection[str] | None = None,
         raise DataError("E505", location, f"a data directory holds files of one format "
                         f"({', '.join(sorted(_DATASET_FORMATS))}); found {', '.join(suffixes)}")
     try:
-        dataset = pads.dataset([i.path for i in files], filesystem=fs, format=formats.pop(),
-                               partitioning=pads.partitioning(flavor="hive"),
-                               partition_base_dir=root.rstrip("/"))
-        wanted = _symbol_filter(symbols) if symbols and "symbol" in dataset.schema.names else None
-        table = dataset.to_table(columns=_kept(dataset.schema.names, fields), filter=wanted)
+        return pads.dataset([i.path for i in files], filesystem=fs, format=formats.pop(),
+                            partitioning=pads.partitioning(flavor="hive"), partition_base_dir=root.rstrip("/"))
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", location, f"cannot read the data files: {exc}") from None
-    # files come in path order, which says nothing about time (date=2024-1-10 sorts before 2024-1-9):
-    # order the rows by symbol and ts (a duplicate bar is still refused, E502)
-    keys = [(c, "ascending") for c in ("symbol", "ts") if c in table.column_names]
-    return table.sort_by(keys) if "ts" in table.column_names else table
 
 
 def _read_file(path: Path, fields: Collection[str] | None = None,

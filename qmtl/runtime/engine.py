@@ -33,14 +33,14 @@ from qmtl.ir.clocks import clocks
 from .artifacts import ArtifactStore
 from .progress import Progress
 from .binding import Bindings, RunKeys, bind, node_keys
-from .flow import BatchSource, CollectSink, range_logic, run_cluster, run_flow
+from .flow import BatchSource, CollectSink, part_key, part_name, range_logic, run_cluster, run_flow
 from .key_runtime import KeyRuntime, key_streams, key_timeline, rows_frame
 from .results import RunResult, SharingReport, assemble
 from .reuse import ReusePlan, StaleArtifact, artifact_kind, on_timeline, plan_reuse, write_recorded
 from .tagged_values import tagged_members
 
 
-#: Replay batches: big enough that Bytewax's per-item cost (~tens of µs) vanishes next to the
+#: Replay batches (also ``qmtl.runtime.cluster``'s): big enough that Bytewax's per-item cost (~tens of µs) vanishes next to the
 #: kernels, small enough that one batch's scratch buffers stay in cache (bigger got slower here).
 AUTO_BATCH = 1 << 16
 
@@ -120,13 +120,13 @@ def _run_flow(module, functions, bindings: Bindings, batch_size: int | None, wor
     stored, record, prefixes = _reuse_layout(module, gen, bindings, timelines, reuse)
     lengths = {k: len(t.close) for k, t in timelines.items()}
     batch = batch_size or max(1, min(AUTO_BATCH, max(lengths.values(), default=1)))
-    source = BatchSource({_part(k): (k, n) for k, n in lengths.items()}, batch)
+    source = BatchSource({part_name(k): (k, n) for k, n in lengths.items()}, batch)
     shown = progress if processes == 1 else None  # forked processes cannot report to this one
     if shown is not None:
         shown.start(sum(lengths.values()), len(lengths))
 
     def runtime_for(item):
-        key = _unpart(item[0])
+        key = part_key(item[0])
         return KeyRuntime(gen, module, functions, timelines[key], key, stored.get(key), record,
                           prefixes.get(key), shown)
 
@@ -194,14 +194,6 @@ def _prefix_end(bindings: Bindings, limits: dict, key) -> int | None:
             return None
         ends.append(last + sb.interval)
     return min(ends) if ends else None
-
-
-def _part(key) -> str:
-    return "\x00" if key is None else str(key)
-
-
-def _unpart(part: str):
-    return None if part == "\x00" else part
 
 
 def _by_name(items: list, part: int) -> dict[str, dict]:

@@ -28,6 +28,16 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 
+def part_name(key: Any) -> str:
+    """A run key as a Bytewax partition (and routing) key, which must be a string."""
+    return "\x00" if key is None else str(key)
+
+
+def part_key(name: str) -> Any:
+    """The run key a ``part_name`` stands for."""
+    return None if name == "\x00" else name
+
+
 class _RangePartition(StatefulSourcePartition):
     def __init__(self, part: str, length: int, batch_size: int, resume: int | None):
         self.part, self.length, self.batch_size = part, length, batch_size
@@ -110,7 +120,7 @@ class _FilePartition(StatelessSinkPartition):
 
     def write_batch(self, items: list) -> None:
         for _key, row in items:  # (key, outputs, recorded series)
-            _write_atomically(self.directory / _key_file(row[0]), pickle.dumps(
+            write_atomically(self.directory / _key_file(row[0]), pickle.dumps(
                 row, protocol=pickle.HIGHEST_PROTOCOL))
 
 
@@ -134,7 +144,9 @@ def _key_file(key: Any) -> str:
     return "key-" + hashlib.blake2b(repr(key).encode(), digest_size=12).hexdigest() + ".pkl"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole or not at all (a temp file named for this process and thread,
+    then a rename): a reader never sees half a file, and a writer killed midway leaves only a temp."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -148,12 +160,18 @@ _FAILURES: list[BaseException] = []
 def run_flow(flow, workers: int = 1) -> None:
     """Run in this process: ``run_main`` for one worker, ``cluster_main`` with N worker threads."""
     from bytewax.testing import cluster_main, run_main
+    if workers == 1:
+        raise_failure(lambda: run_main(flow))
+    else:
+        raise_failure(lambda: cluster_main(flow, [], 0, worker_count_per_proc=workers))
+
+
+def raise_failure(run: Callable[[], None]) -> None:
+    """Run a dataflow (``run()``), then raise the user's error if it met one: a step's noted failure
+    or a qmtl error inside Bytewax's wrapper, in preference to the wrapper itself."""
     _FAILURES.clear()
     try:
-        if workers == 1:
-            run_main(flow)
-        else:
-            cluster_main(flow, [], 0, worker_count_per_proc=workers)
+        run()
     except BaseException as exc:
         user = _user_error(exc)
         if user is exc and _FAILURES:
@@ -214,7 +232,7 @@ def _cluster_process(flow, addresses: list[str], proc_id: int, workers: int, out
         error = _user_error(exc) if isinstance(exc, BytewaxRuntimeError) else exc
         if _FAILURES and error is exc:
             error = _FAILURES[0]
-        _write_atomically(out / f"error-{proc_id}.pkl", _pickled_error(error))
+        write_atomically(out / f"error-{proc_id}.pkl", _pickled_error(error))
         os._exit(1)
 
 

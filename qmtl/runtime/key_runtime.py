@@ -14,6 +14,7 @@ key's last batch has run — no pandas and no per-batch result objects inside th
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 from functools import reduce
@@ -146,10 +147,16 @@ class KeyRuntime:
         self._tails: dict[str, dict[str, _Tail]] = {}   # py_call value → operand → kept entries
         self._last: dict[str, Any] = {}                  # py_call value → its latest row (carried)
 
-    def __getstate__(self) -> dict:
-        """What a Bytewax snapshot holds: the numeric state of this key and its position."""
-        return {"key": self.key, "hi": self.hi, "state": self._state, "rows": self.rows,
-                "tails": self._tails, "last": self._last}
+    def snapshot(self) -> dict:
+        """Everything this key carries from one batch to the next, copied (a recovery snapshot must
+        not change when the next batch runs): the kernels' state, each opaque function's window
+        tail and latest row.  Emitted rows are not state: a windowed run hands them on per batch."""
+        return copy.deepcopy({"state": self._state, "tails": self._tails, "last": self._last})
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Continue from a ``snapshot`` of this key taken at the end of an earlier batch."""
+        snapshot = copy.deepcopy(dict(snapshot))
+        self._state, self._tails, self._last = snapshot["state"], snapshot["tails"], snapshot["last"]
 
     # --- called by the generated process() -------------------------------------------------------
 
@@ -284,6 +291,23 @@ class KeyRuntime:
         if self._progress is not None:
             self._progress.advance(hi - lo, last)
         return [(self.key, self.finished(), {v: r.view() for v, r in self.recorded.items()})] if last else []
+
+    def run_window(self, timeline: KeyTimeline) -> dict[str, tuple[np.ndarray, dict]]:
+        """Run this key's next batch, given as its own stretch of the timeline (a cluster run ships
+        each batch's bars with it, so no process holds a key's whole history), and return the rows
+        it emitted: output name → (ts, {column: values}), copies (the arrays are reused)."""
+        self.timeline, self.streams, self.close = timeline, timeline.streams, timeline.close
+        n = len(timeline.close)
+        self.lo, self.hi = 0, n
+        for rows in self.rows.values():
+            rows.clear(n)
+        if n and not failed():
+            try:
+                self.gen.process(self, n)
+                self._append_emitted()
+            except Exception as exc:  # noqa: BLE001 - raised again by the runner, see ``run_batch``
+                note_failure(exc)
+        return {name: rows.copy() for name, rows in self.rows.items()}
 
     def _append_emitted(self) -> None:
         n = self.hi - self.lo
@@ -427,22 +451,19 @@ class _Rows:
                 _compact(mask, src, dst, k)
         self.count = _compact(mask, ts, self.ts, k)
 
-    def __getstate__(self) -> dict:
-        # a snapshot (Bytewax deep-copies state at each epoch) holds the rows emitted so far, not the
-        # never-touched tail of the arrays
-        ts, values = self.view()
-        return {"capacity": len(self.ts), "ts": ts, "values": values}
-
-    def __setstate__(self, state: dict) -> None:
-        ts, values = state["ts"], state["values"]
-        dtypes = {c: ("object" if c is None else v.dtype) for c, v in values.items()}
-        self.__init__(state["capacity"], dtypes)
-        self.count = len(ts)
-        self.ts[:self.count] = ts
+    def clear(self, capacity: int) -> None:
+        """Empty, with room for ``capacity`` rows (a windowed run starts each batch empty)."""
+        self.count = 0
         if self.objects is not None:
-            self.objects.extend(values[None])
-        for c, v in self.cols.items():
-            v[:self.count] = values[c]
+            self.objects = []
+        if len(self.ts) < capacity:
+            self.ts = np.empty(capacity, dtype=np.int64)
+            self.cols = {c: np.empty(capacity, dtype=a.dtype) for c, a in self.cols.items()}
+
+    def copy(self) -> tuple[np.ndarray, dict]:
+        """``view()`` as copies that outlive the next ``clear``."""
+        ts, values = self.view()
+        return ts.copy(), {c: (list(v) if c is None else v.copy()) for c, v in values.items()}
 
     def view(self) -> tuple[np.ndarray, dict]:
         k = self.count

@@ -206,13 +206,12 @@ def test_processes_run_unpicklable_user_functions_and_report_their_errors():
         assert "'dev'" in str(info.value) and "ZeroDivisionError: boom" in str(info.value)
 
 
-def test_rows_snapshot_keeps_emitted_rows_and_capacity():
-    import copy
+def test_cleared_rows_grow_for_a_longer_batch_and_copies_outlive_the_clear():
     from qmtl.runtime.key_runtime import _Rows
-    rows = _Rows(1000, {"x": "float64"})
-    rows.append(np.array([True, False, True]), np.array([1, 2, 3]), [np.array([0.5, 1.5, 2.5])])
-    again = copy.deepcopy(rows)
-    again.append(np.array([True]), np.array([9]), [np.array([9.5])])
-    ts, values = again.view()
-    assert ts.tolist() == [1, 3, 9] and values["x"].tolist() == [0.5, 2.5, 9.5]
-    assert rows.view()[0].tolist() == [1, 3] and len(again.ts) == 1000
+    rows = _Rows(2, {"x": "float64"})
+    rows.append(np.array([True, True]), np.array([1, 2]), [np.array([0.5, 1.5])])
+    kept = rows.copy()
+    rows.clear(3)
+    rows.append(np.array([True, False, True]), np.array([3, 4, 5]), [np.array([7.0, 8.0, 9.0])])
+    assert kept[0].tolist() == [1, 2] and kept[1]["x"].tolist() == [0.5, 1.5]
+    assert rows.view()[0].tolist() == [3, 5] and rows.view()[1]["x"].tolist() == [7.0, 9.0]

@@ -1,0 +1,174 @@
+"""A strategy run as a Bytewax cluster over data at a location every process reaches, with recovery.
+
+Each process compiles the strategy itself (NodeIDs make the generated module the same everywhere),
+plans the instrument partitions from a survey of the data (``partitions``), and runs the generated
+flow under Bytewax's own runner (``bytewax.run.cli_main``: ``addresses``, ``process_id``, worker
+threads, recovery).  Bytewax builds each source partition on the one worker that owns it; that
+partition reads only its instrument's slice of the data, lazily at its first batch, and each batch
+travels through the dataflow with its bars (``Window``), so the kernels' stateful step may run on any
+worker of any process and no process holds the whole dataset.  Rows go to a ``row_sink.ChunkSink``
+per batch, so memory does not grow with the rows emitted either.
+
+Recovery: with a recovery directory, Bytewax snapshots, at the end of each epoch, every source
+partition's position and every key's state (``KeyRuntime.snapshot``: kernel state, opaque windows,
+latest rows) consistently; a restarted run resumes from the last snapshot, recomputes the batches
+after it, and the sink rewrites their files with the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulLogic
+
+from qmtl import codegen
+from qmtl.ir.diagnostics import CompileError, Diagnostic
+
+from .engine import AUTO_BATCH
+from .flow import failed, note_failure, part_key, part_name, raise_failure
+from .key_runtime import KeyRuntime, KeyTimeline
+from .partitions import PartitionPlan, load_partition, plan_partitions
+from .row_sink import ChunkSink, OutputLayout, RunManifest, prepare
+
+
+@dataclass(frozen=True)
+class Window:
+    """One batch of one instrument, with its bars: ticks ``start`` … ``start + len`` of its timeline."""
+
+    key: Any
+    start: int
+    timeline: KeyTimeline
+    last: bool
+
+
+def _stretch(timeline: KeyTimeline, lo: int, hi: int) -> KeyTimeline:
+    return KeyTimeline(timeline.close[lo:hi],
+                       {v: type(s)({c: a[lo:hi] for c, a in s.columns.items()}, s.symbol, s.tags)
+                        for v, s in timeline.streams.items()},
+                       {v: p[lo:hi] for v, p in timeline.present.items()}, timeline.intervals)
+
+
+class _LazyPartition(StatefulSourcePartition):
+    """One instrument: reads its slice at the first poll, hands it out a batch at a time, and lets go
+    of it after the last.  Its snapshot is the next tick to hand out."""
+
+    def __init__(self, plan: PartitionPlan, key: Any, batch: int, resume: int | None) -> None:
+        self.plan, self.key, self.batch = plan, key, batch
+        self.pos = resume or 0
+        self.done = False
+        self.timeline: KeyTimeline | None = None
+
+    def next_batch(self) -> list:
+        if failed():
+            raise StopIteration()
+        if self.timeline is None:
+            try:
+                self.timeline = load_partition(self.plan, self.key)
+            except Exception as exc:  # noqa: BLE001 - raised by the runner once the flow stopped
+                note_failure(exc)
+                raise StopIteration() from None
+        n = len(self.timeline.close)
+        if self.done:
+            raise StopIteration()
+        lo, hi = self.pos, min(self.pos + self.batch, n)
+        self.pos, self.done = hi, hi >= n  # an instrument with no bars still sends one (empty) window
+        window = Window(self.key, lo, _stretch(self.timeline, lo, hi), self.done)
+        if window.last:
+            self.timeline = None
+        return [(part_name(self.key), window)]
+
+    def snapshot(self) -> int:
+        return self.pos
+
+
+class PartitionSource(FixedPartitionedSource):
+    """One partition per instrument of the plan (Bytewax builds each on the worker that owns it)."""
+
+    def __init__(self, plan: PartitionPlan, batch: int) -> None:
+        self.plan, self.batch = plan, batch
+
+    def list_parts(self) -> list[str]:
+        return [part_name(k) for k in self.plan.keys]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LazyPartition:
+        return _LazyPartition(self.plan, part_key(for_part), self.batch, resume_state)
+
+
+class _WindowLogic(StatefulLogic):
+    """One instrument's state in a cluster run: its ``KeyRuntime``, built at its first batch (from a
+    snapshot when the run resumes)."""
+
+    def __init__(self, make: Callable[[Window], KeyRuntime], resume: dict | None) -> None:
+        self.make, self.resume = make, resume
+        self.rt: KeyRuntime | None = None
+
+    def on_item(self, window: Window) -> tuple[list, bool]:
+        if self.rt is None:
+            self.rt = self.make(window)
+            if self.resume is not None:
+                self.rt.restore(self.resume)
+        rows = self.rt.run_window(window.timeline)
+        return [(window.key, window.start, rows)], window.last
+
+    def snapshot(self) -> dict | None:
+        return self.rt.snapshot() if self.rt is not None else self.resume
+
+
+@dataclass(frozen=True)
+class ClusterRun:
+    """A cluster run's flow and what it writes."""
+
+    flow: Any
+    manifest: RunManifest
+    out: Path
+
+
+def cluster_flow(compiled: Any, data: str, out: str | Path, batch_size: int | None = None) -> ClusterRun:
+    """The Bytewax dataflow running ``compiled`` over the data at ``data`` (a file, directory or
+    object-store prefix every process reaches) into ``out`` (``row_sink``'s layout).  Bad data or
+    a strategy the data cannot serve raise ``DataError`` here, before anything runs."""
+    module = compiled.module
+    parts = codegen.split(module)
+    if parts.per_tick or parts.flow is None:
+        raise CompileError(Diagnostic(
+            "E507", "a cluster run needs every node to run per instrument; this strategy reads a tag "
+            "query's group (all instruments at once): run it on one machine (qmtl run without "
+            "--addresses/--process-id/--recovery-dir)"))
+    plan = plan_partitions(parts.flow, str(data))
+    batch = batch_size or AUTO_BATCH
+    gen = codegen.load(parts.flow)
+    by_name = plan.output_keys
+    layouts = [OutputLayout(name=o.name, keys=None if by_name[o.name] is None else list(by_name[o.name]),
+                            writer=None if by_name[o.name] is not None else plan.keys[0],
+                            opaque=bool(gen.OUTPUTS[o.name][0]) and gen.BUFFERS[gen.OUTPUTS[o.name][0][0]] == "object")
+               for o in parts.flow.outputs if o.name in gen.OUTPUTS]
+    manifest = RunManifest(strategy=compiled.name, module_digest=gen.DIGEST, data=str(data), batch_size=batch,
+                           outputs=layouts)
+    out = Path(out)
+    prepare(out, manifest)
+
+    def make(window: Window) -> KeyRuntime:
+        return KeyRuntime(gen, parts.flow, compiled.functions, window.timeline, window.key)
+
+    flow = gen.build_flow(PartitionSource(plan, batch), ChunkSink(out, manifest),
+                          lambda resume: _WindowLogic(make, resume))
+    return ClusterRun(flow, manifest, out)
+
+
+def run_process(flow: Any, *, addresses: list[str] | None = None, process_id: int | None = None,
+                workers: int = 1, recovery_dir: Path | None = None,
+                snapshot_interval: float = 2.0) -> None:
+    """Run this process's part of the cluster with Bytewax's own runner (what ``python -m bytewax.run``
+    calls); a node's or the data's error is raised here once the dataflow stopped."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+    recovery = None
+    if recovery_dir is not None:
+        recovery = RecoveryConfig(str(recovery_dir))
+    raise_failure(lambda: cli_main(flow, workers_per_process=workers, process_id=process_id,
+                                   addresses=addresses, epoch_interval=timedelta(seconds=snapshot_interval),
+                                   recovery_config=recovery))

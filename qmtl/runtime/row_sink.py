@@ -1,0 +1,155 @@
+"""Where a cluster run's outputs go: Parquet files on storage every process reaches, one per output,
+instrument and batch, and reading them back as the frames an in-memory run returns.
+
+Layout under the output directory::
+
+    _run.json                                   the manifest (``RunManifest``)
+    <output>/symbol=<instrument>/part-<start>.parquet   rows one batch of one instrument emitted
+    <output>/part-<start>.parquet               an output that runs once (no instrument fans it out)
+
+``<start>`` is the batch's first tick on the instrument's timeline, so a batch computed again (Bytewax
+is at-least-once: after a crash, batches since the last snapshot run again) rewrites the same file
+with the same rows — idempotent per (output, instrument, ts) — and a file only appears whole (temp
+name, then rename).  The tree is a hive-partitioned dataset that ``pyarrow.dataset`` and
+``pandas.read_parquet`` read as it is; ``read_outputs`` gives back exactly ``compiled.run``'s frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from pydantic import BaseModel, ConfigDict
+
+from .artifacts import row_json
+from .flow import write_atomically
+from .key_runtime import rows_frame
+from .results import assemble
+
+MANIFEST = "_run.json"
+
+
+class OutputLayout(BaseModel):
+    """One output: its name, the instruments it runs for (None: it runs once, and ``writer``'s
+    partition — every instrument computes the same rows — is the one that writes them), and whether
+    its rows are an opaque function's (a ``row`` column of JSON) rather than numeric columns."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    keys: list[str | None] | None
+    writer: str | None = None
+    opaque: bool = False
+
+
+class RunManifest(BaseModel):
+    """What a cluster run writes where; every process writes the same one, so it is written at once."""
+
+    model_config = ConfigDict(frozen=True)
+    strategy: str
+    module_digest: str
+    data: str
+    batch_size: int
+    outputs: list[OutputLayout]
+
+
+class RunDirError(ValueError):
+    """The output directory holds another run's outputs."""
+
+
+def prepare(out: Path, manifest: RunManifest) -> None:
+    """Create ``out`` and write ``manifest``; refuse a directory holding another run's outputs (its
+    files would mix with this run's).  The same run again (a restart) may write over its own files."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            old = RunManifest.model_validate_json(path.read_text())
+        except ValueError:
+            raise RunDirError(f"{out}: {MANIFEST} is not a qmtl run manifest; use an empty directory") from None
+        if old != manifest:
+            raise RunDirError(f"{out} holds the outputs of another run ({old.strategy} over {old.data}, "
+                              f"batch {old.batch_size}); use an empty directory")
+        return
+    if any(p.name != MANIFEST for p in out.iterdir()):
+        raise RunDirError(f"{out} is not empty and holds no qmtl run manifest; use an empty directory")
+    write_atomically(path, manifest.model_dump_json(indent=2).encode())
+
+
+def chunk_path(out: Path, output: str, key: str | None, start: int) -> Path:
+    folder = out / output if key is None else out / output / f"symbol={quote(key, safe='')}"
+    return folder / f"part-{start:012d}.parquet"
+
+
+class _ChunkPartition(StatelessSinkPartition):
+    def __init__(self, out: Path, layouts: dict[str, OutputLayout]) -> None:
+        self.out, self.layouts = out, layouts
+
+    def write_batch(self, items: list) -> None:
+        for _part, (key, start, rows) in items:
+            for name, (ts, values) in rows.items():
+                layout = self.layouts[name]
+                if layout.keys is None and key != layout.writer:
+                    continue  # the same rows as the writer's: written once
+                if len(ts) == 0 and start > 0:
+                    continue  # an empty first batch is written, so every instrument has a file
+                path = chunk_path(self.out, name, None if layout.keys is None else key, start)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(path, _chunk_bytes(name, ts, values))
+
+
+class ChunkSink(DynamicSink):
+    """Each batch's emitted rows, per output and instrument, as Parquet (see the module docstring)."""
+
+    def __init__(self, out: Path, manifest: RunManifest) -> None:
+        self.out = Path(out)
+        self.layouts = {o.name: o for o in manifest.outputs}
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ChunkPartition:
+        return _ChunkPartition(self.out, self.layouts)
+
+
+def _chunk_bytes(name: str, ts: np.ndarray, values: dict) -> bytes:
+    """One batch's rows as Parquet: numeric columns as the output frame has them (indexed by ``ts``),
+    or an opaque function's rows as JSON text (exact, or ``NotStorable``)."""
+    if None in values:
+        table = pa.table({"ts": pa.array(ts, pa.int64()),
+                          "row": pa.array([row_json(r) for r in values[None]], pa.string())})
+    else:
+        table = pa.Table.from_pandas(rows_frame(name, ts, values))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def read_outputs(out: Path) -> dict[str, pd.DataFrame]:
+    """A finished cluster run's outputs, as ``compiled.run(...).outputs`` gives them."""
+    out = Path(out)
+    manifest = RunManifest.model_validate_json((out / MANIFEST).read_text())
+    frames: dict[str, pd.DataFrame] = {}
+    for o in manifest.outputs:
+        if o.keys is None:
+            frames[o.name] = assemble([(None, _key_frame(o, out / o.name))], False)
+        else:
+            frames[o.name] = assemble([(k, _key_frame(o, chunk_path(out, o.name, k, 0).parent)) for k in o.keys],
+                                      len(o.keys) > 1)
+    return frames
+
+
+def _key_frame(output: OutputLayout, folder: Path) -> pd.DataFrame:
+    """One instrument's rows of ``output``: its batches in order, as one frame."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        raise FileNotFoundError(f"{folder}: no rows written (the run did not finish)")
+    if output.opaque:
+        table = pa.concat_tables(pq.read_table(p) for p in parts)
+        rows = [json.loads(r) for r in table.column("row").to_pylist()]
+        return rows_frame(output.name, table.column("ts").to_numpy(), {None: rows})
+    frames = [pd.read_parquet(p) for p in parts]
+    return frames[0] if len(frames) == 1 else pd.concat(frames)
+
