@@ -1,5 +1,8 @@
-"""`qmtl run`: replay one strategy over a data file, directory or object-store prefix on this machine
-and write each output as Parquet (the artifact store read and filled unless ``--no-store``)."""
+"""`qmtl run`: replay one strategy over a data file, directory or object-store prefix and write each
+output as Parquet.  On one machine (the default) the artifact store is read and filled unless
+``--no-store``; with Bytewax's cluster options (``--addresses``/``--process-id``, or
+``--recovery-dir``; the same ``BYTEWAX_*`` environment variables) this process runs its share of a
+cluster run (``qmtl.runner.cluster``) and writes per-instrument batches under ``--out``."""
 
 from __future__ import annotations
 
@@ -20,7 +23,19 @@ def run_command(
     output_dir: Path = typer.Option(..., "--out", help="Write <dir>/<node>.parquet per output."),
     store: bool = typer.Option(True, "--store/--no-store", help="Read and fill the artifact store."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Bytewax worker threads."),
+    workers: int = typer.Option(1, "--workers", "-w", "--workers-per-process", min=1,
+                                envvar="BYTEWAX_WORKERS_PER_PROCESS", help="Bytewax worker threads."),
+    addresses: Optional[str] = typer.Option(
+        None, "--addresses", "-a", envvar="BYTEWAX_ADDRESSES",
+        help="Cluster run: every process's host:port, ';'-separated, the same list on every process."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", "-i", min=0, envvar="BYTEWAX_PROCESS_ID",
+                                             help="Cluster run: this process's index in --addresses."),
+    recovery_dir: Optional[Path] = typer.Option(
+        None, "--recovery-dir", "-r", envvar="BYTEWAX_RECOVERY_DIRECTORY",
+        help="Snapshot state here and resume from it after a crash (a cluster run, even on one process)."),
+    snapshot_interval: float = typer.Option(2.0, "--snapshot-interval", "-s", min=0.01,
+                                            envvar="BYTEWAX_SNAPSHOT_INTERVAL",
+                                            help="Seconds between recovery snapshots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run STRATEGY_FILE over DATA and write its outputs to --out."""
@@ -28,22 +43,58 @@ def run_command(
     from qmtl.ir.diagnostics import CompileError
     from qmtl.runtime.artifacts import ArtifactStore
     from qmtl.runtime.results import NodeRuntimeError
+    from qmtl.runtime.row_sink import RunDirError
 
     file, cls = strategy_target(strategy_file)
     check_data(data)
     check_out_dir(output_dir)
+    cluster = _cluster_options(addresses, process_id)
     try:
         compiled = compile_strategy(file, cls)
+        if cluster is not None or recovery_dir is not None:
+            _run_cluster(compiled, data, output_dir, cluster, workers, recovery_dir, snapshot_interval, batch_size)
+            return
         result = compiled.run(data, batch_size=batch_size, workers=workers,
                               store=ArtifactStore() if store else None,
                               progress=progress_for(quiet, compiled.name))
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)
-    except NodeRuntimeError as exc:
+    except (NodeRuntimeError, RunDirError, TimeoutError) as exc:
         err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(1)
     for (name, frame), path in zip(result.outputs.items(), write_frames(result.outputs, output_dir)):
         out.print(f"{name}: {len(frame)} rows -> {path}", markup=False)
     if result.sharing is not None and result.sharing.reused:
         out.print(f"read from the artifact store: {', '.join(sorted(result.sharing.reused))}", markup=False)
+
+
+def _cluster_options(addresses: str | None, process_id: int | None) -> tuple[list[str], int] | None:
+    """``--addresses`` and ``--process-id`` as Bytewax takes them (both or neither)."""
+    if addresses is None and process_id is None:
+        return None
+    if addresses is None or process_id is None:
+        err.print("error: a cluster run needs both --addresses and --process-id", style="bold red", markup=False)
+        raise typer.Exit(2)
+    hosts = [a.strip() for a in addresses.split(";") if a.strip()]
+    bad = [a for a in hosts if a.rpartition(":")[2].isdigit() is False]
+    if bad or not hosts:
+        err.print(f"error: --addresses: expected host:port;host:port…, got {addresses!r}", style="bold red",
+                  markup=False)
+        raise typer.Exit(2)
+    if process_id >= len(hosts):
+        err.print(f"error: --process-id {process_id} is not an index of the {len(hosts)} --addresses",
+                  style="bold red", markup=False)
+        raise typer.Exit(2)
+    return hosts, process_id
+
+
+def _run_cluster(compiled, data: str, out_dir: Path, cluster: tuple[list[str], int] | None, workers: int,
+                 recovery_dir: Path | None, snapshot_interval: float, batch_size: int | None) -> None:
+    from qmtl.runner.cluster import run
+    hosts, pid = cluster if cluster is not None else (None, None)
+    job = run(compiled, data, out_dir, addresses=hosts, process_id=pid, workers=workers,
+              recovery_dir=recovery_dir, snapshot_interval=snapshot_interval, batch_size=batch_size)
+    who = f"process {pid} of {len(hosts)}" if hosts else "one process"
+    out.print(f"{compiled.name}: {len(job.manifest.outputs)} outputs of a cluster run ({who}) under "
+              f"{out_dir}/ (read them with qmtl.runtime.row_sink.read_outputs)", markup=False)

@@ -1,0 +1,299 @@
+"""Cluster runs (docs/design.md "Cluster runs"): each instrument read by the partition that owns it,
+outputs written per batch under the output directory, and the same frames as ``compiled.run``, bit
+for bit — in one process, in independent processes on loopback and in separate network namespaces,
+and after a ``kill -9`` and a restart from the recovery directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import qmtl
+from qmtl.ir.diagnostics import CompileError
+from qmtl.runtime.cluster import cluster_flow, run_process
+from qmtl.runtime.data import DataError, survey
+from qmtl.runtime.row_sink import RunDirError, read_outputs
+from qmtl.runtime.synthetic import synthetic_bars
+
+from tests.robustness.cases import CASES
+from tests.robustness.conftest import strategy_path
+
+ROOT = Path(__file__).resolve().parents[2]
+QMTL = [sys.executable, "-m", "qmtl.cli.main"]
+
+
+def _bars(n: int, symbols: tuple[str, ...], seed: int) -> pd.DataFrame:
+    df = synthetic_bars(n, symbols=symbols, seed=seed)
+    return df if "ts" in df.columns else df.reset_index()
+
+
+def _hive(df: pd.DataFrame, root: Path) -> Path:
+    """One Parquet file per symbol, partitioned by directory (``symbol=X/part.parquet``)."""
+    for symbol, rows in df.groupby("symbol"):
+        folder = root / f"symbol={symbol}"
+        folder.mkdir(parents=True)
+        rows.drop(columns="symbol").to_parquet(folder / "part.parquet", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bars(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bars")
+    single = root / "single.parquet"
+    _bars(300, ("ONE",), 3).drop(columns="symbol").to_parquet(single, index=False)
+    return {"multi": _hive(_bars(300, ("AAA", "BBB", "CCC"), 4), root / "multi"), "single": single}
+
+
+def _assert_same(got: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
+    assert list(got) == list(expected)
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True, obj=name)
+
+
+PER_INSTRUMENT = sorted(s for s, c in CASES.items() if not c.run_skip and s != "s25_tag_query")
+
+
+@pytest.mark.parametrize("stem", PER_INSTRUMENT)
+def test_every_strategy_runs_as_a_cluster_job_with_the_same_outputs(stem, bars, tmp_path) -> None:
+    """Each robustness strategy over a hive-partitioned directory (and a one-symbol file where it
+    reads one), two worker threads, batches of 7 ticks: the outputs read back equal an in-memory run."""
+    program = qmtl.compile(strategy_path(stem))
+    for label in ("multi", "single") if "single" in CASES[stem].data else ("multi",):
+        data = str(bars[label])
+        expected = program.run(data).outputs
+        job = cluster_flow(program, data, tmp_path / label, batch_size=7)
+        run_process(job.flow, workers=2)
+        _assert_same(read_outputs(tmp_path / label), expected)
+
+
+def test_each_partition_writes_only_its_own_instrument_per_batch(bars, tmp_path) -> None:
+    program = qmtl.compile(ROOT / "examples" / "momentum.py")
+    run_process(cluster_flow(program, str(bars["multi"]), tmp_path, batch_size=100).flow)
+    out = tmp_path / "momentum_signal"
+    assert sorted(p.name for p in out.iterdir()) == ["symbol=AAA", "symbol=BBB", "symbol=CCC"]
+    assert sorted(p.name for p in (out / "symbol=AAA").iterdir()) == [
+        "part-000000000000.parquet", "part-000000000100.parquet", "part-000000000200.parquet"]
+    # the tree is a dataset pandas reads as it is: every row, the symbol from the directory
+    whole = pd.read_parquet(out)
+    assert len(whole) == len(program.run(str(bars["multi"])).outputs["momentum_signal"])
+
+
+def test_a_tag_query_strategy_is_refused_with_a_code(tmp_path) -> None:
+    data = tmp_path / "crypto.parquet"
+    _bars(50, ("BTC", "ETH"), 7).to_parquet(data, index=False)
+    with pytest.raises(CompileError, match="E507"):
+        cluster_flow(qmtl.compile(strategy_path("s25_tag_query")), str(data), tmp_path / "out")
+
+
+def test_an_output_directory_of_another_run_is_refused(bars, tmp_path) -> None:
+    momentum = qmtl.compile(ROOT / "examples" / "momentum.py")
+    cluster_flow(momentum, str(bars["multi"]), tmp_path / "out", batch_size=10)
+    cluster_flow(momentum, str(bars["multi"]), tmp_path / "out", batch_size=10)  # the same run: allowed
+    with pytest.raises(RunDirError, match="another run"):
+        cluster_flow(momentum, str(bars["multi"]), tmp_path / "out", batch_size=11)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not empty"):
+        cluster_flow(momentum, str(bars["multi"]), tmp_path / "other")
+
+
+def test_bad_data_in_one_partition_is_the_users_error_not_bytewaxs(tmp_path) -> None:
+    df = _bars(60, ("AAA", "BBB"), 5)
+    bad = df.index[df["symbol"] == "BBB"][10]
+    df.loc[bad, "close"] = float("inf")
+    data = _hive(df, tmp_path / "bars")
+    job = cluster_flow(qmtl.compile(ROOT / "examples" / "momentum.py"), str(data), tmp_path / "out")
+    with pytest.raises(DataError, match="E503.*infinite.*BBB"):
+        run_process(job.flow)
+
+
+def test_survey_reads_symbols_and_columns_not_bars(bars, tmp_path) -> None:
+    multi = survey(bars["multi"])
+    assert multi.symbols == ("AAA", "BBB", "CCC") and all(len(s) == 0 for s in multi.streams)
+    assert {"open", "high", "low", "close", "volume"} <= set(multi.fields)
+    single = survey(bars["single"])
+    assert single.symbols == () and not single.has_symbols and "close" in single.fields
+    (tmp_path / "no_ts.csv").write_text("time,close\n1,2\n")
+    with pytest.raises(DataError, match="E501"):
+        survey(tmp_path / "no_ts.csv")
+
+
+# --- independent processes ------------------------------------------------------------------------
+
+
+def _qmtl_run(strategy: Path, data: Path, out: Path, *extra: str, netns: str | None = None,
+              home: Path) -> subprocess.Popen:
+    cmd = [*QMTL, "run", str(strategy), "--data", str(data), "--out", str(out), "--quiet", *extra]
+    if netns is not None:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
+    env = {**os.environ, "QMTL_HOME": str(home)}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            _out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        assert p.returncode == 0, err
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_two_independent_processes_on_loopback_equal_one_run(bars, tmp_path) -> None:
+    """``qmtl run -a … -i N`` in two processes started separately (no fork, nothing shared but the
+    output directory): the outputs equal an in-memory run's."""
+    strategy = ROOT / "examples" / "momentum.py"
+    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    procs = [_qmtl_run(strategy, bars["multi"], tmp_path / "out", "-a", addresses, "-i", str(i), "--batch-size", "50",
+                       home=tmp_path / "home") for i in range(2)]
+    _finish(procs)
+    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
+
+
+def test_bytewax_run_starts_the_flow_factory(bars, tmp_path) -> None:
+    strategy = ROOT / "examples" / "momentum.py"
+    call = f"qmtl.runner.cluster:flow({str(strategy)!r}, {str(bars['multi'])!r}, {str(tmp_path / 'out')!r})"
+    done = subprocess.run([sys.executable, "-m", "bytewax.run", call, "-w", "2"], capture_output=True, text=True,
+                          env={**os.environ, "QMTL_HOME": str(tmp_path / "home")}, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
+
+
+# --- recovery --------------------------------------------------------------------------------------
+
+#: traced kernels with state (EWM, rolling) and an opaque per-tick function: both must resume
+SLOW = '''
+import pandas as pd
+from qmtl.runtime.sdk import Node, Strategy, StreamInput
+
+
+class Slow(Strategy):
+    def setup(self):
+        price = StreamInput(interval="60s", period=30)
+
+        def trend(view):
+            close = view[price][60]["close"]
+            return pd.DataFrame({"ewm": close.ewm(span=12).mean(), "vol": close.rolling(20).std()})
+
+        def slope(view):
+            close = view[price][60]["close"]
+            return close.rolling(10).apply(lambda w: w[-1] - w[0], raw=True)
+
+        self.add_nodes([price, Node(input=price, compute_fn=trend, name="trend"),
+                        Node(input=price, compute_fn=slope, name="slope")])
+'''
+
+
+def _chunk_times(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")}
+
+
+def _kill_after_snapshots(proc: subprocess.Popen, out: Path, rows: int, timeout: float = 120) -> None:
+    """kill -9 once ``rows`` batch files exist (snapshots are taken every 0.1 s meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while len(_chunk_times(out)) < rows:
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the run wrote too little to be killed midway"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_kill_9_and_resume_gives_the_uninterrupted_outputs(tmp_path) -> None:
+    strategy = tmp_path / "slow.py"
+    strategy.write_text(SLOW)
+    data = _hive(_bars(1500, ("AAA", "BBB", "CCC", "DDD"), 9), tmp_path / "bars")
+    out, recovery = tmp_path / "out", tmp_path / "recovery"
+    args = ("--recovery-dir", str(recovery), "--snapshot-interval", "0.1", "--batch-size", "25")
+    first = _qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
+    _kill_after_snapshots(first, out, rows=80)
+    before = _chunk_times(out)
+    _finish([_qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
+    after = _chunk_times(out)
+    # resumed, not redone: batches before the last snapshot were not written again
+    assert any(after[p] == t for p, t in before.items())
+    _assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
+
+
+# --- separate hosts (network namespaces) ----------------------------------------------------------
+
+
+@pytest.fixture
+def two_hosts():
+    """Two network namespaces joined by a veth pair, 10.231.X.1 and 10.231.X.2 (root only)."""
+    tag = uuid.uuid4().hex[:6]
+    names = [f"qmtl-{tag}-{i}" for i in range(2)]
+    links = [f"vq{tag}{i}" for i in range(2)]
+    net = f"10.231.{int(tag, 16) % 250}"
+    steps = [["ip", "netns", "add", names[0]], ["ip", "netns", "add", names[1]],
+             ["ip", "link", "add", links[0], "type", "veth", "peer", "name", links[1]]]
+    for i in range(2):
+        steps += [["ip", "link", "set", links[i], "netns", names[i]],
+                  ["ip", "-n", names[i], "addr", "add", f"{net}.{i + 1}/24", "dev", links[i]],
+                  ["ip", "-n", names[i], "link", "set", links[i], "up"],
+                  ["ip", "-n", names[i], "link", "set", "lo", "up"]]
+    try:
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.skip(f"cannot create network namespaces here ({' '.join(step)}: {done.stderr.strip()})")
+        yield [(names[i], f"{net}.{i + 1}") for i in range(2)]
+    finally:
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_a_cluster_across_two_network_namespaces_equals_one_process(two_hosts, tmp_path) -> None:
+    strategy = tmp_path / "slow.py"
+    strategy.write_text(SLOW)
+    data = _hive(_bars(400, tuple(f"S{i:02d}" for i in range(8)), 11), tmp_path / "bars")
+    addresses = ";".join(f"{ip}:2101" for _, ip in two_hosts)
+    procs = [_qmtl_run(strategy, data, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
+                       netns=ns, home=tmp_path / "home") for i, (ns, _) in enumerate(two_hosts)]
+    _finish(procs)
+    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(data)).outputs)
+
+
+def test_one_host_killed_then_the_cluster_restarted_resumes(two_hosts, tmp_path) -> None:
+    strategy = tmp_path / "slow.py"
+    strategy.write_text(SLOW)
+    data = _hive(_bars(1500, tuple(f"S{i:02d}" for i in range(4)), 13), tmp_path / "bars")
+    addresses = ";".join(f"{ip}:2102" for _, ip in two_hosts)
+    out, recovery = tmp_path / "out", tmp_path / "recovery"
+
+    def start() -> list[subprocess.Popen]:
+        return [_qmtl_run(strategy, data, out, "-a", addresses, "-i", str(i), "--recovery-dir", str(recovery),
+                          "--snapshot-interval", "0.1", "--batch-size", "25", netns=ns, home=tmp_path / "home")
+                for i, (ns, _) in enumerate(two_hosts)]
+
+    first = start()
+    _kill_after_snapshots(first[1], out, rows=60)
+    try:
+        first[0].wait(timeout=60)  # its peer is gone: it stops too
+    except subprocess.TimeoutExpired:
+        first[0].kill()
+        first[0].wait()
+    _finish(start())
+    _assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
