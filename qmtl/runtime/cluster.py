@@ -17,22 +17,26 @@ after it, and the sink rewrites their files with the same rows.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.operators import StatefulLogic
 
 from qmtl import codegen
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 
-from .engine import AUTO_BATCH
+from qmtl.ir.regions import regions_in_dependency_order
+
+from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
 from .partitions import PartitionPlan, load_partition, plan_partitions
-from .row_sink import ChunkSink, OutputLayout, RunManifest, prepare
+from .row_sink import ChunkSink, OutputLayout, RunManifest, WholeFrames, prepare
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class _WindowLogic(StatefulLogic):
             if self.resume is not None:
                 self.rt.restore(self.resume)
         rows = self.rt.run_window(window.timeline)
-        return [(window.key, window.start, rows)], window.last
+        return [(window.key, window.start, rows, window.last)], window.last
 
     def snapshot(self) -> dict | None:
         return self.rt.snapshot() if self.rt is not None else self.resume
@@ -133,30 +137,96 @@ def cluster_flow(compiled: Any, data: str, out: str | Path, batch_size: int | No
     a strategy the data cannot serve raise ``DataError`` here, before anything runs."""
     module = compiled.module
     parts = codegen.split(module)
-    if parts.per_tick or parts.flow is None:
+    if parts.flow is None:
         raise CompileError(Diagnostic(
-            "E507", "a cluster run needs every node to run per instrument; this strategy reads a tag "
-            "query's group (all instruments at once): run it on one machine (qmtl run without "
-            "--addresses/--process-id/--recovery-dir)"))
+            "E507", "every node of this strategy reads a tag query's group (all instruments at once), so "
+            "nothing runs per instrument: run it on one machine (qmtl run without --addresses/"
+            "--process-id/--recovery-dir)"))
     plan = plan_partitions(parts.flow, str(data))
     batch = batch_size or AUTO_BATCH
     gen = codegen.load(parts.flow)
     by_name = plan.output_keys
-    layouts = [OutputLayout(name=o.name, keys=None if by_name[o.name] is None else list(by_name[o.name]),
-                            writer=None if by_name[o.name] is not None else plan.keys[0],
-                            opaque=bool(gen.OUTPUTS[o.name][0]) and gen.BUFFERS[gen.OUTPUTS[o.name][0][0]] == "object")
-               for o in parts.flow.outputs if o.name in gen.OUTPUTS]
+    layouts = {o.name: OutputLayout(name=o.name, keys=None if by_name[o.name] is None else list(by_name[o.name]),
+                                    writer=None if by_name[o.name] is not None else plan.keys[0],
+                                    opaque=bool(gen.OUTPUTS[o.name][0])
+                                    and gen.BUFFERS[gen.OUTPUTS[o.name][0][0]] == "object")
+               for o in parts.flow.outputs if o.name in gen.OUTPUTS}
+    layouts.update({name: OutputLayout(name=name, keys=None, whole=True) for name in parts.per_tick})
+    order = [r.name for r in regions_in_dependency_order(module)]
     manifest = RunManifest(strategy=compiled.name, module_digest=gen.DIGEST, data=str(data), batch_size=batch,
-                           outputs=layouts)
+                           outputs=[layouts[n] for n in order if n in layouts])
     out = Path(out)
     prepare(out, manifest)
 
     def make(window: Window) -> KeyRuntime:
         return KeyRuntime(gen, parts.flow, compiled.functions, window.timeline, window.key)
 
+    then = None
+    if parts.per_tick:
+        group = GroupStep(module, compiled.functions, str(data), set(parts.per_tick), plan.keys)
+        then = group.attach
     flow = gen.build_flow(PartitionSource(plan, batch), ChunkSink(out, manifest),
-                          lambda resume: _WindowLogic(make, resume))
+                          lambda resume: _WindowLogic(make, resume), then)
     return ClusterRun(flow, manifest, out)
+
+
+#: the routing key of the step that evaluates the nodes reading a tag query's group
+GROUP = "\x00group"
+
+
+class GroupStep:
+    """Nodes that read a tag query's group (every instrument at once) inside the dataflow: each
+    instrument's batches send the emission ticks of the outputs to one key (``GROUP``; Bytewax's
+    keyed exchange brings them to the worker that owns it, in whatever process), and when every
+    instrument has sent its last batch, that worker reads the group's data and evaluates those nodes
+    on the reference interpreter — as an in-memory run does after its flow (``engine.run``)."""
+
+    def __init__(self, module: Any, functions: Any, data: str, names: set[str], keys: tuple) -> None:
+        self.module, self.functions, self.data, self.names = module, functions, data, names
+        self.keys = frozenset(keys)
+
+    def attach(self, results: Any) -> Any:
+        import bytewax.operators as op
+        to_group = op.map("to_group", results, lambda item: (GROUP, item[1]))
+        evaluated = op.stateful("group", to_group, lambda resume: _GroupLogic(self, resume))
+        return op.merge("rows_and_group", results, evaluated)
+
+    def evaluate(self, ticks: dict[str, dict[Any, list]]) -> dict[str, Any]:
+        from .binding import bind, node_keys
+        from .reference import evaluate_nodes
+        bindings = bind(self.module, self.data)
+        rows = {name: {k: (np.concatenate([ts for _, ts in sorted(chunks, key=lambda c: c[0])]), None)
+                       for k, chunks in per_key.items()} for name, per_key in ticks.items()}
+        emitted = emission_ticks(self.module, rows, node_keys(self.module, bindings)[0])
+        return evaluate_nodes(self.module, self.functions, bindings, self.names, emitted).outputs
+
+
+class _GroupLogic(StatefulLogic):
+    """Collects every instrument's emission ticks; evaluates once all have finished (``GroupStep``)."""
+
+    def __init__(self, step: GroupStep, resume: dict | None) -> None:
+        self.step = step
+        self.ticks: dict[str, dict[Any, list]] = resume["ticks"] if resume else {}
+        self.done: set = set(resume["done"]) if resume else set()
+
+    def on_item(self, item: tuple) -> tuple[list, bool]:
+        key, start, rows, last = item
+        for name, (ts, _values) in rows.items():
+            self.ticks.setdefault(name, {}).setdefault(key, []).append((start, ts))
+        if last:
+            self.done.add(key)
+        if self.done < self.step.keys:
+            return [], False
+        try:
+            frames = self.step.evaluate(self.ticks)
+        except Exception as exc:  # noqa: BLE001 - raised by the runner once the flow stopped
+            note_failure(exc)
+            return [], True
+        return [(GROUP, 0, WholeFrames(frames), True)], True
+
+    def snapshot(self) -> dict:
+        return copy.deepcopy({"ticks": self.ticks, "done": sorted(self.done, key=str)})
+
 
 
 def run_process(flow: Any, *, addresses: list[str] | None = None, process_id: int | None = None,

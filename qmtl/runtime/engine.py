@@ -88,7 +88,7 @@ def run(compiled: Any, data: Any, batch_size: int | None = None, workers: int = 
     if parts.per_tick:
         from .reference import evaluate_nodes
         frames.update(evaluate_nodes(module, compiled.functions, bindings, set(parts.per_tick),
-                                     _emitted(module, rows, by_value)).outputs)
+                                     emission_ticks(module, rows, by_value)).outputs)
     order = [r.name for r in regions_in_dependency_order(module)]
     sharing = None
     if reuse is not None and store is not None:
@@ -218,7 +218,7 @@ def _flow_frame(name: str, per_key: dict, keys: RunKeys) -> pd.DataFrame:
     return assemble([(k, rows_frame(name, *per_key[k])) for k in keys], len(keys) > 1)
 
 
-def _emitted(module, rows: dict[str, dict], by_value: dict[str, RunKeys]) -> dict[str, dict]:
+def emission_ticks(module, rows: dict[str, dict], by_value: dict[str, RunKeys]) -> dict[str, dict]:
     """The flow nodes' emission ticks (value → key → ts), which gate the interpreted nodes."""
     out: dict[str, dict] = {}
     for o in module.outputs:

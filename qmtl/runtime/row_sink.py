@@ -17,6 +17,7 @@ name, then rename).  The tree is a hive-partitioned dataset that ``pyarrow.datas
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,6 +46,14 @@ class OutputLayout(BaseModel):
     keys: list[str | None] | None
     writer: str | None = None
     opaque: bool = False
+    whole: bool = False  # one file with the whole frame (nodes reading a tag query's group)
+
+
+@dataclass(frozen=True)
+class WholeFrames:
+    """Finished output frames (from a step that evaluates whole outputs), each written as one file."""
+
+    frames: dict[str, pd.DataFrame]
 
 
 class RunManifest(BaseModel):
@@ -91,7 +100,13 @@ class _ChunkPartition(StatelessSinkPartition):
         self.out, self.layouts = out, layouts
 
     def write_batch(self, items: list) -> None:
-        for _part, (key, start, rows) in items:
+        for _part, (key, start, rows, _last) in items:
+            if isinstance(rows, WholeFrames):
+                for name, frame in rows.frames.items():
+                    path = self.out / name / "whole.parquet"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomically(path, frame.to_parquet())
+                continue
             for name, (ts, values) in rows.items():
                 layout = self.layouts[name]
                 if layout.keys is None and key != layout.writer:
@@ -133,7 +148,9 @@ def read_outputs(out: Path) -> dict[str, pd.DataFrame]:
     manifest = RunManifest.model_validate_json((out / MANIFEST).read_text())
     frames: dict[str, pd.DataFrame] = {}
     for o in manifest.outputs:
-        if o.keys is None:
+        if o.whole:
+            frames[o.name] = pd.read_parquet(out / o.name / "whole.parquet")
+        elif o.keys is None:
             frames[o.name] = assemble([(None, _key_frame(o, out / o.name))], False)
         else:
             frames[o.name] = assemble([(k, _key_frame(o, chunk_path(out, o.name, k, 0).parent)) for k in o.keys],

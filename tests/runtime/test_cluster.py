@@ -86,7 +86,49 @@ def test_each_partition_writes_only_its_own_instrument_per_batch(bars, tmp_path)
     assert len(whole) == len(program.run(str(bars["multi"])).outputs["momentum_signal"])
 
 
-def test_a_tag_query_strategy_is_refused_with_a_code(tmp_path) -> None:
+#: per-instrument nodes, a tag query over the instruments, and a node reading both
+BASKET = '''
+import pandas as pd
+from qmtl.runtime.sdk import MatchMode, Node, Strategy, StreamInput, TagQueryNode
+
+
+class Basket(Strategy):
+    def setup(self):
+        price = StreamInput(interval=60, period=20, name="price")
+
+        def momentum(view):
+            return view[price][60]["close"].pct_change(5)
+
+        mom = Node(input=price, compute_fn=momentum, name="mom")
+        basket = TagQueryNode(["AAA", "BBB", "CCC"], interval=60, period=10, match_mode=MatchMode.ANY,
+                              name="basket")
+
+        def breadth(view):
+            rets = [view[nid][60]["close"].pct_change().iloc[-1] for nid in view]
+            return pd.Series([sum(rets) / len(rets)])
+
+        avg = Node(input=basket, compute_fn=breadth, name="breadth")
+
+        def excess(view):
+            return pd.Series([view[mom][60].iloc[-1] - view[avg][60].iloc[-1]])
+
+        self.add_nodes([price, mom, basket, avg, Node(input=[mom, avg], compute_fn=excess, name="excess", period=3)])
+'''
+
+
+def test_nodes_reading_a_tag_query_run_in_the_group_step_of_the_dataflow(bars, tmp_path) -> None:
+    """The group step gets every instrument's emission ticks by a keyed exchange and evaluates the
+    nodes reading the group (and those downstream of them) once all instruments have finished."""
+    strategy = tmp_path / "basket.py"
+    strategy.write_text(BASKET)
+    program = qmtl.compile(strategy)
+    run_process(cluster_flow(program, str(bars["multi"]), tmp_path / "out", batch_size=7).flow, workers=2)
+    expected = program.run(str(bars["multi"])).outputs
+    assert set(expected) == {"mom", "breadth", "excess"} and all(len(f) for f in expected.values())
+    _assert_same(read_outputs(tmp_path / "out"), expected)
+
+
+def test_a_strategy_with_nothing_per_instrument_is_refused_with_a_code(tmp_path) -> None:
     data = tmp_path / "crypto.parquet"
     _bars(50, ("BTC", "ETH"), 7).to_parquet(data, index=False)
     with pytest.raises(CompileError, match="E507"):
@@ -163,8 +205,9 @@ def _free_ports(n: int) -> list[int]:
 
 def test_two_independent_processes_on_loopback_equal_one_run(bars, tmp_path) -> None:
     """``qmtl run -a … -i N`` in two processes started separately (no fork, nothing shared but the
-    output directory): the outputs equal an in-memory run's."""
-    strategy = ROOT / "examples" / "momentum.py"
+    output directory), with a group step fed from both: the outputs equal an in-memory run's."""
+    strategy = tmp_path / "basket.py"
+    strategy.write_text(BASKET)
     addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
     procs = [_qmtl_run(strategy, bars["multi"], tmp_path / "out", "-a", addresses, "-i", str(i), "--batch-size", "50",
                        home=tmp_path / "home") for i in range(2)]
