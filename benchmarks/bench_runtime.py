@@ -7,8 +7,9 @@ whole-array Numba loop (benchmarks/handwritten.py); (c) pandas, vectorised; (d) 
 (``per_tick_python``: the compute function called once per bar on a CacheView), run on a subset and
 extrapolated.  (a) and (b) both start from data already in memory: (b) gets the close column as a
 numpy array, (a) gets the bound data (``bind``), whose one-off cost is reported on its own.  Also: peak
-memory, throughput with 1/2/4 Bytewax workers and 1/2 processes on 16 symbols (and the cluster's
-start-up on its own), cold vs warm compile in fresh processes.  Writes benchmarks/results/runtime.md.
+memory, throughput with 1/2/4 Bytewax worker threads on 16 symbols (and the start-up on its own), cold
+vs warm compile in fresh processes.  Writes benchmarks/results/runtime.md.  Processes and machines:
+benchmarks/bench_cluster.py.
 """
 
 from __future__ import annotations
@@ -149,28 +150,25 @@ def main() -> None:
 
 
 def parallel_section(compiled, per_symbol: int) -> list[str]:
-    """Throughput on 16 symbols: worker threads in one process, and a cluster of processes."""
+    """Throughput on 16 symbols: worker threads in one process."""
     multi = bars(per_symbol, symbols=16, seed=1)
     bound = bind(compiled.module, multi)
     tiny = bind(compiled.module, bars(200, symbols=16, seed=1))
     lines = ["", f"## Workers and processes (16 symbols × {per_symbol:,} bars = {len(multi):,} bars, "
              "data bound beforehand, best of 3)", "",
-             "| processes | workers per process | s | M bars/s | s on 16 × 200 bars (start-up) |",
-             "|---|---|---|---|---|"]
+             "| workers | s | M bars/s | s on 16 × 200 bars (start-up) |",
+             "|---|---|---|---|"]
     ref = None
-    for procs, workers in ((1, 1), (1, 2), (1, 4), (2, 1), (2, 2)):
-        tw, res = timed(lambda: compiled.run(bound, workers=workers, processes=procs), repeat=3)
-        ts, _ = timed(lambda: compiled.run(tiny, workers=workers, processes=procs), repeat=3)
+    for workers in (1, 2, 4):
+        tw, res = timed(lambda: compiled.run(bound, workers=workers), repeat=3)
+        ts, _ = timed(lambda: compiled.run(tiny, workers=workers), repeat=3)
         ref = ref if ref is not None else res["momentum_signal"]
-        assert res["momentum_signal"].equals(ref), "parallel run differs from processes=1, workers=1"
-        lines.append(f"| {procs} | {workers} | {tw:.3f} | {len(multi) / tw / 1e6:.1f} | {ts:.3f} |")
+        assert res["momentum_signal"].equals(ref), "parallel run differs from workers=1"
+        lines.append(f"| {workers} | {tw:.3f} | {len(multi) / tw / 1e6:.1f} | {ts:.3f} |")
         print(lines[-1], flush=True)
-    lines += ["", "Workers are Bytewax worker threads in one process (`cluster_main`, one GIL). Processes are a "
-              "Bytewax cluster forked from the caller (`cluster_main` with 127.0.0.1 addresses and a proc_id "
-              "each); every instrument is a source partition read by the process that owns it, and each "
-              "process hands its instruments' rows back through files in /dev/shm that the caller "
-              "assembles. The last column is the same run on 200 bars per symbol: the fixed cost "
-              "(fork, cluster connect, result hand-back)."]
+    lines += ["", "Workers are Bytewax worker threads in one process (`cluster_main`, one GIL). The last column "
+              "is the same run on 200 bars per symbol: the fixed cost. Several processes or machines: "
+              "`benchmarks/bench_cluster.py`."]
     return lines
 
 

@@ -136,7 +136,7 @@ def test_indicators_match_talib():
     np.testing.assert_allclose(out["upper"]["upper"].to_numpy(), upper[19:], rtol=1e-9)
 
 
-# --- batch size, emitted rows, processes --------------------------------------------------------------
+# --- batch size, emitted rows, workers -----------------------------------------------------------------
 
 
 def test_default_batch_size_gives_the_same_result_as_one_bar_batches():
@@ -159,50 +159,22 @@ def test_rows_append_only_masked_ticks_across_batches():
     assert values["x"].tolist() == [2.0, 3.0, 4.0, 6.0] and values["n"].tolist() == [2, 3, 4, 6]
 
 
-def test_file_sink_rewrites_a_key_in_place(tmp_path):
-    from qmtl.runtime.flow import FileSink, read_file_sink
-    part = FileSink(tmp_path).build("out", 0, 1)
-    first = ("A", {"o": (np.array([1]), {"x": np.array([1.0])})})
-    part.write_batch([("A", first)])
-    part.write_batch([("A", first)])  # at-least-once: the same key delivered again
-    part.write_batch([("B", ("B", {"o": (np.array([2]), {"x": np.array([2.0])})}))])
-    got = read_file_sink(tmp_path)
-    assert sorted(k for k, _ in got) == ["A", "B"]
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5])
-def test_bad_processes_is_rejected_with_a_clear_message(bad):
-    with pytest.raises(ValueError, match="processes"):
-        run(CompiledStrategy("m", momentum()), synthetic_bars(10), processes=bad)
-
-
-def test_two_processes_give_results_identical_to_one():
-    compiled = qmtl.compile("examples/momentum.py")
-    data = synthetic_bars(400, symbols=("A", "B", "C", "D"), seed=11)
-    one = compiled.run(data, processes=1)
-    two = compiled.run(data, processes=2)
-    assert one["momentum_signal"].equals(two["momentum_signal"])  # exact, incl. row order and dtypes
-    assert set(one["momentum_signal"]["symbol"]) == {"A", "B", "C", "D"}
-    assert_results_equal(compiled.run(data, processes=2, workers=2, batch_size=13), one)
-
-
-def test_processes_run_unpicklable_user_functions_and_report_their_errors():
+def test_worker_threads_run_unpicklable_user_functions_and_report_their_errors():
     module, _ = _py_call_module()
     data = synthetic_bars(40, symbols=("A", "B", "C"), seed=1)
     offset = 0.25
     local = lambda view: _last_close_minus_mean(view) + offset  # noqa: E731 - a closure: not picklable
     compiled = CompiledStrategy(module.name, module, functions={"h1": local})
     ref = evaluate(module, {"h1": local}, bind(module, data))
-    assert_results_equal(run(compiled, data, batch_size=9, processes=2), ref)
+    assert_results_equal(run(compiled, data, batch_size=9, workers=2), ref)
 
     def explode(view):
         if view[list(view)[0]][60].index[-1] >= 1_700_000_000 + 60 * 20:
             raise ZeroDivisionError("boom")
         return 1.0
-    for processes, workers in ((2, 1), (1, 2)):  # Bytewax's cluster loses the error; the run must not
+    for workers in (1, 2):  # Bytewax's cluster loses the error; the run must not
         with pytest.raises(NodeRuntimeError) as info:
-            run(CompiledStrategy(module.name, module, functions={"h1": explode}), data,
-                processes=processes, workers=workers)
+            run(CompiledStrategy(module.name, module, functions={"h1": explode}), data, workers=workers)
         assert "'dev'" in str(info.value) and "ZeroDivisionError: boom" in str(info.value)
 
 

@@ -236,13 +236,23 @@ def test_property_tag_query_gappy_equal_reference(seed, keep, n, bs):
     assert_results_equal(got, ref)
 
 
-@pytest.mark.parametrize("processes", [2])
-def test_broadcast_in_a_two_process_cluster(processes):
+def test_broadcast_in_a_cluster_run_with_gappy_instruments(tmp_path):
+    """A single-stream input broadcast onto every instrument's timeline, instruments with gaps: a
+    cluster run (each instrument's partition reading its bars and the broadcast stream's) equals the
+    reference."""
+    from qmtl.runtime.cluster import cluster_flow, run_process
+    from qmtl.runtime.row_sink import read_outputs
     data = _gappy(synthetic_bars(120, symbols=("A", "B", "SPY"), seed=11), seed=5, keep=0.8)
+    path = tmp_path / "bars.parquet"
+    (data if "ts" in data.columns else data.reset_index()).to_parquet(path, index=False)
     module = _benchmark_module()
     ref = evaluate(module, {}, bind(module, data))
-    got = engine.run(CompiledStrategy("B", module, functions={}), data, batch_size=16, processes=processes)
-    assert_results_equal(got, ref)
+    job = cluster_flow(CompiledStrategy("B", module, functions={}), str(path), tmp_path / "out", batch_size=16)
+    run_process(job.flow, workers=2)
+    got = read_outputs(tmp_path / "out")
+    assert list(got) == list(ref.outputs)
+    for name, frame in ref.outputs.items():
+        pd.testing.assert_frame_equal(got[name], frame, check_exact=True, obj=name)
 
 
 def test_generated_text_is_the_flow_and_names_the_interpreted_nodes():

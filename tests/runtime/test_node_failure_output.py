@@ -26,7 +26,8 @@ SCRIPT = textwrap.dedent('''
                 return pd.DataFrame({"x": view[price][60]["extra"].astype(int)})
             self.add_nodes([price, Node(input=price, compute_fn=fn, name="n")])
 
-    qmtl.compile(Broken).run(sys.argv[1], **({"processes": 2} if len(sys.argv) > 2 else {}))
+    if __name__ == "__main__":
+        qmtl.compile(Broken).run(sys.argv[1])
 ''')
 
 
@@ -53,8 +54,25 @@ def test_a_failing_node_prints_no_rust_panic(tmp_path):
     assert "astype int, at " in last and "broken.py:11:" in last, last
 
 
-def test_a_failing_node_in_a_two_process_cluster_reaches_the_caller(tmp_path):
-    done = _run(tmp_path, "cluster")
-    assert done.returncode != 0
-    assert "panicked" not in done.stderr, done.stderr[-3000:]
-    assert "NodeRuntimeError: node 'n' failed at ts=" in done.stderr.strip().splitlines()[-1]
+def test_a_failing_node_in_a_two_process_cluster_reaches_the_user(tmp_path):
+    """``qmtl run -a … -i N`` in two processes: the one whose instrument fails prints the node's
+    error and exits 1; neither prints a panic, and the other finishes its instruments."""
+    _run(tmp_path)  # writes the data and the strategy
+    import socket
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    addresses = ";".join(f"127.0.0.1:{s.getsockname()[1]}" for s in socks)
+    for s in socks:
+        s.close()
+    env = {**os.environ, "RUST_BACKTRACE": "1", "QMTL_HOME": str(tmp_path / "home")}
+    procs = [subprocess.Popen([sys.executable, "-m", "qmtl.cli.main", "run", str(tmp_path / "broken.py"),
+                               "--data", str(tmp_path / "bars.parquet"), "--out", str(tmp_path / "out"), "-q",
+                               "-a", addresses, "-i", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for i in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], results
+    errors = "".join(err for _, err in results)
+    assert "panicked" not in errors, errors[-3000:]
+    assert "error: node 'n' failed at ts=" in errors and "broken.py:11:" in errors, errors
