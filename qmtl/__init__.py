@@ -23,6 +23,7 @@ _EXPORTS = {
     "Runner": "qmtl.runtime.sdk",
     "replay": "qmtl.runner.replay",
     "ArtifactStore": "qmtl.runtime.artifacts",
+    "Bars": "qmtl.runtime.data",
     "sma": "qmtl.runtime.sdk",
     "ema": "qmtl.runtime.sdk",
     "rsi": "qmtl.runtime.sdk",

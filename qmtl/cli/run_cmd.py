@@ -21,6 +21,9 @@ def run_command(
     data: str = typer.Option(..., "--data", help="Bars: a .parquet/.csv/.arrow file, a directory of them "
                              "(hive partitions too), or an object-store URI (s3://bucket/bars/?…)."),
     output_dir: Path = typer.Option(..., "--out", help="Write <dir>/<node>.parquet per output."),
+    start: Optional[str] = typer.Option(None, "--start", help="Only bars at or after this time "
+                                        "(epoch seconds or e.g. 2024-01-31; naive times are UTC)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Only bars before this time."),
     store: bool = typer.Option(True, "--store/--no-store", help="Read and fill the artifact store."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     workers: int = typer.Option(1, "--workers", "-w", "--workers-per-process", min=1,
@@ -49,12 +52,13 @@ def run_command(
     check_data(data)
     check_out_dir(output_dir)
     cluster = _cluster_options(addresses, process_id)
+    source = _time_range(data, start, end)
     try:
         compiled = compile_strategy(file, cls)
         if cluster is not None or recovery_dir is not None:
-            _run_cluster(compiled, data, output_dir, cluster, workers, recovery_dir, snapshot_interval, batch_size)
+            _run_cluster(compiled, source, output_dir, cluster, workers, recovery_dir, snapshot_interval, batch_size)
             return
-        result = compiled.run(data, batch_size=batch_size, workers=workers,
+        result = compiled.run(source, batch_size=batch_size, workers=workers,
                               store=ArtifactStore() if store else None,
                               progress=progress_for(quiet, compiled.name))
     except CompileError as exc:
@@ -89,7 +93,7 @@ def _cluster_options(addresses: str | None, process_id: int | None) -> tuple[lis
     return hosts, process_id
 
 
-def _run_cluster(compiled, data: str, out_dir: Path, cluster: tuple[list[str], int] | None, workers: int,
+def _run_cluster(compiled, data, out_dir: Path, cluster: tuple[list[str], int] | None, workers: int,
                  recovery_dir: Path | None, snapshot_interval: float, batch_size: int | None) -> None:
     from qmtl.runner.cluster import run
     hosts, pid = cluster if cluster is not None else (None, None)
@@ -98,3 +102,16 @@ def _run_cluster(compiled, data: str, out_dir: Path, cluster: tuple[list[str], i
     who = f"process {pid} of {len(hosts)}" if hosts else "one process"
     out.print(f"{compiled.name}: {len(job.manifest.outputs)} outputs of a cluster run ({who}) under "
               f"{out_dir}/ (read them with qmtl.runtime.row_sink.read_outputs)", markup=False)
+
+
+def _time_range(data: str, start: str | None, end: str | None):
+    """``--data`` alone, or with ``--start``/``--end`` a ``Bars`` read only over that range."""
+    from qmtl.runtime.data import Bars
+    if start is None and end is None:
+        return data
+    try:
+        return Bars.between(data, int(start) if start and start.lstrip("-").isdigit() else start,
+                            int(end) if end and end.lstrip("-").isdigit() else end)
+    except ValueError as exc:
+        err.print(f"error: --start/--end: {exc}", style="bold red", markup=False)
+        raise typer.Exit(2)

@@ -131,9 +131,10 @@ class ClusterRun:
     out: Path
 
 
-def cluster_flow(compiled: Any, data: str, out: str | Path, batch_size: int | None = None) -> ClusterRun:
+def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | None = None) -> ClusterRun:
     """The Bytewax dataflow running ``compiled`` over the data at ``data`` (a file, directory or
-    object-store prefix every process reaches) into ``out`` (``row_sink``'s layout).  Bad data or
+    object-store prefix every process reaches, or a ``data.Bars`` naming one with a time range) into
+    ``out`` (``row_sink``'s layout).  Bad data or
     a strategy the data cannot serve raise ``DataError`` here, before anything runs."""
     module = compiled.module
     parts = codegen.split(module)
@@ -142,7 +143,7 @@ def cluster_flow(compiled: Any, data: str, out: str | Path, batch_size: int | No
             "E507", "every node of this strategy reads a tag query's group (all instruments at once), so "
             "nothing runs per instrument: run it on one machine (qmtl run without --addresses/"
             "--process-id/--recovery-dir)"))
-    plan = plan_partitions(parts.flow, str(data))
+    plan = plan_partitions(parts.flow, data)
     batch = batch_size or AUTO_BATCH
     gen = codegen.load(parts.flow)
     by_name = plan.output_keys
@@ -163,7 +164,7 @@ def cluster_flow(compiled: Any, data: str, out: str | Path, batch_size: int | No
 
     then = None
     if parts.per_tick:
-        group = GroupStep(module, compiled.functions, str(data), set(parts.per_tick), plan.keys)
+        group = GroupStep(module, compiled.functions, data, set(parts.per_tick), plan.keys)
         then = group.attach
     flow = gen.build_flow(PartitionSource(plan, batch), ChunkSink(out, manifest),
                           lambda resume: _WindowLogic(make, resume), then)
@@ -181,7 +182,7 @@ class GroupStep:
     instrument has sent its last batch, that worker reads the group's data and evaluates those nodes
     on the reference interpreter — as an in-memory run does after its flow (``engine.run``)."""
 
-    def __init__(self, module: Any, functions: Any, data: str, names: set[str], keys: tuple) -> None:
+    def __init__(self, module: Any, functions: Any, data: Any, names: set[str], keys: tuple) -> None:
         self.module, self.functions, self.data, self.names = module, functions, data, names
         self.keys = frozenset(keys)
 

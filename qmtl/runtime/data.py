@@ -19,7 +19,7 @@ format.  ``loc`` points at the strategy line that needs the data when there is o
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Collection, Iterator, Mapping
 
@@ -117,6 +117,74 @@ class Dataset:
 # --- reading -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Bars:
+    """A data location and a time range: only bars with ``start <= ts < end`` (epoch seconds; None:
+    unbounded) are read, filtered while the files are scanned (a hive tree's partitions and a Parquet
+    file's row groups outside the range are skipped).  Build it with ``Bars.between``."""
+
+    location: str
+    start: int | None = None
+    end: int | None = None
+    #: a directory's files as one ``pyarrow.dataset``, listed once (``opened``), not part of its identity
+    dataset: Any = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def between(cls, location: str | Path, start: Any = None, end: Any = None) -> "Bars":
+        """``start``/``end`` as epoch seconds, or anything ``pandas.Timestamp`` reads (naive is UTC)."""
+        lo, hi = _epoch_s(start, "start"), _epoch_s(end, "end")
+        if lo is not None and hi is not None and hi <= lo:
+            raise ValueError(f"end ({end}) must be after start ({start})")
+        return cls(str(location), lo, hi)
+
+    def __str__(self) -> str:
+        if self.start is None and self.end is None:
+            return self.location
+        return f"{self.location} [{self.start if self.start is not None else '…'}, " \
+               f"{self.end if self.end is not None else '…'})"
+
+
+def opened(location: Any) -> Any:
+    """``location`` with a directory's (or prefix's) file listing resolved once, for a caller that
+    reads it many times — a cluster process loads one slice per instrument, and listing a tree of
+    thousands of files for each would cost more than reading the slice.  Anything else unchanged."""
+    bars = location if isinstance(location, Bars) else Bars(str(location)) if isinstance(location, (str, Path)) else None
+    if bars is None or not ("://" in bars.location or Path(bars.location).is_dir()):
+        return location
+    return replace(bars, dataset=bars.dataset if bars.dataset is not None else _open_dataset(bars.location))
+
+
+def _epoch_s(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{what}: {value!r} is not a time (epoch seconds or e.g. 2024-01-31)") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.timestamp())
+
+
+def _span_filter(ts_type: pa.DataType, start: int | None, end: int | None) -> Any:
+    """The scan filter ``start <= ts < end`` for a ``ts`` column of ``ts_type`` (None: no bound)."""
+    import pyarrow.compute as pc
+
+    def bound(seconds: int) -> Any:
+        if pa.types.is_timestamp(ts_type):
+            return pa.scalar(seconds, pa.int64()).cast(pa.timestamp("s", tz=ts_type.tz)).cast(ts_type)
+        if pa.types.is_date(ts_type):
+            return pa.scalar(seconds, pa.int64()).cast(pa.timestamp("s")).cast(ts_type)
+        return pa.scalar(seconds, ts_type) if pa.types.is_integer(ts_type) else seconds
+
+    parts = ([pc.field("ts") >= bound(start)] if start is not None else []) + \
+        ([pc.field("ts") < bound(end)] if end is not None else [])
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else parts[0] & parts[1]
+
+
 def load(source: Any, fields: Collection[str] | None = None, symbols: Collection[str] | None = None) -> Dataset:
     """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path.
 
@@ -132,28 +200,31 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
         return _from_columns(_pandas_columns(source), "<DataFrame>")
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
-    if isinstance(source, (str, Path)):
-        name = str(source)
+    if isinstance(source, (str, Path, Bars)):
+        bars = source if isinstance(source, Bars) else Bars(str(source))
+        name = str(bars)
         wanted = frozenset(s.casefold() for s in symbols) if symbols else None
-        table = _read_path(name, fields, wanted)
+        table = _read_path(bars, fields, wanted)
         if wanted and table.num_rows == 0:  # none of them here: all of it, so binding says what it has
-            table = _read_path(name, fields, None)
+            table = _read_path(bars, fields, None)
         return _from_columns(_arrow_columns(table, name), name)
     raise DataError("E505", f"<{type(source).__name__}>",
                     "cannot read data of this type; pass a DataFrame, a pyarrow Table, or a path to a "
                     ".csv, .parquet, .arrow/.ipc or .feather file, or to a directory of them")
 
 
-def survey(location: str | Path) -> Dataset:
+def survey(location: str | Path | Bars) -> Dataset:
     """What a file, directory or object-store prefix holds, without reading its bars: one empty
     stream per symbol, with the numeric columns a full ``load`` would keep.  Only the ``symbol``
     column is read (a partition key of a hive tree costs next to nothing), so a cluster can plan its
     partitions — and binding can refuse a strategy the data cannot serve (E504, E506) — before any
     process reads a bar.  The bars themselves are validated when each partition loads its slice."""
-    name = str(location)
-    dataset = _open_dataset(name) if "://" in name or Path(name).is_dir() else _open_file_dataset(Path(name))
+    bars = location if isinstance(location, Bars) else Bars(str(location))
+    name, where = str(bars), bars.location
+    dataset = bars.dataset if bars.dataset is not None else _open_dataset(where) \
+        if "://" in where or Path(where).is_dir() else _open_file_dataset(Path(where))
     if dataset is None:  # an Arrow IPC stream (no random access): read it whole
-        full = load(name)
+        full = load(bars)
         return Dataset(name, tuple(Stream({c: a[:0] for c, a in s.columns.items()}, s.symbol, s.tags)
                                    for s in full.streams), full.has_symbols, full.fields)
     schema = dataset.schema
@@ -170,7 +241,8 @@ def survey(location: str | Path) -> Dataset:
         return Dataset(name, (Stream(empty),), False, fields)
     import pyarrow.compute as pc
     try:
-        column = dataset.to_table(columns=["symbol"]).column("symbol")
+        span = _span_filter(schema.field("ts").type, bars.start, bars.end)
+        column = dataset.to_table(columns=["symbol"], filter=span).column("symbol")
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", name, f"cannot read the data: {exc}") from None
     if column.null_count:
@@ -196,11 +268,15 @@ def _open_file_dataset(path: Path) -> Any:
         raise DataError("E505", str(path), f"cannot read {path.suffix} file: {exc}") from None
 
 
-def _read_path(name: str, fields: Collection[str] | None, symbols: frozenset[str] | None) -> pa.Table:
-    """A file, a directory or an object-store prefix, as one table."""
+def _read_path(bars: Bars, fields: Collection[str] | None, symbols: frozenset[str] | None) -> pa.Table:
+    """A file, a directory or an object-store prefix, as one table (only ``bars``' time range)."""
+    name = bars.location
     if "://" in name or Path(name).is_dir():
-        return _read_dataset(name, fields, symbols)
-    return _read_file(Path(name), fields, symbols)
+        return _read_dataset(name, fields, symbols, bars)
+    table = _read_file(Path(name), fields, symbols)
+    span = _span_filter(table.schema.field("ts").type, bars.start, bars.end) if "ts" in table.column_names \
+        else None
+    return table if span is None else table.filter(span)
 
 
 def _symbol_filter(symbols: frozenset[str]) -> Any:
@@ -213,13 +289,16 @@ _DATASET_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".ar
 
 
 def _read_dataset(location: str, fields: Collection[str] | None = None,
-                  symbols: frozenset[str] | None = None) -> pa.Table:
+                  symbols: frozenset[str] | None = None, bars: Bars | None = None) -> pa.Table:
     """A directory (or object-store prefix, ``s3://bucket/bars/``) of data files through
     ``pyarrow.dataset`` (``_open_dataset``); only the columns a strategy reads are read, only the
     rows of ``symbols`` (when given) are kept while scanning."""
-    dataset = _open_dataset(location)
+    dataset = bars.dataset if bars is not None and bars.dataset is not None else _open_dataset(location)
     try:
         wanted = _symbol_filter(symbols) if symbols and "symbol" in dataset.schema.names else None
+        if bars is not None and "ts" in dataset.schema.names:
+            span = _span_filter(dataset.schema.field("ts").type, bars.start, bars.end)
+            wanted = span if wanted is None else (wanted if span is None else wanted & span)
         table = dataset.to_table(columns=_kept(dataset.schema.names, fields), filter=wanted)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError("E505", location, f"cannot read the data files: {exc}") from None
@@ -324,8 +403,22 @@ def _arrow_columns(table: pa.Table | pa.RecordBatch, source: str) -> dict[str, _
         table = pa.Table.from_batches([table])
     out: dict[str, _Raw] = {}
     for name, col in zip(table.column_names, table.columns):
-        out[str(name)] = _arrow_to_numpy(col, str(name), source)
+        if name == "symbol" and col.null_count == 0 and (pa.types.is_string(col.type) or pa.types.is_large_string(
+                col.type) or pa.types.is_dictionary(col.type)):
+            out["symbol"] = (_arrow_symbols(col), None)
+        else:
+            out[str(name)] = _arrow_to_numpy(col, str(name), source)
     return out
+
+
+def _arrow_symbols(col: pa.ChunkedArray) -> pd.Categorical:
+    """A symbol column as codes in order of first appearance (Arrow's dictionary encoding): grouping
+    millions of rows by symbol then sorts small integers, never strings."""
+    import pyarrow.compute as pc
+    flat = col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+    encoded = pc.dictionary_encode(flat.combine_chunks() if flat.num_chunks != 1 else flat.chunk(0))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object))
 
 
 def _arrow_to_numpy(col: pa.ChunkedArray, name: str, source: str) -> _Raw:
@@ -463,13 +556,18 @@ def _likely_unit(magnitude: int) -> tuple[str, int] | None:
     return None
 
 
-def _symbol_column(raw: _Raw | None, source: str) -> np.ndarray | None:
+def _symbol_column(raw: _Raw | None, source: str) -> pd.Categorical | None:
+    """The symbols as codes (categories in order of first appearance), each name a string."""
     if raw is None:
         return None
     arr, mask = raw
     if mask is not None and mask.any():
         raise DataError("E503", source, f"column 'symbol' is null at row {int(np.flatnonzero(mask)[0])}")
-    return np.asarray(arr).astype(str)
+    if isinstance(arr, pd.Categorical):
+        return arr
+    codes, names = pd.factorize(np.asarray(arr).astype(str) if np.asarray(arr).dtype.kind != "O" else
+                                np.asarray([str(s) for s in arr], dtype=object))
+    return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
 
 
 def _field(name: str, arr: np.ndarray, source: str) -> np.ndarray | None:
@@ -485,15 +583,16 @@ def _field(name: str, arr: np.ndarray, source: str) -> np.ndarray | None:
     return None
 
 
-def _groups(symbols: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """(symbol, row indices) in order of first appearance: one stable sort of the symbol codes, then
-    each symbol's rows are one slice of it (not a scan of the whole column per symbol)."""
-    uniq, first, inverse = np.unique(symbols, return_index=True, return_inverse=True)
-    rows = np.argsort(inverse, kind="stable")
-    counts = np.bincount(inverse, minlength=len(uniq))
+def _groups(symbols: pd.Categorical) -> Iterator[tuple[str, np.ndarray]]:
+    """(symbol, row indices) in order of first appearance (the categories' order): one stable sort of
+    the integer codes, then each symbol's rows are one slice of it (not a scan per symbol)."""
+    codes = np.asarray(symbols.codes)
+    rows = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=len(symbols.categories))
     ends = np.cumsum(counts)
-    for code in np.argsort(first, kind="stable"):
-        yield str(uniq[code]), rows[ends[code] - counts[code]:ends[code]]
+    for code, name in enumerate(symbols.categories):
+        if counts[code]:
+            yield str(name), rows[ends[code] - counts[code]:ends[code]]
 
 
 def _take(arr: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
@@ -531,7 +630,7 @@ def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, s
 
 
 def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.ndarray,
-                  symbols: np.ndarray | None, source: str) -> None:
+                  symbols: pd.Categorical | None, source: str) -> None:
     """Checked on the whole column so the error names the first bad row of the file.  Infinite values
     (``inf``, or ``1e309`` in a CSV) are refused too: no price or volume is infinite, and one would
     poison every metric downstream."""

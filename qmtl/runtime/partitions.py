@@ -19,7 +19,7 @@ import numpy as np
 from qmtl.ir.module import Module
 
 from .binding import bind, bucket, fields_read, node_keys
-from .data import DataError, Stream, load, survey
+from .data import DataError, Stream, load, opened, survey
 from .key_runtime import KeyTimeline, key_streams, key_timeline
 
 
@@ -37,7 +37,7 @@ class SourceSlice:
 class PartitionPlan:
     """The run keys of ``module`` over ``location`` and, per key, each source's slice."""
 
-    location: str
+    location: Any  # a path or URI, or a ``data.Bars`` (one with a time range)
     fields: frozenset[str] | None
     keys: tuple[Any, ...]
     slices: Mapping[Any, Mapping[str, SourceSlice]]
@@ -49,12 +49,13 @@ class PartitionPlan:
         return frozenset(s.symbol for s in self.slices[key].values() if s.symbol is not None and not s.empty)
 
 
-def plan_partitions(module: Module, location: str) -> PartitionPlan:
+def plan_partitions(module: Module, location: Any) -> PartitionPlan:
     """Plan the partitions of a run of ``module`` over ``location`` from a survey (see the module
     docstring).  A tag query reads every instrument at once and is not planned here."""
     if any(op.name == "tag_query" for op in module.ops):
         raise ValueError("a module with a tag query has no per-instrument partitions")
     fields = fields_read(module)
+    location = opened(location)
     bindings = bind(module, survey(location))
     per_key = key_streams(module, bindings)
     slices: dict[Any, dict[str, SourceSlice]] = {}

@@ -340,3 +340,17 @@ def test_one_host_killed_then_the_cluster_restarted_resumes(two_hosts, tmp_path)
         first[0].wait()
     _finish(start())
     _assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
+
+
+def test_a_time_range_runs_the_same_in_memory_and_as_a_cluster_job(bars, tmp_path) -> None:
+    """``qmtl run --start/--end`` on the cluster path and ``compiled.run(Bars.between(...))``: the
+    same rows, only bars of the range read (an instrument none of whose bars fall in it is absent)."""
+    strategy = ROOT / "examples" / "momentum.py"
+    ts = pd.read_parquet(bars["multi"])["ts"]
+    lo, hi = int(ts.min()) + 60 * 50, int(ts.min()) + 60 * 250
+    expected = qmtl.compile(strategy).run(qmtl.Bars.between(bars["multi"], lo, hi)).outputs
+    assert expected["momentum_signal"].index.min() >= lo and expected["momentum_signal"].index.max() < hi
+    proc = _qmtl_run(strategy, bars["multi"], tmp_path / "out", "--start", str(lo), "--end",
+                     pd.Timestamp(hi, unit="s").isoformat(), "-r", str(tmp_path / "rec"), home=tmp_path / "home")
+    _finish([proc])
+    _assert_same(read_outputs(tmp_path / "out"), expected)

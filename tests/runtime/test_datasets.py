@@ -120,3 +120,45 @@ def test_tagged_inputs_scan_only_their_symbols_and_binding_errors_stay(tmp_path)
         bind(_module_with_inputs(("nope",)), path)
     program = qmtl.compile(__import__("pathlib").Path(__file__).resolve().parents[2] / "examples" / "momentum.py")
     pd.testing.assert_frame_equal(program.run(path)["momentum_signal"], program.run(bars)["momentum_signal"])
+
+
+# --- a time range, filtered while scanning ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["hive", "parquet_int_ts", "parquet_timestamps", "csv"])
+def test_a_time_range_reads_only_its_bars(layout, tmp_path) -> None:
+    """``Bars.between(location, start, end)``: exactly the bars with start <= ts < end, from a hive
+    tree, a Parquet file (epoch seconds or timestamps) and a CSV file; a run over it equals a run over
+    the same rows given as a DataFrame."""
+    df = _bars()
+    lo, hi = int(df["ts"].iloc[1000]), int(df["ts"].iloc[2500])
+    if layout == "hive":
+        _write_hive(df, tmp_path / "d")
+        where = tmp_path / "d"
+    elif layout == "csv":
+        where = tmp_path / "bars.csv"
+        df.to_csv(where, index=False)
+    else:
+        where = tmp_path / "bars.parquet"
+        stamped = df.assign(ts=pd.to_datetime(df["ts"], unit="s", utc=True)) if layout == "parquet_timestamps" else df
+        stamped.to_parquet(where, index=False)
+    bars = qmtl.Bars.between(where, pd.Timestamp(lo, unit="s"), hi)
+    expected = df[(df["ts"] >= lo) & (df["ts"] < hi)].drop(columns="day")
+    got = load(bars)
+    _same_rows = {s.symbol: s for s in load(expected).streams}
+    for s in got.streams:
+        assert np.array_equal(s.ts, _same_rows[s.symbol].ts) and np.array_equal(
+            s.columns["close"], _same_rows[s.symbol].columns["close"]), (layout, s.symbol)
+    run = MOMENTUM.run(bars).outputs["momentum_signal"]
+    pd.testing.assert_frame_equal(run, MOMENTUM.run(expected).outputs["momentum_signal"], check_exact=True)
+
+
+def test_a_range_with_no_bars_is_e503_naming_the_range(tmp_path) -> None:
+    where = tmp_path / "bars.parquet"
+    _bars().to_parquet(where, index=False)
+    with pytest.raises(DataError, match=r"bars\.parquet \[1, 2\).*E503.*no bars"):
+        load(qmtl.Bars.between(where, 1, 2))
+    with pytest.raises(ValueError, match="must be after"):
+        qmtl.Bars.between(where, "2024-02-01", "2024-01-01")
+    with pytest.raises(ValueError, match="not a time"):
+        qmtl.Bars.between(where, "yesterday-ish")
