@@ -21,7 +21,7 @@ import copy
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -36,6 +36,7 @@ from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
 from .partitions import PartitionPlan, load_partition, plan_partitions
+from .slice_reader import ChunkPosition, OutOfOrder, timeline_chunks
 from .row_sink import ChunkSink, OutputLayout, RunManifest, WholeFrames, prepare
 
 
@@ -57,36 +58,56 @@ def _stretch(timeline: KeyTimeline, lo: int, hi: int) -> KeyTimeline:
 
 
 class _LazyPartition(StatefulSourcePartition):
-    """One instrument: reads its slice at the first poll, hands it out a batch at a time, and lets go
-    of it after the last.  Its snapshot is the next tick to hand out."""
+    """One instrument: reads its bars a stretch of about ``batch`` ticks at a time
+    (``slice_reader``), one stretch ahead (to know which is the last), and hands each out as a
+    ``Window``.  Its snapshot is where the next stretch starts (``ChunkPosition``)."""
 
-    def __init__(self, plan: PartitionPlan, key: Any, batch: int, resume: int | None) -> None:
+    def __init__(self, plan: PartitionPlan, key: Any, batch: int, resume: ChunkPosition | None) -> None:
         self.plan, self.key, self.batch = plan, key, batch
-        self.pos = resume or 0
+        self.at = resume or ChunkPosition()
+        self.chunks: Iterator[tuple[KeyTimeline, int | None]] | None = None
+        self.ahead: tuple[KeyTimeline, int | None] | None = None
         self.done = False
-        self.timeline: KeyTimeline | None = None
 
     def next_batch(self) -> list:
-        if failed():
+        if failed() or self.done:
             raise StopIteration()
-        if self.timeline is None:
-            try:
-                self.timeline = load_partition(self.plan, self.key)
-            except Exception as exc:  # noqa: BLE001 - raised by the runner once the flow stopped
-                note_failure(exc)
-                raise StopIteration() from None
-        n = len(self.timeline.close)
-        if self.done:
-            raise StopIteration()
-        lo, hi = self.pos, min(self.pos + self.batch, n)
-        self.pos, self.done = hi, hi >= n  # an instrument with no bars still sends one (empty) window
-        window = Window(self.key, lo, _stretch(self.timeline, lo, hi), self.done)
-        if window.last:
-            self.timeline = None
+        try:
+            if self.chunks is None:
+                self.chunks = self._chunks(self.at)
+                self.ahead = self._next()
+            current, self.ahead = self.ahead, self._next()
+        except Exception as exc:  # noqa: BLE001 - raised by the runner once the flow stopped
+            note_failure(exc)
+            raise StopIteration() from None
+        self.done = self.ahead is None
+        if current is None:  # an instrument with no bars still sends one (empty) window
+            current = (_stretch(load_partition(self.plan, self.key), 0, 0), None) if self.at.pos == 0 else None
+            if current is None:
+                raise StopIteration()
+        timeline, limit = current
+        window = Window(self.key, self.at.pos, timeline, self.done)
+        self.at = ChunkPosition(self.at.pos + len(timeline.close), limit, self.at.whole or limit is None)
         return [(part_name(self.key), window)]
 
-    def snapshot(self) -> int:
-        return self.pos
+    def snapshot(self) -> ChunkPosition:
+        return self.at
+
+    def _next(self) -> tuple[KeyTimeline, int | None] | None:
+        try:
+            return next(self.chunks, None)
+        except OutOfOrder:  # its files are not in time order: read the key whole, from where it is
+            handed = self.at.pos + (len(self.ahead[0].close) if self.ahead is not None else 0)
+            self.chunks = self._chunks(ChunkPosition(handed, None, True))
+            return next(self.chunks, None)
+
+    def _chunks(self, at: ChunkPosition) -> Iterator[tuple[KeyTimeline, int | None]]:
+        if not at.whole:
+            yield from timeline_chunks(self.plan, self.key, self.batch, at)
+            return
+        timeline = load_partition(self.plan, self.key)
+        for lo in range(at.pos, len(timeline.close), self.batch):
+            yield _stretch(timeline, lo, min(lo + self.batch, len(timeline.close))), None
 
 
 class PartitionSource(FixedPartitionedSource):
@@ -98,7 +119,7 @@ class PartitionSource(FixedPartitionedSource):
     def list_parts(self) -> list[str]:
         return [part_name(k) for k in self.plan.keys]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _LazyPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: ChunkPosition | None) -> _LazyPartition:
         return _LazyPartition(self.plan, part_key(for_part), self.batch, resume_state)
 
 

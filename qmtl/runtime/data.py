@@ -154,6 +154,72 @@ def opened(location: Any) -> Any:
     return replace(bars, dataset=bars.dataset if bars.dataset is not None else _open_dataset(bars.location))
 
 
+def scan(location: Any, fields: Collection[str] | None, symbol: str | None,
+         since: int | None = None) -> Iterator[Stream] | None:
+    """One symbol's bars (every row when ``symbol`` is None) with ``ts >= since``, in time order, one
+    validated ``Stream`` per piece of the data — a Parquet row group, or a whole CSV/IPC file — so
+    memory stays at one piece whatever the history's length.  Pieces are put in time order by their
+    ``ts`` statistics and must not overlap (each piece is sorted on its own); None when that cannot
+    be known — overlapping or statistics-less pieces, an Arrow IPC *stream* — and the caller reads
+    the symbol whole (``load``) instead."""
+    bars = location if isinstance(location, Bars) else Bars(str(location))
+    where = bars.location
+    dataset = bars.dataset if bars.dataset is not None else _open_dataset(where) \
+        if "://" in where or Path(where).is_dir() else _open_file_dataset(Path(where))
+    if dataset is None:
+        return None
+    import pyarrow.compute as pc
+    names = dataset.schema.names
+    start = bars.start if since is None else since if bars.start is None else max(bars.start, since)
+    wanted = _span_filter(dataset.schema.field("ts").type, start, bars.end) if "ts" in names else None
+    if symbol is not None and "symbol" in names:
+        mine = pc.field("symbol").cast(pa.string()) == symbol
+        wanted = mine if wanted is None else wanted & mine
+    try:
+        pieces = _time_ordered_pieces(dataset, wanted)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataError("E505", str(bars), f"cannot read the data files: {exc}") from None
+    if pieces is None:
+        return None
+    return _scanned(dataset, pieces, _kept(names, fields), wanted, str(bars))
+
+
+def _time_ordered_pieces(dataset: Any, wanted: Any) -> list | None:
+    """The fragments (Parquet: row groups) holding rows ``wanted`` selects, in time order; None when
+    their order cannot be told from statistics, or their time ranges overlap."""
+    import pyarrow.dataset as pads
+    pieces: list[tuple[Any, Any, Any]] = []
+    for fragment in dataset.get_fragments(filter=wanted):
+        if isinstance(fragment, pads.ParquetFileFragment):
+            for group in fragment.split_by_row_group(filter=wanted, schema=dataset.schema):
+                stats = (group.row_groups[0].statistics or {}).get("ts") if group.row_groups else None
+                lo, hi = (stats["min"], stats["max"]) if stats else (None, None)
+                pieces.append((group, lo, hi))
+        else:
+            pieces.append((fragment, None, None))
+    if len(pieces) <= 1:
+        return [p[0] for p in pieces]
+    if any(lo is None for _, lo, _ in pieces):
+        return None
+    pieces.sort(key=lambda p: p[1])
+    # touching ranges are fine: one symbol's bar at the shared instant in both would be a duplicate,
+    # which reading them in this order reports (E502) as a whole read would
+    if any(a[2] > b[1] for a, b in zip(pieces, pieces[1:])):
+        return None
+    return [p[0] for p in pieces]
+
+
+def _scanned(dataset: Any, pieces: list, columns: list[str] | None, wanted: Any, source: str) -> Iterator[Stream]:
+    import pyarrow.dataset as pads
+    try:
+        for piece in pieces:
+            table = pads.Scanner.from_fragment(piece, schema=dataset.schema, columns=columns, filter=wanted).to_table()
+            if table.num_rows:
+                yield _from_columns(_arrow_columns(table.sort_by("ts"), source), source).streams[0]
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError("E505", source, f"cannot read the data files: {exc}") from None
+
+
 def _epoch_s(value: Any, what: str) -> int | None:
     if value is None:
         return None
