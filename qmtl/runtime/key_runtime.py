@@ -444,12 +444,20 @@ class _Rows:
 
     def append(self, mask: np.ndarray, ts: np.ndarray, values: list[np.ndarray]) -> None:
         k = self.count
+        full = bool(mask.all())  # every tick emitted (the usual batch once warmed up): plain copies
         if self.objects is not None:
             self.objects.extend(values[0][mask])
         else:
             for dst, src in zip(self.cols.values(), values):
-                _compact(mask, src, dst, k)
-        self.count = _compact(mask, ts, self.ts, k)
+                if full:
+                    dst[k:k + len(src)] = src
+                else:
+                    _compact(mask, src, dst, k)
+        if full:
+            self.ts[k:k + len(ts)] = ts
+            self.count = k + len(ts)
+        else:
+            self.count = _compact(mask, ts, self.ts, k)
 
     def clear(self, capacity: int) -> None:
         """Empty, with room for ``capacity`` rows (a windowed run starts each batch empty)."""
