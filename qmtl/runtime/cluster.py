@@ -35,7 +35,7 @@ from qmtl.ir.regions import regions_in_dependency_order
 from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
-from .partitions import PartitionPlan, load_partition, plan_partitions
+from .partitions import PartitionPlan, empty_timeline, load_partition, plan_partitions
 from .slice_reader import ChunkPosition, OutOfOrder, timeline_chunks
 from .row_sink import ChunkSink, OutputLayout, RunManifest, WholeFrames, prepare
 
@@ -82,9 +82,9 @@ class _LazyPartition(StatefulSourcePartition):
             raise StopIteration() from None
         self.done = self.ahead is None
         if current is None:  # an instrument with no bars still sends one (empty) window
-            current = (_stretch(load_partition(self.plan, self.key), 0, 0), None) if self.at.pos == 0 else None
-            if current is None:
+            if self.at.pos:
                 raise StopIteration()
+            current = (empty_timeline(self.plan, self.key), None)
         timeline, limit = current
         window = Window(self.key, self.at.pos, timeline, self.done)
         self.at = ChunkPosition(self.at.pos + len(timeline.close), limit, self.at.whole or limit is None)

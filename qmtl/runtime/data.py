@@ -251,7 +251,8 @@ def _span_filter(ts_type: pa.DataType, start: int | None, end: int | None) -> An
     return parts[0] if len(parts) == 1 else parts[0] & parts[1]
 
 
-def load(source: Any, fields: Collection[str] | None = None, symbols: Collection[str] | None = None) -> Dataset:
+def load(source: Any, fields: Collection[str] | None = None, symbols: Collection[str] | None = None,
+         exact: bool = False) -> Dataset:
     """Read and validate bars from a DataFrame, pyarrow Table, or CSV/Parquet/Arrow/Feather path.
 
     ``fields``: the bar fields a strategy reads (None: all).  A file is then kept to ``ts``,
@@ -259,7 +260,8 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
     missing, every column is kept so that the error can list what the file has.  ``symbols``: the
     only symbols wanted (compared ignoring case; None: all) — rows of others are dropped while the
     file or directory is scanned, and when none is left the whole data is read instead, so the
-    binding can say what the data has."""
+    binding can say what the data has (``exact``: never; a caller that planned from a ``survey``
+    knows the symbols are there)."""
     if isinstance(source, Dataset):
         return source
     if isinstance(source, pd.DataFrame):
@@ -271,7 +273,7 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
         name = str(bars)
         wanted = frozenset(s.casefold() for s in symbols) if symbols else None
         table = _read_path(bars, fields, wanted)
-        if wanted and table.num_rows == 0:  # none of them here: all of it, so binding says what it has
+        if wanted and table.num_rows == 0 and not exact:  # none here: all of it, so binding says what it has
             table = _read_path(bars, fields, None)
         return _from_columns(_arrow_columns(table, name), name)
     raise DataError("E505", f"<{type(source).__name__}>",

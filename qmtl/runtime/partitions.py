@@ -76,16 +76,28 @@ def load_partition(plan: PartitionPlan, key: Any) -> KeyTimeline:
     strategy reads), validated, bucketed and put on the key's timeline."""
     wanted = plan.symbols(key)
     has_symbols = any(s.symbol is not None for s in plan.slices[key].values())
-    dataset = load(plan.location, plan.fields, wanted if has_symbols else None)
+    if not wanted and has_symbols:  # every source of this key is one it is not among: no bars at all
+        return empty_timeline(plan, key)
+    dataset = load(plan.location, plan.fields, wanted if has_symbols else None, exact=True)
     found = {s.symbol: s for s in dataset.streams}
     streams: dict[str, Stream] = {}
     for value, where in plan.slices[key].items():
         if where.empty:
-            streams[value] = Stream({"ts": np.array([], np.int64),
-                                     **{c: np.array([], np.float64) for c in plan.columns[value]}})
+            streams[value] = empty_stream(plan, value)
             continue
         stream = found.get(where.symbol)
         if stream is None:  # the data changed between the plan and this read
             raise DataError("E504", plan.location, f"symbol {where.symbol!r} is no longer in the data")
         streams[value] = bucket(stream, where.interval)
     return key_timeline(streams, {v: s.interval for v, s in plan.slices[key].items()})
+
+
+def empty_stream(plan: PartitionPlan, value: str) -> Stream:
+    """No bars, with the fields source ``value``'s stream has (a fanned-out source this key lacks)."""
+    return Stream({"ts": np.array([], np.int64), **{c: np.array([], np.float64) for c in plan.columns[value]}})
+
+
+def empty_timeline(plan: PartitionPlan, key: Any) -> KeyTimeline:
+    """Partition ``key``'s timeline when it has no bars."""
+    return key_timeline({v: empty_stream(plan, v) for v in plan.slices[key]},
+                        {v: s.interval for v, s in plan.slices[key].items()})

@@ -26,7 +26,7 @@ import numpy as np
 from .binding import bucket
 from .data import DataError, Stream, scan
 from .key_runtime import KeyTimeline, key_timeline
-from .partitions import PartitionPlan
+from .partitions import PartitionPlan, empty_stream
 
 
 class OutOfOrder(Exception):
@@ -120,7 +120,7 @@ def timeline_chunks(plan: PartitionPlan, key: Any, batch: int, start: ChunkPosit
         streams = {v: r.until(limit) for v, r in readers.items()}
         if all(s is None for s in streams.values()):
             return
-        tl = key_timeline({v: s if s is not None else _empty(plan, v) for v, s in streams.items()}, intervals)
+        tl = key_timeline({v: s if s is not None else empty_stream(plan, v) for v, s in streams.items()}, intervals)
         if len(tl.close):
             yield tl, limit
             continue
@@ -135,6 +135,3 @@ def _pieces(plan: PartitionPlan, symbol: str | None, since: int | None) -> Itera
         raise OutOfOrder()  # cannot be read in pieces: read whole
     return pieces
 
-
-def _empty(plan: PartitionPlan, value: str) -> Stream:
-    return Stream({"ts": np.array([], np.int64), **{c: np.array([], np.float64) for c in plan.columns[value]}})
