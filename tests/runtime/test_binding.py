@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qmtl.ir.module import Output
 from qmtl.runtime.binding import bind, bucket
@@ -133,3 +135,13 @@ def test_bind_buckets_each_input_to_its_own_interval():
     b = bind(m, synthetic_bars(30, interval=60))
     assert len(b["fast"].streams[0]) == 30
     assert (b["slow"].streams[0].ts % 300 == 0).all() and len(b["slow"].streams[0]) < 30
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.integers(1, 400), min_size=0, max_size=60), start=st.integers(0, 10_000),
+       interval=st.sampled_from([1, 5, 60, 300]))
+def test_data_on_the_grid_passes_through_exactly_when_every_timestamp_divides(steps, start, interval):
+    from qmtl.runtime.data import Stream
+    ts = np.cumsum([start, *steps]).astype(np.int64)
+    stream = Stream({"ts": ts, "close": np.ones(len(ts))})
+    assert (bucket(stream, interval) is stream) == (not np.any(ts % interval))
