@@ -50,6 +50,13 @@ class CompiledStrategy:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity != "error"]
 
+    def explain(self, store: Any = None, gateway: Any = None):
+        """Per node: traced / opaque (why) / per tick (why, cost), the kernels it runs in, the NodeIDs
+        it shares with other nodes; with an ``ArtifactStore`` / ``GatewayClient``, what they hold
+        (``qmtl.explain``).  ``print(c.explain())`` shows the table."""
+        from qmtl.explain import explain
+        return explain(self, store=store, gateway=gateway)
+
     def run(self, data: Any, batch_size: int | None = None, **options: Any):
         """Replay ``data`` through the generated Numba + Bytewax flow (see ``qmtl.runtime.engine``)."""
         from qmtl.runtime.engine import run

@@ -1,0 +1,16 @@
+"""The one spelling of "how to print": ``--format text|json`` (``--output``/``-o`` still accepted
+where a command took it before).  A closed set, so typer rejects ``--format xml`` with the choices."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import typer
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+FormatOption = typer.Option(Format.text, "--format", case_sensitive=False, help="text | json")
