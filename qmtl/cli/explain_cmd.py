@@ -32,8 +32,8 @@ def explain_command(
         print_diagnostics(exc.diagnostics, str(path))
         raise typer.Exit(1)
     print_diagnostics([d for d in compiled.diagnostics if d.severity == "error"], str(path))
-    artifact_store = _store(store)
-    with _gateway(gateway) as client:
+    artifact_store = store_at(store)
+    with gateway_at(gateway) as client:
         ex = explain(compiled, store=artifact_store, gateway=client)
     if output_format is Format.json:
         print_json(ex.to_dict())
@@ -41,7 +41,8 @@ def explain_command(
         out.print(str(ex), end="", markup=False, highlight=False)
 
 
-def _store(root: str | None):
+def store_at(root: str | None):
+    """The artifact store at ``root`` (None: not asked); a missing directory is a named error."""
     if root is None:
         return None
     from qmtl.runtime.artifacts import ArtifactStore
@@ -55,7 +56,8 @@ def _store(root: str | None):
 
 
 @contextlib.contextmanager
-def _gateway(url: str | None) -> Iterator[object | None]:
+def gateway_at(url: str | None) -> Iterator[object | None]:
+    """A gateway client for ``url`` (None: not asked); failures end the command, named."""
     if url is None:
         yield None
         return

@@ -120,7 +120,7 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
     ops = module.op_map()
     regions = node_regions(module)
     parts = split(module)
-    runs = _steps_of(parts.flow) if parts.flow is not None else {}
+    runs = op_steps(parts.flow) if parts.flow is not None else {}
     holders: dict[str, list[str]] = defaultdict(list)  # NodeID → nodes whose region computes it
     for name, region in regions.items():
         if region.is_source:
@@ -171,7 +171,7 @@ def _where(service: Any, attr: str) -> str | None:
     return str(getattr(service, attr, "") or "?").split("?", 1)[0]
 
 
-def _steps_of(module: Module) -> dict[str, str]:
+def op_steps(module: Module) -> dict[str, str]:
     """value → ``k<i>`` (the fused kernel computing it) or ``python`` (an opaque call, the columns
     read out of its rows); sources and constants are in no step."""
     p = plan(module)
