@@ -8,6 +8,7 @@ from .artifacts_cmd import artifacts_app
 from .compile_cmd import compile_command
 from .config_cmd import config_app
 from .demo_cmd import demo_command
+from .diff_cmd import diff_command
 from .explain_cmd import explain_command
 from .lint_cmd import lint_command
 from .replay_cmd import replay_command
@@ -22,6 +23,7 @@ app = typer.Typer(help="qmtl: compile trading strategies to SSA IR, Numba kernel
 app.command("compile")(compile_command)
 app.command("lint")(lint_command)
 app.command("explain")(explain_command)
+app.command("diff")(diff_command)
 app.command("serve")(serve_command)
 app.command("submit")(submit_command)
 app.command("status")(status_command)
