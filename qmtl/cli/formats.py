@@ -13,4 +13,5 @@ class Format(str, Enum):
     json = "json"
 
 
-FormatOption = typer.Option(Format.text, "--format", case_sensitive=False, help="text | json")
+FormatOption = typer.Option(Format.text, "--format", "--output", "-o", case_sensitive=False,
+                            help="text | json (--output/-o: the same option's older spelling)")

@@ -6,13 +6,13 @@ Exit status: 0 accepted, 1 rejected (compile/lint/run errors, unknown world, ref
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
+from .formats import Format, FormatOption
 from .output import err, out, print_json
 
 if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it may not need
@@ -22,11 +22,6 @@ if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it ma
 EXIT_CODES = {"accepted": 0, "rejected": 1, "safe_mode": 2}
 
 
-class Output(str, Enum):
-    """How the result is printed; anything else is a usage error, not a silent fallback to text."""
-
-    text = "text"
-    json = "json"
 
 
 def submit_command(
@@ -43,8 +38,7 @@ def submit_command(
                                   "whatever gateway is configured."),
     batch_size: int = typer.Option(10_000, "--batch-size", min=1),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each gateway call."),
-    output: Output = typer.Option(Output.text, "--output", "-o", case_sensitive=False,
-                                  help="text (a summary) or json (the whole SubmitResult)."),
+    output: Format = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar during the replay."),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
@@ -61,7 +55,7 @@ def submit_command(
     result = Runner.submit(strategy_file, world, data=data, gateway_url=gateway_url,
                            strategy=strategy, batch_size=batch_size, timeout=timeout,
                            embedded=embedded, progress=progress_for(quiet))
-    if output is Output.json:
+    if output is Format.json:
         print_json(result.model_dump(mode="json"))
     else:
         print_summary(result)

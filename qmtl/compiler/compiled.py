@@ -10,6 +10,10 @@ from qmtl.ir.diagnostics import Diagnostic
 from qmtl.ir.module import Module
 
 
+#: how many nodes a notebook's table of a compiled strategy shows
+_HTML_NODES = 50
+
+
 @dataclass
 class CompiledStrategy:
     """A compiled strategy.
@@ -29,6 +33,31 @@ class CompiledStrategy:
     #: output name → (strategy, node name) it stands for, when one module runs several strategies
     #: (``qmtl.compiler.union``); empty for a single strategy
     output_owners: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """One line whatever the size (the dataclass repr of a 1,200-node strategy was over 1 MB)."""
+        kinds: dict[str, int] = {}
+        for o in self.module.outputs:
+            kinds[o.kind] = kinds.get(o.kind, 0) + 1
+        shown = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        warnings = len(self.warnings)
+        where = f" from {self.source_file}" if self.source_file else ""
+        return (f"<CompiledStrategy {self.name}: {len(self.module.outputs)} nodes ({shown}), "
+                f"{len(self.module.ops)} ops{where}" + (f", {warnings} warnings" if warnings else "") + ">")
+
+    def _repr_html_(self) -> str:
+        """A table of the first ``_HTML_NODES`` nodes (name, kind, period, NodeID); ``explain()``
+        says more."""
+        import html
+        ops = self.module.op_map()
+        rows = [f"<tr><td>{html.escape(o.name)}</td><td>{html.escape(o.kind)}</td><td>{o.period}</td>"
+                f"<td>{html.escape((ops[o.value].node_id or '')[:19] if o.value in ops else '')}</td></tr>"
+                for o in self.module.outputs[:_HTML_NODES]]
+        more = len(self.module.outputs) - _HTML_NODES
+        return (f"<div>{html.escape(repr(self))}<table><thead><tr><th>node</th><th>kind</th>"
+                "<th>period</th><th>NodeID</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+                + (f"<p>+{more} more nodes: <code>explain()</code> lists them all</p>" if more > 0 else "")
+                + "</div>")
 
     @cached_property
     def ir_text(self) -> str:

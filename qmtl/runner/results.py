@@ -135,6 +135,42 @@ class SubmitResult(_Model):
     embedded: bool = False
     notes: list[str] = Field(default_factory=list)
 
+    def summary(self) -> list[tuple[str, str]]:
+        """The few facts a person reads first, as (label, text) pairs: bounded whatever the size of
+        the strategy (node lists are counted, not listed)."""
+        facts = [("status", self.status + (" (safe mode)" if self.safe_mode and self.status != "safe_mode" else "")),
+                 ("world", self.world)]
+        if self.strategy_id:
+            facts.append(("strategy", self.strategy_id[:19]))
+        if self.decision is not None:
+            facts.append(("decision", f"{self.decision.effective_mode}, {self.decision.execution_domain}"
+                                      + (", orders gated" if self.decision.orders_gated else "")))
+        m = self.precheck.metrics
+        shown = [f"{k} {_num(getattr(m, k))}" for k in ("sharpe", "max_drawdown", "total_return")
+                 if getattr(m, k) is not None]
+        if shown:
+            facts.append(("precheck", ", ".join(shown) + f" over {m.bars} bars"))
+        facts.append(("nodes", f"{len(self.reused_nodes)} reused, {len(self.new_nodes)} new"))
+        if self.downgrade_reason:
+            reason = self.downgrade_reason
+            facts.append(("reason", reason if len(reason) <= 200 else reason[:199] + "…"))
+        return facts
+
+    def __repr__(self) -> str:
+        return "<SubmitResult " + "; ".join(f"{k} {v}" for k, v in self.summary()) + ">"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def _repr_html_(self) -> str:
+        import html
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.summary())
+        return f"<div><b>SubmitResult</b><table>{rows}</table></div>"
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
 
 def local_safe_decision(world: str, strategy_id: str | None, reason: str,
                         precheck: Precheck) -> DecisionEnvelope:
