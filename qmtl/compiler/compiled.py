@@ -89,9 +89,13 @@ class CompiledStrategy:
     def run(self, data: Any, batch_size: int | None = None, **options: Any):
         """Replay ``data`` through the generated Numba + Bytewax flow (see ``qmtl.runtime.engine``)."""
         from qmtl.runtime.engine import run
-        return run(self, data, batch_size=batch_size, **options)
+        result = run(self, data, batch_size=batch_size, **options)
+        result.origin = (self, data)  # what ``result.performance()`` / ``report()`` price against
+        return result
 
     def run_reference(self, data: Any):
         """Replay ``data`` through the slow, obvious reference interpreter (the oracle)."""
         from qmtl.runtime.reference import run
-        return run(self, data)
+        result = run(self, data)
+        result.origin = (self, data)
+        return result

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from qmtl.ir.diagnostics import Diagnostic
 from qmtl.runtime.metrics import Metrics
@@ -134,6 +134,37 @@ class SubmitResult(_Model):
     gateway_url: str | None = None
     embedded: bool = False
     notes: list[str] = Field(default_factory=list)
+    #: the local replay's returns (``qmtl.runtime.performance.Performance``): series, not JSON fields
+    _performance: Any = PrivateAttr(default=None)
+
+    @property
+    def performance(self):
+        """What the local replay earned (returns, equity, drawdown, metrics), or None when it never
+        ran (a compile error, unusable data)."""
+        return self._performance
+
+    @property
+    def returns(self):
+        """Per-bar returns of the precheck replay, indexed by UTC timestamps."""
+        return self._required().returns
+
+    @property
+    def equity(self):
+        return self._required().equity
+
+    @property
+    def drawdown(self):
+        return self._required().drawdown
+
+    def report(self, path: Any, title: str | None = None):
+        """Write the replay's tear sheet (self-contained HTML) to ``path``; returns the path."""
+        perf = self._required()
+        return perf.report(path, title=title or f"{perf.strategy or 'strategy'} in world {self.world}")
+
+    def _required(self):
+        if self._performance is None:
+            raise ValueError(f"no replay to report on: {self.downgrade_reason or self.status}")
+        return self._performance
 
     def summary(self) -> list[tuple[str, str]]:
         """The few facts a person reads first, as (label, text) pairs: bounded whatever the size of

@@ -10,7 +10,7 @@ generated flow both build results through ``assemble``, comparing them is compar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,29 @@ class RunResult:
     outputs: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: what a run with an artifact store read and wrote (``engine.run(..., store=)``), else None
     sharing: "SharingReport | None" = None
+    #: (compiled strategy, the data it ran on), set by ``CompiledStrategy.run``/``run_reference``:
+    #: what ``performance()`` prices the outputs against
+    origin: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+
+    def performance(self, calendar: Any = None):
+        """What the run earned (``qmtl.runtime.performance.Performance``: returns, equity, drawdown,
+        metrics, monthly returns, rolling Sharpe), annualised under ``calendar`` (``252x24h`` by
+        default, ``24/7``, ``exchange`` or a ``Calendar``).  The data is read again to price
+        ``signal``/``position`` outputs: the run itself never pays for it."""
+        from .performance import datasets_of, strategy_performance
+        if self.origin is None:
+            raise ValueError("this result does not know the strategy and data it came from "
+                             "(results of CompiledStrategy.run / run_reference do)")
+        compiled, data = self.origin
+        datasets = datasets_of(data)
+        loaded = dict(datasets) if isinstance(data, Mapping) else datasets[0][1]
+        perf, _ = strategy_performance(compiled, self.outputs, datasets, loaded, calendar)
+        return perf
+
+    def report(self, path: Any, title: str | None = None, calendar: Any = None):
+        """Write the run's tear sheet (self-contained HTML: equity, drawdown, monthly returns,
+        rolling Sharpe, metrics) to ``path``; returns the path."""
+        return self.performance(calendar).report(path, title=title)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.outputs[name]
