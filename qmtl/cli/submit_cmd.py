@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.table import Table
 
-from qmtl.runtime.calendars import CALENDARS, DEFAULT_CALENDAR
+from qmtl.calendars import CALENDARS, DEFAULT_CALENDAR
 
 from .formats import Format, FormatOption
 from .output import err, out, print_json

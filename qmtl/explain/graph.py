@@ -7,8 +7,8 @@ first of them, with every node's name on it — no name is ever dropped.  Marks:
 
 * source (bars in): green, ``cds`` shape;  traced: white box;
 * opaque (``py_call``: Python per bar): orange octagon;  per tick (the interpreter): red, dashed;
-* shared (an op several nodes compute): double border;  reused (the store or gateway already holds
-  the node's value): blue fill.
+* shared (an op several nodes compute): double border;  reused (the store holds the node's value, or
+  the gateway's graph or artifact index has its NodeID): blue fill.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def _op_kind(op: Op, owners: list[str], nodes: dict) -> str:
 
 
 def _reused(node: Any) -> bool:
-    return bool(node.stored) or bool(node.registered)
+    """The store holds the node's value, or the gateway's graph or index already has its NodeID."""
+    return bool(node.stored) or bool(node.registered) or bool(node.in_graph)
 
 
 def _add_op(g: graphviz.Digraph, op: Op, owners: list[str], named: list[str], kind: str,
@@ -129,7 +130,7 @@ def _legend(g: graphviz.Digraph) -> None:
                     style="filled,dashed" if kind == "per-tick" else "filled")
         lg.node("legend_shared", label="shared by several nodes", shape="box", peripheries="2",
                 fillcolor="#ffffff")
-        lg.node("legend_reused", label="stored / registered", shape="box", fillcolor=_REUSED_FILL)
+        lg.node("legend_reused", label="already stored / in the graph", shape="box", fillcolor=_REUSED_FILL)
 
 
 def _id(value: str) -> str:

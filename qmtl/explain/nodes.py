@@ -31,9 +31,10 @@ class NodeReport:
     ``python`` for an opaque function's per-bar call, ``interpreter`` for a node the reference
     interpreter runs per tick after the flow, ``input`` for a source.  ``shares`` maps every other
     node of the strategy that computes one of this node's NodeIDs to how many it shares.
-    ``stored`` / ``registered`` are ``None`` unless a store / gateway was asked: then the number of
-    datasets the artifact store holds this node's value for, and the number of artifacts of it the
-    gateway's index knows.
+    ``stored`` / ``in_graph`` / ``registered`` are ``None`` unless a store / gateway was asked: then
+    the number of datasets the artifact store holds this node's value for, the number of strategies
+    in the gateway's global graph using its NodeID (0: the graph does not have it), and the number of
+    artifacts of it the gateway's index knows.
     """
 
     name: str
@@ -49,6 +50,7 @@ class NodeReport:
     inputs: tuple[str, ...] = ()
     shares: tuple[tuple[str, int], ...] = ()
     stored: int | None = None
+    in_graph: int | None = None
     registered: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +113,8 @@ class GatewayLookup(Protocol):
 
     def artifacts(self, node_id: str | None = None, limit: int = 10_000) -> list[dict[str, Any]]: ...
 
+    def nodes(self, node_ids: list[str]) -> dict[str, list[str]]: ...
+
 
 def explain(compiled: Any, store: ArtifactLookup | None = None,
             gateway: GatewayLookup | None = None) -> Explanation:
@@ -127,6 +131,8 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
             continue
         for nid in dict.fromkeys(op.node_id for op in region.ops if op.node_id):
             holders[nid].append(name)
+    graph = gateway.nodes([ops[o.value].node_id for o in module.outputs if ops[o.value].node_id]) \
+        if gateway is not None else {}
     value_names = {o.value: o.name for o in module.outputs}
     position = {o.name: i for i, o in enumerate(module.outputs)}
     reports = []
@@ -152,12 +158,13 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
                     if kind == "opaque" else "")
         stored = len(store.of_node(node_id)) if store is not None and node_id else None
         registered = len(gateway.artifacts(node_id=node_id)) if gateway is not None and node_id else None
+        in_graph = len(graph.get(node_id, ())) if gateway is not None else None
         reports.append(NodeReport(
             name=out.name, kind=kind, op=op.name, node_id=node_id, period=out.period,
             interval=out.interval, ops=len(region.ops), runs_in=where, why=why, cost=cost,
             inputs=tuple(value_names.get(v, v) for v in out.inputs),
             shares=tuple(sorted(shares.items(), key=lambda kv: position[kv[0]])),
-            stored=stored, registered=registered))
+            stored=stored, in_graph=in_graph, registered=registered))
     flow_plan_kernels = len({r for r in runs.values() if r.startswith("k")})
     return Explanation(strategy=compiled.name, source_file=compiled.source_file, ops=len(module.ops),
                        kernels=flow_plan_kernels, nodes=tuple(reports),

@@ -57,7 +57,7 @@ def explanation_table(ex: Explanation) -> Table:
         if ex.store is not None:
             row.append(_held(n.stored, "dataset"))
         if ex.gateway is not None:
-            row.append(_held(n.registered, "artifact"))
+            row.append(gateway_text(n))
         table.add_row(*row)
     return table
 
@@ -78,7 +78,8 @@ def explanation_text(ex: Explanation, width: int = 120) -> str:
         console.print(f"stored: datasets the artifact store {ex.store} holds the node's value for",
                       markup=False)
     if ex.gateway is not None:
-        console.print(f"gateway: artifacts of the node registered at {ex.gateway}", markup=False)
+        console.print(f"gateway: how many strategies in the global graph at {ex.gateway} use the NodeID "
+                      "(new: none), and the artifacts of it registered there", markup=False, soft_wrap=True)
     return buf.getvalue()
 
 
@@ -97,11 +98,21 @@ def explanation_html(ex: Explanation) -> str:
         if ex.store is not None:
             cells.append(_held(n.stored, "dataset"))
         if ex.gateway is not None:
-            cells.append(_held(n.registered, "artifact"))
+            cells.append(gateway_text(n))
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     return (f"<div><b>{esc(ex.strategy)}</b>: {esc(summary(ex))}"
             "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></div>")
+
+
+def gateway_text(node: NodeReport) -> str:
+    """``used by 2, 1 artifact`` / ``new``: how many strategies in the gateway's global graph use the
+    node's NodeID, and how many artifacts of it its index has registered."""
+    if node.in_graph is None:
+        return "?"
+    if node.in_graph == 0 and not node.registered:
+        return "new"
+    return f"used by {node.in_graph}" + (f", {_count(node.registered, 'artifact')}" if node.registered else "")
 
 
 def _held(count: int | None, what: str) -> str:

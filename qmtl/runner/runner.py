@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -68,17 +69,20 @@ class Runner:
 
         The gateway is ``gateway_url`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml, else the
         embedded services in-process; ``embedded=True`` uses the embedded services whatever is set.
-        ``calendar`` annualises the precheck metrics (``qmtl.runtime.metrics.CALENDARS``: ``252x24h``
-        by default, ``24/7``, ``exchange``); the result's ``returns``/``equity``/``drawdown`` and
-        ``report()`` come from the same replay.
+        ``calendar`` annualises the precheck metrics (``qmtl.calendars``: ``24/7``, ``exchange``,
+        ``252x24h``); without one, the world's policy ``calendar`` does, else ``252x24h``.  The
+        result's ``returns``/``equity``/``drawdown`` and ``report()`` come from the same replay.
         """
         cal = calendar_of(calendar)  # an unknown name is the caller's error: raise before any work
         compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world, progress, cal)
-        return _with_performance(_submit(compiled, replay, world, gateway_url, timeout, embedded), replay)
+        result = _submit(compiled, replay, world, gateway_url, timeout, embedded, calendar is None)
+        if result.performance is None:
+            result._performance = replay.performance
+        return result
 
 
 def _submit(compiled: Any, replay: Replay, world: str, gateway_url: str | None, timeout: float,
-            embedded: bool) -> SubmitResult:
+            embedded: bool, world_calendar: bool = True) -> SubmitResult:
     if compiled is None or not replay.ok:
         return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                             downgrade_reason=_first_error(replay.precheck))
@@ -89,15 +93,23 @@ def _submit(compiled: Any, replay: Replay, world: str, gateway_url: str | None, 
         return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
                             downgrade_reason=f"unusable configuration: {exc}")
     if url is not None:
-        return _submit_to(url, compiled, world, replay, timeout, embedded=False)
+        return _submit_to(url, compiled, world, replay, timeout, embedded=False, world_calendar=world_calendar)
     with _embedded_gateway(config) as embedded_url:
-        return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True)
+        return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True,
+                          world_calendar=world_calendar)
 
 
-def _with_performance(result: SubmitResult, replay: Replay) -> SubmitResult:
-    """Hand the replay's returns to the result (kept out of its JSON: series, not fields)."""
-    result._performance = replay.performance
-    return result
+def _in_world_calendar(client: GatewayClient, world: str, replay: Replay) -> tuple[Replay, list[str]]:
+    """The replay with its metrics annualised by the world policy's ``calendar`` when it names one
+    other than the replay's (the returns stay; only the annualisation changes), and a note saying so."""
+    name = (client.get_policy(world) or {}).get("calendar")
+    perf = replay.performance
+    if not name or perf is None or name == perf.calendar.name:
+        return replay, []
+    perf = dc_replace(perf, calendar=calendar_of(name))
+    precheck = replay.precheck.model_copy(update={"metrics": perf.metrics})
+    return dc_replace(replay, precheck=precheck, performance=perf), [
+        f"metrics annualised with world {world!r}'s calendar {name!r} ({perf.periods_per_year:,.0f} bars a year)"]
 
 
 # --- precheck: compile, lint, replay, metrics ------------------------------------------------------
@@ -250,16 +262,25 @@ def _embedded_gateway(config: Any) -> Iterator[str]:
 
 
 def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: float,
-               embedded: bool) -> SubmitResult:
-    precheck = replay.precheck
+               embedded: bool, world_calendar: bool = True) -> SubmitResult:
     notes: list[str] = []
+    precheck = replay.precheck
     base = {"world": world, "precheck": precheck, "gateway_url": url, "embedded": embedded,
             "notes": notes}
     strategy_id: str | None = None
+
+    def done(result: SubmitResult) -> SubmitResult:
+        result._performance = replay.performance  # the returns behind the metrics the world saw
+        return result
+
     try:
         with GatewayClient(url, timeout=timeout) as client:
             if embedded:
                 notes += _ensure_sandbox_world(client, world)
+            if world_calendar:
+                replay, said = _in_world_calendar(client, world, replay)
+                notes += said
+                base["precheck"] = precheck = replay.precheck
             ack = client.submit_strategy(compiled.dag, [world], {**_meta(precheck),
                                                                  "node_fingerprints": replay.fingerprints})
             strategy_id = ack["strategy_id"]
@@ -274,21 +295,21 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
             allocations = client.allocations(world)
     except GatewayUnavailable as exc:
         reason = f"gateway unavailable: {exc}"
-        return SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
-                            downgrade_reason=reason,
-                            decision=local_safe_decision(world, strategy_id, reason, precheck),
-                            **base)
+        return done(SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
+                                 downgrade_reason=reason,
+                                 decision=local_safe_decision(world, strategy_id, reason, precheck),
+                                 **base))
     except GatewayError as exc:
-        return SubmitResult(status="rejected", strategy_id=strategy_id,
-                            downgrade_reason=_rejection(exc, world), **base)
+        return done(SubmitResult(status="rejected", strategy_id=strategy_id,
+                                 downgrade_reason=_rejection(exc, world), **base))
     envelope = DecisionEnvelope.model_validate(decision)
     unusable = unusable_decision(envelope, time.time())
-    return SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
-                        safe_mode=unusable is not None, downgrade_reason=unusable,
-                        activation=_activation_of(activation, strategy_id),
-                        evaluation=_evaluation_of(evaluated, strategy_id),
-                        allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
-                        new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+    return done(SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
+                             safe_mode=unusable is not None, downgrade_reason=unusable,
+                             activation=_activation_of(activation, strategy_id),
+                             evaluation=_evaluation_of(evaluated, strategy_id),
+                             allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
+                             new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base))
 
 
 def _sourced(ref: NodeRef, replay: Replay) -> NodeRef:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from .calendars import CALENDARS, DEFAULT_CALENDAR, SECONDS_PER_DAY, TRADING_DAYS_PER_YEAR, Calendar, calendar_of
+from qmtl.calendars import CALENDARS, DEFAULT_CALENDAR, SECONDS_PER_DAY, TRADING_DAYS_PER_YEAR, Calendar, calendar_of
 
 __all__ = ["CALENDARS", "DEFAULT_CALENDAR", "SECONDS_PER_DAY", "TRADING_DAYS_PER_YEAR", "Calendar", "Metrics",
            "annual_return", "annual_volatility", "calendar_of", "compute_metrics", "max_drawdown",

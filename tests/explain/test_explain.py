@@ -5,6 +5,7 @@ each case."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,7 @@ def test_store_says_which_values_are_already_stored(tmp_path: Path) -> None:
     assert "stored" in r.stdout and "2 datasets" in r.stdout
 
 
-def test_gateway_says_which_nodes_it_has_artifacts_of(tmp_path: Path, monkeypatch) -> None:
+def test_gateway_says_which_nodes_the_graph_and_index_have(tmp_path: Path, monkeypatch) -> None:
     from qmtl.config import QmtlConfig
     from qmtl.runner import Runner
     from qmtl.services.app import EmbeddedServices
@@ -130,16 +131,24 @@ def test_gateway_says_which_nodes_it_has_artifacts_of(tmp_path: Path, monkeypatc
     with EmbeddedServices(QmtlConfig(home=tmp_path / "svc")) as url:
         r = run("explain", path, "--gateway", url, "--format", "json")
         assert r.exit_code == 0, r.output
-        assert {n["name"]: n["registered"] for n in json.loads(r.stdout)["nodes"]} == {
-            "price": 0, "fast_mean": 0, "slope": 0, "gate": 0}
+        before = {n["name"]: (n["in_graph"], n["registered"]) for n in json.loads(r.stdout)["nodes"]}
+        assert before == {"price": (0, 0), "fast_mean": (0, 0), "slope": (0, 0), "gate": (0, 0)}
         assert run("world", "create", "w", "--preset", "sandbox", "--gateway-url", url).exit_code == 0
         res = Runner.submit(path, world="w", data=synthetic_bars(60), gateway_url=url)
-        assert res.status != "rejected", res
+        assert res.status == "accepted", res
         r = run("explain", path, "--gateway", url, "--format", "json")
         doc = json.loads(r.stdout)
         assert doc["gateway"] == url
-        registered = {n["name"]: n["registered"] for n in doc["nodes"]}
-        assert registered["price"] == 0 and registered["fast_mean"] == registered["gate"] == 1
+        after = {n["name"]: (n["in_graph"], n["registered"]) for n in doc["nodes"]}
+        # every node is in the graph, used by the one strategy; sources have no artifact
+        assert after == {"price": (1, 0), "fast_mean": (1, 1), "slope": (1, 1), "gate": (1, 1)}
+        text = run("explain", path, "--gateway", url).stdout
+        assert re.search(r"│ fast_mean .*│ used by 1, 1 artifact +│", text)
+        assert re.search(r"│ price .*│ used by 1 +│", text)
+        other = write(tmp_path, "other.py", MIXED.replace("rolling(5)", "rolling(7)"))
+        doc = json.loads(run("explain", other, "--gateway", url, "--format", "json").stdout)
+        fresh = {n["name"]: n["in_graph"] for n in doc["nodes"]}
+        assert fresh == {"price": 1, "fast_mean": 0, "slope": 0, "gate": 1}  # window 7: new NodeIDs
 
 
 def test_bad_inputs_are_named_not_tracebacks(tmp_path: Path) -> None:

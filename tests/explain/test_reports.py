@@ -187,3 +187,37 @@ def test_rejected_submission_has_no_returns(tmp_path: Path) -> None:
     assert res.status == "rejected" and res.performance is None
     with pytest.raises(ValueError, match="no replay to report on"):
         res.report(tmp_path / "x.html")
+
+
+def test_the_world_sets_the_calendar_unless_the_submitter_does(tmp_path: Path, monkeypatch) -> None:
+    from qmtl.config import QmtlConfig
+    from qmtl.runner import Runner
+    from qmtl.services.app import EmbeddedServices
+    from qmtl.services.client import GatewayClient
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    data = synthetic_bars(400)
+    with EmbeddedServices(QmtlConfig(home=tmp_path / "svc")) as url:
+        with GatewayClient(url) as client:
+            client.create_world("crypto", policy={"calendar": "24/7", "max_mode": "paper"})
+            client.create_world("plain", preset="sandbox")
+            assert client.get_policy("crypto")["calendar"] == "24/7"
+        in_crypto = Runner.submit(MOMENTUM, world="crypto", data=data, gateway_url=url)
+        in_plain = Runner.submit(MOMENTUM, world="plain", data=data, gateway_url=url)
+        chosen = Runner.submit(MOMENTUM, world="crypto", data=data, gateway_url=url, calendar="exchange")
+    assert in_crypto.status == in_plain.status == chosen.status == "accepted"
+    assert in_crypto.precheck.metrics.periods_per_year == 365 * 1440
+    assert any("calendar '24/7'" in n for n in in_crypto.notes)
+    assert in_crypto.performance.calendar.name == "24/7"
+    assert in_plain.precheck.metrics.periods_per_year == 252 * 1440 and in_plain.notes == []
+    assert chosen.precheck.metrics.periods_per_year == 252 * 390  # the submitter's choice wins
+    ratio = in_crypto.precheck.metrics.sharpe / in_plain.precheck.metrics.sharpe
+    assert ratio == pytest.approx(math.sqrt(365 / 252))  # same returns, another year
+    # the world evaluated the metrics it was sent
+    assert in_crypto.evaluation is not None
+
+
+def test_a_policy_with_an_unknown_calendar_is_refused() -> None:
+    from qmtl.services.worldservice.policy import PolicyError, parse_policy
+    assert parse_policy("calendar: exchange\n", "application/yaml").calendar == "exchange"
+    with pytest.raises(PolicyError, match="calendar"):
+        parse_policy("calendar: moon\n", "application/yaml")

@@ -1,10 +1,12 @@
 """Market calendars for annualising per-bar metrics (``qmtl.runtime.metrics``): how many bars a year
-holds depends on the bar interval *and* on when the market trades.  Kept free of heavy imports so
-the CLI can list the choices at start-up."""
+holds depends on the bar interval *and* on when the market trades.  Shared vocabulary of the runtime
+and the world service's policies (which name one), kept free of heavy imports so the CLI can list
+the choices at start-up."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 TRADING_DAYS_PER_YEAR = 252
 SECONDS_PER_DAY = 86_400
@@ -14,8 +16,8 @@ SECONDS_PER_DAY = 86_400
 class Calendar:
     """When a market trades, for annualising: ``days_per_year`` trading days of ``session_seconds``
     each.  Bars shorter than a day count ``session_seconds / interval`` bars a day; a bar of a day or
-    more counts as ``interval / 86400`` of those days.  Set by the user (``Runner.submit(calendar=)``,
-    ``qmtl submit --calendar``, ``RunResult.performance(calendar=)``)."""
+    more counts as ``interval / 86400`` of those days.  Set by a world's policy (``calendar:``) or by
+    the user (``Runner.submit(calendar=)``, ``qmtl submit --calendar``, ``RunResult.performance(calendar=)``)."""
 
     name: str
     days_per_year: float
@@ -39,6 +41,9 @@ CALENDARS = {
     "exchange": Calendar("exchange", TRADING_DAYS_PER_YEAR, int(6.5 * 3600)),
 }
 DEFAULT_CALENDAR = "252x24h"
+#: the names a world policy (``calendar:``) or the CLI accepts
+CalendarName = Literal["252x24h", "24/7", "exchange"]
+assert set(get_args(CalendarName)) == set(CALENDARS)
 
 
 def calendar_of(spec: "str | Calendar | None") -> Calendar:
