@@ -36,9 +36,12 @@ class CompiledStrategy:
 
     def __repr__(self) -> str:
         """One line whatever the size (the dataclass repr of a 1,200-node strategy was over 1 MB)."""
+        from qmtl.codegen.split import cross_instrument_nodes
+        per_tick = cross_instrument_nodes(self.module)  # {} at once without a tag query
         kinds: dict[str, int] = {}
         for o in self.module.outputs:
-            kinds[o.kind] = kinds.get(o.kind, 0) + 1
+            kind = "per-tick" if o.name in per_tick else o.kind
+            kinds[kind] = kinds.get(kind, 0) + 1
         shown = ", ".join(f"{n} {k}" for k, n in kinds.items())
         warnings = len(self.warnings)
         where = f" from {self.source_file}" if self.source_file else ""

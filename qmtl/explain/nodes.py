@@ -149,7 +149,8 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
         if region.is_source:
             kind, why, cost, where = "source", "", "", ("input",)
         elif out.name in parts.per_tick:
-            kind, why, cost, where = "per-tick", parts.per_tick[out.name], PER_TICK_COST, ("interpreter",)
+            kind, cost, where = "per-tick", PER_TICK_COST, ("interpreter",)
+            why = parts.per_tick[out.name] + (f"; opaque: {out.reason}" if out.kind == "opaque" and out.reason else "")
         else:
             kind = "opaque" if out.kind == "opaque" else "traced"
             where = tuple(dict.fromkeys(runs[o.result] for o in region.ops if o.result in runs))

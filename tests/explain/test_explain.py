@@ -49,8 +49,17 @@ def test_per_tick_nodes_say_why_and_what_they_cost() -> None:
     assert kinds == {"indicators": ("per-tick", ("interpreter",)),
                      "indicator_corr": ("per-tick", ("interpreter",))}
     assert "tag query" in ex.node("indicators").why
+    assert "opaque: iterating the view" in ex.node("indicator_corr").why  # it is opaque as well
     assert "'indicators'" in ex.node("indicator_corr").why
     assert all("ms per bar" in n.cost for n in ex.nodes)
+
+
+def test_compile_summary_and_repr_say_per_tick(tmp_path: Path) -> None:
+    compiled = qmtl.compile(ROOT / "examples" / "correlation.py")
+    assert "(2 per-tick)" in repr(compiled)
+    r = run("compile", ROOT / "examples" / "correlation.py", "-o", tmp_path / "build")
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│ indicator")]
+    assert len(rows) == 2 and all("opaque, per" in line for line in rows)
 
 
 def test_a_long_node_is_fused_into_several_kernels(tmp_path: Path) -> None:
