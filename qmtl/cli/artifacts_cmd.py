@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from .formats import Format, FormatOnlyOption, JsonFlag
 from .output import err, human_time, out, print_json
 
 artifacts_app = typer.Typer(help="The feature artifact store: node values per (NodeID, dataset).",
@@ -30,9 +31,10 @@ def _row(a) -> dict:
 
 
 @artifacts_app.command("ls")
-def ls_command(root: Optional[Path] = _ROOT,
-               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def ls_command(root: Optional[Path] = _ROOT, output_format: Format = FormatOnlyOption,
+               as_json: bool = JsonFlag) -> None:
     """List stored artifacts: node, dataset, size, when last used."""
+    as_json = as_json or output_format is Format.json
     rows = [_row(a) for a in _store(root).ls()]
     if as_json:
         print_json(rows)

@@ -15,3 +15,8 @@ class Format(str, Enum):
 
 FormatOption = typer.Option(Format.text, "--format", "--output", "-o", case_sensitive=False,
                             help="text | json (--output/-o: the same option's older spelling)")
+
+#: for commands where ``--output`` would read as an output directory (``replay``, next to ``--out``) or
+#: that printed JSON with ``--json`` (still accepted there as ``--format json``)
+FormatOnlyOption = typer.Option(Format.text, "--format", case_sensitive=False, help="text | json")
+JsonFlag = typer.Option(False, "--json", hidden=True, help="The same as --format json.")

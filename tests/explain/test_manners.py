@@ -131,6 +131,21 @@ def test_one_format_option_everywhere(args: tuple, spelling: str) -> None:
     assert r.exit_code == 2 and "xml" in r.output
 
 
+def test_artifacts_and_replay_take_format_too(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("QMTL_HOME", str(tmp_path / "home"))
+    bars = tmp_path / "bars.parquet"
+    synthetic_bars(80).to_parquet(bars)
+    r = run("replay", ROOT / "examples" / "momentum.py", "--data", bars, "--format", "json", "-q")
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)["strategies"][0]
+    assert first["strategy"] == "GeneralStrategy" and first["computed"] == 8
+    again = json.loads(run("replay", ROOT / "examples" / "momentum.py", "--data", bars, "--json", "-q").stdout)
+    assert again["strategies"][0]["strategy"] == "GeneralStrategy"  # the older spelling still works
+    listed = json.loads(run("artifacts", "ls", "--format", "json").stdout)
+    assert listed == json.loads(run("artifacts", "ls", "--json").stdout) and len(listed) >= 1
+    assert run("artifacts", "ls", "--format", "yaml").exit_code == 2
+
+
 def test_human_time() -> None:
     now = 1_764_562_323.0  # 2025-12-01 04:12:03 UTC
     assert human_time(now - 300, now=now) == "2025-12-01 04:07:03 UTC (5 min ago)"
