@@ -221,3 +221,17 @@ def test_a_policy_with_an_unknown_calendar_is_refused() -> None:
     assert parse_policy("calendar: exchange\n", "application/yaml").calendar == "exchange"
     with pytest.raises(PolicyError, match="calendar"):
         parse_policy("calendar: moon\n", "application/yaml")
+
+
+def test_a_union_replay_reports_each_strategy_as_its_own_run(tmp_path: Path) -> None:
+    data = synthetic_bars(400)
+    slower = tmp_path / "slower.py"
+    slower.write_text(MOMENTUM.read_text().replace("rolling(5)", "rolling(9)").replace(
+        "GeneralStrategy", "Slower"), encoding="utf-8")
+    res = qmtl.replay([MOMENTUM, slower], data)
+    for name, path in (("GeneralStrategy", MOMENTUM), ("Slower", slower)):
+        alone = qmtl.compile(path).run(data).performance()
+        together = res[name].performance()
+        pd.testing.assert_series_equal(together.returns, alone.returns)
+        assert together.metrics == alone.metrics and together.strategy == name
+    assert res["GeneralStrategy"].performance().metrics != res["Slower"].performance().metrics
