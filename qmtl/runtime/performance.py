@@ -57,9 +57,9 @@ class Performance:
     @cached_property
     def drawdown(self) -> pd.Series:
         """Fall from the running peak of ``equity`` (the start, wealth 1, counts as a peak): ≤ 0."""
-        peak = np.maximum.accumulate(np.maximum(self.equity.to_numpy(), 1.0)) if len(self.equity) else []
-        return pd.Series(self.equity.to_numpy() / peak - 1.0 if len(self.equity) else [],
-                         index=self.equity.index, name="drawdown", dtype="float64")
+        wealth = self.equity.to_numpy(dtype=np.float64)
+        peak = np.maximum.accumulate(np.maximum(wealth, 1.0))
+        return pd.Series(wealth / peak - 1.0, index=self.equity.index, name="drawdown", dtype="float64")
 
     @cached_property
     def metrics(self) -> Metrics:

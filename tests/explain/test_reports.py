@@ -235,3 +235,13 @@ def test_a_union_replay_reports_each_strategy_as_its_own_run(tmp_path: Path) -> 
         pd.testing.assert_series_equal(together.returns, alone.returns)
         assert together.metrics == alone.metrics and together.strategy == name
     assert res["GeneralStrategy"].performance().metrics != res["Slower"].performance().metrics
+
+
+def test_a_strategy_without_returns_gets_a_report_that_says_so(tmp_path: Path) -> None:
+    from .strategies import MIXED, write
+    r = qmtl.compile(write(tmp_path, "mixed.py", MIXED)).run(synthetic_bars(80))
+    p = r.performance()
+    assert p.source is None and p.returns.empty and p.metrics.sharpe is None
+    dom = rendered_dom(r.report(tmp_path / "empty.html"))
+    assert "no output with a returns, signal or position column" in dom
+    assert dom.count("not enough bars") == 4 and "<svg" not in dom  # three charts and the months
