@@ -12,14 +12,16 @@ from qmtl.ir.diagnostics import CompileError
 
 from .formats import Format, FormatOption
 from .output import out, print_diagnostics, print_json
-from .world_cmd import gateway_client
+from .run_inputs import check_data
+from .world_cmd import fail, gateway_client
 
 
 def explain_command(
     path: Path = typer.Argument(..., help="Strategy file (.py)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", "-s", help="Strategy class, when the file defines several."),
     store: Optional[str] = typer.Option(None, "--store", help="Also say which node values this artifact store holds (a directory or s3:// URI)."),
-    gateway: Optional[str] = typer.Option(None, "--gateway", help="Also say which nodes the gateway at this URL has artifacts of."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="Also say which nodes the gateway at this URL has in its graph and artifact index."),
+    data: Optional[str] = typer.Option(None, "--data", help="With --store: say which node values a run on these bars would read from the store."),
     output_format: Format = FormatOption,
 ) -> None:
     """Per node: traced / opaque (why) / per tick (why, cost), its kernels and shared NodeIDs."""
@@ -33,8 +35,16 @@ def explain_command(
         raise typer.Exit(1)
     print_diagnostics([d for d in compiled.diagnostics if d.severity == "error"], str(path))
     artifact_store = store_at(store)
+    if data is not None:
+        if artifact_store is None:
+            fail("--data says which values the store holds for those bars: give --store too")
+        check_data(data)
     with gateway_at(gateway) as client:
-        ex = explain(compiled, store=artifact_store, gateway=client)
+        try:
+            ex = explain(compiled, store=artifact_store, gateway=client, data=data)
+        except CompileError as exc:  # the data does not fit the strategy (E50x): name it, as run does
+            print_diagnostics(exc.diagnostics, str(data))
+            raise typer.Exit(1)
     if output_format is Format.json:
         print_json(ex.to_dict())
     else:
@@ -46,7 +56,6 @@ def store_at(root: str | None):
     if root is None:
         return None
     from qmtl.runtime.artifacts import ArtifactStore
-    from .world_cmd import fail
     if "://" not in root and not Path(root).is_dir():
         fail(f"--store {root}: no such directory")
     try:

@@ -82,12 +82,13 @@ class CompiledStrategy:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity != "error"]
 
-    def explain(self, store: Any = None, gateway: Any = None):
+    def explain(self, store: Any = None, gateway: Any = None, data: Any = None):
         """Per node: traced / opaque (why) / per tick (why, cost), the kernels it runs in, the NodeIDs
-        it shares with other nodes; with an ``ArtifactStore`` / ``GatewayClient``, what they hold
-        (``qmtl.explain``).  ``print(c.explain())`` shows the table."""
+        it shares with other nodes; with an ``ArtifactStore`` / ``GatewayClient``, what they hold, and
+        with a store and ``data``, what a run on that data would read from it (``qmtl.explain``).
+        ``print(c.explain())`` shows the table."""
         from qmtl.explain import explain
-        return explain(self, store=store, gateway=gateway)
+        return explain(self, store=store, gateway=gateway, data=data)
 
     def run(self, data: Any, batch_size: int | None = None, **options: Any):
         """Replay ``data`` through the generated Numba + Bytewax flow (see ``qmtl.runtime.engine``)."""

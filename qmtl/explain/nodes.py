@@ -34,7 +34,9 @@ class NodeReport:
     ``stored`` / ``in_graph`` / ``registered`` are ``None`` unless a store / gateway was asked: then
     the number of datasets the artifact store holds this node's value for, the number of strategies
     in the gateway's global graph using its NodeID (0: the graph does not have it), and the number of
-    artifacts of it the gateway's index knows.
+    artifacts of it the gateway's index knows.  ``stored_here`` (a store and data were given) says
+    whether the store holds the node's value computed on exactly those bars — what a run would read
+    instead of computing.
     """
 
     name: str
@@ -50,6 +52,7 @@ class NodeReport:
     inputs: tuple[str, ...] = ()
     shares: tuple[tuple[str, int], ...] = ()
     stored: int | None = None
+    stored_here: bool | None = None
     in_graph: int | None = None
     registered: int | None = None
 
@@ -105,6 +108,8 @@ class ArtifactLookup(Protocol):
 
     def of_node(self, node_id: str) -> list[Any]: ...
 
+    def has(self, node_id: str, fingerprint: str) -> bool: ...
+
 
 class GatewayLookup(Protocol):
     """What ``explain`` asks of a gateway (``qmtl.services.client.GatewayClient``)."""
@@ -117,9 +122,10 @@ class GatewayLookup(Protocol):
 
 
 def explain(compiled: Any, store: ArtifactLookup | None = None,
-            gateway: GatewayLookup | None = None) -> Explanation:
+            gateway: GatewayLookup | None = None, data: Any = None) -> Explanation:
     """Explain ``compiled`` (a ``CompiledStrategy``); with ``store`` / ``gateway``, also say which
-    node values they already hold."""
+    node values they already hold, and with ``store`` and ``data`` (what ``run`` takes) which a run
+    on that data would read from the store."""
     module: Module = compiled.module
     ops = module.op_map()
     regions = node_regions(module)
@@ -131,6 +137,8 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
             continue
         for nid in dict.fromkeys(op.node_id for op in region.ops if op.node_id):
             holders[nid].append(name)
+    here = stored_on(compiled.module, parts.flow, store, data) if store is not None and data is not None \
+        else None
     graph = gateway.nodes([ops[o.value].node_id for o in module.outputs if ops[o.value].node_id]) \
         if gateway is not None else {}
     value_names = {o.value: o.name for o in module.outputs}
@@ -165,7 +173,8 @@ def explain(compiled: Any, store: ArtifactLookup | None = None,
             interval=out.interval, ops=len(region.ops), runs_in=where, why=why, cost=cost,
             inputs=tuple(value_names.get(v, v) for v in out.inputs),
             shares=tuple(sorted(shares.items(), key=lambda kv: position[kv[0]])),
-            stored=stored, in_graph=in_graph, registered=registered))
+            stored=stored, stored_here=None if here is None else out.value in here,
+            in_graph=in_graph, registered=registered))
     flow_plan_kernels = len({r for r in runs.values() if r.startswith("k")})
     return Explanation(strategy=compiled.name, source_file=compiled.source_file, ops=len(module.ops),
                        kernels=flow_plan_kernels, nodes=tuple(reports),
@@ -177,6 +186,29 @@ def _where(service: Any, attr: str) -> str | None:
     if service is None:
         return None
     return str(getattr(service, attr, "") or "?").split("?", 1)[0]
+
+
+def stored_on(module: Module, flow: Module | None, store: Any, data: Any) -> set[str]:
+    """The node values of ``module`` whose artifact for exactly ``data``'s bars ``store`` holds: the
+    fingerprint a run computes (``runtime.reuse``), looked up without reading the artifact.  Only the
+    flow's nodes are stored (per-tick nodes never are)."""
+    from qmtl.runtime.binding import bind
+    from qmtl.runtime.reuse import fingerprint, storable, upstream_reads
+
+    if flow is None:
+        return set()
+    bindings = bind(flow, data)
+    ops = flow.op_map()
+    found: set[str] = set()
+    cache: dict = {}
+    for out in flow.outputs:
+        op = ops.get(out.value)
+        if op is None or op.name in ("stream_input", "tag_query") or not op.node_id or not storable(op):
+            continue
+        fp = fingerprint(flow, bindings, upstream_reads(flow, bindings, out.value), cache=cache)
+        if store.has(op.node_id, fp):
+            found.add(out.value)
+    return found
 
 
 def op_steps(module: Module) -> dict[str, str]:

@@ -55,7 +55,7 @@ def explanation_table(ex: Explanation) -> Table:
         row = [n.name, n.kind, str(n.period), str(n.ops), runs_in_text(n), n.node_id[:_ID_CHARS],
                shares_text(n)]
         if ex.store is not None:
-            row.append(_held(n.stored, "dataset"))
+            row.append(stored_text(n))
         if ex.gateway is not None:
             row.append(gateway_text(n))
         table.add_row(*row)
@@ -75,8 +75,9 @@ def explanation_text(ex: Explanation, width: int = 120) -> str:
     for line in reasons(ex):
         console.print(line, markup=False, soft_wrap=True)
     if ex.store is not None:
-        console.print(f"stored: datasets the artifact store {ex.store} holds the node's value for",
-                      markup=False)
+        console.print(f"stored: datasets the artifact store {ex.store} holds the node's value for "
+                      "(this data: computed on the bars given with --data, read instead of computed)",
+                      markup=False, soft_wrap=True)
     if ex.gateway is not None:
         console.print(f"gateway: how many strategies in the global graph at {ex.gateway} use the NodeID "
                       "(new: none), and the artifacts of it registered there", markup=False, soft_wrap=True)
@@ -96,13 +97,19 @@ def explanation_html(ex: Explanation) -> str:
         cells = [n.name, n.kind, str(n.period), str(n.ops), runs_in_text(n), n.node_id[:_ID_CHARS],
                  shares_text(n), " — ".join(x for x in (n.why, n.cost) if x)]
         if ex.store is not None:
-            cells.append(_held(n.stored, "dataset"))
+            cells.append(stored_text(n))
         if ex.gateway is not None:
             cells.append(gateway_text(n))
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     return (f"<div><b>{esc(ex.strategy)}</b>: {esc(summary(ex))}"
             "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></div>")
+
+
+def stored_text(node: NodeReport) -> str:
+    """``2 datasets`` (how many the store holds the value for), ``, this data`` when one is the
+    data given."""
+    return _held(node.stored, "dataset") + (", this data" if node.stored_here else "")
 
 
 def gateway_text(node: NodeReport) -> str:

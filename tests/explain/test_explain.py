@@ -130,6 +130,34 @@ def test_store_says_which_values_are_already_stored(tmp_path: Path) -> None:
     assert "stored" in r.stdout and "2 datasets" in r.stdout
 
 
+def test_store_and_data_say_what_a_run_on_those_bars_would_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "mixed.py", MIXED)
+    store = ArtifactStore(tmp_path / "store")
+    compiled = qmtl.compile(path)
+    seen, unseen = synthetic_bars(60), synthetic_bars(60, seed=7)
+    compiled.run(seen, store=store)
+    here = {n.name: n.stored_here for n in compiled.explain(store=store, data=seen).nodes}
+    assert here == {"price": False, "fast_mean": True, "slope": True, "gate": True}
+    there = {n.name: n.stored_here for n in compiled.explain(store=store, data=unseen).nodes}
+    assert there == {"price": False, "fast_mean": False, "slope": False, "gate": False}
+    assert compiled.explain(store=store).node("slope").stored_here is None  # not asked
+    # what explain says is what the run does: the values it reads are the ones said stored here
+    assert set(compiled.run(seen, store=store).sharing.reused) == {"fast_mean", "slope", "gate"}
+    bars = tmp_path / "seen.parquet"
+    seen.to_parquet(bars)
+    r = run("explain", path, "--store", tmp_path / "store", "--data", bars)
+    assert r.exit_code == 0, r.output
+    assert re.search(r"│ slope .*│ 1 dataset, this data +│", r.stdout)
+    r = run("explain", path, "--data", bars)
+    assert r.exit_code == 1 and "--store" in r.stderr
+    r = run("explain", path, "--store", tmp_path / "store", "--data", tmp_path / "nope.parquet")
+    assert r.exit_code == 1 and "nope.parquet" in r.stderr
+    no_close = seen.drop(columns=["close"])
+    no_close.to_parquet(tmp_path / "no_close.parquet")
+    r = run("explain", path, "--store", tmp_path / "store", "--data", tmp_path / "no_close.parquet")
+    assert r.exit_code == 1 and "E506" in r.stderr and "Traceback" not in r.output
+
+
 def test_gateway_says_which_nodes_the_graph_and_index_have(tmp_path: Path, monkeypatch) -> None:
     from qmtl.config import QmtlConfig
     from qmtl.runner import Runner
