@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from .output import err, out, print_json
+from .formats import Format, FormatOnlyOption, JsonFlag
+from .output import err, human_time, out, print_json
 
 artifacts_app = typer.Typer(help="The feature artifact store: node values per (NodeID, dataset).",
                             no_args_is_help=True)
@@ -30,14 +30,11 @@ def _row(a) -> dict:
             "created_at": a.created_at, "last_used": a.last_used, "path": str(a.path)}
 
 
-def _when(t: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
-
-
 @artifacts_app.command("ls")
-def ls_command(root: Optional[Path] = _ROOT,
-               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def ls_command(root: Optional[Path] = _ROOT, output_format: Format = FormatOnlyOption,
+               as_json: bool = JsonFlag) -> None:
     """List stored artifacts: node, dataset, size, when last used."""
+    as_json = as_json or output_format is Format.json
     rows = [_row(a) for a in _store(root).ls()]
     if as_json:
         print_json(rows)
@@ -48,7 +45,7 @@ def ls_command(root: Optional[Path] = _ROOT,
     for r in rows:
         node = f"{r['strategy']}.{r['name']}" if r["kind"] != "damaged" else "(damaged: gc removes it)"
         table.add_row(node, r["node_id"][:19], r["fingerprint"][:19], r["type"] or r["kind"],
-                      str(r["rows"]), f"{r['bytes']:,}", _when(r["last_used"]))
+                      str(r["rows"]), f"{r['bytes']:,}", human_time(r["last_used"]))
     out.print(table)
 
 
@@ -101,4 +98,4 @@ def gc_command(older_than: str = typer.Option("30d", "--older-than",
     out.print(f"{verb} {len(removed)} artifacts, {sum(a.bytes for a in removed):,} bytes", markup=False)
     for a in removed:
         out.print(f"  {a.strategy}.{a.name} {a.node_id[:19]} {a.fingerprint[:19]} last used "
-                  f"{_when(a.last_used)}", markup=False)
+                  f"{human_time(a.last_used)}", markup=False)

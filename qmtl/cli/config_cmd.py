@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .formats import Format, FormatOption
 from .output import err, out, print_json
 
 config_app = typer.Typer(help="Check qmtl.yml.", no_args_is_help=True)
@@ -19,7 +20,7 @@ def validate_command(
     target: str = typer.Option("all", "--target", help="all | gateway | worldservice"),
     config: Optional[Path] = typer.Option(None, "--config", help="qmtl.yml (default: $QMTL_CONFIG "
                                           "or ./qmtl.yml)."),
-    output: str = typer.Option("text", "--output", "-o", help="text | json"),
+    output: Format = FormatOption,
 ) -> None:
     """Exit 0 when the config can start ``target``, 1 with every problem listed otherwise."""
     from qmtl.config import ConfigError, config_path, load_config, validate

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from .formats import Format, FormatOption
 from .output import err, out, print_json
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ DEMO_SEED = 7
 def demo_command(
     home: Optional[Path] = typer.Option(None, "--home", help="Where the embedded databases and demo "
                                         "data live (default: $QMTL_HOME or ./.qmtl)."),
-    output: str = typer.Option("text", "--output", "-o", help="text | json"),
+    output: Format = FormatOption,
 ) -> None:
     """Run the whole loop locally: embedded services, a world, data, compile, submit."""
     from qmtl import paths

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from rich.console import Console
@@ -26,3 +28,29 @@ def print_diagnostics(diags: Iterable[Diagnostic], default_path: str = "<input>"
 def print_json(data: Any) -> None:
     """Plain JSON on stdout (no rich markup), for scripts."""
     print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def human_time(value: Any, now: float | None = None) -> str:
+    """An instant as people read it: ``2026-12-01 04:12:03 UTC (5 min ago)``, from epoch seconds or
+    an ISO 8601 text; anything else is shown as it came."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            when = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        elif isinstance(value, str):
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        else:
+            return str(value)
+    except (ValueError, OverflowError, OSError):
+        return str(value)
+    ago = (time.time() if now is None else now) - when.timestamp()
+    return f"{when.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC ({_ago(ago)})"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"

@@ -9,6 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from .formats import Format, FormatOnlyOption, JsonFlag
 from .output import err, out, print_diagnostics, print_json
 from .progress import progress_for
 from .run_inputs import check_data, check_out_dir, strategy_target, write_frames
@@ -24,10 +25,12 @@ def replay_command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     output_dir: Optional[Path] = typer.Option(None, "--out", help="Write each strategy's outputs as "
                                               "<dir>/<strategy>/<node>.parquet."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    output_format: Format = FormatOnlyOption,
+    as_json: bool = JsonFlag,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Replay STRATEGY_FILES over DATA as one run."""
+    as_json = as_json or output_format is Format.json
     from qmtl.ir.diagnostics import CompileError
     from qmtl.runner.replay import replay
     from qmtl.runtime.artifacts import ArtifactStore

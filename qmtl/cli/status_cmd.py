@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
-from .output import out, print_json
+from .formats import Format
+from .output import human_time, out, print_json
 from .world_cmd import GatewayUrl, Output, gateway_client
 
 
 def status_command(strategy_id: Optional[str] = typer.Argument(None, help="A submitted strategy's id."),
-                   gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+                   gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Gateway health, and a submitted strategy's worlds and node statuses."""
     with gateway_client(gateway_url) as client:
         health = client.health()
@@ -24,7 +25,7 @@ def status_command(strategy_id: Optional[str] = typer.Argument(None, help="A sub
     if strategy is not None:
         nodes = strategy.get("nodes", [])
         out.print(f"strategy {strategy_id}: worlds {', '.join(strategy.get('world_ids', [])) or '-'}; "
-                  f"{len(nodes)} nodes; submitted {strategy.get('created_at', '?')}",
+                  f"{len(nodes)} nodes; submitted {human_time(strategy.get('created_at', '?'))}",
                   markup=False, highlight=False)
         for n in nodes:
             out.print(f"  {n.get('node_id', '')[:19]}…  {n.get('op', '?'):12} {n.get('name') or ''}",

@@ -6,13 +6,15 @@ Exit status: 0 accepted, 1 rejected (compile/lint/run errors, unknown world, ref
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
+from qmtl.calendars import CALENDARS, DEFAULT_CALENDAR
+
+from .formats import Format, FormatOption
 from .output import err, out, print_json
 
 if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it may not need
@@ -22,11 +24,6 @@ if TYPE_CHECKING:  # the CLI starts without loading pandas/pydantic models it ma
 EXIT_CODES = {"accepted": 0, "rejected": 1, "safe_mode": 2}
 
 
-class Output(str, Enum):
-    """How the result is printed; anything else is a usage error, not a silent fallback to text."""
-
-    text = "text"
-    json = "json"
 
 
 def submit_command(
@@ -43,12 +40,24 @@ def submit_command(
                                   "whatever gateway is configured."),
     batch_size: int = typer.Option(10_000, "--batch-size", min=1),
     timeout: float = typer.Option(10.0, "--timeout", help="Seconds to wait for each gateway call."),
-    output: Output = typer.Option(Output.text, "--output", "-o", case_sensitive=False,
-                                  help="text (a summary) or json (the whole SubmitResult)."),
+    output: Format = FormatOption,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar during the replay."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the replay's tear sheet "
+                                          "(self-contained HTML) to this file."),
+    calendar: str = typer.Option(DEFAULT_CALENDAR, "--calendar", help="Annualise the metrics for "
+                                 "this market calendar: " + " | ".join(CALENDARS) + "."),
 ) -> None:
     """Submit STRATEGY_FILE to WORLD."""
     from qmtl.runner.runner import Runner
+
+    if calendar not in CALENDARS:
+        err.print(f"error: --calendar {calendar!r}: expected one of {', '.join(CALENDARS)}",
+                  style="bold red", markup=False)
+        raise typer.Exit(2)
+    if report is not None and not report.parent.is_dir():
+        err.print(f"error: --report {report}: no such directory {report.parent}", style="bold red",
+                  markup=False)
+        raise typer.Exit(2)
 
     if not strategy_file.is_file():
         err.print(f"error[E301]: {strategy_file}: no such file", style="bold red", markup=False)
@@ -60,12 +69,29 @@ def submit_command(
 
     result = Runner.submit(strategy_file, world, data=data, gateway_url=gateway_url,
                            strategy=strategy, batch_size=batch_size, timeout=timeout,
-                           embedded=embedded, progress=progress_for(quiet))
-    if output is Output.json:
+                           embedded=embedded, progress=progress_for(quiet), calendar=calendar)
+    if output is Format.json:
         print_json(result.model_dump(mode="json"))
     else:
         print_summary(result)
+    if report is not None:
+        _write_report(result, report)
     raise typer.Exit(EXIT_CODES[result.status])
+
+
+def _write_report(result: SubmitResult, path: Path) -> None:
+    """The tear sheet, or why there is none (on stderr: stdout may be JSON)."""
+    from qmtl.runtime.tearsheet import ReportUnavailable
+    if result.performance is None:
+        err.print(f"no report: the replay did not run ({result.downgrade_reason or result.status})",
+                  markup=False, highlight=False)
+        return
+    try:
+        written = result.report(path)
+    except (ReportUnavailable, OSError) as exc:
+        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        raise typer.Exit(2)
+    err.print(f"report written to {written}", markup=False, highlight=False)
 
 
 def print_summary(result: SubmitResult) -> None:

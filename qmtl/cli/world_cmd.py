@@ -16,6 +16,7 @@ import yaml
 
 from qmtl.services.client import GatewayClient, GatewayError, GatewayUnavailable, resolve_gateway_url
 
+from .formats import Format, FormatOption
 from .output import err, out, print_json
 
 world_app = typer.Typer(help="Create and inspect worlds (policies, decisions, allocations).",
@@ -23,7 +24,7 @@ world_app = typer.Typer(help="Create and inspect worlds (policies, decisions, al
 
 GatewayUrl = typer.Option(None, "--gateway-url", envvar="QMTL_GATEWAY_URL",
                           help="Gateway base URL (default http://127.0.0.1:8000).")
-Output = typer.Option("text", "--output", "-o", help="text | json")
+Output = FormatOption
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ def create(name: str = typer.Argument(..., help="World id."),
            allow_live: bool = typer.Option(False, "--allow-live", help="Allow live trading (still "
                                            "needs a passing policy)."),
            description: Optional[str] = typer.Option(None, "--description"),
-           gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+           gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Create a world (sandbox preset when neither --preset nor --policy is given)."""
     if preset and policy:
         fail("give --preset or --policy, not both")
@@ -97,7 +98,7 @@ def create(name: str = typer.Argument(..., help="World id."),
 
 
 @world_app.command("list")
-def list_worlds(gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+def list_worlds(gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """List worlds."""
     with gateway_client(gateway_url) as client:
         worlds = client.list_worlds().get("worlds", [])
@@ -113,7 +114,7 @@ def list_worlds(gateway_url: Optional[str] = GatewayUrl, output: str = Output) -
 
 
 @world_app.command("show")
-def show(name: str, gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+def show(name: str, gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Show one world."""
     with gateway_client(gateway_url) as client:
         _show(client.get_world(name), output)
@@ -123,7 +124,7 @@ def show(name: str, gateway_url: Optional[str] = GatewayUrl, output: str = Outpu
 def policy_cmd(name: str,
                set_file: Optional[Path] = typer.Option(None, "--set", help="Replace the policy with "
                                                       "this YAML/JSON file."),
-               gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+               gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Show a world's policy, or replace it with --set FILE."""
     with gateway_client(gateway_url) as client:
         if set_file is not None:
@@ -142,7 +143,7 @@ def apply(name: str, run_id: Optional[str] = typer.Option(None, "--run-id", help
           etag: Optional[str] = typer.Option(None, "--etag", help="The activation etag the plan was "
                                              "made against (refused if the world changed since); "
                                              "default: the current one."),
-          gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+          gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Two-phase apply (freeze/drain → switch → unfreeze) of the world's active set.
 
     Only strategies the world's decisions allow (paper/live) are activated."""
@@ -155,7 +156,7 @@ def apply(name: str, run_id: Optional[str] = typer.Option(None, "--run-id", help
 @world_app.command("allocations")
 def allocations(name: Optional[str] = typer.Argument(None, help="World (default: every world, and each "
                                                     "strategy across worlds)."),
-                gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+                gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Show capital allocations: one world's, or all of them."""
     with gateway_client(gateway_url) as client:
         _show(client.allocations(name) if name else client.all_allocations(), output)
@@ -163,7 +164,7 @@ def allocations(name: Optional[str] = typer.Argument(None, help="World (default:
 
 @world_app.command("rebalance-plan")
 def rebalance_plan(names: Optional[List[str]] = typer.Argument(None, help="Worlds (default: all)."),
-                   gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+                   gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """What each world's latest evaluation asks to allocate, against what is allocated now."""
     with gateway_client(gateway_url) as client:
         _show(client.rebalance_plan(names or None), output, "rebalancing plan (nothing changed yet)")
@@ -176,7 +177,7 @@ def rebalance_apply(names: Optional[List[str]] = typer.Argument(None, help="Worl
                                                         "refused if a world changed since)."),
                     run_id: Optional[str] = typer.Option(None, "--run-id", help="Idempotency key (same "
                                                          "id twice = one rebalance); default: a new one."),
-                    gateway_url: Optional[str] = GatewayUrl, output: str = Output) -> None:
+                    gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Set the planned allocations in every world of the plan, or in none (audited)."""
     run_id = run_id or f"rebalance-{uuid.uuid4().hex[:12]}"
     plan_doc = yaml.safe_load(read_document(plan, "plan")[0]) if plan else None

@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from qmtl.ir.module import Module
 from qmtl.ir.regions import node_regions, regions_in_dependency_order
 
+#: what a node the interpreter runs per tick costs (``benchmarks/bench_engine_crosskey.py``): said by
+#: W204 and by ``qmtl explain``
+PER_TICK_COST = "about 1 ms per bar per instrument"
+#: what an opaque function costs: one Python call per bar on its window (``benchmarks/bench_opaque.py``)
+OPAQUE_COST = "about 0.2 ms per bar per instrument"
+
 
 @dataclass(frozen=True)
 class Split:

@@ -56,13 +56,13 @@ def _per_tick_warnings(module) -> list[Diagnostic]:
     """W204 for every node that leaves the kernels: it needs every instrument at once (a tag query's
     group), so the interpreter runs it per tick after the flow.  Shown by ``qmtl compile`` without -v,
     with what it costs, so nobody finds out from a slow replay."""
-    from qmtl.codegen.split import cross_instrument_nodes
+    from qmtl.codegen.split import PER_TICK_COST, cross_instrument_nodes
     found = []
     outputs = {o.name: o for o in module.outputs}
     loc = {op.result: op.loc for op in module.ops}
     for name, why in cross_instrument_nodes(module).items():
         found.append(Diagnostic("W204", f"node {name!r} runs per tick on the interpreter, not in a kernel: "
-                                f"{why}; expect about 1 ms per bar per instrument", loc.get(outputs[name].value),
+                                f"{why}; expect {PER_TICK_COST}", loc.get(outputs[name].value),
                                 severity="warning"))
     return found
 

@@ -15,7 +15,10 @@ def _label(*lines: str) -> str:
 
 
 def to_dot(module: Module) -> str:
-    outputs = {o.value: o.name for o in module.outputs}
+    """One box per op; one ellipse per output, so outputs naming the same value (after CSE two SDK
+    nodes can share a NodeID) each keep their name."""
+    outputs = [(o.value, o.name) for o in module.outputs]
+    output_values = {value for value, _ in outputs}
     lines = [f"digraph {_quote(module.name)} {{", "  rankdir=LR;",
              "  node [shape=box, fontname=monospace];"]
     for op in module.ops:
@@ -23,13 +26,13 @@ def to_dot(module: Module) -> str:
         text = [f"%{op.result}", op.name + (f"({attrs})" if attrs else "")]
         if op.node_id:
             text.append(op.node_id[:19])
-        style = ", style=bold, color=blue" if op.result in outputs else ""
+        style = ", style=bold, color=blue" if op.result in output_values else ""
         if op.name == "py_call":
             style += ", shape=octagon"
         lines.append(f"  {_quote(op.result)} [label={_label(*text)}{style}];")
         for i, src in enumerate(op.operands):
             lines.append(f"  {_quote(src)} -> {_quote(op.result)} [label=\"{i}\"];")
-    for value, name in outputs.items():
+    for value, name in outputs:
         lines.append(f"  {_quote('out:' + name)} [shape=ellipse, label={_quote(name)}];")
         lines.append(f"  {_quote(value)} -> {_quote('out:' + name)} [style=dashed];")
     lines.append("}")

@@ -127,3 +127,9 @@ class Module:
 
     def with_(self, **changes) -> "Module":
         return replace(self, **changes)
+
+
+def without_locs(module: Module) -> Module:
+    """``module`` with every op's source location removed: locations never change what a module
+    computes (nor its NodeIDs), so dumps meant for diffs leave them out."""
+    return module.with_(ops=tuple(op.with_(loc=None) for op in module.ops))

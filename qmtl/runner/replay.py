@@ -91,6 +91,6 @@ def _replay_union(compiled: list[CompiledStrategy], data: Any, store: ArtifactSt
     out: dict[str, StrategyReplay] = {}
     for member in merged.members:
         mine = {own: reused[full] for full, own in member.outputs.items() if full in reused}
-        out[member.name] = StrategyReplay(member.name, RunResult(outputs[member.name]), member.node_ids,
-                                          member.shared, mine)
+        result = RunResult(outputs[member.name], origin=(member.compiled, data))  # performance(), report()
+        out[member.name] = StrategyReplay(member.name, result, member.node_ids, member.shared, mine)
     return ReplayResult(out, (merged,))

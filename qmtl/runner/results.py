@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from qmtl.ir.diagnostics import Diagnostic
 from qmtl.runtime.metrics import Metrics
@@ -134,6 +134,73 @@ class SubmitResult(_Model):
     gateway_url: str | None = None
     embedded: bool = False
     notes: list[str] = Field(default_factory=list)
+    #: the local replay's returns (``qmtl.runtime.performance.Performance``): series, not JSON fields
+    _performance: Any = PrivateAttr(default=None)
+
+    @property
+    def performance(self):
+        """What the local replay earned (returns, equity, drawdown, metrics), or None when it never
+        ran (a compile error, unusable data)."""
+        return self._performance
+
+    @property
+    def returns(self):
+        """Per-bar returns of the precheck replay, indexed by UTC timestamps."""
+        return self._required().returns
+
+    @property
+    def equity(self):
+        return self._required().equity
+
+    @property
+    def drawdown(self):
+        return self._required().drawdown
+
+    def report(self, path: Any, title: str | None = None):
+        """Write the replay's tear sheet (self-contained HTML) to ``path``; returns the path."""
+        perf = self._required()
+        return perf.report(path, title=title or f"{perf.strategy or 'strategy'} in world {self.world}")
+
+    def _required(self):
+        if self._performance is None:
+            raise ValueError(f"no replay to report on: {self.downgrade_reason or self.status}")
+        return self._performance
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The few facts a person reads first, as (label, text) pairs: bounded whatever the size of
+        the strategy (node lists are counted, not listed)."""
+        facts = [("status", self.status + (" (safe mode)" if self.safe_mode and self.status != "safe_mode" else "")),
+                 ("world", self.world)]
+        if self.strategy_id:
+            facts.append(("strategy", self.strategy_id[:19]))
+        if self.decision is not None:
+            facts.append(("decision", f"{self.decision.effective_mode}, {self.decision.execution_domain}"
+                                      + (", orders gated" if self.decision.orders_gated else "")))
+        m = self.precheck.metrics
+        shown = [f"{k} {_num(getattr(m, k))}" for k in ("sharpe", "max_drawdown", "total_return")
+                 if getattr(m, k) is not None]
+        if shown:
+            facts.append(("precheck", ", ".join(shown) + f" over {m.bars} bars"))
+        facts.append(("nodes", f"{len(self.reused_nodes)} reused, {len(self.new_nodes)} new"))
+        if self.downgrade_reason:
+            reason = self.downgrade_reason
+            facts.append(("reason", reason if len(reason) <= 200 else reason[:199] + "…"))
+        return facts
+
+    def __repr__(self) -> str:
+        return "<SubmitResult " + "; ".join(f"{k} {v}" for k, v in self.summary()) + ">"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def _repr_html_(self) -> str:
+        import html
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in self.summary())
+        return f"<div><b>SubmitResult</b><table>{rows}</table></div>"
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
 
 
 def local_safe_decision(world: str, strategy_id: str | None, reason: str,

@@ -14,6 +14,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,8 +26,8 @@ import pandas as pd
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.runtime.artifacts import ArtifactStore
 from qmtl.runtime.compute_cache import ComputeCache, RunContext
-from qmtl.runtime.metrics import Metrics, compute_metrics
-from qmtl.runtime.returns import closes_from_dataset, derive_returns
+from qmtl.runtime.metrics import Calendar, calendar_of
+from qmtl.runtime.performance import Performance, datasets_of, strategy_performance
 from qmtl.services.client import (GatewayClient, GatewayError, GatewayUnavailable,
                                   configured_gateway_url)
 from qmtl.services.worldservice.envelopes import DecisionEnvelope
@@ -52,6 +53,7 @@ class Replay:
     sources: dict[str, str] = field(default_factory=dict)  # NodeID → where the replay got its values
     fingerprints: dict[str, str] = field(default_factory=dict)  # NodeID → fingerprint of its data
     written: list[dict] = field(default_factory=list)  # artifacts the replay stored (for the index)
+    performance: Performance | None = None  # the returns behind the metrics, for the user and reports
 
 
 class Runner:
@@ -61,33 +63,61 @@ class Runner:
     def submit(strategy_cls_or_path: Any, world: str, data: Any = None,
                gateway_url: str | None = None, *, strategy: str | None = None,
                batch_size: int = 10_000, timeout: float = 10.0,
-               embedded: bool = False, progress: Any = None) -> SubmitResult:
+               embedded: bool = False, progress: Any = None,
+               calendar: str | Calendar | None = None) -> SubmitResult:
         """Compile, replay and submit a strategy to ``world``; see the module docstring.
 
         The gateway is ``gateway_url`` → ``$QMTL_GATEWAY_URL`` → ``gateway_url`` in qmtl.yml, else the
         embedded services in-process; ``embedded=True`` uses the embedded services whatever is set.
+        ``calendar`` annualises the precheck metrics (``qmtl.calendars``: ``24/7``, ``exchange``,
+        ``252x24h``); without one, the world's policy ``calendar`` does, else ``252x24h``.  The
+        result's ``returns``/``equity``/``drawdown`` and ``report()`` come from the same replay.
         """
-        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world, progress)
-        if compiled is None or not replay.ok:
-            return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
-                                downgrade_reason=_first_error(replay.precheck))
-        from qmtl.config import ConfigError
-        try:
-            url, config = _gateway_target(gateway_url, embedded)
-        except ConfigError as exc:
-            return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
-                                downgrade_reason=f"unusable configuration: {exc}")
-        if url is not None:
-            return _submit_to(url, compiled, world, replay, timeout, embedded=False)
-        with _embedded_gateway(config) as embedded_url:
-            return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True)
+        cal = calendar_of(calendar)  # an unknown name is the caller's error: raise before any work
+        compiled, replay = _precheck(strategy_cls_or_path, data, strategy, batch_size, world, progress, cal)
+        result = _submit(compiled, replay, world, gateway_url, timeout, embedded, calendar is None)
+        if result.performance is None:
+            result._performance = replay.performance
+        return result
+
+
+def _submit(compiled: Any, replay: Replay, world: str, gateway_url: str | None, timeout: float,
+            embedded: bool, world_calendar: bool = True) -> SubmitResult:
+    if compiled is None or not replay.ok:
+        return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
+                            downgrade_reason=_first_error(replay.precheck))
+    from qmtl.config import ConfigError
+    try:
+        url, config = _gateway_target(gateway_url, embedded)
+    except ConfigError as exc:
+        return SubmitResult(status="rejected", world=world, precheck=replay.precheck,
+                            downgrade_reason=f"unusable configuration: {exc}")
+    if url is not None:
+        return _submit_to(url, compiled, world, replay, timeout, embedded=False, world_calendar=world_calendar)
+    with _embedded_gateway(config) as embedded_url:
+        return _submit_to(embedded_url, compiled, world, replay, timeout, embedded=True,
+                          world_calendar=world_calendar)
+
+
+def _in_world_calendar(client: GatewayClient, world: str, replay: Replay) -> tuple[Replay, list[str]]:
+    """The replay with its metrics annualised by the world policy's ``calendar`` when it names one
+    other than the replay's (the returns stay; only the annualisation changes), and a note saying so."""
+    name = (client.get_policy(world) or {}).get("calendar")
+    perf = replay.performance
+    if not name or perf is None or name == perf.calendar.name:
+        return replay, []
+    perf = dc_replace(perf, calendar=calendar_of(name))
+    precheck = replay.precheck.model_copy(update={"metrics": perf.metrics})
+    return dc_replace(replay, precheck=precheck, performance=perf), [
+        f"metrics annualised with world {world!r}'s calendar {name!r} ({perf.periods_per_year:,.0f} bars a year)"]
 
 
 # --- precheck: compile, lint, replay, metrics ------------------------------------------------------
 
 
 def _precheck(target: Any, data: Any, strategy: str | None,
-              batch_size: int, world: str, progress: Any = None) -> tuple[Any, Replay]:
+              batch_size: int, world: str, progress: Any = None,
+              calendar: Calendar | None = None) -> tuple[Any, Replay]:
     from qmtl.lint import checked_diagnostics
     from qmtl.compiler.pipeline import compile as compile_strategy
     try:
@@ -97,7 +127,7 @@ def _precheck(target: Any, data: Any, strategy: str | None,
     diagnostics = checked_diagnostics(compiled)
     if any(d.severity == "error" for d in diagnostics):
         return None, _failed(diagnostics)
-    return compiled, _replay(compiled, data, batch_size, diagnostics, world, progress)
+    return compiled, _replay(compiled, data, batch_size, diagnostics, world, progress, calendar)
 
 
 #: this process's per-world replay results, scoped by ComputeKey: submitting the same strategy on the
@@ -107,12 +137,12 @@ PRECHECKS = ComputeCache()
 
 
 def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnostic],
-            world: str = "", progress: Any = None) -> Replay:
-    from qmtl.runtime.data import load
+            world: str = "", progress: Any = None, calendar: Calendar | None = None) -> Replay:
+    calendar = calendar_of(calendar)
     synthetic = data is None
     try:
         source = _synthetic_for(compiled) if synthetic else data
-        datasets = _datasets(source, load)
+        datasets = datasets_of(source)
         loaded = dict(datasets) if isinstance(source, Mapping) else datasets[0][1]
     except CompileError as exc:
         return _failed(diagnostics + exc.diagnostics)
@@ -124,12 +154,12 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
     store = ArtifactStore()
     # the strategy (its NodeIDs and outputs) and the store its replay read and wrote
     identity = "blake3:" + blake3.blake3(json.dumps([compiled.dag["checksum"], compiled.dag["outputs"],
-                                                     store.root], sort_keys=True).encode()).hexdigest()
+                                                     store.root, calendar.name], sort_keys=True).encode()).hexdigest()
     cached = PRECHECKS.get(identity, context)
     if cached is not None:
         return cached
     replay = _run_replay(compiled, datasets, loaded, source, synthetic, batch_size, diagnostics, store,
-                         fingerprint, as_of, progress)
+                         fingerprint, as_of, progress, calendar)
     if replay.ok:
         PRECHECKS.put(identity, context, replay)
     return replay
@@ -137,7 +167,7 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
 
 def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthetic: bool, batch_size: int,
                 diagnostics: list[Diagnostic], store: ArtifactStore, fingerprint: str, as_of: str | None,
-                progress: Any = None) -> Replay:
+                progress: Any = None, calendar: Calendar | None = None) -> Replay:
     try:
         # node values already stored for these bars are read, the rest computed and stored
         run = compiled.run(loaded, batch_size=batch_size, store=store, progress=progress)
@@ -145,46 +175,18 @@ def _run_replay(compiled: Any, datasets: list, loaded: Any, source: Any, synthet
         return _failed(diagnostics + exc.diagnostics)
     except Exception as exc:  # noqa: BLE001 - user code raised during the replay: report, don't crash
         return _failed(diagnostics + [Diagnostic("E510", f"replay failed: {type(exc).__name__}: {exc}")])
-    intervals = {o.name: o.interval for o in compiled.module.outputs}
-    closes: dict[str | None, pd.Series] = {}
-    for tag, dataset in datasets:
-        for key, series in closes_from_dataset(dataset).items():
-            closes[key if key is not None else tag] = series
-    closes = _closes_read(compiled, loaded, closes, run.outputs)
-    try:
-        derived = derive_returns(run.outputs, closes, intervals)
-    except KeyError as exc:
-        diagnostics = diagnostics + [Diagnostic("E511", f"cannot derive returns: {exc.args[0]}",
-                                                severity="warning")]
-        derived = derive_returns({}, closes)
-    interval = _returns_interval(compiled, derived.source)
-    metrics = compute_metrics(derived.returns, interval, derived.trades) if interval else Metrics()
+    performance, found = strategy_performance(compiled, run.outputs, datasets, loaded, calendar)
+    diagnostics = diagnostics + found
     precheck = Precheck(
-        metrics=metrics, diagnostics=[DiagnosticInfo.of(d) for d in diagnostics],
-        returns_source=derived.source, data_source=_describe_source(source, synthetic, datasets),
+        metrics=performance.metrics, diagnostics=[DiagnosticInfo.of(d) for d in diagnostics],
+        returns_source=performance.source, data_source=_describe_source(source, synthetic, datasets),
         synthetic_data=synthetic, dataset_fingerprint=fingerprint, as_of=as_of, bars=sum(len(s) for _, d in datasets for s in d.streams))
     sharing = run.sharing
-    return Replay(precheck, derived.returns.tail(MAX_RETURNS_SENT).tolist(), ok=True,
+    return Replay(precheck, performance.raw_returns.tail(MAX_RETURNS_SENT).tolist(), ok=True,
                   sources=sharing.sources if sharing is not None else {},
                   fingerprints=sharing.fingerprints if sharing is not None else {},
-                  written=sharing.written_artifacts if sharing is not None else [])
-
-
-def _closes_read(compiled: Any, loaded: Any, closes: dict[str | None, pd.Series],
-                 outputs: Mapping[str, pd.DataFrame]) -> dict[str | None, pd.Series]:
-    """The closes of the streams the strategy's inputs read: a ``StreamInput(tags=["btc"])`` over
-    several symbols prices its signal on BTC (its rows carry no symbol: it read one stream).  Only
-    then is it worth binding again to find out."""
-    if len(closes) <= 1 or all("symbol" in frame.columns for frame in outputs.values()):
-        return closes
-    from qmtl.runtime.binding import bind
-    try:
-        bindings = bind(compiled.module, loaded)
-    except CompileError:
-        return closes
-    read = {s.key for sb in bindings.sources.values() if sb.op.name == "stream_input" for s in sb.streams}
-    kept = {k: v for k, v in closes.items() if k in read}
-    return kept or closes
+                  written=sharing.written_artifacts if sharing is not None else [],
+                  performance=performance)
 
 
 def _failed(diagnostics: list[Diagnostic]) -> Replay:
@@ -204,22 +206,6 @@ def _synthetic_for(compiled: Any) -> pd.DataFrame:
               [o.interval for o in compiled.module.outputs]
     interval = min(sources) if sources else 60
     return synthetic_bars(SYNTHETIC_BARS, symbols=("SYM",), interval=interval, seed=SYNTHETIC_SEED)
-
-
-def _datasets(source: Any, load: Any) -> list[tuple[str | None, Any]]:
-    if isinstance(source, Mapping):
-        return [(str(tag), load(part)) for tag, part in source.items()]
-    return [(None, load(source))]
-
-
-def _returns_interval(compiled: Any, returns_source: str | None) -> int | None:
-    """Bar length of the output the returns came from (it sets the annualisation)."""
-    by_name = {o.name: o.interval for o in compiled.module.outputs}
-    if returns_source is not None:
-        name = returns_source.split(".", 1)[0]
-        if name in by_name:
-            return by_name[name]
-    return min(by_name.values()) if by_name else None
 
 
 def _describe_source(source: Any, synthetic: bool, datasets: list[tuple[str | None, Any]]) -> str:
@@ -276,16 +262,25 @@ def _embedded_gateway(config: Any) -> Iterator[str]:
 
 
 def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: float,
-               embedded: bool) -> SubmitResult:
-    precheck = replay.precheck
+               embedded: bool, world_calendar: bool = True) -> SubmitResult:
     notes: list[str] = []
+    precheck = replay.precheck
     base = {"world": world, "precheck": precheck, "gateway_url": url, "embedded": embedded,
             "notes": notes}
     strategy_id: str | None = None
+
+    def done(result: SubmitResult) -> SubmitResult:
+        result._performance = replay.performance  # the returns behind the metrics the world saw
+        return result
+
     try:
         with GatewayClient(url, timeout=timeout) as client:
             if embedded:
                 notes += _ensure_sandbox_world(client, world)
+            if world_calendar:
+                replay, said = _in_world_calendar(client, world, replay)
+                notes += said
+                base["precheck"] = precheck = replay.precheck
             ack = client.submit_strategy(compiled.dag, [world], {**_meta(precheck),
                                                                  "node_fingerprints": replay.fingerprints})
             strategy_id = ack["strategy_id"]
@@ -300,21 +295,21 @@ def _submit_to(url: str, compiled: Any, world: str, replay: Replay, timeout: flo
             allocations = client.allocations(world)
     except GatewayUnavailable as exc:
         reason = f"gateway unavailable: {exc}"
-        return SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
-                            downgrade_reason=reason,
-                            decision=local_safe_decision(world, strategy_id, reason, precheck),
-                            **base)
+        return done(SubmitResult(status="safe_mode", strategy_id=strategy_id, safe_mode=True,
+                                 downgrade_reason=reason,
+                                 decision=local_safe_decision(world, strategy_id, reason, precheck),
+                                 **base))
     except GatewayError as exc:
-        return SubmitResult(status="rejected", strategy_id=strategy_id,
-                            downgrade_reason=_rejection(exc, world), **base)
+        return done(SubmitResult(status="rejected", strategy_id=strategy_id,
+                                 downgrade_reason=_rejection(exc, world), **base))
     envelope = DecisionEnvelope.model_validate(decision)
     unusable = unusable_decision(envelope, time.time())
-    return SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
-                        safe_mode=unusable is not None, downgrade_reason=unusable,
-                        activation=_activation_of(activation, strategy_id),
-                        evaluation=_evaluation_of(evaluated, strategy_id),
-                        allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
-                        new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base)
+    return done(SubmitResult(status="accepted", strategy_id=strategy_id, decision=envelope,
+                             safe_mode=unusable is not None, downgrade_reason=unusable,
+                             activation=_activation_of(activation, strategy_id),
+                             evaluation=_evaluation_of(evaluated, strategy_id),
+                             allocation=_allocation_of(allocations, strategy_id), reused_nodes=reused,
+                             new_nodes=new, queue_map=dict(ack.get("queue_map", {})), **base))
 
 
 def _sourced(ref: NodeRef, replay: Replay) -> NodeRef:

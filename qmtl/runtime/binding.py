@@ -29,6 +29,7 @@ import numpy as np
 from qmtl.ir.module import Module, Op
 from qmtl.ir.regions import regions_in_dependency_order
 
+from .abbrev import abbreviated
 from .data import Dataset, DataError, Stream, load
 
 
@@ -196,14 +197,14 @@ def _select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[S
         if tags and ds.has_symbols and len(ds.streams) > 1 and streams is ds.streams:
             raise DataError("E504", ds.source,
                             f"{_label(op)} matches no stream: no symbol in the data is one of its tags; "
-                            f"available symbols: {sorted(s.symbol for s in ds.streams)}")
+                            f"available symbols: {abbreviated((s.symbol for s in ds.streams), tags)}")
         return streams
     chosen = [k for k in datasets if k in tags]
     if not chosen and not tags and len(datasets) == 1:
         chosen = list(datasets)
     if not chosen:
         raise DataError("E504", datasets_label(datasets),
-                        f"{_label(op)} matches no bound data; available tags: {sorted(datasets)}")
+                        f"{_label(op)} matches no bound data; available tags: {abbreviated(datasets, tags)}")
     streams: list[Stream] = []
     for key in chosen:
         streams.extend(_select_symbols(datasets[key], tags))
@@ -225,7 +226,7 @@ def _select_tag_query(op: Op, datasets: dict[str | None, Dataset],
     streams = [s for ds in datasets.values() for s in ds.streams]
     hit = [s for s in streams if (query <= set(s.tags) if mode == "all" else query & set(s.tags))]
     if not hit and not stored:
-        available = sorted({t for s in streams for t in s.tags})
+        available = abbreviated({t for s in streams for t in s.tags}, query)
         raise DataError("E504", datasets_label(datasets),
                         f"{_label(op)} (match_mode={mode}) matches no stream and no stored node value "
                         f"computed on this data; available tags: {available}")

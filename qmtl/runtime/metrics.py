@@ -23,8 +23,11 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-TRADING_DAYS_PER_YEAR = 252
-SECONDS_PER_DAY = 86_400
+from qmtl.calendars import CALENDARS, DEFAULT_CALENDAR, SECONDS_PER_DAY, TRADING_DAYS_PER_YEAR, Calendar, calendar_of
+
+__all__ = ["CALENDARS", "DEFAULT_CALENDAR", "SECONDS_PER_DAY", "TRADING_DAYS_PER_YEAR", "Calendar", "Metrics",
+           "annual_return", "annual_volatility", "calendar_of", "compute_metrics", "max_drawdown",
+           "periods_per_year", "profit_factor", "sharpe_ratio", "sortino_ratio", "total_return", "win_rate"]
 
 
 class Metrics(BaseModel):
@@ -47,13 +50,11 @@ class Metrics(BaseModel):
                 if v is not None}
 
 
-def periods_per_year(interval_seconds: int) -> float:
-    """Bars per year for annualising: 252 trading days; intraday bars assume a market open around
-    the clock on those days (crypto-style, like the synthetic data), so a 60 s bar gives 252 × 1440.
-    Daily bars give 252, which matches the usual daily convention (and empyrical's default)."""
-    if interval_seconds <= 0:
-        raise ValueError(f"bar interval must be a positive number of seconds, got {interval_seconds}")
-    return TRADING_DAYS_PER_YEAR * SECONDS_PER_DAY / interval_seconds
+def periods_per_year(interval_seconds: int, calendar: "str | Calendar | None" = None) -> float:
+    """Bars per year for annualising, under ``calendar`` (default ``252x24h``: 252 trading days,
+    intraday bars around the clock on those days, so a 60 s bar gives 252 × 1440 and a daily bar 252,
+    the usual daily convention and empyrical's default)."""
+    return calendar_of(calendar).periods_per_year(interval_seconds)
 
 
 def sharpe_ratio(returns: np.ndarray, annualization: float) -> float | None:
@@ -65,6 +66,39 @@ def sharpe_ratio(returns: np.ndarray, annualization: float) -> float | None:
     if std == 0.0 or std <= 1e-14 * max(1.0, float(np.max(np.abs(r)))):
         return None
     return _defined(float(np.mean(r)) / std * math.sqrt(annualization))
+
+
+def sortino_ratio(returns: np.ndarray, annualization: float) -> float | None:
+    """Mean return over downside deviation (the root mean square of the losses, gains counted as 0),
+    annualised; None without a losing bar."""
+    r = _finite(returns)
+    if r.size < 2:
+        return None
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    if downside == 0.0:
+        return None
+    return _defined(float(np.mean(r)) / downside * math.sqrt(annualization))
+
+
+def annual_return(returns: np.ndarray, annualization: float) -> float | None:
+    """The compounded growth rate per year: ``prod(1 + r) ** (periods per year / bars) - 1``; None
+    when that exceeds what a float holds."""
+    r = _finite(returns)
+    if r.size == 0:
+        return None
+    wealth = float(np.prod(1.0 + r))
+    if wealth <= 0.0:
+        return -1.0
+    growth = math.log(wealth) * annualization / r.size
+    # a few hours of lucky minute bars compound to more than a float holds: undefined, not inf
+    return math.expm1(growth) if growth < 700.0 else None
+
+
+def annual_volatility(returns: np.ndarray, annualization: float) -> float | None:
+    r = _finite(returns)
+    if r.size < 2:
+        return None
+    return _defined(float(np.std(r, ddof=1)) * math.sqrt(annualization))
 
 
 def max_drawdown(returns: np.ndarray) -> float | None:
@@ -94,10 +128,10 @@ def profit_factor(returns: np.ndarray) -> float | None:
 
 
 def compute_metrics(returns: pd.Series | np.ndarray, interval_seconds: int,
-                    trades: int | None = None) -> Metrics:
-    """All metrics of ``returns`` (per-bar, bars of ``interval_seconds``)."""
+                    trades: int | None = None, calendar: "str | Calendar | None" = None) -> Metrics:
+    """All metrics of ``returns`` (per-bar, bars of ``interval_seconds``, annualised by ``calendar``)."""
     r = np.asarray(returns, dtype=np.float64)
-    annualization = periods_per_year(interval_seconds)
+    annualization = periods_per_year(interval_seconds, calendar)
     return Metrics(sharpe=sharpe_ratio(r, annualization), max_drawdown=max_drawdown(r),
                    total_return=total_return(r), win_rate=win_rate(r),
                    profit_factor=profit_factor(r), trades=trades, bars=int(_finite(r).size),

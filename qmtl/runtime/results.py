@@ -10,7 +10,7 @@ generated flow both build results through ``assemble``, comparing them is compar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,9 +40,67 @@ class RunResult:
     outputs: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: what a run with an artifact store read and wrote (``engine.run(..., store=)``), else None
     sharing: "SharingReport | None" = None
+    #: (compiled strategy, the data it ran on), set by ``CompiledStrategy.run``/``run_reference``:
+    #: what ``performance()`` prices the outputs against
+    origin: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+
+    def performance(self, calendar: Any = None):
+        """What the run earned (``qmtl.runtime.performance.Performance``: returns, equity, drawdown,
+        metrics, monthly returns, rolling Sharpe), annualised under ``calendar`` (``252x24h`` by
+        default, ``24/7``, ``exchange`` or a ``Calendar``).  The data is read again to price
+        ``signal``/``position`` outputs: the run itself never pays for it."""
+        from .performance import datasets_of, strategy_performance
+        if self.origin is None:
+            raise ValueError("this result does not know the strategy and data it came from "
+                             "(results of CompiledStrategy.run / run_reference do)")
+        compiled, data = self.origin
+        datasets = datasets_of(data)
+        loaded = dict(datasets) if isinstance(data, Mapping) else datasets[0][1]
+        perf, _ = strategy_performance(compiled, self.outputs, datasets, loaded, calendar)
+        return perf
+
+    def report(self, path: Any, title: str | None = None, calendar: Any = None):
+        """Write the run's tear sheet (self-contained HTML: equity, drawdown, monthly returns,
+        rolling Sharpe, metrics) to ``path``; returns the path."""
+        return self.performance(calendar).report(path, title=title)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.outputs[name]
+
+    def frame(self, name: str, *, utc: bool = True, wide: bool = False) -> pd.DataFrame:
+        """Output ``name`` for reading: indexed by UTC timestamps (``utc=True``: a ``DatetimeIndex``
+        named ``ts``) instead of epoch seconds, and with ``wide=True`` one column per symbol (a
+        ``(column, symbol)`` column index for several value columns).  ``outputs`` keeps the
+        epoch-second form every backend produces and the comparisons use."""
+        return timestamped(self.outputs[name], utc=utc, wide=wide)
+
+    def frames(self, *, utc: bool = True, wide: bool = False) -> dict[str, pd.DataFrame]:
+        """Every output as ``frame`` gives it."""
+        return {name: self.frame(name, utc=utc, wide=wide) for name in self.outputs}
+
+    def __repr__(self) -> str:
+        shown = [f"{name} {_shape(df)}" for name, df in list(self.outputs.items())[:_SHOWN]]
+        more = len(self.outputs) - _SHOWN
+        text = ", ".join(shown) + (f", +{more} more" if more > 0 else "")
+        sharing = ""
+        if self.sharing is not None:
+            sharing = (f"; store: {len(self.sharing.reused)} read, {len(self.sharing.written)} written, "
+                       f"{len(self.sharing.not_stored)} not stored")
+        return f"<RunResult {len(self.outputs)} output{'s' if len(self.outputs) != 1 else ''}: {text}{sharing}>"
+
+    def _repr_html_(self) -> str:
+        import html
+        rows = []
+        for name, df in list(self.outputs.items())[:_SHOWN_HTML]:
+            span = _span(df)
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{len(df)}</td>"
+                        f"<td>{html.escape(', '.join(map(str, df.columns[:12])))}"
+                        f"{' …' if len(df.columns) > 12 else ''}</td><td>{html.escape(span)}</td></tr>")
+        more = len(self.outputs) - _SHOWN_HTML
+        return (f"<div><b>RunResult</b>: {len(self.outputs)} outputs"
+                "<table><thead><tr><th>output</th><th>rows</th><th>columns</th><th>UTC span</th></tr>"
+                "</thead><tbody>" + "".join(rows) + "</tbody></table>"
+                + (f"<p>+{more} more outputs</p>" if more > 0 else "") + "</div>")
 
     @classmethod
     def from_chunks(cls, chunks: Mapping[str, Iterable[tuple[str | None, pd.DataFrame]]],
@@ -50,6 +108,47 @@ class RunResult:
         """Build from per-output ``(key, chunk)`` pairs (chunks of one key in time order)."""
         multi_key = multi_key or {}
         return cls({name: assemble(pairs, multi_key.get(name)) for name, pairs in chunks.items()})
+
+
+#: how many outputs a repr names (a 2,000-node strategy's result must not print 2,000 entries)
+_SHOWN = 8
+_SHOWN_HTML = 50
+
+
+def _shape(df: pd.DataFrame) -> str:
+    return f"{len(df)}×{len(df.columns)}"
+
+
+def _span(df: pd.DataFrame) -> str:
+    """First and last timestamp of a result frame, in UTC ('' when empty)."""
+    if not len(df):
+        return ""
+    ts = df.index.get_level_values(0) if isinstance(df.index, pd.MultiIndex) else df.index
+    first, last = (pd.Timestamp(int(ts.min()), unit="s", tz="UTC"), pd.Timestamp(int(ts.max()), unit="s", tz="UTC"))
+    return f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M}"
+
+
+def timestamped(df: pd.DataFrame, *, utc: bool = True, wide: bool = False) -> pd.DataFrame:
+    """A result frame (epoch-second ``ts`` index, maybe a ``symbol`` column) as users read it: a UTC
+    ``DatetimeIndex`` and, with ``wide``, symbols as columns (rows: timestamps; a single value column
+    becomes one column per symbol, several become a ``(column, symbol)`` index)."""
+    out = df
+    if wide and "symbol" in df.columns:
+        if isinstance(df.index, pd.MultiIndex):
+            raise ValueError("a matrix-per-tick output (indexed by ts and row label) has no wide form")
+        values = [c for c in df.columns if c != "symbol"]
+        out = df.pivot(columns="symbol", values=values)
+        if len(values) == 1:
+            out = out[values[0]]  # one value column: its symbols are the columns
+    if utc:
+        if isinstance(out.index, pd.MultiIndex):
+            ts = pd.to_datetime(out.index.get_level_values(0).to_numpy(dtype=np.int64), unit="s", utc=True)
+            rest = [out.index.get_level_values(i) for i in range(1, out.index.nlevels)]
+            out = out.set_axis(pd.MultiIndex.from_arrays([ts, *rest], names=out.index.names), axis=0)
+        else:
+            out = out.set_axis(pd.DatetimeIndex(pd.to_datetime(out.index.to_numpy(dtype=np.int64), unit="s",
+                                                               utc=True), name="ts"), axis=0)
+    return out
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,12 @@ class GatewayClient:
         params: dict[str, Any] = {"limit": limit} | ({"node_id": node_id} if node_id else {})
         return self._call("GET", "/artifacts", params=params)["artifacts"]
 
+    def nodes(self, node_ids: list[str]) -> dict[str, list[str]]:
+        """For each of ``node_ids`` the global strategy graph has: the strategies using it."""
+        if not node_ids:
+            return {}
+        return self._call("POST", "/nodes/lookup", json={"node_ids": list(dict.fromkeys(node_ids))})["found"]
+
     def get_strategy(self, strategy_id: str) -> dict[str, Any]:
         return self._call("GET", f"/strategies/{_seg(strategy_id)}")
 

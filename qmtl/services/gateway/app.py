@@ -35,11 +35,11 @@ from . import events
 from .admission import admit
 from .errors import ApiError, describe_validation, install_error_handlers
 from .artifact_index import ArtifactIndex
-from .models import NODE_ID_PATTERN, ArtifactLookup, ArtifactRegistration, SubmitRequest
+from .models import NODE_ID_PATTERN, ArtifactLookup, ArtifactRegistration, NodeLookup, SubmitRequest
 from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
-from .views import (ArtifactList, ArtifactsFound, ArtifactsRecorded, GatewayHealth, PollAnswer, QueuesByTag,
-                    StoredStrategy, SubmitResponse)
+from .views import (ArtifactList, ArtifactsFound, ArtifactsRecorded, GatewayHealth, NodesFound, PollAnswer,
+                    QueuesByTag, StoredStrategy, SubmitResponse)
 from .world_client import WorldClient
 
 QUEUE_TOPIC = "queues"
@@ -218,6 +218,11 @@ def _add_query_routes(app: FastAPI, store: SubmissionStore, gsg: GraphStore, met
             return JSONResponse({"status": "error", "database": f"{type(exc).__name__}: {exc}"},
                                 status_code=503)
         return {"status": "ok", "strategies": count}
+
+    @app.post("/nodes/lookup", response_model=NodesFound)
+    async def lookup_nodes(body: NodeLookup) -> dict[str, Any]:
+        """Which of these NodeIDs the global strategy graph has, and which strategies use each."""
+        return {"found": await run_in_threadpool(gsg.existing, body.node_ids)}
 
     @app.get("/metrics", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})

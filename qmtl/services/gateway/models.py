@@ -94,6 +94,10 @@ class ArtifactLookup(_Model):
     nodes: dict[NodeId, Fingerprint] = Field(min_length=1, max_length=20_000)
 
 
+class NodeLookup(_Model):
+    node_ids: list[NodeId] = Field(min_length=1, max_length=20_000)
+
+
 class SubmitRequest(_Model):
     dag: DagDocument
     world_ids: list[WorldId] = Field(min_length=1, max_length=64)

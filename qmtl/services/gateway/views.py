@@ -73,6 +73,11 @@ class ArtifactsRecorded(BaseModel):
     recorded: int
 
 
+class NodesFound(BaseModel):
+    found: dict[str, list[str]] = Field(description="NodeID → the strategies using it, for the NodeIDs "
+                                                    "the global strategy graph has")
+
+
 class ArtifactsFound(BaseModel):
     found: dict[str, str] = Field(description="NodeID → location, for the (NodeID, fingerprint) pairs "
                                               "the index has")

@@ -15,7 +15,8 @@ A policy is a conjunction of rules checked per strategy:
 
 ``max_drawdown`` is compared as a positive fraction (0.1 = 10%); negative inputs (as empyrical reports
 them) are taken by absolute value.  ``max_mode`` caps the mode a passing strategy can get ("paper" for
-the sandbox preset: everything passes, never live).
+the sandbox preset: everything passes, never live).  ``calendar`` (``24/7``, ``exchange``, ``252x24h``)
+says how submitters annualise the metrics this world judges (``Runner.submit`` reads it).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from qmtl.calendars import CalendarName
 
 
 # Policies are strict and finite: "yes" is not a boolean, "1" not a number, and .nan/.inf (YAML) or
@@ -81,6 +84,9 @@ class Policy(BaseModel):
     correlation: CorrelationCap | None = None
     hysteresis: Hysteresis | None = None
     max_mode: Literal["validate", "paper", "live"] = "live"
+    #: the market calendar the world's metrics are annualised with (``qmtl.calendars``); None: the
+    #: submitter's choice, by default 252 days of 24 h
+    calendar: CalendarName | None = None
 
 
 PRESETS: dict[str, Policy] = {
@@ -141,7 +147,8 @@ def parse_policy(text: str | bytes, content_type: str = "application/json") -> P
         kind = "YAML" if "yaml" in content_type else "JSON"
         raise PolicyError(f"policy is not valid {kind}: {exc}") from None
     if not isinstance(obj, Mapping):
-        raise PolicyError("policy must be a mapping (thresholds, top_k, correlation, hysteresis, max_mode)")
+        raise PolicyError("policy must be a mapping (thresholds, top_k, correlation, hysteresis, max_mode, "
+                          "calendar)")
     return policy_from_obj(obj)
 
 
