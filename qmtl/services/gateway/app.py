@@ -40,7 +40,7 @@ from .submissions import Recorded, SubmissionStore
 from .verify import NodeIdMismatch, VerifiedDag, verify_submission
 from .views import (ArtifactList, ArtifactsFound, ArtifactsRecorded, GatewayHealth, PollAnswer, QueuesByTag,
                     StoredStrategy, SubmitResponse)
-from .world_client import WorldClient
+from .world_client import WorldClient, make_world_client
 
 QUEUE_TOPIC = "queues"
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def create_app(db: Any, bus: Bus, gsg: GraphStore, world: Any, *,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics: GatewayMetrics | None = None) -> FastAPI:
     store = SubmissionStore(db, gsg)
     index = ArtifactIndex(db, gsg)
-    worlds = WorldClient(world)
+    worlds = make_world_client(world)
     metrics = metrics or GatewayMetrics()
 
     @asynccontextmanager
