@@ -93,10 +93,20 @@ def build_app(backend: str, stack: ExitStack) -> Any:
 
 
 @contextmanager
-def serving_in_thread(backend: str) -> Iterator[str]:
+def serving_in_thread(backend: str) -> Iterator[tuple[str, int]]:
     """Server and clients in this process: they share one GIL (the original harness)."""
     with ExitStack() as stack:
-        yield stack.enter_context(ServerThread(build_app(backend, stack)))
+        yield stack.enter_context(ServerThread(build_app(backend, stack))), os.getpid()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; NaN elsewhere).  Other work on
+    a shared machine moves wall-clock numbers, much less the CPU a submission costs the server."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _serve_forever(backend: str, port: int) -> None:
@@ -108,7 +118,7 @@ def _serve_forever(backend: str, port: int) -> None:
 
 
 @contextmanager
-def serving_in_process(backend: str) -> Iterator[str]:
+def serving_in_process(backend: str) -> Iterator[tuple[str, int]]:
     """Server in its own process, as deployed: the clients' CPU does not compete for its GIL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,7 +136,7 @@ def serving_in_process(backend: str) -> Iterator[str]:
                 if not proc.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the {backend} gateway process did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.join(30)
@@ -143,7 +153,7 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
     failures = 0
     lock = threading.Lock()
     serving = serving_in_thread if server == "thread" else serving_in_process
-    with serving(backend) as url, ExitStack() as stack:
+    with serving(backend) as (url, server_pid), ExitStack() as stack:
         httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
         # Clients are built before the clock starts: each one loads a TLS context (~0.1 s of CPU).
         https = [stack.enter_context(httpx.Client(base_url=url, timeout=60,
@@ -167,17 +177,21 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
                     else:
                         failures += 1
 
+        server_cpu = cpu_seconds(server_pid)
         started = time.perf_counter()
         deadline = time.monotonic() + max_seconds
         with ThreadPoolExecutor(clients) as pool:
             for f in [pool.submit(client, http) for http in https]:
                 f.result()
         elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_pid) - server_cpu
     latencies.sort()
     return {"backend": backend, "server": server, "clients": clients, "nodes": nodes,
             "ok": len(latencies), "failed": failures, "seconds": elapsed,
             "per_s": len(latencies) / elapsed, "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
-            "mean": statistics.fmean(latencies) if latencies else float("nan")}
+            "mean": statistics.fmean(latencies) if latencies else float("nan"),
+            # in thread mode the clients' CPU is in it too
+            "server_cpu_ms": server_cpu * 1000 / max(1, len(latencies) + failures)}
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -195,12 +209,13 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
              "| backend | server | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms "
-             "| mean ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| mean ms | server CPU ms/submission |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['backend']} | {r['server']} | {r['clients']} | {r['nodes']} | {r['ok']} | "
                      f"{r['failed']} | "
-                     f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} |")
+                     f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | "
+                     f"{r['server_cpu_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -222,7 +237,7 @@ def main() -> int:
     for backend, server in [(b, s) for s in servers for b in backends]:
         r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server)
         print(f"{backend} ({server}): {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
-              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, server CPU {r['server_cpu_ms']:.1f} ms/submission")
         results.append(r)
     text = report(results, args)
     if args.out:
