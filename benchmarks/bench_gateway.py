@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402  (benchmarks/ is the script's folder)
 
 from qmtl.config import DEFAULT_GATEWAY_POOL_SIZE  # noqa: E402
-from qmtl.services.app import ServerThread  # noqa: E402
+from qmtl.services.app import ServerThread, tune_gc_for_serving  # noqa: E402
 from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus  # noqa: E402
 from qmtl.services.gateway.app import create_app as create_gateway  # noqa: E402
 from qmtl.services.gateway.sample_dags import chain_dag  # noqa: E402
@@ -114,6 +114,7 @@ def _serve_forever(backend: str, port: int) -> None:
     with ExitStack() as stack:
         config = uvicorn.Config(build_app(backend, stack), host="127.0.0.1", port=port,
                                 log_level="warning", access_log=False)
+        tune_gc_for_serving()  # as ``serve`` does
         uvicorn.Server(config).run()
 
 
