@@ -49,9 +49,14 @@ def test_refuses_exactly_what_the_rules_refuse_and_returns_the_document(doc: Any
             check_json(body)
 
 
-@pytest.mark.parametrize("depth, ok", [(MAX_JSON_DEPTH, True), (MAX_JSON_DEPTH + 1, False), (500, False)])
-def test_depth_bound_on_both_paths(depth: int, ok: bool) -> None:
-    body = ("[" * depth + "1" + "]" * depth).encode()
+@pytest.mark.parametrize("leaf", ['1', '"s"', '{"k": "s"}', '[]'])
+@pytest.mark.parametrize("depth, ok", [(MAX_JSON_DEPTH - 1, True), (MAX_JSON_DEPTH, True),
+                                       (MAX_JSON_DEPTH + 1, False), (500, False)])
+def test_depth_bound_on_both_paths(depth: int, ok: bool, leaf: str) -> None:
+    """A value more than ``MAX_JSON_DEPTH`` containers deep is refused, whatever it is."""
+    ok = ok if leaf not in ('{"k": "s"}',) else depth < MAX_JSON_DEPTH  # the object adds a level
+    ok = ok if leaf != "[]" else depth <= MAX_JSON_DEPTH  # an empty container has no deeper value
+    body = ("[" * depth + leaf + "]" * depth).encode()
     if ok:
         assert check_json(body) == json.loads(body)
     else:
