@@ -41,7 +41,6 @@ CREATE TABLE IF NOT EXISTS gw_domain (
 """
 
 
-
 def migrations(key_table: str) -> tuple[str, ...]:
     """The gateway's schema migrations, in order (``key_table``: the backend's ``Database.key_table``)."""
     return _DDL.format(key_table=key_table), _DOMAIN_DDL.format(key_table=key_table)

@@ -6,8 +6,8 @@ decision give, bind a strategy) and to proxy ``/worlds…`` so SDK clients need 
 Two implementations of one interface (``make_world_client`` picks): ``WorldClient`` asks over HTTP
 (a URL, or any ASGI app through an in-process transport); ``EmbeddedWorldClient``, for the world
 service built in this process, asks its ``WorldService`` directly — the same questions with the same
-answers, without an HTTP round trip through a second middleware stack for each (a third of the
-gateway's per-submission work went there).  Both proxy ``/worlds…`` over HTTP, so what a client sees
+answers, without an HTTP round trip through a second middleware stack for each (about a sixth of
+the gateway's per-submission work went there).  Both proxy ``/worlds…`` over HTTP, so what a client sees
 of the world service is always its HTTP answer.  The caching and default-safe rules live once, in
 ``WorldClient``; the implementations differ only in how one question is asked (``_world_status``,
 ``_decide``, ``_bind``).
