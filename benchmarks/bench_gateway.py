@@ -16,6 +16,7 @@ Bounded: ``--submissions`` total per backend and ``--max-seconds`` wall time; lo
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine  # noqa: E402  (benchmarks/ is the script's folder)
 
 from qmtl.config import DEFAULT_GATEWAY_POOL_SIZE  # noqa: E402
-from qmtl.services.app import ServerThread  # noqa: E402
+from qmtl.services.app import ServerThread, tune_gc_for_serving  # noqa: E402
 from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus  # noqa: E402
 from qmtl.services.gateway.app import create_app as create_gateway  # noqa: E402
 from qmtl.services.gateway.sample_dags import chain_dag  # noqa: E402
@@ -93,10 +94,20 @@ def build_app(backend: str, stack: ExitStack) -> Any:
 
 
 @contextmanager
-def serving_in_thread(backend: str) -> Iterator[str]:
+def serving_in_thread(backend: str) -> Iterator[tuple[str, int]]:
     """Server and clients in this process: they share one GIL (the original harness)."""
     with ExitStack() as stack:
-        yield stack.enter_context(ServerThread(build_app(backend, stack)))
+        yield stack.enter_context(ServerThread(build_app(backend, stack))), os.getpid()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; NaN elsewhere).  Other work on
+    a shared machine moves wall-clock numbers, much less the CPU a submission costs the server."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _serve_forever(backend: str, port: int) -> None:
@@ -104,11 +115,12 @@ def _serve_forever(backend: str, port: int) -> None:
     with ExitStack() as stack:
         config = uvicorn.Config(build_app(backend, stack), host="127.0.0.1", port=port,
                                 log_level="warning", access_log=False)
+        tune_gc_for_serving()  # as ``serve`` does
         uvicorn.Server(config).run()
 
 
 @contextmanager
-def serving_in_process(backend: str) -> Iterator[str]:
+def serving_in_process(backend: str) -> Iterator[tuple[str, int]]:
     """Server in its own process, as deployed: the clients' CPU does not compete for its GIL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,7 +138,7 @@ def serving_in_process(backend: str) -> Iterator[str]:
                 if not proc.is_alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"the {backend} gateway process did not start") from None
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.join(30)
@@ -135,49 +147,82 @@ def serving_in_process(backend: str) -> Iterator[str]:
             proc.join()
 
 
-def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float,
-        server: str = "thread") -> dict:
-    bodies = [json.dumps({"dag": chain_dag(f"bench{i}", nodes, seed=i + 1), "world_ids": ["bench"]}).encode()
-              for i in range(submissions)]
-    latencies: list[float] = []
-    failures = 0
+def _thread_clients(https: list[httpx.Client], bodies: list[bytes], max_seconds: float,
+                    results: list[tuple[int, float]]) -> None:
+    """A thread per client, each a blocking ``httpx.Client`` posting one body after another."""
+    next_body = iter(range(len(bodies)))
     lock = threading.Lock()
-    serving = serving_in_thread if server == "thread" else serving_in_process
-    with serving(backend) as url, ExitStack() as stack:
-        httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
-        # Clients are built before the clock starts: each one loads a TLS context (~0.1 s of CPU).
-        https = [stack.enter_context(httpx.Client(base_url=url, timeout=60,
-                                                  headers={"content-type": "application/json"}))
-                 for _ in range(clients)]
-        next_body = iter(range(submissions))
+    deadline = time.monotonic() + max_seconds
 
-        def client(http: httpx.Client) -> None:
-            nonlocal failures
+    def client(http: httpx.Client) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                i = next(next_body, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            resp = http.post("/strategies", content=bodies[i])
+            with lock:
+                results.append((resp.status_code, (time.perf_counter() - t0) * 1000))
+
+    with ThreadPoolExecutor(len(https)) as pool:
+        for f in [pool.submit(client, http) for http in https]:
+            f.result()
+
+
+async def _async_clients(http: httpx.AsyncClient, clients: int, bodies: list[bytes], max_seconds: float,
+                         results: list[tuple[int, float]]) -> None:
+    """``clients`` closed-loop clients as coroutines on one event loop and connection pool: the same
+    load as the threads, at a fraction of their CPU (50 threads contend for one GIL on the cores the
+    server needs)."""
+    next_body = iter(range(len(bodies)))
+    deadline = time.monotonic() + max_seconds
+    async with http:
+        async def client() -> None:
             while time.monotonic() < deadline:
-                with lock:
-                    i = next(next_body, None)
+                i = next(next_body, None)
                 if i is None:
                     return
                 t0 = time.perf_counter()
-                resp = http.post("/strategies", content=bodies[i])
-                dt = (time.perf_counter() - t0) * 1000
-                with lock:
-                    if resp.status_code == 201:
-                        latencies.append(dt)
-                    else:
-                        failures += 1
+                resp = await http.post("/strategies", content=bodies[i])
+                results.append((resp.status_code, (time.perf_counter() - t0) * 1000))
 
+        await asyncio.gather(*(client() for _ in range(clients)))
+
+
+def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float,
+        server: str = "thread", client_mode: str = "threads") -> dict:
+    bodies = [json.dumps({"dag": chain_dag(f"bench{i}", nodes, seed=i + 1), "world_ids": ["bench"]}).encode()
+              for i in range(submissions)]
+    serving = serving_in_thread if server == "thread" else serving_in_process
+    with serving(backend) as (url, server_pid), ExitStack() as stack:
+        httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
+        results: list[tuple[int, float]] = []  # (status, ms) per request
+        # Clients are built before the clock starts: each one loads a TLS context (~0.1 s of CPU).
+        headers = {"content-type": "application/json"}
+        if client_mode == "threads":
+            https = [stack.enter_context(httpx.Client(base_url=url, timeout=60, headers=headers))
+                     for _ in range(clients)]
+        else:
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            ahttp = httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers)
+        server_cpu = cpu_seconds(server_pid)
         started = time.perf_counter()
-        deadline = time.monotonic() + max_seconds
-        with ThreadPoolExecutor(clients) as pool:
-            for f in [pool.submit(client, http) for http in https]:
-                f.result()
+        if client_mode == "threads":
+            _thread_clients(https, bodies, max_seconds, results)
+        else:
+            asyncio.run(_async_clients(ahttp, clients, bodies, max_seconds, results))
         elapsed = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_pid) - server_cpu
+    latencies = [ms for status, ms in results if status == 201]
+    failures = len(results) - len(latencies)
     latencies.sort()
-    return {"backend": backend, "server": server, "clients": clients, "nodes": nodes,
+    return {"backend": backend, "server": server, "client_mode": client_mode, "clients": clients, "nodes": nodes,
             "ok": len(latencies), "failed": failures, "seconds": elapsed,
             "per_s": len(latencies) / elapsed, "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
-            "mean": statistics.fmean(latencies) if latencies else float("nan")}
+            "mean": statistics.fmean(latencies) if latencies else float("nan"),
+            # in thread mode the clients' CPU is in it too
+            "server_cpu_ms": server_cpu * 1000 / max(1, len(latencies) + failures)}
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -194,13 +239,14 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              f"--nodes {args.nodes}`: each submission is a distinct {args.nodes}-node strategy sharing "
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
-             "| backend | server | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms "
-             "| mean ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| backend | server | client mode | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms "
+             "| mean ms | server CPU ms/submission |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['backend']} | {r['server']} | {r['clients']} | {r['nodes']} | {r['ok']} | "
+        lines.append(f"| {r['backend']} | {r['server']} | {r['client_mode']} | {r['clients']} | {r['nodes']} | {r['ok']} | "
                      f"{r['failed']} | "
-                     f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} |")
+                     f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | "
+                     f"{r['server_cpu_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -214,15 +260,18 @@ def main() -> int:
     parser.add_argument("--server", choices=["thread", "process", "both"], default="thread",
                         help="run the server in a thread of this process (shares the clients' GIL) "
                              "or in a process of its own")
+    parser.add_argument("--client-mode", choices=["threads", "async"], default="threads",
+                        help="each client a thread with a blocking client (default), or all clients "
+                             "coroutines on one event loop (far less client CPU on a small machine)")
     parser.add_argument("--out", type=Path, help="write a markdown report here")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
     servers = ["thread", "process"] if args.server == "both" else [args.server]
     results = []
     for backend, server in [(b, s) for s in servers for b in backends]:
-        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server)
-        print(f"{backend} ({server}): {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
-              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server, args.client_mode)
+        print(f"{backend} ({server}, {args.client_mode} clients): {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
+              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, server CPU {r['server_cpu_ms']:.1f} ms/submission")
         results.append(r)
     text = report(results, args)
     if args.out:

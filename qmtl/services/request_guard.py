@@ -11,6 +11,10 @@ Shared by the gateway and the world service, in front of every route, so no rout
 
 Malformed JSON is let through: each app reports it in its own words.  The body arrives already read by
 ``BodySizeLimit`` (so it is at most the size limit) and is replayed to the app unchanged.
+
+The body is parsed once: the checked document is left in the request's scope (``checked_json``), so a
+route that reads its body itself (the gateway's ``POST /strategies``) validates it without parsing the
+text a second time.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from pydantic_core import from_json
+
 from .asgi import (ClientDisconnected, HttpMiddleware, Receive, Scope, Send, read_body, replay_body,
                    send_json)
 from .errors import error_body
@@ -28,6 +34,11 @@ from .errors import error_body
 MAX_JSON_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+# Where the checked document is left in the ASGI scope (the body's parse, reused by the route).
+_SCOPE_KEY = "qmtl.checked_json"
+# ``checked_json``'s answer when the guard left no document for this body.
+NOT_CHECKED = object()
+_MALFORMED = object()  # ``check_json``'s answer for text that is not JSON
 
 
 class InputError(ValueError):
@@ -44,7 +55,9 @@ class RequestGuard(HttpMiddleware):
         try:
             check_target(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
             if body and _is_json(scope):
-                check_json(body)
+                doc = check_json(body)
+                if doc is not _MALFORMED:
+                    scope[_SCOPE_KEY] = (body, doc)
         except InputError as exc:
             await send_json(send, 400, error_body("E_SCHEMA", str(exc)))
             return
@@ -62,8 +75,28 @@ def check_target(raw_path: bytes, query: bytes) -> None:
         raise InputError("query: contains a control character")
 
 
-def check_json(body: bytes) -> None:
-    """Parse ``body`` and walk it; raise ``InputError`` for what the module docstring lists."""
+def checked_json(scope: Scope, body: bytes) -> Any:
+    """The document ``RequestGuard`` parsed and checked from exactly ``body``, or ``NOT_CHECKED`` (not
+    JSON, malformed, or another body): then the caller parses the text itself."""
+    seen = scope.get(_SCOPE_KEY)
+    return seen[1] if seen is not None and seen[0] == body else NOT_CHECKED
+
+
+def check_json(body: bytes) -> Any:
+    """Parse ``body`` and walk it; raise ``InputError`` for what the module docstring lists.
+
+    Returns the parsed document, or ``_MALFORMED`` when the text is not JSON (the app says so).  The
+    common case takes pydantic-core's parser and a walk that builds no paths; anything that parser
+    refuses (deep nesting, huge integers, ``NaN``, other encodings) and any document the quick walk
+    does not pass goes the exact way below, so every refusal is named as it always was.
+    """
+    try:
+        doc = from_json(body, allow_inf_nan=False)
+    except ValueError:
+        pass
+    else:
+        if _clean(doc, 0):
+            return doc
     try:
         doc = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
@@ -71,12 +104,38 @@ def check_json(body: bytes) -> None:
     except InputError:
         raise
     except json.JSONDecodeError:
-        return  # malformed: the app says so in its own words
+        return _MALFORMED  # malformed: the app says so in its own words
     except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
         raise InputError(f"body: number out of range: {exc}") from None
     except UnicodeDecodeError:
-        return
+        return _MALFORMED
     _walk(doc)
+    return doc
+
+
+def _clean(value: Any, depth: int) -> bool:
+    """True when ``_walk`` would find nothing in ``value`` (same rules, no paths built).  Strings, the
+    commonest members, are checked in the loops without a call each."""
+    if depth > MAX_JSON_DEPTH:
+        return False
+    t = type(value)
+    if t is str:
+        return "\x00" not in value
+    if t is dict:
+        for key, item in value.items():
+            if "\x00" in key or (("\x00" in item) if type(item) is str else not _clean(item, depth + 1)):
+                return False
+        return depth < MAX_JSON_DEPTH or not value
+    if t is list:
+        for item in value:
+            if ("\x00" in item) if type(item) is str else not _clean(item, depth + 1):
+                return False
+        return depth < MAX_JSON_DEPTH or not value
+    if t is int:
+        return INT64_MIN <= value <= INT64_MAX
+    if t is float:
+        return math.isfinite(value)
+    return t is bool or value is None
 
 
 def _no_constant(name: str) -> Any:

@@ -39,4 +39,31 @@ def test_every_component_records_its_version(db_backend) -> None:
     SubmissionStore(db, SqlGraphStore(db))
     WorldStore(db)
     rows = {r["component"]: r["version"] for r in db.fetchall("SELECT component, version FROM qmtl_schema")}
-    assert rows == {"gsg": 1, "gateway": 1, "worldservice": 2}
+    assert rows == {"gsg": 1, "gateway": 2, "worldservice": 2}
+
+
+def test_gateway_queues_written_before_version_2_stay_readable(db_backend) -> None:
+    """Version 2 stops writing one queue row per node (queues are derived from the domain each
+    strategy got); the rows a version-1 gateway wrote are still answered, next to derived ones."""
+    from qmtl.services.gateway.app import parse_submission
+    from qmtl.services.gateway.sample_dags import chain_dag
+    from qmtl.services.gateway.submissions import SubmissionStore, migrations, queue_name
+    from qmtl.services.gateway.verify import verify_submission
+    from qmtl.services.gsg import SqlGraphStore
+    from qmtl.services.storage.migrations import migrate
+
+    db = db_backend("gw1")
+    migrate(db, "gateway", migrations(db.key_table)[:1])
+    db.execute("INSERT INTO gw_queue (world_id, node_id, domain, queue) VALUES (?, ?, ?, ?)",
+               ("old", "blake3:" + "a" * 64, "live", queue_name("old", "live", "blake3:" + "a" * 64)))
+    store = SubmissionStore(db, SqlGraphStore(db))
+    assert schema_version(db, "gateway") == 2
+    req = parse_submission(__import__("json").dumps({"dag": chain_dag("q", 4), "world_ids": ["w"]}).encode())
+    dag = verify_submission(req)
+    store.record(dag, "{}", {}, {"w": "backtest", "v": "dryrun"})
+    src = dag.nodes[0].node_id
+    got = store.queues_for([src, "blake3:" + "a" * 64], None)
+    assert [(q["node_id"], q["world_id"], q["domain"]) for q in got] == sorted(
+        [("blake3:" + "a" * 64, "old", "live"), (src, "v", "dryrun"), (src, "w", "backtest")])
+    assert all(q["queue"] == queue_name(q["world_id"], q["domain"], q["node_id"]) for q in got)
+    assert [q["world_id"] for q in store.queues_for([src], "w")] == ["w"]

@@ -3,6 +3,11 @@
 When the GSG lives in the same SQL database (the embedded default), the diff, the graph upsert and the
 strategy row commit together, so an acknowledged submission is never half-written; with Neo4j the
 graph upsert is idempotent and is simply redone by a client's retry.
+
+Queue names are a function of (world, execution domain, node) (``queue_name``), so they are not
+stored per node: a submission records one ``gw_domain`` row per world it was bound to with the domain
+it got, and ``queues_for`` derives the queues of a node from the strategies the graph says use it.
+Databases written before (schema version 1) keep their ``gw_queue`` rows, which are still read.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..gsg.store import GraphStore
+from ..gsg.store import Edge, GraphNode, GraphStore
 from ..storage.migrations import migrate
 from .verify import VerifiedDag
 
@@ -28,8 +33,21 @@ CREATE TABLE IF NOT EXISTS gw_queue (
     PRIMARY KEY (world_id, node_id, domain)){key_table};
 """
 
+# Migration 2: the domain each strategy got per world replaces per-node queue rows (see the docstring).
+_DOMAIN_DDL = """
+CREATE TABLE IF NOT EXISTS gw_domain (
+    strategy_id TEXT NOT NULL, world_id TEXT NOT NULL, domain TEXT NOT NULL,
+    PRIMARY KEY (strategy_id, world_id, domain)){key_table};
+"""
+
+
+def migrations(key_table: str) -> tuple[str, ...]:
+    """The gateway's schema migrations, in order (``key_table``: the backend's ``Database.key_table``)."""
+    return _DDL.format(key_table=key_table), _DOMAIN_DDL.format(key_table=key_table)
+
+
 _BINDING_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("created_at", "DOUBLE PRECISION"))
-_QUEUE_COLUMNS = (("world_id", "TEXT"), ("node_id", "TEXT"), ("domain", "TEXT"), ("queue", "TEXT"))
+_DOMAIN_COLUMNS = (("strategy_id", "TEXT"), ("world_id", "TEXT"), ("domain", "TEXT"))
 
 
 def queue_name(world_id: str, domain: str, node_id: str) -> str:
@@ -48,7 +66,7 @@ class SubmissionStore:
     def __init__(self, db: Any, gsg: GraphStore) -> None:
         self.db = db
         self.gsg = gsg
-        migrate(self.db, "gateway", (_DDL.format(key_table=db.key_table),))
+        migrate(self.db, "gateway", migrations(db.key_table))
 
     def record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:
@@ -56,15 +74,20 @@ class SubmissionStore:
 
         ``doc_json`` is the submitted DAG document as JSON text, stored as given.
         """
-        return self.db.run_transaction(lambda: self._record(dag, doc_json, meta, domains))
+        # Everything that does not depend on the database is prepared before the transaction: the
+        # writer is held (and every other submission waits) only for the reads and writes.
+        graph = dag.graph_nodes(), dag.edges()
+        meta_json = json.dumps(meta)
+        queues = {w: {n.node_id: queue_name(w, d, n.node_id) for n in dag.nodes} for w, d in domains.items()}
+        return self.db.run_transaction(lambda: self._record(dag, graph, doc_json, meta_json, domains, queues))
 
-    def _record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
-                domains: dict[str, str]) -> Recorded:
+    def _record(self, dag: VerifiedDag, graph: tuple[list[GraphNode], list[Edge]], doc_json: str,
+                meta_json: str, domains: dict[str, str], queues: dict[str, dict[str, str]]) -> Recorded:
         sid = dag.strategy_id
         ids = [n.node_id for n in dag.nodes]
         now = time.time()
         before = self.gsg.existing(ids)
-        self.gsg.upsert(sid, dag.graph_nodes(), dag.edges())
+        self.gsg.upsert(sid, *graph)
         nodes = [{"node_id": n.node_id, "name": n.name, "op": n.op,
                   "status": "existing" if n.node_id in before else "new",
                   "used_by": sorted(set(before.get(n.node_id, [])) | {sid})} for n in dag.nodes]
@@ -74,13 +97,11 @@ class SubmissionStore:
         created = bool(self.db.fetchall(
             "INSERT INTO gw_strategy (strategy_id, checksum, dag, meta, nodes, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING strategy_id",
-            (sid, dag.checksum, doc_json, json.dumps(meta), json.dumps(statuses), now)))
-        queues = {w: {i: queue_name(w, d, i) for i in ids} for w, d in domains.items()}
+            (sid, dag.checksum, doc_json, meta_json, json.dumps(statuses), now)))
         self.db.insert_many("gw_binding", _BINDING_COLUMNS,
                             sorted((sid, world, now) for world in domains))
-        self.db.insert_many("gw_queue", _QUEUE_COLUMNS,
-                            sorted({(world, node_id, domain, queues[world][node_id])
-                                    for world, domain in domains.items() for node_id in ids}))
+        self.db.insert_many("gw_domain", _DOMAIN_COLUMNS,
+                            sorted((sid, world, domain) for world, domain in domains.items()))
         return Recorded(sid, created, nodes, queues)
 
     def get(self, strategy_id: str) -> dict[str, Any] | None:
@@ -98,11 +119,27 @@ class SubmissionStore:
         return int(row["n"]) if row else 0
 
     def queues_for(self, node_ids: list[str], world_id: str | None) -> list[dict[str, str]]:
+        """Every (world, node, domain) queue of ``node_ids`` (in ``world_id`` only, when given), sorted by
+        node, world and domain: derived from the strategies using each node and the domains they got,
+        plus the per-node rows of databases written before those were kept."""
         if not node_ids:
             return []
+        found: set[tuple[str, str, str]] = set()  # (node, world, domain)
+        users = self.gsg.existing(node_ids)
+        strategies = sorted({s for sids in users.values() for s in sids})
+        if strategies:
+            where, params = self.db.any_of("strategy_id", strategies)
+            sql = f"SELECT strategy_id, world_id, domain FROM gw_domain WHERE {where}"
+            if world_id is not None:
+                sql, params = sql + " AND world_id = ?", (*params, world_id)
+            got: dict[str, list[tuple[str, str]]] = {}
+            for r in self.db.fetchall(sql, params):
+                got.setdefault(r["strategy_id"], []).append((r["world_id"], r["domain"]))
+            found.update((node, w, d) for node, sids in users.items() for s in sids for w, d in got.get(s, ()))
         where, params = self.db.any_of("node_id", node_ids)
-        sql = f"SELECT world_id, node_id, domain, queue FROM gw_queue WHERE {where}"
+        sql = f"SELECT world_id, node_id, domain FROM gw_queue WHERE {where}"
         if world_id is not None:
-            sql += " AND world_id = ?"
-            params = (*params, world_id)
-        return self.db.fetchall(sql + " ORDER BY node_id, world_id, domain", params)
+            sql, params = sql + " AND world_id = ?", (*params, world_id)
+        found.update((r["node_id"], r["world_id"], r["domain"]) for r in self.db.fetchall(sql, params))
+        return [{"world_id": w, "node_id": n, "domain": d, "queue": queue_name(w, d, n)}
+                for n, w, d in sorted(found)]
