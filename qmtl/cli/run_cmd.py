@@ -6,6 +6,7 @@ cluster run (``qmtl.runner.cluster``) and writes per-instrument batches under ``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -46,13 +47,17 @@ def run_command(
     from qmtl.ir.diagnostics import CompileError
     from qmtl.runtime.artifacts import ArtifactStore
     from qmtl.runtime.results import NodeRuntimeError
-    from qmtl.runtime.row_sink import RunDirError
+    from qmtl.runtime.row_sink import RunDirError, RunFailed
 
     file, cls = strategy_target(strategy_file)
     check_data(data)
     check_out_dir(output_dir)
     cluster = _cluster_options(addresses, process_id)
     source = _time_range(data, start, end)
+    if cluster is None and recovery_dir is None and (output_dir / "_run.json").exists():
+        err.print(f"error: --out {output_dir} holds a cluster run's outputs; use another directory",
+                  style="bold red", markup=False)
+        raise typer.Exit(1)
     try:
         compiled = compile_strategy(file, cls)
         if cluster is not None or recovery_dir is not None:
@@ -64,13 +69,17 @@ def run_command(
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)
-    except (NodeRuntimeError, RunDirError, TimeoutError) as exc:
+    except (NodeRuntimeError, RunDirError, RunFailed, TimeoutError) as exc:
         err.print(f"error: {exc}", style="bold red", markup=False)
         raise typer.Exit(1)
     for (name, frame), path in zip(result.outputs.items(), write_frames(result.outputs, output_dir)):
         out.print(f"{name}: {len(frame)} rows -> {path}", markup=False)
     if result.sharing is not None and result.sharing.reused:
         out.print(f"read from the artifact store: {', '.join(sorted(result.sharing.reused))}", markup=False)
+
+
+#: host:port — a name or IPv4 address, or [IPv6] — as Bytewax's --addresses takes them (';' between)
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}")
 
 
 def _cluster_options(addresses: str | None, process_id: int | None) -> tuple[list[str], int] | None:
@@ -81,7 +90,7 @@ def _cluster_options(addresses: str | None, process_id: int | None) -> tuple[lis
         err.print("error: a cluster run needs both --addresses and --process-id", style="bold red", markup=False)
         raise typer.Exit(2)
     hosts = [a.strip() for a in addresses.split(";") if a.strip()]
-    bad = [a for a in hosts if a.rpartition(":")[2].isdigit() is False]
+    bad = [a for a in hosts if not _HOST_PORT.fullmatch(a)]
     if bad or not hosts:
         err.print(f"error: --addresses: expected host:port;host:port…, got {addresses!r}", style="bold red",
                   markup=False)
@@ -95,10 +104,24 @@ def _cluster_options(addresses: str | None, process_id: int | None) -> tuple[lis
 
 def _run_cluster(compiled, data, out_dir: Path, cluster: tuple[list[str], int] | None, workers: int,
                  recovery_dir: Path | None, snapshot_interval: float, batch_size: int | None) -> None:
+    from qmtl.ir.diagnostics import CompileError
     from qmtl.runner.cluster import run
+    from qmtl.runtime.results import NodeRuntimeError
+    from qmtl.runtime.row_sink import RunDirError, RunFailed
     hosts, pid = cluster if cluster is not None else (None, None)
-    job = run(compiled, data, out_dir, addresses=hosts, process_id=pid, workers=workers,
-              recovery_dir=recovery_dir, snapshot_interval=snapshot_interval, batch_size=batch_size)
+    try:
+        job = run(compiled, data, out_dir, addresses=hosts, process_id=pid, workers=workers,
+                  recovery_dir=recovery_dir, snapshot_interval=snapshot_interval, batch_size=batch_size)
+    except (CompileError, NodeRuntimeError, RunDirError, RunFailed, TimeoutError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - Bytewax's own failures (a peer lost, networking)
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        err.print(f"error: the cluster run stopped ({type(exc).__name__}: {last}); a process may have died or "
+                  "be unreachable — run every process again with the same --recovery-dir to resume",
+                  style="bold red", markup=False)
+        raise typer.Exit(1)
     who = f"process {pid} of {len(hosts)}" if hosts else "one process"
     out.print(f"{compiled.name}: {len(job.manifest.outputs)} outputs of a cluster run ({who}) under "
               f"{out_dir}/ (read them with qmtl.runtime.row_sink.read_outputs)", markup=False)

@@ -37,6 +37,7 @@ from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
 from .partitions import PartitionPlan, empty_timeline, load_partition, plan_partitions
 from .slice_reader import ChunkPosition, OutOfOrder, timeline_chunks
+from .data import version
 from .row_sink import ChunkSink, OutputLayout, RunManifest, WholeFrames, prepare
 
 
@@ -176,7 +177,7 @@ def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | No
     layouts.update({name: OutputLayout(name=name, keys=None, whole=True) for name in parts.per_tick})
     order = [r.name for r in regions_in_dependency_order(module)]
     manifest = RunManifest(strategy=compiled.name, module_digest=gen.DIGEST, data=str(data), batch_size=batch,
-                           outputs=[layouts[n] for n in order if n in layouts])
+                           outputs=[layouts[n] for n in order if n in layouts], data_version=version(plan.location))
     out = Path(out)
     prepare(out, manifest)
 

@@ -181,7 +181,9 @@ def scan(location: Any, fields: Collection[str] | None, symbol: str | None,
         raise DataError("E505", str(bars), f"cannot read the data files: {exc}") from None
     if pieces is None:
         return None
-    return _scanned(dataset, pieces, _kept(names, fields), wanted, str(bars))
+    # a directory's rows are ordered by the reader (as ``load`` sorts them); a file must be in order
+    is_tree = "://" in where or Path(where).is_dir()
+    return _scanned(dataset, pieces, _kept(names, fields), wanted, str(bars), is_tree)
 
 
 def _time_ordered_pieces(dataset: Any, wanted: Any) -> list | None:
@@ -209,15 +211,34 @@ def _time_ordered_pieces(dataset: Any, wanted: Any) -> list | None:
     return [p[0] for p in pieces]
 
 
-def _scanned(dataset: Any, pieces: list, columns: list[str] | None, wanted: Any, source: str) -> Iterator[Stream]:
+def _scanned(dataset: Any, pieces: list, columns: list[str] | None, wanted: Any, source: str,
+             sort: bool) -> Iterator[Stream]:
     import pyarrow.dataset as pads
     try:
         for piece in pieces:
             table = pads.Scanner.from_fragment(piece, schema=dataset.schema, columns=columns, filter=wanted).to_table()
             if table.num_rows:
-                yield _from_columns(_arrow_columns(table.sort_by("ts"), source), source).streams[0]
+                yield _from_columns(_arrow_columns(table.sort_by("ts") if sort else table, source), source).streams[0]
     except (pa.ArrowException, OSError) as exc:
         raise DataError("E505", source, f"cannot read the data files: {exc}") from None
+
+
+def version(location: Any) -> str:
+    """A digest of a location's files as listed now (path, size, modification time): it changes when
+    a file is added, removed or rewritten, so outputs planned from other data are not mixed in."""
+    import hashlib
+    import pyarrow.fs as pafs
+    bars = opened(location)
+    if not isinstance(bars, Bars):
+        return ""
+    if bars.dataset is not None:
+        fs, paths = bars.dataset.filesystem, sorted(bars.dataset.files)
+    else:
+        fs, paths = pafs.LocalFileSystem(), [str(Path(bars.location).resolve())]
+    h = hashlib.blake2b(digest_size=16)
+    for info in fs.get_file_info(paths):
+        h.update(f"{info.path}\0{info.size}\0{info.mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def _epoch_s(value: Any, what: str) -> int | None:
@@ -305,6 +326,10 @@ def survey(location: str | Path | Bars) -> Dataset:
                                                or pa.types.is_boolean(f.type)):
             empty[f.name] = np.array([], np.int64 if pa.types.is_integer(f.type) else np.float64)
     fields = tuple(c for c in empty if c != "ts")
+    if bars.start is not None or bars.end is not None:
+        span = _span_filter(schema.field("ts").type, bars.start, bars.end)
+        if not dataset.count_rows(filter=span):
+            raise DataError("E503", name, "no bars: none of the data's bars falls in this time range")
     if "symbol" not in schema.names:
         return Dataset(name, (Stream(empty),), False, fields)
     import pyarrow.compute as pc

@@ -154,6 +154,11 @@ def note_failure(exc: BaseException) -> None:
         _FAILURES.append(exc)
 
 
+def first_failure() -> BaseException | None:
+    """The first error a step of this process's current run noted, if any."""
+    return _FAILURES[0] if _FAILURES else None
+
+
 def failed() -> bool:
     """Has a step of this process's current run failed (so later batches need not run)?"""
     return bool(_FAILURES)

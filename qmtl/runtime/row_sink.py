@@ -65,6 +65,7 @@ class RunManifest(BaseModel):
     data: str
     batch_size: int
     outputs: list[OutputLayout]
+    data_version: str = ""  # the data's files as listed when the run was planned (``data.version``)
 
 
 class RunDirError(ValueError):
@@ -82,12 +83,22 @@ def prepare(out: Path, manifest: RunManifest) -> None:
         except ValueError:
             raise RunDirError(f"{out}: {MANIFEST} is not a qmtl run manifest; use an empty directory") from None
         if old != manifest:
-            raise RunDirError(f"{out} holds the outputs of another run ({old.strategy} over {old.data}, "
-                              f"batch {old.batch_size}); use an empty directory")
+            raise RunDirError(f"{out} holds the outputs of another run ({differences(old, manifest)}); "
+                              "use an empty directory")
         return
     if any(p.name != MANIFEST for p in out.iterdir()):
         raise RunDirError(f"{out} is not empty and holds no qmtl run manifest; use an empty directory")
     write_atomically(path, manifest.model_dump_json(indent=2).encode())
+
+
+def differences(old: RunManifest, new: RunManifest) -> str:
+    """What differs between two runs, for a refusal the user can act on."""
+    said = {"strategy": "strategy", "module_digest": "compiled strategy (its code changed)", "data": "data",
+            "batch_size": "batch size", "outputs": "outputs",
+            "data_version": "data files (added, removed or rewritten since)"}
+    changed = [f"{said[f]}: {getattr(old, f)!r} then" if f in ("strategy", "data", "batch_size") else said[f]
+               for f in said if getattr(old, f) != getattr(new, f)]
+    return "differs in " + "; ".join(changed)
 
 
 def chunk_path(out: Path, output: str, key: str | None, start: int) -> Path:
@@ -95,9 +106,33 @@ def chunk_path(out: Path, output: str, key: str | None, start: int) -> Path:
     return folder / f"part-{start:012d}.parquet"
 
 
+class WorkerReport(BaseModel):
+    """What one Bytewax worker of a run says when the dataflow has finished on it: ``_workers/<i>.json``.
+    A run's outputs are whole only when every worker reported, and without an error."""
+
+    worker: int
+    of: int
+    error: str | None = None
+
+
+class RunFailed(RuntimeError):
+    """A run's outputs are not whole: a worker failed, or never finished (killed, not yet resumed)."""
+
+
 class _ChunkPartition(StatelessSinkPartition):
-    def __init__(self, out: Path, layouts: dict[str, OutputLayout]) -> None:
+    def __init__(self, out: Path, layouts: dict[str, OutputLayout], worker: int, workers: int) -> None:
         self.out, self.layouts = out, layouts
+        self.report = WorkerReport(worker=worker, of=workers)
+        _report_path(out, worker).unlink(missing_ok=True)  # an earlier attempt's verdict no longer holds
+
+    def close(self) -> None:
+        """The dataflow finished on this worker: say whether its part of the run is whole."""
+        from .flow import first_failure
+        error = first_failure()
+        report = self.report.model_copy(update={"error": None if error is None else str(error)})
+        path = _report_path(self.out, report.worker)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, report.model_dump_json().encode())
 
     def write_batch(self, items: list) -> None:
         for _part, (key, start, rows, _last) in items:
@@ -126,7 +161,35 @@ class ChunkSink(DynamicSink):
         self.layouts = {o.name: o for o in manifest.outputs}
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ChunkPartition:
-        return _ChunkPartition(self.out, self.layouts)
+        return _ChunkPartition(self.out, self.layouts, worker_index, worker_count)
+
+
+def _report_path(out: Path, worker: int) -> Path:
+    return out / "_workers" / f"{worker}.json"
+
+
+def run_status(out: Path) -> list[WorkerReport] | None:
+    """Every worker's report once all have reported (None while some have not)."""
+    reports = []
+    for path in sorted((Path(out) / "_workers").glob("*.json")):
+        try:
+            reports.append(WorkerReport.model_validate_json(path.read_text()))
+        except (OSError, ValueError):
+            return None
+    if not reports or len({r.worker for r in reports}) < reports[0].of:
+        return None
+    return reports
+
+
+def check_finished(out: Path) -> None:
+    """Raise ``RunFailed`` unless every worker of the run in ``out`` finished without an error."""
+    reports = run_status(out)
+    if reports is None:
+        raise RunFailed(f"{out}: the run did not finish (a process was stopped or is still running); "
+                        "run every process again with the same --recovery-dir to resume it")
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise RunFailed(f"{out}: the run failed on worker {failed[0].worker} of {failed[0].of}: {failed[0].error}")
 
 
 def _chunk_bytes(name: str, ts: np.ndarray, values: dict) -> bytes:
@@ -143,8 +206,13 @@ def _chunk_bytes(name: str, ts: np.ndarray, values: dict) -> bytes:
 
 
 def read_outputs(out: Path) -> dict[str, pd.DataFrame]:
-    """A finished cluster run's outputs, as ``compiled.run(...).outputs`` gives them."""
+    """A finished cluster run's outputs, as ``compiled.run(...).outputs`` gives them; ``RunFailed``
+    when the run failed or has not finished (its files would be a part of the outputs)."""
     out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise RunFailed(f"{out}: not the output directory of a cluster run (no {MANIFEST}); a run on one "
+                        "machine writes <output>.parquet files that pandas.read_parquet reads")
+    check_finished(out)
     manifest = RunManifest.model_validate_json((out / MANIFEST).read_text())
     frames: dict[str, pd.DataFrame] = {}
     for o in manifest.outputs:

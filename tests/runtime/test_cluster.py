@@ -21,7 +21,7 @@ import qmtl
 from qmtl.ir.diagnostics import CompileError
 from qmtl.runtime.cluster import cluster_flow, run_process
 from qmtl.runtime.data import DataError, survey
-from qmtl.runtime.row_sink import RunDirError, read_outputs
+from qmtl.runtime.row_sink import RunDirError, RunFailed, read_outputs
 from qmtl.runtime.synthetic import synthetic_bars
 
 from tests.robustness.cases import CASES
@@ -275,6 +275,8 @@ def test_kill_9_and_resume_gives_the_uninterrupted_outputs(tmp_path) -> None:
     args = ("--recovery-dir", str(recovery), "--snapshot-interval", "0.1", "--batch-size", "25")
     first = _qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
     _kill_after_snapshots(first, out, rows=80)
+    with pytest.raises(RunFailed, match="did not finish"):  # a part of the outputs is not the outputs
+        read_outputs(out)
     before = _chunk_times(out)
     _finish([_qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
     after = _chunk_times(out)
@@ -414,3 +416,59 @@ def test_pieces_are_ordered_by_statistics_and_overlap_means_whole(tmp_path) -> N
     shuffled = tmp_path / "shuffled.parquet"
     df.sample(frac=1.0, random_state=1).to_parquet(shuffled, index=False, row_group_size=64)
     assert scan(str(shuffled), {"close"}, "BBB") is None
+
+
+# --- what a careless user does ----------------------------------------------------------------------
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*QMTL, *args], capture_output=True, text=True, cwd=ROOT, timeout=240,
+                          env={**os.environ, "QMTL_HOME": str(home)})
+
+
+def test_careless_cluster_invocations_get_clear_errors(bars, tmp_path) -> None:
+    strategy = str(ROOT / "examples" / "momentum.py")
+    data = str(bars["multi"])
+    home = tmp_path / "home"
+    comma = _cli("run", strategy, "--data", data, "--out", str(tmp_path / "a"), "-a", "127.0.0.1:1,127.0.0.1:2",
+                 "-i", "0", home=home)
+    assert comma.returncode == 2 and "expected host:port;host:port" in comma.stderr, comma.stderr
+    assert not (tmp_path / "a").exists()
+    late = _cli("run", strategy, "--data", data, "--out", str(tmp_path / "b"), "--start", "2999-01-01",
+                "-r", str(tmp_path / "rb"), home=home)
+    assert late.returncode == 1 and "E503" in late.stdout + late.stderr and "Traceback" not in late.stderr, late
+    done = _cli("run", strategy, "--data", data, "--out", str(tmp_path / "c"), "-r", str(tmp_path / "rc"), "-q",
+                home=home)
+    assert done.returncode == 0, done.stderr
+    # the same recovery directory for another run (other bars) is refused, not resumed into nothing
+    other = _hive(_bars(120, ("AAA", "BBB"), 8), tmp_path / "other")
+    reuse = _cli("run", strategy, "--data", str(other), "--out", str(tmp_path / "d"), "-r", str(tmp_path / "rc"),
+                 home=home)
+    assert reuse.returncode == 1 and "snapshots of another run" in reuse.stderr, reuse.stderr
+    # an in-memory run into a cluster run's directory is refused; read_outputs refuses the other layout
+    mixed = _cli("run", strategy, "--data", data, "--out", str(tmp_path / "c"), "--no-store", home=home)
+    assert mixed.returncode == 1 and "cluster run's outputs" in mixed.stderr, mixed.stderr
+    plain = _cli("run", strategy, "--data", data, "--out", str(tmp_path / "e"), "--no-store", home=home)
+    assert plain.returncode == 0, plain.stderr
+    with pytest.raises(RunFailed, match="not the output directory of a cluster run"):
+        read_outputs(tmp_path / "e")
+
+
+def test_changed_data_is_not_mixed_with_outputs_of_the_old(tmp_path) -> None:
+    data = _hive(_bars(200, ("AAA", "BBB"), 8), tmp_path / "bars")
+    program = qmtl.compile(ROOT / "examples" / "momentum.py")
+    run_process(cluster_flow(program, str(data), tmp_path / "out", batch_size=50).flow)
+    part = data / "symbol=AAA" / "part.parquet"
+    pd.read_parquet(part).iloc[:100].to_parquet(part, index=False)
+    with pytest.raises(RunDirError, match="data files"):
+        cluster_flow(program, str(data), tmp_path / "out", batch_size=50)
+
+
+def test_an_unsorted_file_is_e502_on_the_cluster_path_as_in_memory(tmp_path) -> None:
+    data = tmp_path / "bars.parquet"
+    _bars(200, ("AAA", "BBB"), 8).iloc[::-1].to_parquet(data, index=False)
+    program = qmtl.compile(ROOT / "examples" / "momentum.py")
+    with pytest.raises(DataError, match="E502"):
+        program.run(str(data))
+    with pytest.raises(DataError, match="E502"):
+        run_process(cluster_flow(program, str(data), tmp_path / "out").flow)

@@ -45,6 +45,20 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
                           env=env, timeout=300)
 
 
+def test_bytewax_run_of_a_failing_node_exits_1_with_the_users_error(tmp_path):
+    _run(tmp_path)
+    call = f"qmtl.runner.cluster:flow({str(tmp_path / 'broken.py')!r}, {str(tmp_path / 'bars.parquet')!r}, " \
+           f"{str(tmp_path / 'out')!r})"
+    done = subprocess.run([sys.executable, "-m", "bytewax.run", call, "-w", "2"], capture_output=True, text=True,
+                          env={**os.environ, "QMTL_HOME": str(tmp_path / "home")}, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "error: node 'n' failed at ts=" in done.stderr and "panicked" not in done.stderr, done.stderr[-3000:]
+    from qmtl.runtime.row_sink import RunFailed, read_outputs
+    import pytest
+    with pytest.raises(RunFailed, match="failed on worker"):
+        read_outputs(tmp_path / "out")
+
+
 def test_a_failing_node_prints_no_rust_panic(tmp_path):
     done = _run(tmp_path)
     assert done.returncode != 0
@@ -55,8 +69,8 @@ def test_a_failing_node_prints_no_rust_panic(tmp_path):
 
 
 def test_a_failing_node_in_a_two_process_cluster_reaches_the_user(tmp_path):
-    """``qmtl run -a … -i N`` in two processes: the one whose instrument fails prints the node's
-    error and exits 1; neither prints a panic, and the other finishes its instruments."""
+    """``qmtl run -a … -i N`` in two processes: both exit 1 and name the node's error (the one whose
+    instrument failed, and the other from the worker reports); neither prints a panic."""
     _run(tmp_path)  # writes the data and the strategy
     import socket
     socks = [socket.socket() for _ in range(2)]
@@ -72,7 +86,8 @@ def test_a_failing_node_in_a_two_process_cluster_reaches_the_user(tmp_path):
                               text=True, env=env) for i in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
-    assert codes == [0, 1], results
+    assert codes == [1, 1], results
+    assert all("node 'n' failed at ts=" in err for _, err in results), results
     errors = "".join(err for _, err in results)
     assert "panicked" not in errors, errors[-3000:]
     assert "error: node 'n' failed at ts=" in errors and "broken.py:11:" in errors, errors
