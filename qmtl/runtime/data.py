@@ -718,8 +718,12 @@ def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, s
     i = int(bad[0]) + 1
     row = int(rows[i]) if rows is not None else i
     what = "duplicate" if ts[i] == ts[i - 1] else "unsorted"
+    hint = ""
+    if symbol is None and "://" not in source and Path(source.split(" [")[0]).is_dir():
+        hint = (" (the directory's files are read as one table with no 'symbol' column: give each file a "
+                "'symbol' column, or put each symbol's files under symbol=<name>/)")
     raise DataError("E502", source, f"{what} timestamp{_where(symbol)} at row {row}: ts={int(ts[i])} "
-                    f"follows ts={int(ts[i - 1])}; bars must be strictly increasing in time per symbol")
+                    f"follows ts={int(ts[i - 1])}; bars must be strictly increasing in time per symbol{hint}")
 
 
 def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.ndarray,

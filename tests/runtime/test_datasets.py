@@ -162,3 +162,10 @@ def test_a_range_with_no_bars_is_e503_naming_the_range(tmp_path) -> None:
         qmtl.Bars.between(where, "2024-02-01", "2024-01-01")
     with pytest.raises(ValueError, match="not a time"):
         qmtl.Bars.between(where, "yesterday-ish")
+
+
+def test_per_symbol_files_without_a_symbol_column_say_how_to_fix_it(tmp_path) -> None:
+    for name in ("AAA", "BBB"):
+        synthetic_bars(50, seed=2).drop(columns="symbol", errors="ignore").to_parquet(tmp_path / f"{name}.parquet")
+    with pytest.raises(DataError, match="E502.*no 'symbol' column.*symbol=<name>"):
+        load(str(tmp_path))
