@@ -42,6 +42,8 @@ class AttrSpec:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     identity: bool = True  # False: informational only, never part of the NodeID
+    #: a value of the right type that still means nothing (a negative fee): what is wrong, or ""
+    check: Callable[[Any], str] = lambda v: ""
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ _BOOL = (bool,)
 register(OpDef(
     "stream_input", "source", (), lambda t, a: BARS,
     reference=lambda bars, **a: bars,
-    attrs={"tags": AttrSpec(_TUPLE, default=()), "interval": AttrSpec(_INT, required=True)},
+    attrs={"tags": AttrSpec(_TUPLE, default=()), "interval": AttrSpec(_INT, required=True),
+           # which clock the source runs on (docs/design.md "Clocks of a run"); absent: virtual
+           "clock": AttrSpec(_STR, choices=("virtual", "wall"), identity=False)},
     doc="Bars of the instruments whose tags match; bound to data by the runtime."))
 
 register(OpDef(
@@ -551,9 +555,27 @@ def _risk_control(signal, price, max_position, max_notional=None):
     return out
 
 
+def _positive(v: Any) -> str:
+    return "" if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _non_negative(v: Any) -> str:
+    return "" if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _session_texts(v: Any) -> str:
+    from .sessions import SessionError, canonical_sessions
+    try:
+        canonical = canonical_sessions(list(v))
+    except SessionError as err:
+        return str(err)
+    return "" if canonical == tuple(v) else f"must be in canonical form {list(canonical)}"
+
+
 register(OpDef(
     "risk_control", "recursive", ("series", "series"), lambda t, a: F64, reference=_risk_control,
-    attrs={"max_position": AttrSpec(_NUM, required=True), "max_notional": AttrSpec(_NUM)},
+    attrs={"max_position": AttrSpec(_NUM, required=True, check=_positive),
+           "max_notional": AttrSpec(_NUM, check=_positive)},
     doc="target position in units: clip(signal, -1, 1) * max_position, |target * price| capped to "
         "max_notional (price: the close of the bar the signal is known at)"))
 
@@ -573,7 +595,7 @@ def _timing_gate(position, close, sessions):
 
 register(OpDef(
     "timing_gate", "recursive", ("series",), lambda t, a: F64, reference=_timing_gate, reads_time=True,
-    attrs={"sessions": AttrSpec(_TUPLE, required=True)},
+    attrs={"sessions": AttrSpec(_TUPLE, required=True, check=_session_texts)},
     doc="the position where the bar's close instant lies in a session window, else the last one "
         "accepted (0 before any)"))
 
@@ -609,8 +631,9 @@ def _execution(target, open_, close, initial_cash, fee_bps=0.0, slippage_bps=0.0
 register(OpDef(
     "execution", "recursive", ("series", "series", "series"),
     lambda t, a: frame(tuple((c, "f64") for c in EXECUTION_COLUMNS)), reference=_execution,
-    attrs={"initial_cash": AttrSpec(_NUM, required=True), "fee_bps": AttrSpec(_NUM, default=0.0),
-           "slippage_bps": AttrSpec(_NUM, default=0.0),
+    attrs={"initial_cash": AttrSpec(_NUM, required=True, check=_positive),
+           "fee_bps": AttrSpec(_NUM, default=0.0, check=_non_negative),
+           "slippage_bps": AttrSpec(_NUM, default=0.0, check=_non_negative),
            "order_type": AttrSpec(_STR, default="market", choices=("market",))},
     doc="(target position, open, close) → per bar: the order decided at this close fills at the next "
         "bar's open with slippage and fees; position, cash, equity marked at the close"))

@@ -135,8 +135,10 @@ class _Tracer:
         self.clock[id(node)] = (interval, period)
         vname = value_name(name, self.value_names)
         if isinstance(node, StreamInput):
-            value = self.builder.emit(vname, "stream_input", (),
-                                      {"interval": interval, "tags": node.tags}, node.loc)
+            attrs = {"interval": interval, "tags": node.tags}
+            if node.clock != "virtual":  # absent means virtual: existing IR keeps its text
+                attrs["clock"] = node.clock
+            value = self.builder.emit(vname, "stream_input", (), attrs, node.loc)
             self._output(node, name, value, "source")
         elif isinstance(node, TagQueryNode):
             self._lower_tag_query(node, name, vname, interval, period)
