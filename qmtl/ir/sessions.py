@@ -89,7 +89,7 @@ def in_session(close: np.ndarray, texts) -> np.ndarray:
     for s in (parse_session(t) for t in texts):
         local = utc.tz_convert(s.tz)
         minute = np.asarray(local.hour * 60 + local.minute)
-        weekday = np.asarray(local.weekday)
+        weekday = np.asarray(local.day_of_week)
         inside = (minute >= s.start) & (minute < s.end) if s.start < s.end else (minute >= s.start) | (minute < s.end)
         out |= inside & np.isin(weekday, s.days)
     return out
