@@ -222,7 +222,8 @@ def _render_kernel(k: Kernel, p: Plan, tids: dict[str, frozenset[str]], ops: dic
             return f"({ident(v)} if {presence(v)} else np.nan)"  # joined on ts: absent reads NaN
         return ident(v)
 
-    lowerer = Lowerer(operand, lambda v: ops[v].type, lambda v: ops[v].name == "const")
+    lowerer = Lowerer(operand, lambda v: ops[v].type, lambda v: ops[v].name == "const",
+                      time_expr=lambda: arg("tclose", "rt.close_instants()") + "[t]")
     layout = lowerer.layout
     body: list[str] = []
     for item in k.items:

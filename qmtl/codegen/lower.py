@@ -110,8 +110,9 @@ _STATS = ("mean", "sum", "min", "max", "std", "var")
 class Lowerer:
     """Emits, op by op, the lines that run when the op's value is present."""
 
-    def __init__(self, operand_expr, type_of, is_literal=lambda v: False):
+    def __init__(self, operand_expr, type_of, is_literal=lambda v: False, time_expr=None):
         self.layout = StateLayout()
+        self._time = time_expr  # () → expression for the tick's close instant (epoch seconds)
         self.operand = operand_expr  # value name → expression for its scalar at tick t
         self.type_of = type_of       # value name → qmtl.ir.types.Type
         self.errors: list[str] = []  # names of ops that can raise at run time (astype NaN → int)
@@ -294,6 +295,42 @@ class Lowerer:
         cols = ", ".join(col_ident(op.result, c) for c in ("macd", "macdsignal", "macdhist"))
         return [f"{', '.join(state)} = _macd_step(float({a[0]}), {fast}, {slow}, {sig}, {', '.join(state)})",
                 f"{cols} = _macd_value({state[7]}, {state[6]}, {state[0]}, {slow}, {sig})"]
+
+    # --- execution nodes (docs/design.md "Execution nodes") ---------------------------------------
+
+    def _risk_control(self, op, a, out):
+        cap = op.attr("max_notional")
+        return [f"{out} = _risk_target(float({a[0]}), float({a[1]}), {literal(float(op.attr('max_position')))}, "
+                f"{literal(math.inf if cap is None else float(cap))}, {cap is not None})"]
+
+    def _timing_gate(self, op, a, out):
+        from qmtl.ir.sessions import parse_session, utc_offsets
+        if self._time is None:
+            raise LoweringError("timing_gate needs the tick's time, which this kernel was not given")
+        held = self.layout.scalar("f64", 0.0)
+        c = self._time()
+        tests = []
+        for text in op.attr("sessions"):
+            s = parse_session(text)
+            instants, offsets = utc_offsets(s.tz)
+            table = len(self.layout.f_init)  # read-only: the zone's offset table, kept with the state
+            self.layout.f_init.extend([float(i) for i in instants] + [float(o) for o in offsets])
+            tests.append(f"_in_window({c}, sf, {table}, {len(instants)}, {s.day_mask}, {s.start}, {s.end})")
+        return [f"if ({' or '.join(tests)}) and {a[0]} == {a[0]}:",
+                f"    {held} = float({a[0]})",
+                f"{out} = {held}"]
+
+    def _execution(self, op, a, out):
+        from qmtl.ir.ops import EXECUTION_COLUMNS
+        pos, cash, pending, mark, equity = self._floats(1, 0.0) + [
+            self.layout.scalar("f64", float(op.attr("initial_cash")))] + self._floats(1, 0.0) + [
+            self.layout.scalar("f64")] + [self.layout.scalar("f64", float(op.attr("initial_cash")))]
+        cols = ", ".join(col_ident(op.result, c) for c in EXECUTION_COLUMNS)
+        fee, slip = (literal(float(op.attr(k, 0.0))) for k in ("fee_bps", "slippage_bps"))
+        return [f"{cols}, {pending}, {mark}, {equity} = _exec_step(float({a[0]}), float({a[1]}), "
+                f"float({a[2]}), {fee}, {slip}, {pos}, {cash}, {pending}, {mark}, {equity})",
+                f"{pos} = {col_ident(op.result, 'position')}",
+                f"{cash} = {col_ident(op.result, 'cash')}"]
 
 
 def column_part(name) -> str:

@@ -42,6 +42,8 @@ class AttrSpec:
     default: Any = None
     choices: tuple[Any, ...] | None = None
     identity: bool = True  # False: informational only, never part of the NodeID
+    #: a value of the right type that still means nothing (a negative fee): what is wrong, or ""
+    check: Callable[[Any], str] = lambda v: ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class OpDef:
     #: made by the runtime, never written by a user: the verifier (IR text, DAG documents, the
     #: gateway) refuses it as an unknown op
     internal: bool = False
+    #: the reference also receives ``close=``: the close instant (epoch seconds) of each tick
+    reads_time: bool = False
 
     def accepts(self, position: int, t: Type) -> bool:
         allowed = self.operands[-1] if (self.variadic and position >= len(self.operands)) else (
@@ -117,7 +121,9 @@ _BOOL = (bool,)
 register(OpDef(
     "stream_input", "source", (), lambda t, a: BARS,
     reference=lambda bars, **a: bars,
-    attrs={"tags": AttrSpec(_TUPLE, default=()), "interval": AttrSpec(_INT, required=True)},
+    attrs={"tags": AttrSpec(_TUPLE, default=()), "interval": AttrSpec(_INT, required=True),
+           # which clock the source runs on (docs/design.md "Clocks of a run"); absent: virtual
+           "clock": AttrSpec(_STR, choices=("virtual", "wall"), identity=False)},
     doc="Bars of the instruments whose tags match; bound to data by the runtime."))
 
 register(OpDef(
@@ -529,6 +535,108 @@ register(OpDef(
            "signal": AttrSpec(_INT, default=9)},
     lookback=lambda a: int(a.get("slow", 26)) + int(a.get("signal", 9)) - 2,
     doc="TA-Lib MACD → frame<macd, macdsignal, macdhist>"))
+
+# --- execution (docs/design.md "Execution nodes") ------------------------------------------------------
+#
+# Plain per-bar loops: these ops carry a position from bar to bar, so their obvious definition is
+# the loop itself.  NaN means "no decision": it never opens or closes a position.
+
+
+def _risk_control(signal, price, max_position, max_notional=None):
+    s, p = np.asarray(signal, dtype=float), np.asarray(price, dtype=float)
+    out = np.full(len(s), np.nan)
+    for t in range(len(s)):
+        target = min(max(s[t], -1.0), 1.0) * max_position
+        if max_notional is not None:
+            if not p[t] > 0:  # NaN or a price that cannot size a notional: no decision
+                continue
+            target = math.copysign(min(abs(target), max_notional / p[t]), target)
+        out[t] = target
+    return out
+
+
+def _positive(v: Any) -> str:
+    return "" if isinstance(v, (int, float)) and math.isfinite(v) and v > 0 else "must be a finite number > 0"
+
+
+def _non_negative(v: Any) -> str:
+    return "" if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else "must be a finite number >= 0"
+
+
+def _session_texts(v: Any) -> str:
+    from .sessions import SessionError, canonical_sessions
+    try:
+        canonical = canonical_sessions(list(v))
+    except SessionError as err:
+        return str(err)
+    return "" if canonical == tuple(v) else f"must be in canonical form {list(canonical)}"
+
+
+register(OpDef(
+    "risk_control", "recursive", ("series", "series"), lambda t, a: F64, reference=_risk_control,
+    attrs={"max_position": AttrSpec(_NUM, required=True, check=_positive),
+           "max_notional": AttrSpec(_NUM, check=_positive)},
+    doc="target position in units: clip(signal, -1, 1) * max_position, |target * price| capped to "
+        "max_notional (price: the close of the bar the signal is known at)"))
+
+
+def _timing_gate(position, close, sessions):
+    from .sessions import in_session
+    x = np.asarray(position, dtype=float)
+    inside = in_session(close, sessions)
+    out = np.empty(len(x))
+    held = 0.0
+    for t in range(len(x)):
+        if inside[t] and x[t] == x[t]:
+            held = x[t]
+        out[t] = held
+    return out
+
+
+register(OpDef(
+    "timing_gate", "recursive", ("series",), lambda t, a: F64, reference=_timing_gate, reads_time=True,
+    attrs={"sessions": AttrSpec(_TUPLE, required=True, check=_session_texts)},
+    doc="the position where the bar's close instant lies in a session window, else the last one "
+        "accepted (0 before any)"))
+
+#: the columns of an ``execution`` frame, in order
+EXECUTION_COLUMNS = ("position", "order_qty", "fill_qty", "fill_price", "fee", "cash", "equity", "pnl")
+
+
+def _execution(target, open_, close, initial_cash, fee_bps=0.0, slippage_bps=0.0, order_type="market"):
+    x, o, c = (np.asarray(v, dtype=float) for v in (target, open_, close))
+    n = len(x)
+    cols = {k: np.zeros(n) for k in EXECUTION_COLUMNS}
+    pos, cash, pending, mark, prev_equity = 0.0, float(initial_cash), 0.0, math.nan, float(initial_cash)
+    for t in range(n):
+        fill_qty, fill_price, fee = 0.0, math.nan, 0.0
+        if pending != 0.0 and o[t] == o[t]:
+            fill_qty = pending
+            fill_price = o[t] * (1.0 + math.copysign(slippage_bps, pending) / 1e4)
+            fee = abs(pending) * fill_price * fee_bps / 1e4
+            cash -= pending * fill_price + fee
+            pos += pending
+        order = x[t] - pos if x[t] == x[t] else 0.0
+        pending = order
+        if c[t] == c[t]:
+            mark = c[t]
+        equity = cash + (pos * mark if pos != 0.0 else 0.0)
+        for k, v in zip(EXECUTION_COLUMNS, (pos, order, fill_qty, fill_price, fee, cash, equity,
+                                            equity - prev_equity)):
+            cols[k][t] = v
+        prev_equity = equity
+    return cols
+
+
+register(OpDef(
+    "execution", "recursive", ("series", "series", "series"),
+    lambda t, a: frame(tuple((c, "f64") for c in EXECUTION_COLUMNS)), reference=_execution,
+    attrs={"initial_cash": AttrSpec(_NUM, required=True, check=_positive),
+           "fee_bps": AttrSpec(_NUM, default=0.0, check=_non_negative),
+           "slippage_bps": AttrSpec(_NUM, default=0.0, check=_non_negative),
+           "order_type": AttrSpec(_STR, default="market", choices=("market",))},
+    doc="(target position, open, close) → per bar: the order decided at this close fills at the next "
+        "bar's open with slippage and fees; position, cash, equity marked at the close"))
 
 # --- opaque ------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from .lookback import longest_path, output_required_period
 from .module import Loc, Module, Op
 from .nodeid import canonical_value, node_ids
 from .ops import REGISTRY, AttrSpec, OpDef
+from .run_clocks import mixed_clock_findings
 
 if TYPE_CHECKING:
     from .parser import TextLocs
@@ -47,7 +48,8 @@ def verify(module: Module, *, check_ids: bool = True,
     * E109 an output's declared period covers its look-back (``qmtl.ir.lookback.required_periods``);
     * E111 an opaque ``py_call`` is deterministic (``deterministic = false`` has no stable identity);
     * E112 outputs (and their declared inputs) name defined values, are named once, and have kind ``traced`` or ``opaque``;
-    * E113 an op's printed type equals ``OpDef.result(operand types, attrs)``.
+    * E113 an op's printed type equals ``OpDef.result(operand types, attrs)``;
+    * E320 sources do not mix the wall clock with the virtual clock (``qmtl.ir.run_clocks``).
 
     ``text_locs`` (``qmtl.ir.parser.TextLocs``) makes diagnostics point into IR text rather than at
     ``Op.loc`` — what lint wants when the file it checks is IR.
@@ -58,6 +60,8 @@ def verify(module: Module, *, check_ids: bool = True,
     if check_ids:
         _check_node_ids(state)
     _check_outputs(state)
+    for d in mixed_clock_findings(module):
+        state.report(d.code, d.message, d.loc)
     return state.diagnostics
 
 
@@ -227,7 +231,8 @@ def _value_problems(key: str, value: object, spec: AttrSpec) -> list[str]:
         canonical_value(value)
     except (TypeError, ValueError, RecursionError):
         return [f"attribute {key!r} has no canonical form: {_short(value)}"]
-    return []
+    problem = spec.check(value)
+    return [f"attribute {key!r} {problem}, got {_short(value)}"] if problem else []
 
 
 def _short(value: object) -> str:

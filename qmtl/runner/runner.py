@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from qmtl.ir.diagnostics import CompileError, Diagnostic
+from qmtl.ir.run_clocks import backtest_clock_findings, missing_as_of
 from qmtl.runtime.artifacts import ArtifactStore
 from qmtl.runtime.compute_cache import ComputeCache, RunContext
 from qmtl.runtime.metrics import Calendar, calendar_of
@@ -124,7 +125,7 @@ def _precheck(target: Any, data: Any, strategy: str | None,
         compiled = compile_strategy(target, strategy)
     except CompileError as exc:
         return None, _failed(exc.diagnostics)
-    diagnostics = checked_diagnostics(compiled)
+    diagnostics = checked_diagnostics(compiled) + backtest_clock_findings(compiled.module)
     if any(d.severity == "error" for d in diagnostics):
         return None, _failed(diagnostics)
     return compiled, _replay(compiled, data, batch_size, diagnostics, world, progress, calendar)
@@ -150,6 +151,8 @@ def _replay(compiled: Any, data: Any, batch_size: int, diagnostics: list[Diagnos
         return _failed(diagnostics + [Diagnostic("E510", f"replay failed: {type(exc).__name__}: {exc}")])
     # a local replay runs in the backtest domain, over exactly these bars bound under these tags
     fingerprint, as_of = dataset_fingerprint(d for _, d in datasets), _as_of(d for _, d in datasets)
+    if missing_as_of(as_of):
+        return _failed(diagnostics + missing_as_of(as_of))
     context = RunContext(world, "backtest", as_of, fingerprint + json.dumps([t for t, _ in datasets]))
     store = ArtifactStore()
     # the strategy (its NodeIDs and outputs) and the store its replay read and wrote

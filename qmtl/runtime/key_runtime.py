@@ -179,6 +179,10 @@ class KeyRuntime:
                             f"(have {list(stream.fields)})")
         return np.ascontiguousarray(stream.columns[field][self.lo:self.hi], dtype=np.float64)
 
+    def close_instants(self) -> np.ndarray:
+        """This batch's close instants (epoch seconds): the time kernels of session rules read."""
+        return np.ascontiguousarray(self.close[self.lo:self.hi], dtype=np.int64)
+
     def present(self, source: str) -> np.ndarray:
         """Where ``source`` has a bar in this batch."""
         return np.ascontiguousarray(self.timeline.present[source][self.lo:self.hi])

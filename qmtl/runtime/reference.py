@@ -281,6 +281,8 @@ class Interpreter:
         aligned = [align(t, ts, interval) if len(ticking) > 1 or not same_clock(t.interval, interval)
                    else t for t in operands]
         kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
+        if opdef.reads_time:
+            kwargs["close"] = ts + interval
         args = [_reference_value(t) for t in aligned]
         try:
             with np.errstate(all="ignore"):

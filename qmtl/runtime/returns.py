@@ -1,7 +1,10 @@
 """Strategy returns derived from a run's outputs and the input prices — without look-ahead.
 
-A strategy says what it earns in one of two ways:
+A strategy says what it earns in one of three ways, in this order of preference:
 
+* an ``Execution`` node's output (docs/design.md "Execution nodes"): its per-bar ``pnl`` over the
+  equity before it, ``pnl[t] / (equity[t] - pnl[t])`` — fills at the next bar's open, slippage and
+  fees included, exactly as the kernels simulated them; trades are its fills;
 * an output with a ``returns`` column: those are the strategy's per-bar returns, used as they are;
 * an output with a ``signal`` (or ``position``) column: the position it wants to hold. A position
   decided at the close of bar t is held until the close of bar t+1, so it earns that NEXT bar's price
@@ -23,6 +26,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from qmtl.ir.ops import EXECUTION_COLUMNS
 
 from .binding import bucket
 from .data import Stream
@@ -56,6 +61,9 @@ def derive_returns(outputs: Mapping[str, pd.DataFrame], closes: Mapping[str | No
     output's clock); an output missing from it is taken to be on the closes' own clock. When several
     outputs qualify, the LAST one in ``outputs`` order wins: strategies add their terminal node last.
     """
+    executed = _execution_output(outputs)
+    if executed is not None:
+        return _execution_returns(executed, outputs[executed])
     picked = _pick_output(outputs)
     if picked is None:
         return StrategyReturns(returns=_empty_returns(), source=None)
@@ -77,6 +85,29 @@ def derive_returns(outputs: Mapping[str, pd.DataFrame], closes: Mapping[str | No
     trades = sum(count_trades(p) for p in positions.values())
     return StrategyReturns(returns=_average(earned.values()),
                            source=f"{name}.{column} x next-bar close return",
+                           positions=positions, trades=trades)
+
+
+def _execution_output(outputs: Mapping[str, pd.DataFrame]) -> str | None:
+    """The last output that is an execution frame (every column ``execution`` produces)."""
+    for name in reversed(list(outputs)):
+        frame = outputs[name]
+        if isinstance(frame, pd.DataFrame) and set(EXECUTION_COLUMNS) <= set(frame.columns):
+            return name
+    return None
+
+
+def _execution_returns(name: str, frame: pd.DataFrame) -> StrategyReturns:
+    earned: dict[str | None, pd.Series] = {}
+    positions: dict[str | None, pd.Series] = {}
+    trades = 0
+    for key, pnl in _by_symbol(frame, "pnl"):
+        part = frame if key is None else frame[frame["symbol"].astype(str) == key]
+        before = part["equity"].astype("float64") - pnl.astype("float64")
+        earned[key] = (pnl.astype("float64") / before).rename("returns")
+        positions[key] = part["position"].astype("float64")
+        trades += int(np.count_nonzero(part["fill_qty"].to_numpy(dtype=np.float64)))
+    return StrategyReturns(returns=_average(earned.values()), source=f"{name}.pnl / equity (execution)",
                            positions=positions, trades=trades)
 
 

@@ -200,7 +200,39 @@ def _atr(draw: Draw, pool: Pool) -> Built:
     return None if operands is None else (operands, _period(draw))
 
 
+def _risk_control(draw: Draw, pool: Pool) -> Built:
+    operands = _picks(draw, pool, ("series",) * 2)
+    if operands is None:
+        return None
+    attrs = {"max_position": draw(st.floats(0.5, 10.0))}
+    if draw(st.booleans()):
+        attrs["max_notional"] = draw(st.floats(1.0, 1e6))
+    return operands, attrs
+
+
+#: canonical session sets (``qmtl.ir.sessions.canonical_sessions``), a zone with DST among them
+SESSION_SETS = (("00:00-24:00 UTC",), ("Mon,Tue,Wed,Thu,Fri 09:30-16:00 America/New_York",),
+                ("00:00-01:00 UTC", "22:00-02:00 Europe/London"))
+
+
+def _timing_gate(draw: Draw, pool: Pool) -> Built:
+    src = _pick(draw, pool, "series")
+    return None if src is None else ((src,), {"sessions": draw(st.sampled_from(SESSION_SETS))})
+
+
+def _execution(draw: Draw, pool: Pool) -> Built:
+    operands = _picks(draw, pool, ("series",) * 3)
+    if operands is None:
+        return None
+    attrs = {"initial_cash": draw(st.floats(1.0, 1e6))}
+    for key in ("fee_bps", "slippage_bps"):
+        if draw(st.booleans()):
+            attrs[key] = draw(st.floats(0.0, 50.0))
+    return operands, attrs
+
+
 BUILDERS: dict[str, Callable[[Draw, Pool], Built]] = {
+    "risk_control": _risk_control, "timing_gate": _timing_gate, "execution": _execution,
     "column": _column, "const": _const, "make_frame": _make_frame, "py_call": _py_call, "atr": _atr,
     "clip": _elementwise(1, _clip),
     "fillna": _elementwise(1, lambda d: {"value": d(st.one_of(st.integers(-5, 5), finite_floats))}),

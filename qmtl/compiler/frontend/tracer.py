@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from qmtl.ir.diagnostics import Diagnostic
 from qmtl.ir.module import Loc, Module, Output
 from qmtl.ir.nodeid import forget_memoised_ids
+from qmtl.runtime.sdk.execution import ExecutionStage
 from qmtl.runtime.sdk.errors import SDKArgumentError, UnsupportedOperation, recording_unsupported
 from qmtl.runtime.sdk.expr import Expr, Frame, as_expr, recording_exprs
 from qmtl.runtime.sdk.intervals import parse_interval, parse_period
@@ -29,6 +30,7 @@ from qmtl.runtime.sdk.strategy import Strategy
 
 from .builder import LoweringError, ModuleBuilder, value_name
 from .code_hash import code_hash
+from .execution import lower_stage
 from .collect import CycleError, assign_names, ordered_nodes, run_capturing_locals
 from .result import FrontendResult
 from .shims import traced_copy
@@ -133,11 +135,21 @@ class _Tracer:
         self.clock[id(node)] = (interval, period)
         vname = value_name(name, self.value_names)
         if isinstance(node, StreamInput):
-            value = self.builder.emit(vname, "stream_input", (),
-                                      {"interval": interval, "tags": node.tags}, node.loc)
+            attrs = {"interval": interval, "tags": node.tags}
+            if node.clock != "virtual":  # absent means virtual: existing IR keeps its text
+                attrs["clock"] = node.clock
+            value = self.builder.emit(vname, "stream_input", (), attrs, node.loc)
             self._output(node, name, value, "source")
         elif isinstance(node, TagQueryNode):
             self._lower_tag_query(node, name, vname, interval, period)
+        elif isinstance(node, ExecutionStage):
+            try:
+                value = lower_stage(self.builder, node.op, node.attrs(), vname, self.values[id(node.source)],
+                                    self.values[id(node.price)], node.loc)
+            except LoweringError as err:
+                self.diags.append(Diagnostic(err.code, f"node {name!r}: {err.message}", err.loc or node.loc))
+                return
+            self._output(node, name, value, "traced")
         elif node.expr is not None:
             try:
                 value = self.lowerer.lower(node.expr, vname, period)

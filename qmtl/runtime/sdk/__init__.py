@@ -11,6 +11,7 @@ from typing import Any
 
 from .cache_view import CacheView, FrameWrapper
 from .errors import MissingColumnsError, SDKArgumentError, UnsupportedOperation
+from .execution import Execution, RiskControl, TimingGate
 from .expr import Expr, Frame
 from .indicators import atr, bollinger, ema, macd, rsi, sma, zscore
 from .intervals import parse_interval
@@ -19,7 +20,7 @@ from .strategy import Strategy
 
 __all__ = [
     "Strategy", "Node", "StreamInput", "TagQueryNode", "MatchMode", "CacheView", "FrameWrapper",
-    "Runner", "Expr", "Frame", "sma", "ema", "rsi", "macd", "bollinger", "atr", "zscore",
+    "RiskControl", "TimingGate", "Execution", "Runner", "Expr", "Frame", "sma", "ema", "rsi", "macd", "bollinger", "atr", "zscore",
     "SDKArgumentError", "UnsupportedOperation", "MissingColumnsError", "parse_interval",
 ]
 

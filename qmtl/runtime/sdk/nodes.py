@@ -96,9 +96,14 @@ class StreamInput(Node):
     kind = "stream_input"
 
     def __init__(self, tags: Iterable[str] | None = None, interval: int | str | None = None,
-                 period: int | None = None, name: str | None = None):
+                 period: int | None = None, name: str | None = None, clock: str = "virtual"):
         self._init_common(name, interval, period)
         self.tags = _tags(tags, "tags", self.loc)
+        if clock not in ("virtual", "wall"):
+            raise SDKArgumentError(f"clock={clock!r} must be 'virtual' (backtest/dryrun: the bars' own "
+                                   "time) or 'wall' (live)", self.loc)
+        # docs/design.md "Clocks of a run": a strategy reads one clock (E320)
+        self.clock = clock
 
 
 class TagQueryNode(Node):
