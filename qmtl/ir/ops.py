@@ -616,7 +616,11 @@ def _execution(target, open_, close, initial_cash, fee_bps=0.0, slippage_bps=0.0
             fee = abs(pending) * fill_price * fee_bps / 1e4
             cash -= pending * fill_price + fee
             pos += pending
-        order = x[t] - pos if x[t] == x[t] else 0.0
+        order = 0.0
+        if x[t] == x[t]:
+            order = x[t] - pos
+            if abs(order) <= 1e-12 * max(1.0, abs(x[t])):  # float residue of target - position: no trade
+                order = 0.0
         pending = order
         if c[t] == c[t]:
             mark = c[t]
