@@ -30,6 +30,8 @@ import pyarrow as pa
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc
 
+from .column_checks import first_not_finite, first_not_increasing, first_outside
+
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
 #: Fields that may never hold NaN/null: a bar without a price is a data error, not a missing value.
 #: Extra columns (signals, sentiment scores, …) may be sparse, so they are not checked.
@@ -286,9 +288,9 @@ def load(source: Any, fields: Collection[str] | None = None, symbols: Collection
     if isinstance(source, Dataset):
         return source
     if isinstance(source, pd.DataFrame):
-        return _from_columns(_pandas_columns(source), "<DataFrame>")
+        return _from_columns(_own_ts(_pandas_columns(source)), "<DataFrame>")
     if isinstance(source, (pa.Table, pa.RecordBatch)):
-        return _from_columns(_arrow_columns(source, "<Table>"), "<Table>")
+        return _from_columns(_own_ts(_arrow_columns(source, "<Table>")), "<Table>")
     if isinstance(source, (str, Path, Bars)):
         bars = source if isinstance(source, Bars) else Bars(str(source))
         name = str(bars)
@@ -504,6 +506,16 @@ def _arrow_columns(table: pa.Table | pa.RecordBatch, source: str) -> dict[str, _
     return out
 
 
+def _own_ts(raw: dict[str, _Raw]) -> dict[str, _Raw]:
+    """``raw`` with its ``ts`` column copied when it may share memory with the caller's own frame or
+    arrays: a run's results keep views of the bound timestamps (``key_runtime._Rows``), which must not
+    change when the caller later edits its data.  A file's columns are the loader's own."""
+    if "ts" in raw:
+        arr, mask = raw["ts"]
+        raw = {**raw, "ts": (np.array(arr, copy=True), mask)}
+    return raw
+
+
 def _arrow_symbols(col: pa.ChunkedArray) -> pd.Categorical:
     """A symbol column as codes in order of first appearance (Arrow's dictionary encoding): grouping
     millions of rows by symbol then sorts small integers, never strings."""
@@ -628,10 +640,9 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
 
 def _check_epoch_range(arr: np.ndarray, source: str) -> None:
     """Numeric ``ts`` must be plausible epoch *seconds*; name the unit it probably is otherwise."""
-    bad = np.flatnonzero((arr < _MIN_EPOCH_S) | (arr > _MAX_EPOCH_S))
-    if not len(bad):
+    row = first_outside(arr, _MIN_EPOCH_S, _MAX_EPOCH_S) if len(arr) else -1
+    if row < 0:
         return
-    row = int(bad[0])
     value = int(arr[row]) if np.isfinite(arr[row]) else float(arr[row])
     where = (f"column 'ts' at row {row} is {value}, outside the range of epoch seconds "
              "(years 1900-2286)")
@@ -712,10 +723,9 @@ def _where(symbol: str | None) -> str:
 
 
 def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, source: str) -> None:
-    if len(ts) < 2 or bool(np.all(ts[1:] > ts[:-1])):
+    i = first_not_increasing(ts) if len(ts) > 1 else -1
+    if i < 0:
         return
-    bad = np.flatnonzero(ts[1:] <= ts[:-1])
-    i = int(bad[0]) + 1
     row = int(rows[i]) if rows is not None else i
     what = "duplicate" if ts[i] == ts[i - 1] else "unsorted"
     hint = ""
@@ -731,10 +741,12 @@ def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.nd
     """Checked on the whole column so the error names the first bad row of the file.  Infinite values
     (``inf``, or ``1e309`` in a CSV) are refused too: no price or volume is infinite, and one would
     poison every metric downstream."""
-    bad = ~np.isfinite(col) if mask is None else (mask | ~np.isfinite(col))
-    if not bad.any():
+    row = first_not_finite(col) if col.dtype.kind == "f" and len(col) else -1
+    if mask is not None and mask.any():
+        null = int(np.argmax(mask))
+        row = null if row < 0 else min(row, null)
+    if row < 0:
         return
-    row = int(np.flatnonzero(bad)[0])
     symbol = None if symbols is None else str(symbols[row])
     what = "infinite" if np.isinf(col[row]) and (mask is None or not mask[row]) else "NaN/null"
     raise DataError("E503", source, f"column {name!r} is {what}{_where(symbol)}, first at row {row} "

@@ -80,8 +80,8 @@ def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) ->
     if not streams:
         return KeyTimeline(np.array([], np.int64), {}, {}, dict(intervals))
     closes = {v: s.ts + intervals[v] for v, s in streams.items()}
-    first = next(iter(closes.values()))
-    if all(np.array_equal(c, first) for c in closes.values()):
+    first, *others = closes.values()
+    if all(np.array_equal(c, first) for c in others):
         everywhere = np.ones(len(first), dtype=bool)
         return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, dict(intervals))
     close = reduce(np.union1d, closes.values()).astype(np.int64)
@@ -127,9 +127,9 @@ class KeyRuntime:
         self._record = dict(record or {})
         self._prefix = dict(prefix or {})
         self._progress = progress
-        self.recorded = {v: _Rows(len(timeline.close), {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
+        self.recorded = {v: _Rows(timeline, clock, {i: gen.BUFFERS[b] for i, b in enumerate(bufs)}
                                   if gen.BUFFERS[bufs[0]] != "object" else {None: "object"})
-                         for v, (bufs, _clock) in self._record.items()}
+                         for v, (bufs, clock) in self._record.items()}
         self.functions = functions
         self.timeline = timeline
         self.streams = timeline.streams
@@ -137,8 +137,8 @@ class KeyRuntime:
         self._state = {k: (np.array(f, dtype=np.float64), np.array(i if i else [0], dtype=np.int64))
                        for k, (f, i) in gen.STATE.items()}
         self._bufs = _scratch(gen.DIGEST)
-        self.rows = {name: _Rows(len(self.close), _output_dtypes(gen, bufs, cols or [name]))
-                     for name, (bufs, _emit, cols, _clock, _value) in gen.OUTPUTS.items()}
+        self.rows = {name: _Rows(timeline, clock, _output_dtypes(gen, bufs, cols or [name]))
+                     for name, (bufs, _emit, cols, clock, _value) in gen.OUTPUTS.items()}
         self.lo = self.hi = 0
         self.done = False  # set by the key's last batch: its rows are handed on, its state dropped
         self._interp = Interpreter(module, functions, Bindings({}, {}))
@@ -304,7 +304,7 @@ class KeyRuntime:
         n = len(timeline.close)
         self.lo, self.hi = 0, n
         for rows in self.rows.values():
-            rows.clear(n)
+            rows.clear(timeline)
         if n and not failed():
             try:
                 self.gen.process(self, n)
@@ -315,13 +315,12 @@ class KeyRuntime:
 
     def _append_emitted(self) -> None:
         n = self.hi - self.lo
-        close = self.close[self.lo:self.hi]
-        for name, (bufs, emit, _cols, clock, _value) in self.gen.OUTPUTS.items():
+        for name, (bufs, emit, _cols, _clock, _value) in self.gen.OUTPUTS.items():
             if not bufs:
                 continue
-            self.rows[name].append(self.buf(emit)[:n], close - clock, [self.buf(b)[:n] for b in bufs])
-        for value, (bufs, clock) in self._record.items():
-            self.recorded[value].append(self.buf(_presence_buffer(value))[:n], close - clock,
+            self.rows[name].append(self.buf(emit)[:n], self.lo, [self.buf(b)[:n] for b in bufs])
+        for value, (bufs, _clock) in self._record.items():
+            self.recorded[value].append(self.buf(_presence_buffer(value))[:n], self.lo,
                                         [self.buf(b)[:n] for b in bufs])
 
     def finished(self) -> dict[str, tuple[np.ndarray, dict]]:
@@ -435,20 +434,46 @@ def _output_dtypes(gen, bufs: list[str], cols: list) -> dict[Any, str]:
 
 
 class _Rows:
-    """One output's emitted rows for one key, appended batch by batch into arrays sized for the
-    key's whole stream (at most one row per tick), so nothing is concatenated at the end.  ``np.empty``
-    leaves untouched pages unallocated, so the unused tail costs address space, not memory."""
+    """One output's (or recorded value's) emitted rows for one key, appended batch by batch into
+    arrays sized for the key's timeline (at most one row per tick), so nothing is concatenated at
+    the end.  ``np.empty`` leaves untouched pages unallocated, so the unused tail costs address
+    space, not memory.
 
-    def __init__(self, capacity: int, dtypes: dict[Any, str]):
-        self.count = 0
-        self.ts = np.empty(capacity, dtype=np.int64)
+    Row timestamps are ``close − clock`` at the emitting ticks.  When the timeline already holds
+    that array (a source on the same clock: its ``ts``) and the rows are one run of consecutive
+    ticks — the usual case once the warm-up is over — the rows' ``ts`` is a view of it and is never
+    written: for a simple strategy on millions of bars, writing (and first touching) a second copy
+    of the timestamps cost as much as its kernels.  The first batch that breaks the run copies the
+    run's timestamps once and appends as usual from then on."""
+
+    def __init__(self, timeline: KeyTimeline, clock: int | None, dtypes: dict[Any, str]):
+        self.clock = int(clock or 0)
+        capacity = len(timeline.close)
         self.objects: list | None = [] if None in dtypes else None
         self.cols = {} if self.objects is not None else {
             c: np.empty(capacity, dtype=d) for c, d in dtypes.items()}
+        self.clear(timeline)
 
-    def append(self, mask: np.ndarray, ts: np.ndarray, values: list[np.ndarray]) -> None:
+    def clear(self, timeline: KeyTimeline) -> None:
+        """Empty, for the ticks of ``timeline`` (a windowed run starts each batch empty)."""
+        self.close = timeline.close
+        capacity = len(self.close)
+        self.ticks_ts = next((s.ts for v, s in timeline.streams.items()
+                              if timeline.intervals.get(v) == self.clock and len(s.ts) == capacity), None)
+        self.count = 0
+        self.span: tuple[int, int] | None = None  # rows = ticks [a, b) of ``ticks_ts``, not copied
+        self.ts = np.empty(0, dtype=np.int64)
+        if self.objects is not None:
+            self.objects = []
+        elif any(len(a) < capacity for a in self.cols.values()):
+            self.cols = {c: np.empty(capacity, dtype=a.dtype) for c, a in self.cols.items()}
+
+    def append(self, mask: np.ndarray, lo: int, values: list[np.ndarray]) -> None:
+        """The rows where ``mask`` is set, of a batch starting at tick ``lo``."""
         k = self.count
         full = bool(mask.all())  # every tick emitted (the usual batch once warmed up): plain copies
+        if not full and not mask.any():
+            return
         if self.objects is not None:
             self.objects.extend(values[0][mask])
         else:
@@ -457,20 +482,25 @@ class _Rows:
                     dst[k:k + len(src)] = src
                 else:
                     _compact(mask, src, dst, k)
+        first = 0 if full else _first_of_suffix(mask)
+        if self.ticks_ts is not None and first >= 0 and (
+                (self.span is None and k == 0) or (self.span is not None and first == 0 and self.span[1] == lo)):
+            self.span = (lo + first if self.span is None else self.span[0], lo + len(mask))
+            self.count = k + len(mask) - first
+            return
+        if self.span is not None:  # the run of consecutive ticks ends here: its timestamps, copied once
+            a, b = self.span
+            self.ts = np.empty(len(self.close), dtype=np.int64)
+            self.ts[:k] = self.ticks_ts[a:b]
+            self.span = None
+        elif len(self.ts) < len(self.close):
+            self.ts = np.empty(len(self.close), dtype=np.int64)
+        ts = self.close[lo:lo + len(mask)] - self.clock
         if full:
             self.ts[k:k + len(ts)] = ts
             self.count = k + len(ts)
         else:
             self.count = _compact(mask, ts, self.ts, k)
-
-    def clear(self, capacity: int) -> None:
-        """Empty, with room for ``capacity`` rows (a windowed run starts each batch empty)."""
-        self.count = 0
-        if self.objects is not None:
-            self.objects = []
-        if len(self.ts) < capacity:
-            self.ts = np.empty(capacity, dtype=np.int64)
-            self.cols = {c: np.empty(capacity, dtype=a.dtype) for c, a in self.cols.items()}
 
     def copy(self) -> tuple[np.ndarray, dict]:
         """``view()`` as copies that outlive the next ``clear``."""
@@ -479,9 +509,16 @@ class _Rows:
 
     def view(self) -> tuple[np.ndarray, dict]:
         k = self.count
+        ts = self.ts[:k] if self.span is None else self.ticks_ts[self.span[0]:self.span[1]]
         if self.objects is not None:
-            return self.ts[:k], {None: self.objects}
-        return self.ts[:k], {c: a[:k] for c, a in self.cols.items()}
+            return ts, {None: self.objects}
+        return ts, {c: a[:k] for c, a in self.cols.items()}
+
+
+def _first_of_suffix(mask: np.ndarray) -> int:
+    """Where the set entries of ``mask`` (some are) start when they run to its end, else −1."""
+    first = int(np.argmax(mask))
+    return first if mask[first:].all() else -1
 
 
 def rows_frame(name: str, ts: np.ndarray, values: dict) -> pd.DataFrame:

@@ -147,16 +147,60 @@ def test_default_batch_size_gives_the_same_result_as_one_bar_batches():
     assert_results_equal(auto, evaluate(compiled.module, {}, bind(compiled.module, data)))
 
 
-def test_rows_append_only_masked_ticks_across_batches():
+def _timeline(n: int, interval: int):
+    from qmtl.runtime.data import Stream
+    from qmtl.runtime.key_runtime import key_timeline
+    ts = 1_700_000_000 + interval * np.arange(n, dtype=np.int64)
+    return key_timeline({"p": Stream({"ts": ts, "close": np.ones(n)}, None, ())}, {"p": interval})
+
+
+def _batch(rows, lo: int, mask: list[bool]) -> None:
+    x = np.arange(lo, lo + len(mask), dtype=float)
+    rows.append(np.array(mask), lo, [x, x.astype(np.int64)])
+
+
+@pytest.mark.parametrize("clock", [60, 300])  # on the source's clock (ts may be views) or not
+def test_rows_append_only_masked_ticks_across_batches(clock):
     from qmtl.runtime.key_runtime import _Rows
-    rows = _Rows(6, {"x": "float64", "n": "int64"})
-    rows.append(np.array([False, True, True]), np.array([10, 20, 30]),
-                [np.array([1.0, 2.0, 3.0]), np.array([1, 2, 3])])
-    rows.append(np.array([True, False, True]), np.array([40, 50, 60]),
-                [np.array([4.0, 5.0, 6.0]), np.array([4, 5, 6])])
+    timeline = _timeline(9, 60)
+    rows = _Rows(timeline, clock, {"x": "float64", "n": "int64"})
+    _batch(rows, 0, [False, False, False])
+    _batch(rows, 3, [False, True, True])
+    _batch(rows, 6, [True, True, True])
     ts, values = rows.view()
-    assert ts.tolist() == [20, 30, 40, 60]
-    assert values["x"].tolist() == [2.0, 3.0, 4.0, 6.0] and values["n"].tolist() == [2, 3, 4, 6]
+    assert ts.tolist() == (timeline.close[4:9] - clock).tolist()
+    assert values["x"].tolist() == [4.0, 5.0, 6.0, 7.0, 8.0] and values["n"].tolist() == [4, 5, 6, 7, 8]
+    # on the source's clock the rows' timestamps are the source's own, not a copy
+    assert np.shares_memory(ts, timeline.streams["p"].ts) == (clock == 60)
+    rows.clear(timeline)
+    _batch(rows, 0, [True, True, False])
+    _batch(rows, 3, [True, False, True])
+    _batch(rows, 6, [False, True, True])
+    ts, values = rows.view()
+    kept = [0, 1, 3, 5, 7, 8]
+    assert ts.tolist() == (timeline.close[kept] - clock).tolist() and values["n"].tolist() == kept
+
+
+def test_rows_copy_the_run_of_ticks_when_a_later_batch_breaks_it():
+    from qmtl.runtime.key_runtime import _Rows
+    timeline = _timeline(9, 60)
+    rows = _Rows(timeline, 60, {"x": "float64", "n": "int64"})
+    _batch(rows, 0, [False, True, True])
+    _batch(rows, 3, [True, True, True])
+    _batch(rows, 6, [True, False, True])  # a gap: rows are no longer one run of ticks
+    ts, values = rows.view()
+    kept = [1, 2, 3, 4, 5, 6, 8]
+    assert ts.tolist() == timeline.streams["p"].ts[kept].tolist() and values["n"].tolist() == kept
+    assert not np.shares_memory(ts, timeline.streams["p"].ts)
+
+
+def test_results_keep_no_view_of_the_callers_frame():
+    compiled = CompiledStrategy("m", momentum(period=8))
+    data = synthetic_bars(50, symbols=("A",), seed=2)
+    out = run(compiled, data)
+    before = out["momentum_signal"].index.to_numpy().copy()
+    data.loc[data.index[-1], "ts"] += 30  # the caller edits its frame in place (an emitted bar)
+    assert np.array_equal(out["momentum_signal"].index.to_numpy(), before)
 
 
 def test_worker_threads_run_unpicklable_user_functions_and_report_their_errors():
@@ -180,10 +224,12 @@ def test_worker_threads_run_unpicklable_user_functions_and_report_their_errors()
 
 def test_cleared_rows_grow_for_a_longer_batch_and_copies_outlive_the_clear():
     from qmtl.runtime.key_runtime import _Rows
-    rows = _Rows(2, {"x": "float64"})
-    rows.append(np.array([True, True]), np.array([1, 2]), [np.array([0.5, 1.5])])
+    short, longer = _timeline(2, 60), _timeline(3, 60)
+    rows = _Rows(short, 60, {"x": "float64"})
+    rows.append(np.array([True, True]), 0, [np.array([0.5, 1.5])])
     kept = rows.copy()
-    rows.clear(3)
-    rows.append(np.array([True, False, True]), np.array([3, 4, 5]), [np.array([7.0, 8.0, 9.0])])
-    assert kept[0].tolist() == [1, 2] and kept[1]["x"].tolist() == [0.5, 1.5]
-    assert rows.view()[0].tolist() == [3, 5] and rows.view()[1]["x"].tolist() == [7.0, 9.0]
+    rows.clear(longer)
+    rows.append(np.array([True, False, True]), 0, [np.array([7.0, 8.0, 9.0])])
+    assert kept[0].tolist() == short.streams["p"].ts.tolist() and kept[1]["x"].tolist() == [0.5, 1.5]
+    assert rows.view()[0].tolist() == longer.streams["p"].ts[[0, 2]].tolist()
+    assert rows.view()[1]["x"].tolist() == [7.0, 9.0]
