@@ -10,9 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from qmtl.ir.diagnostics import CompileError
 
-from .output import err, out, print_diagnostics
+from .output import compile_or_exit, err, out
 
 
 class Emit(str, Enum):
@@ -41,14 +40,7 @@ def compile_command(
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Show notes: why nodes are opaque, what was removed."),
 ) -> None:
     """Compile STRATEGY.py to canonical SSA IR and NodeIDs."""
-    from qmtl.compiler.pipeline import compile as compile_strategy
-
-    try:
-        compiled = compile_strategy(path, strategy)
-    except CompileError as exc:
-        print_diagnostics(exc.diagnostics, str(path))
-        raise typer.Exit(1)
-    print_diagnostics(compiled.diagnostics, str(path), show_notes=verbose)
+    compiled = compile_or_exit(path, strategy, notes=verbose)
     if emit in (Emit.svg, Emit.html):
         typer.echo(picture(compiled, emit, group, store, gateway), nl=False)
         return

@@ -11,7 +11,7 @@ import typer
 from qmtl.ir.diagnostics import CompileError
 
 from .formats import Format, FormatOption
-from .output import out, print_diagnostics, print_json
+from .output import compile_or_exit, out, print_diagnostics, print_json
 from .run_inputs import check_data
 from .world_cmd import fail, gateway_client
 
@@ -25,15 +25,9 @@ def explain_command(
     output_format: Format = FormatOption,
 ) -> None:
     """Per node: traced / opaque (why) / per tick (why, cost), its kernels and shared NodeIDs."""
-    from qmtl.compiler.pipeline import compile as compile_strategy
     from qmtl.explain import explain
 
-    try:
-        compiled = compile_strategy(path, strategy)
-    except CompileError as exc:
-        print_diagnostics(exc.diagnostics, str(path))
-        raise typer.Exit(1)
-    print_diagnostics([d for d in compiled.diagnostics if d.severity == "error"], str(path))
+    compiled = compile_or_exit(path, strategy, warnings=False)
     artifact_store = store_at(store)
     if data is not None:
         if artifact_store is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable
 
+import typer
 from rich.console import Console
 
 from qmtl.ir.diagnostics import Diagnostic
@@ -23,6 +25,21 @@ def print_diagnostics(diags: Iterable[Diagnostic], default_path: str = "<input>"
         if d.severity == "note" and not show_notes:
             continue
         err.print(d.format(default_path), style=_STYLE.get(d.severity), markup=False, highlight=False)
+
+
+def compile_or_exit(path: Path, strategy: str | None, warnings: bool = True, notes: bool = False) -> Any:
+    """Compile a strategy file for a command, printing its diagnostics (errors always, warnings and
+    notes as asked); a strategy that does not compile ends the command with exit status 1."""
+    from qmtl.compiler.pipeline import compile as compile_strategy
+    from qmtl.ir.diagnostics import CompileError
+    try:
+        compiled = compile_strategy(path, strategy)
+    except CompileError as exc:
+        print_diagnostics(exc.diagnostics, str(path))
+        raise typer.Exit(1)
+    print_diagnostics([d for d in compiled.diagnostics if warnings or d.severity == "error"], str(path),
+                      show_notes=notes)
+    return compiled
 
 
 def print_json(data: Any) -> None:

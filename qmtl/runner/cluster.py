@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from qmtl.runtime.cluster import ClusterRun, cluster_flow, run_process
-from qmtl.runtime.flow import write_atomically
+from qmtl.runtime.atomic_files import write_atomically
 from qmtl.runtime.row_sink import MANIFEST, RunDirError, RunManifest, check_finished, differences, run_status
 
 

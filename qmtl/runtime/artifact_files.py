@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator, Protocol
 
 import pyarrow.fs as pafs
 
+from .atomic_files import write_atomically
+
 TEMP_PREFIX = ".tmp-"
 #: an artifact's key: ``<2 hex>/<64 hex NodeID>/<64 hex fingerprint>.parquet`` (anything else under
 #: the root is not an artifact and is left alone)
@@ -69,20 +71,8 @@ class LocalFiles:
     def write(self, key: str, write: Callable[[Any], None]) -> None:
         final = self.base / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{final.suffix}"
-        try:
-            with open(tmp, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(final, write, final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{final.suffix}",
+                         durable=True)
 
     def open(self, key: str) -> Any:
         return str(self.base / key)

@@ -151,7 +151,7 @@ def opened(location: Any) -> Any:
     reads it many times — a cluster process loads one slice per instrument, and listing a tree of
     thousands of files for each would cost more than reading the slice.  Anything else unchanged."""
     bars = location if isinstance(location, Bars) else Bars(str(location)) if isinstance(location, (str, Path)) else None
-    if bars is None or not ("://" in bars.location or Path(bars.location).is_dir()):
+    if bars is None or not _is_tree(bars.location):
         return location
     return replace(bars, dataset=bars.dataset if bars.dataset is not None else _open_dataset(bars.location))
 
@@ -165,9 +165,7 @@ def scan(location: Any, fields: Collection[str] | None, symbol: str | None,
     be known — overlapping or statistics-less pieces, an Arrow IPC *stream* — and the caller reads
     the symbol whole (``load``) instead."""
     bars = location if isinstance(location, Bars) else Bars(str(location))
-    where = bars.location
-    dataset = bars.dataset if bars.dataset is not None else _open_dataset(where) \
-        if "://" in where or Path(where).is_dir() else _open_file_dataset(Path(where))
+    dataset = _dataset_of(bars)
     if dataset is None:
         return None
     import pyarrow.compute as pc
@@ -184,8 +182,7 @@ def scan(location: Any, fields: Collection[str] | None, symbol: str | None,
     if pieces is None:
         return None
     # a directory's rows are ordered by the reader (as ``load`` sorts them); a file must be in order
-    is_tree = "://" in where or Path(where).is_dir()
-    return _scanned(dataset, pieces, _kept(names, fields), wanted, str(bars), is_tree)
+    return _scanned(dataset, pieces, _kept(names, fields), wanted, str(bars), _is_tree(bars.location))
 
 
 def _time_ordered_pieces(dataset: Any, wanted: Any) -> list | None:
@@ -311,9 +308,8 @@ def survey(location: str | Path | Bars) -> Dataset:
     partitions — and binding can refuse a strategy the data cannot serve (E504, E506) — before any
     process reads a bar.  The bars themselves are validated when each partition loads its slice."""
     bars = location if isinstance(location, Bars) else Bars(str(location))
-    name, where = str(bars), bars.location
-    dataset = bars.dataset if bars.dataset is not None else _open_dataset(where) \
-        if "://" in where or Path(where).is_dir() else _open_file_dataset(Path(where))
+    name = str(bars)
+    dataset = _dataset_of(bars)
     if dataset is None:  # an Arrow IPC stream (no random access): read it whole
         full = load(bars)
         return Dataset(name, tuple(Stream({c: a[:0] for c, a in s.columns.items()}, s.symbol, s.tags)
@@ -346,6 +342,19 @@ def survey(location: str | Path | Bars) -> Dataset:
     return Dataset(name, tuple(Stream(empty, s, (s,)) for s in symbols), True, fields)
 
 
+def _is_tree(location: str) -> bool:
+    """A directory or an object-store prefix (read as a dataset of files), not one file."""
+    return "://" in location or Path(location).is_dir()
+
+
+def _dataset_of(bars: Bars) -> Any:
+    """``bars`` as a ``pyarrow.dataset``: the one ``opened`` resolved, else its tree or its file (None
+    for an Arrow IPC *stream*, which has no random access)."""
+    if bars.dataset is not None:
+        return bars.dataset
+    return _open_dataset(bars.location) if _is_tree(bars.location) else _open_file_dataset(Path(bars.location))
+
+
 def _open_file_dataset(path: Path) -> Any:
     """One data file as a ``pyarrow.dataset`` (None for an Arrow IPC *stream*, which has none)."""
     import pyarrow.dataset as pads
@@ -366,7 +375,7 @@ def _open_file_dataset(path: Path) -> Any:
 def _read_path(bars: Bars, fields: Collection[str] | None, symbols: frozenset[str] | None) -> pa.Table:
     """A file, a directory or an object-store prefix, as one table (only ``bars``' time range)."""
     name = bars.location
-    if "://" in name or Path(name).is_dir():
+    if _is_tree(name):
         return _read_dataset(name, fields, symbols, bars)
     table = _read_file(Path(name), fields, symbols)
     span = _span_filter(table.schema.field("ts").type, bars.start, bars.end) if "ts" in table.column_names \

@@ -12,9 +12,7 @@ What comes out is one item per key, after its last batch: ``(key, {output: (ts, 
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 from typing import Any, Callable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -106,14 +104,6 @@ class CollectSink(DynamicSink):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ListPartition:
         return _ListPartition(self.items, self._lock)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` whole or not at all (a temp file named for this process and thread,
-    then a rename): a reader never sees half a file, and a writer killed midway leaves only a temp."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --- running -------------------------------------------------------------------------------------------

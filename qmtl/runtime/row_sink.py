@@ -29,7 +29,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from pydantic import BaseModel, ConfigDict
 
 from .artifacts import row_json
-from .flow import write_atomically
+from .atomic_files import write_atomically
 from .key_runtime import rows_frame
 from .results import assemble
 
