@@ -27,3 +27,9 @@ def run(close: np.ndarray, window: int = 5, period: int = 30) -> np.ndarray:
     out = np.empty(max(len(close) - period + 1, 0), dtype=np.int64)
     k = momentum_signal(close, window, period, out)
     return out[:k]
+
+
+def run_with_times(table, window: int = 5, period: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """The signals with their bar times (what qmtl returns), from a table of ``ts`` and ``close``."""
+    ts = table.column("ts").to_numpy()
+    return ts[period - 1:], run(table.column("close").to_numpy(), window, period)
