@@ -19,10 +19,12 @@ BookKey = tuple[str, str, str]  # strategy, node, instrument
 
 @dataclass
 class Exposure:
-    """One strategy's orders in one domain: units per (node id, instrument), and the keys logged."""
+    """One strategy's orders in one domain: per (node id, instrument) its orders in bar order and
+    their running sum, and the keys logged."""
 
     strategy: str
     units: dict[tuple[str, str], float] = field(default_factory=dict)
+    orders: dict[tuple[str, str], list[tuple[int, float]]] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
 
     @classmethod
@@ -33,8 +35,21 @@ class Exposure:
                 exposure.add(r)
         return exposure
 
-    def position(self, node_id: str, instrument: str) -> float:
-        return self.units.get((node_id, instrument), 0.0)
+    def position(self, node_id: str, instrument: str, before_ts: int) -> float:
+        """The units ordered for bars before ``before_ts``.  The log may hold orders of later bars
+        when bars run again from an older state (a process killed between logging a bar's orders
+        and storing its state); they are not part of the position that bar is sized against.  The
+        sum runs in log order, as the running total does, so both give the same float."""
+        where = (node_id, instrument)
+        orders = self.orders.get(where, [])
+        if not orders or orders[-1][0] < before_ts:
+            return self.units.get(where, 0.0)
+        total = 0.0
+        for ts, qty in orders:
+            if ts >= before_ts:
+                break
+            total += qty
+        return total
 
     def add(self, order: OrderRecord) -> None:
         if order.key in self.keys:
@@ -42,6 +57,7 @@ class Exposure:
         self.keys.add(order.key)
         where = (order.node_id, order.instrument)
         self.units[where] = self.units.get(where, 0.0) + order.qty
+        self.orders.setdefault(where, []).append((order.bar_ts, order.qty))
 
 
 @dataclass

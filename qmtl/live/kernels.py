@@ -62,6 +62,8 @@ class LiveKernels:
         like = next(iter(streams.values()))[self.source.result]
         self.fields = {f: like.columns[f].dtype for f in like.fields}
         self.tags = {k: s[self.source.result].tags for k, s in streams.items()}
+        #: run key → the instrument its history is of (None: history without a symbol column)
+        self.symbols = {k: s[self.source.result].symbol for k, s in streams.items()}
         self.runtimes: dict[Any, KeyRuntime] = {}
         ops = self.flow.op_map()
         #: output name → its op, for the outputs that are Execution books
@@ -74,14 +76,12 @@ class LiveKernels:
         return self.gen.DIGEST
 
     def key_for(self, symbol: str) -> Any:
-        """The run key a bar of ``symbol`` feeds (instruments are matched case-insensitively, as
-        bindings match tags), or None when this strategy does not read it.  History without a
-        symbol column is one run key (``None``) that any symbol feeds."""
-        if list(self.history) == [None]:
-            return None
-        for k in self.history:
-            if str(k).lower() == symbol.lower():
-                return k
+        """The run key a bar of ``symbol`` feeds: the key whose history has that symbol (matched
+        case-insensitively, as bindings match tags), or the one key of history without a symbol
+        column; KeyError when this strategy does not read ``symbol``."""
+        for key, stream_symbol in self.symbols.items():
+            if stream_symbol is None or stream_symbol.lower() == symbol.lower():
+                return key
         raise KeyError(symbol)
 
     def history_end(self, key: Any) -> int | None:

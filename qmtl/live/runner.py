@@ -171,7 +171,7 @@ class LiveRunner:
             if okey in exposure.keys:
                 self.metrics.already.inc()
                 continue
-            qty = order_for(target, exposure.position(op.node_id, instrument))
+            qty = order_for(target, exposure.position(op.node_id, instrument, bar.ts))
             if qty == 0.0:
                 continue
             order = OrderRecord(key=okey, strategy=self.strategy, node=name, node_id=op.node_id,

@@ -102,3 +102,50 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
     (position,) = book(records).values()
     assert position.qty == pytest.approx(sum(o.qty for o in fillable))
     assert position.fees == pytest.approx(sum(f.fee for f in fills.values()))
+
+
+class _Switch:
+    """A gate the test opens and closes between bursts of bars."""
+
+    def __init__(self, state: GateState) -> None:
+        self.now = state
+
+    def state(self) -> GateState:
+        return self.now
+
+
+def test_orders_stop_while_the_gate_is_closed_and_catch_up_when_it_opens(scope, tmp_path):
+    compiled, _ = compile_strategy(tmp_path)
+    history, live = bars(60, seed=3), bars(45, first=60, seed=3)
+    gate = _Switch(OPEN)
+    runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, gate)
+    closed = set(live.ts.iloc[15:30])
+
+    async def scenario() -> list:
+        nc, js = await _connect()
+        await make_bars_stream(js, scope)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        await asyncio.wait_for(runner.ready.wait(), 60)
+        for lo, hi, state in ((0, 15, OPEN), (15, 30, GateState(False, "paper", "frozen")), (30, 45, OPEN)):
+            gate.now = state
+            await publish(js, scope.subject("BTC"), live.iloc[lo:hi])
+            await drained(js, scope.stream, runner.durable)
+        stop.set()
+        await task
+        records = await OrderLog(js, scope.world).records("paper", "orders")
+        await nc.close()
+        return records
+
+    orders = asyncio.run(scenario())
+    execution = compiled.run(pd.concat([history, live], ignore_index=True)).outputs["orders"]
+    want = expected_orders(execution, live.ts.tolist(), gate_open=lambda ts: ts not in closed)
+    assert {o.bar_ts: o.qty for o in orders} == want
+    assert not closed & {o.bar_ts for o in orders}
+    # what the simulated book traded while closed was counted, not sent
+    traded_while_closed = int((execution.loc[sorted(closed), "order_qty"] != 0).sum())
+    assert runner.metrics.gated.labels(reason="frozen")._value.get() == traded_while_closed > 0
+    # the first order after reopening takes the live book to the simulated target in one step
+    first = min((o for o in orders if o.bar_ts > max(closed)), key=lambda o: o.bar_ts)
+    target = execution.position + execution.order_qty
+    assert sum(o.qty for o in orders if o.bar_ts <= first.bar_ts) == pytest.approx(target[first.bar_ts])
