@@ -140,11 +140,17 @@ class OrderLog:
                    idle: float = 1.0) -> AsyncIterator[Record]:
         """The domain's records in log order; with ``follow``, then each new one as it is appended
         (until the caller stops iterating).  A record that does not parse is skipped."""
-        stream = await self.ensure(domain)
+        from nats.js.errors import NotFoundError
         subject = self.subject(domain, kind) if kind else f"{self.world}.{domain}.*"
-        info = await self.js.stream_info(stream, subjects_filter=subject)
-        if not follow and not sum((info.state.subjects or {}).values()):
+        stream = self.stream(domain)
+        try:  # reading never creates a log, except to wait on it for what comes
+            info = await self.js.stream_info(stream, subjects_filter=subject)
+            empty = not sum((info.state.subjects or {}).values())
+        except NotFoundError:
+            empty = True
+        if empty and not follow:
             return
+        await self.ensure(domain)
         sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True)
         try:
             from nats.errors import TimeoutError as NatsTimeout

@@ -28,6 +28,7 @@ from qmtl.ir.ops import order_for
 from .bar_rule import BarSequence
 from .bars import BadBar, Bar, parse_bar
 from .books import Exposure
+from .connection import connect
 from .feed import FeedAddress, FeedMessage, JetStreamFeed
 from .gate_state import OrderGate
 from .kernels import LiveKernels, Rows
@@ -39,6 +40,12 @@ log = logging.getLogger("qmtl.live")
 
 #: seconds one wait for the next bar lasts before the runner checks whether it should stop
 _POLL_S = 0.25
+
+
+def live_strategy_id(compiled: Any) -> str:
+    """The id a live process of ``compiled`` goes by: the gateway's, derived from its DAG document,
+    so the world's decision about the submitted strategy is the decision about this process."""
+    return strategy_id(compiled.dag["checksum"], compiled.dag["outputs"])
 
 
 class LiveRunner:
@@ -54,8 +61,7 @@ class LiveRunner:
         self.address = FeedAddress.parse(feed)
         self.world = check_token(world, "world")
         self.kernels = LiveKernels(compiled, history)
-        dag = compiled.dag
-        self.strategy = strategy_id(dag["checksum"], dag["outputs"])
+        self.strategy = live_strategy_id(compiled)
         self.gate = gate
         self.metrics = metrics or LiveMetrics()
         self.on_rows = on_rows or (lambda key, rows: None)
@@ -68,9 +74,8 @@ class LiveRunner:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or forever)."""
-        import nats
         stop = stop or asyncio.Event()
-        nc = await nats.connect(self.address.server, name=f"qmtl-live-{self.world}")
+        nc = await connect(self.address.server, f"qmtl-live-{self.world}")
         try:
             js = nc.jetstream()
             self._log = OrderLog(js, self.world)
