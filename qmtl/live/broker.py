@@ -29,8 +29,10 @@ from .order_log import FillRecord, OrderLog, OrderRecord, fill_key, parse_record
 
 log = logging.getLogger("qmtl.live.broker")
 
-#: seconds before an order with no next bar yet is looked at again
+#: seconds before an order with no next bar yet is looked at again, doubling per delivery up to
+#: ``RETRY_MAX_S`` (an order of the feed's last bar waits for the next bar without spinning)
 RETRY_S = 0.05
+RETRY_MAX_S = 2.0
 
 
 class BrokerAdapter(Protocol):
@@ -102,7 +104,7 @@ async def serve(js: Any, world: str, domain: str, adapter: BrokerAdapter, stop: 
                     continue
                 fill = await adapter.execute(order)
                 if fill is None:
-                    await msg.nak(delay=RETRY_S)
+                    await msg.nak(delay=min(RETRY_S * 2 ** (msg.metadata.num_delivered - 1), RETRY_MAX_S))
                     continue
                 await order_log.append(fill)
                 filled.add(order.key)

@@ -114,9 +114,9 @@ class LiveRunner:
         return state_key(self.world, self.strategy, key)
 
     async def _handle(self, msg: FeedMessage) -> None:
-        bar = self._admit(msg)
-        if bar is not None:
-            key = self.kernels.key_for(bar.symbol)
+        admitted = self._admit(msg)
+        if admitted is not None:
+            bar, key = admitted
             rows = self.kernels.step(key, bar)
             self.metrics.bars.inc()
             self.on_rows(key, rows)
@@ -126,8 +126,8 @@ class LiveRunner:
                                                                   self.kernels.snapshot(key)))
         await msg.ack()
 
-    def _admit(self, msg: FeedMessage) -> Bar | None:
-        """The bar in ``msg``, or None when the rule drops it (counted and logged)."""
+    def _admit(self, msg: FeedMessage) -> tuple[Bar, Any] | None:
+        """The bar in ``msg`` and its run key, or None when the rule drops it (counted and logged)."""
         try:
             bar = parse_bar(msg.payload, msg.ref.subject)
         except BadBar as exc:
@@ -144,7 +144,7 @@ class LiveRunner:
         if reason is not None:
             return self._drop(reason, f"{bar.symbol} ts={bar.ts}: last processed ts={self.sequence.last.get(key)}",
                               msg)
-        return bar
+        return bar, key
 
     def _drop(self, reason: str, detail: str, msg: FeedMessage) -> None:
         self.metrics.dropped.labels(reason=reason).inc()

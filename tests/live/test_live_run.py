@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from qmtl.live.books import book
-from qmtl.live.broker import SimulatedBroker, serve
 from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.order_log import FillRecord, OrderLog, OrderRecord, fill_key
+from qmtl.live.process import serve_live
 from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
@@ -36,13 +36,12 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
     runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
                         on_rows=lambda key, rows: chunks.append(rows))
 
-    async def scenario() -> tuple[list, dict]:
+    async def scenario() -> list:
         nc, js = await _connect()
         await make_bars_stream(js, scope)
         await make_log_stream(js, scope)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(runner.run(stop)),
-                 asyncio.create_task(serve(js, scope.world, "paper", SimulatedBroker(js), stop))]
+        process = asyncio.create_task(serve_live(runner, ("paper",), stop))  # runner + simulated broker
         await asyncio.wait_for(runner.ready.wait(), 60)
         subject = scope.subject("BTC")
         await publish(js, subject, live.iloc[:20])
@@ -65,7 +64,7 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
                 break
             await asyncio.sleep(0.05)
         stop.set()
-        await asyncio.gather(*tasks)
+        await process
         await nc.close()
         return records
 
@@ -99,6 +98,7 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
         assert f.key == fill_key(o.key) and f.bar_ts == o.bar_ts + 60
         price = opens[f.bar_ts] * (1 + np.sign(o.qty) * 1 / 1e4)
         assert f.price == pytest.approx(price, rel=1e-15) and f.fee == pytest.approx(abs(o.qty) * price * 2 / 1e4)
+    assert m.fills.labels(domain="paper")._value.get() == len(fillable)
     (position,) = book(records).values()
     assert position.qty == pytest.approx(sum(o.qty for o in fillable))
     assert position.fees == pytest.approx(sum(f.fee for f in fills.values()))

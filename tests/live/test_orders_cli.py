@@ -53,3 +53,36 @@ def test_orders_lists_the_log_and_the_positions_it_adds_up_to(scope):
     assert cli.invoke(app, ["orders", scope.world, "--domain", "paper.x"]).exit_code == 2
     empty = cli.invoke(app, ["orders", scope.world, "--domain", "live", "--nats", NATS_URL])
     assert empty.exit_code == 0 and f"no orders in {scope.world}/live" in empty.stdout
+
+
+def test_orders_follow_prints_each_record_as_it_is_appended(scope):
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    first, second = _order(scope.world, 600, 1.0), _order(scope.world, 660, -1.0)
+
+    async def append(record) -> None:
+        import nats
+        nc = await nats.connect(NATS_URL)
+        await OrderLog(nc.jetstream(), scope.world).append(record)
+        await nc.close()
+
+    def line(proc) -> dict:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "qmtl orders --follow printed nothing within 60 s"
+        return json.loads(proc.stdout.readline())
+
+    asyncio.run(append(first))
+    proc = subprocess.Popen([sys.executable, "-m", "qmtl.cli.main", "orders", scope.world, "--follow",
+                             "--format", "json", "--nats", NATS_URL], stdout=subprocess.PIPE, text=True)
+    try:
+        assert line(proc)["key"] == first.key  # what the log held
+        asyncio.run(append(second))
+        assert line(proc)["key"] == second.key  # then what came
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
