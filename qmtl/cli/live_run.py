@@ -21,8 +21,8 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     from qmtl.compiler.pipeline import compile as compile_strategy
     from qmtl.ir.diagnostics import CompileError
     from qmtl.live.connection import NatsUnreachable
-    from qmtl.live.feed import FeedError
-    from qmtl.live.order_log import LogError
+    from qmtl.live.feed import FeedAddress, FeedError
+    from qmtl.live.order_log import LogError, check_token
     from qmtl.live.process import serve_live
     from qmtl.live.runner import LiveRunner, live_strategy_id
     from qmtl.runtime.results import NodeRuntimeError
@@ -32,6 +32,11 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
         _fail("a live run needs --world and --feed (e.g. --feed nats://127.0.0.1:4222/bars.BTC)", 2)
     if broker not in ("sim", "none"):
         _fail(f"--broker {broker!r}: expected sim or none", 2)
+    try:  # what the command line got wrong, before anything is compiled or connected
+        FeedAddress.parse(feed)
+        check_token(world, "world")
+    except (FeedError, LogError) as exc:
+        _fail(str(exc), 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         compiled = compile_strategy(file, cls)
@@ -41,8 +46,6 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)
-    except (FeedError, LogError) as exc:
-        _fail(str(exc), 2)
     if metrics_port is not None:
         from prometheus_client import start_http_server
         start_http_server(metrics_port, addr="127.0.0.1", registry=runner.metrics.registry)
