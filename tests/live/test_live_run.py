@@ -149,3 +149,57 @@ def test_orders_stop_while_the_gate_is_closed_and_catch_up_when_it_opens(scope, 
     first = min((o for o in orders if o.bar_ts > max(closed)), key=lambda o: o.bar_ts)
     target = execution.position + execution.order_qty
     assert sum(o.qty for o in orders if o.bar_ts <= first.bar_ts) == pytest.approx(target[first.bar_ts])
+
+
+MANY = '''
+from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, Execution
+
+class Many(Strategy):
+    def setup(self):
+        price = StreamInput(interval="60s", period=3)
+        signal = Node(expr={"signal": (price.close.diff() > 0).astype(float) * 2 - 1}, name="signal")
+        risk = RiskControl(signal, max_position=5, max_notional=1_000)
+        orders = Execution(risk, fee_bps=2, slippage_bps=1)
+        self.add_nodes([price, signal, risk, orders])
+'''
+
+
+def test_one_feed_of_several_instruments_runs_each_on_its_own_state(scope, tmp_path):
+    import qmtl
+    path = tmp_path / "many.py"
+    path.write_text(MANY)
+    compiled = qmtl.compile(str(path))
+    data = {s: (bars(30, seed=i), bars(12, first=30, seed=i)) for i, s in enumerate(("BTC", "ETH"), 21)}
+    frame = lambda part: pd.concat([d[part].assign(symbol=s) for s, d in data.items()]).sort_values(["ts", "symbol"])
+    chunks: dict = {"BTC": [], "ETH": []}
+    runner = LiveRunner(compiled, frame(0), f"{NATS_URL}/{scope.prefix}.bars.*", scope.world, StaticGate(OPEN),
+                        on_rows=lambda key, rows: chunks[key].append(rows))
+
+    async def scenario() -> list:
+        nc, js = await _connect()
+        await make_bars_stream(js, scope)
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        await asyncio.wait_for(runner.ready.wait(), 60)
+        for i in range(12):  # the instruments' bars interleaved on their own subjects
+            for symbol, (_, live) in data.items():
+                await publish(js, scope.subject(symbol), live.iloc[i:i + 1])
+        await drained(js, scope.stream, runner.durable)
+        stop.set()
+        await task
+        records = await OrderLog(js, scope.world).records("paper", "orders")
+        await nc.close()
+        return records
+
+    orders = asyncio.run(scenario())
+    backtest = compiled.run(pd.concat([frame(0), frame(1)])).outputs
+    for symbol, (_, live) in data.items():
+        seen = frames_from_rows(chunks[symbol])
+        for name, whole in backtest.items():
+            mine = whole[whole.symbol == symbol].drop(columns="symbol")
+            assert seen[name].index.tolist() == mine.index.tolist(), (symbol, name)
+            for col in mine.columns:
+                np.testing.assert_array_equal(seen[name][col].to_numpy(), mine[col].to_numpy())
+        execution = backtest["orders"][backtest["orders"].symbol == symbol]
+        want = expected_orders(execution, live.ts.tolist())
+        assert {o.bar_ts: o.qty for o in orders if o.instrument == symbol} == want and want
