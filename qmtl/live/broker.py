@@ -78,7 +78,8 @@ class SimulatedBroker:
 
 async def serve(js: Any, world: str, domain: str, adapter: BrokerAdapter, stop: asyncio.Event,
                 metrics: LiveMetrics | None = None, name: str = "sim") -> None:
-    """Fill ``world``'s orders in ``domain`` through ``adapter`` until ``stop`` is set."""
+    """Fill ``world``'s orders in ``domain`` through ``adapter`` until ``stop`` is set.  ``name``
+    names the durable consumer: brokers of one name share the domain's orders between them."""
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
     order_log = OrderLog(js, world)
