@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-#: seconds the server waits for an acknowledgement before delivering a bar again
-ACK_WAIT_S = 30.0
+#: seconds the server waits for an acknowledgement before delivering a bar again: how long a bar
+#: taken by a process that died waits for its restart (a bar takes milliseconds; one still running
+#: when this expires is delivered again and dropped as a duplicate once the first run stored it)
+ACK_WAIT_S = 5.0
 
 
 class FeedError(ValueError):

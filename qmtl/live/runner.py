@@ -148,7 +148,10 @@ class LiveRunner:
 
     def _drop(self, reason: str, detail: str, msg: FeedMessage) -> None:
         self.metrics.dropped.labels(reason=reason).inc()
-        log.warning("live: bar dropped (%s) at %s seq %d: %s", reason, msg.ref.stream, msg.ref.seq, detail)
+        # a repeat or an older bar is what a restart or a first start over a long stream brings: a
+        # note; a bar that is not one, or that this strategy cannot take, is the feed's fault: a warning
+        level = logging.INFO if reason in ("duplicate", "late") else logging.WARNING
+        log.log(level, "live: bar dropped (%s) at %s seq %d: %s", reason, msg.ref.stream, msg.ref.seq, detail)
         return None
 
     async def _orders(self, bar: Bar, key: Any, rows: Rows, msg: FeedMessage) -> None:

@@ -4,6 +4,7 @@ consumer to drain, and the orders a live run must send, derived from a backtest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -81,6 +82,19 @@ async def drained(js, stream: str, durable: str, timeout: float = 60.0) -> None:
             pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"consumer {durable} did not drain within {timeout}s")
+
+
+@contextlib.asynccontextmanager
+async def running(runner):
+    """``runner`` running on this loop from its warm-up until the block ends."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(runner.ready.wait(), 60)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 def expected_orders(execution: pd.DataFrame, live_ts: list[int], gate_open=lambda ts: True) -> dict[int, float]:

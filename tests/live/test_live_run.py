@@ -18,7 +18,7 @@ from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
 from .support import (bars, compile_strategy, drained, expected_orders, frames_from_rows, make_bars_stream,
-                      make_log_stream, publish)
+                      make_log_stream, publish, running)
 
 OPEN = GateState(True, "paper", "active")
 
@@ -124,15 +124,11 @@ def test_orders_stop_while_the_gate_is_closed_and_catch_up_when_it_opens(scope, 
     async def scenario() -> list:
         nc, js = await _connect()
         await make_bars_stream(js, scope)
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop))
-        await asyncio.wait_for(runner.ready.wait(), 60)
-        for lo, hi, state in ((0, 15, OPEN), (15, 30, GateState(False, "paper", "frozen")), (30, 45, OPEN)):
-            gate.now = state
-            await publish(js, scope.subject("BTC"), live.iloc[lo:hi])
-            await drained(js, scope.stream, runner.durable)
-        stop.set()
-        await task
+        async with running(runner):
+            for lo, hi, state in ((0, 15, OPEN), (15, 30, GateState(False, "paper", "frozen")), (30, 45, OPEN)):
+                gate.now = state
+                await publish(js, scope.subject("BTC"), live.iloc[lo:hi])
+                await drained(js, scope.stream, runner.durable)
         records = await OrderLog(js, scope.world).records("paper", "orders")
         await nc.close()
         return records
@@ -178,15 +174,11 @@ def test_one_feed_of_several_instruments_runs_each_on_its_own_state(scope, tmp_p
     async def scenario() -> list:
         nc, js = await _connect()
         await make_bars_stream(js, scope)
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop))
-        await asyncio.wait_for(runner.ready.wait(), 60)
-        for i in range(12):  # the instruments' bars interleaved on their own subjects
-            for symbol, (_, live) in data.items():
-                await publish(js, scope.subject(symbol), live.iloc[i:i + 1])
-        await drained(js, scope.stream, runner.durable)
-        stop.set()
-        await task
+        async with running(runner):
+            for i in range(12):  # the instruments' bars interleaved on their own subjects
+                for symbol, (_, live) in data.items():
+                    await publish(js, scope.subject(symbol), live.iloc[i:i + 1])
+            await drained(js, scope.stream, runner.durable)
         records = await OrderLog(js, scope.world).records("paper", "orders")
         await nc.close()
         return records

@@ -22,7 +22,8 @@ from qmtl.live.runner import LiveRunner
 from qmtl.live.state_store import StateStore, state_key
 
 from .conftest import NATS_URL
-from .support import bars, compile_strategy, drained, expected_orders, make_bars_stream, make_log_stream, publish
+from .support import (bars, compile_strategy, drained, expected_orders, make_bars_stream, make_log_stream, publish,
+                      running)
 
 KILLS = 2
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,13 +108,9 @@ def test_bars_run_again_from_an_older_state_find_their_orders_on_the_log(scope, 
     open_gate = StaticGate(GateState(True, "paper", "active"))
 
     async def run_until_drained(runner: LiveRunner, js, frame: pd.DataFrame) -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop))
-        await asyncio.wait_for(runner.ready.wait(), 60)
-        await publish(js, scope.subject("BTC"), frame)
-        await drained(js, scope.stream, runner.durable)
-        stop.set()
-        await task
+        async with running(runner):
+            await publish(js, scope.subject("BTC"), frame)
+            await drained(js, scope.stream, runner.durable)
 
     async def scenario() -> tuple[list, list, LiveRunner]:
         import nats
