@@ -11,6 +11,7 @@ from .demo_cmd import demo_command
 from .diff_cmd import diff_command
 from .explain_cmd import explain_command
 from .lint_cmd import lint_command
+from .orders_cmd import orders_command
 from .replay_cmd import replay_command
 from .run_cmd import run_command
 from .serve_cmd import serve_command
@@ -43,6 +44,7 @@ app.command("status")(status_command)
 app.command("demo")(demo_command)
 app.command("replay")(replay_command)
 app.command("run")(run_command)
+app.command("orders")(orders_command)
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(world_app, name="world")
 app.add_typer(config_app, name="config")

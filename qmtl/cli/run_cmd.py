@@ -2,7 +2,8 @@
 output as Parquet.  On one machine (the default) the artifact store is read and filled unless
 ``--no-store``; with Bytewax's cluster options (``--addresses``/``--process-id``, or
 ``--recovery-dir``; the same ``BYTEWAX_*`` environment variables) this process runs its share of a
-cluster run (``qmtl.runner.cluster``) and writes per-instrument batches under ``--out``."""
+cluster run (``qmtl.runner.cluster``) and writes per-instrument batches under ``--out``.  With
+``--live`` it runs on a live feed instead, warmed up on ``--data`` (``live_run``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def run_command(
     strategy_file: str = typer.Argument(..., help="Strategy .py file; FILE::Class picks one class."),
     data: str = typer.Option(..., "--data", help="Bars: a .parquet/.csv/.arrow file, a directory of them "
                              "(hive partitions too), or an object-store URI (s3://bucket/bars/?…)."),
-    output_dir: Path = typer.Option(..., "--out", help="Write <dir>/<node>.parquet per output."),
+    output_dir: Optional[Path] = typer.Option(None, "--out", help="Write <dir>/<node>.parquet per output "
+                                              "(required unless --live)."),
     start: Optional[str] = typer.Option(None, "--start", help="Only bars at or after this time "
                                         "(epoch seconds or e.g. 2024-01-31; naive times are UTC)."),
     end: Optional[str] = typer.Option(None, "--end", help="Only bars before this time."),
@@ -41,8 +43,19 @@ def run_command(
                                             envvar="BYTEWAX_SNAPSHOT_INTERVAL",
                                             help="Seconds between recovery snapshots."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    live: bool = typer.Option(False, "--live", help="Run on a live feed (--feed), warmed up on --data, sending "
+                              "orders while --world activates the strategy."),
+    world: Optional[str] = typer.Option(None, "--world", help="Live: the world whose decision gates orders."),
+    feed: Optional[str] = typer.Option(None, "--feed", help="Live: nats://HOST:PORT/SUBJECT the bars arrive on."),
+    gateway_url: Optional[str] = typer.Option(None, "--gateway-url", envvar="QMTL_GATEWAY_URL",
+                                              help="Live: the gateway whose event stream carries the world's "
+                                                   "decisions (default http://127.0.0.1:8000)."),
+    broker: str = typer.Option("sim", "--broker", help="Live: sim (a simulated broker fills this world's "
+                               "paper and live orders in this process) or none."),
+    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                               help="Live: serve Prometheus metrics on 127.0.0.1:PORT."),
 ) -> None:
-    """Run STRATEGY_FILE over DATA and write its outputs to --out."""
+    """Run STRATEGY_FILE over DATA and write its outputs to --out (or, with --live, on a live feed)."""
     from qmtl.compiler.pipeline import compile as compile_strategy
     from qmtl.ir.diagnostics import CompileError
     from qmtl.runtime.artifacts import ArtifactStore
@@ -51,6 +64,13 @@ def run_command(
 
     file, cls = strategy_target(strategy_file)
     check_data(data)
+    if live:
+        from .live_run import run_live
+        run_live(file, cls, data, world, feed, gateway_url, broker, metrics_port)
+        return
+    if output_dir is None:
+        err.print("error: --out is required (where the outputs are written)", style="bold red", markup=False)
+        raise typer.Exit(2)
     check_out_dir(output_dir)
     cluster = _cluster_options(addresses, process_id)
     source = _time_range(data, start, end)

@@ -48,6 +48,16 @@ def dag_checksum(node_ids_: Any) -> str:
     return digest(canonical_bytes(sorted(node_ids_)))
 
 
+def strategy_id(checksum: str, outputs: Any) -> str:
+    """The content-derived id of a strategy: its DAG's checksum *and* what it outputs (``outputs``:
+    ``name, node_id, period, interval, kind`` per output), so the same nodes with an output renamed
+    or given another period are another strategy.  The gateway files submissions under it and a live
+    process keys its orders and state by it, so both must compute it here, the one definition."""
+    outs = sorted((o["name"], o["node_id"], o["period"], o["interval"], o.get("kind", "traced")) for o in outputs)
+    text = "qmtl.strategy/2:" + checksum + ";" + ";".join(f"{n}={i}@{p}/{iv}:{k}" for n, i, p, iv, k in outs)
+    return digest(text.encode())
+
+
 def from_dag(doc: dict[str, Any]) -> Module:
     """Rebuild a module from a DAG document.  Operands are resolved by NodeID; an input that names no
     node is kept as the raw NodeID, so the verifier reports it (E102) instead of this failing."""

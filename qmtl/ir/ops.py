@@ -603,6 +603,22 @@ register(OpDef(
 EXECUTION_COLUMNS = ("position", "order_qty", "fill_qty", "fill_price", "fee", "cash", "equity", "pnl")
 
 
+def fill_terms(qty: float, open_: float, fee_bps: float, slippage_bps: float) -> tuple[float, float]:
+    """The price and fee of a market order of ``qty`` units filled at a bar's ``open``: slippage
+    always against the trader, the fee on the filled notional.  The backtest's reference and the
+    live simulated broker both fill by this (the kernels' ``_exec_step`` is the same rule, tested
+    against the reference)."""
+    price = open_ * (1.0 + math.copysign(slippage_bps, qty) / 1e4)
+    return price, abs(qty) * price * fee_bps / 1e4
+
+
+def order_for(target: float, position: float) -> float:
+    """The order taking ``position`` to ``target``; 0 when the difference is float residue (at most
+    1e-12 x max(1, |target|) units), so an unchanged target never trades."""
+    order = target - position
+    return 0.0 if abs(order) <= 1e-12 * max(1.0, abs(target)) else order
+
+
 def _execution(target, open_, close, initial_cash, fee_bps=0.0, slippage_bps=0.0, order_type="market"):
     x, o, c = (np.asarray(v, dtype=float) for v in (target, open_, close))
     n = len(x)
@@ -612,15 +628,12 @@ def _execution(target, open_, close, initial_cash, fee_bps=0.0, slippage_bps=0.0
         fill_qty, fill_price, fee = 0.0, math.nan, 0.0
         if pending != 0.0 and o[t] == o[t]:
             fill_qty = pending
-            fill_price = o[t] * (1.0 + math.copysign(slippage_bps, pending) / 1e4)
-            fee = abs(pending) * fill_price * fee_bps / 1e4
+            fill_price, fee = fill_terms(pending, o[t], fee_bps, slippage_bps)
             cash -= pending * fill_price + fee
             pos += pending
         order = 0.0
         if x[t] == x[t]:
-            order = x[t] - pos
-            if abs(order) <= 1e-12 * max(1.0, abs(x[t])):  # float residue of target - position: no trade
-                order = 0.0
+            order = order_for(x[t], pos)
         pending = order
         if c[t] == c[t]:
             mark = c[t]

@@ -27,10 +27,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmtl.ir import ops as opreg
-from qmtl.ir.dag import dag_checksum, from_dag
+from qmtl.ir.dag import dag_checksum, from_dag, strategy_id
 from qmtl.ir.diagnostics import Diagnostic
 from qmtl.ir.module import Loc
-from qmtl.ir.nodeid import digest, spec_node_id
+from qmtl.ir.nodeid import spec_node_id
 from qmtl.ir.verifier import verify
 
 from ..gsg.store import Edge, GraphNode
@@ -50,10 +50,7 @@ class VerifiedDag:
     def strategy_id(self) -> str:
         """A strategy is its DAG *and* what it outputs: the same nodes with an output renamed or given
         another period is another strategy (resubmitting the same document is idempotent)."""
-        outs = sorted((o.name, o.node_id, o.period, o.interval, o.kind) for o in self.outputs)
-        text = "qmtl.strategy/2:" + self.checksum + ";" + ";".join(
-            f"{n}={i}@{p}/{iv}:{k}" for n, i, p, iv, k in outs)
-        return digest(text.encode())
+        return strategy_id(self.checksum, (o.model_dump() for o in self.outputs))
 
     def graph_nodes(self) -> list[GraphNode]:
         """Each node with its tags: a source's (what data it selects) and the labels of every output

@@ -1,0 +1,198 @@
+"""The live runner: bars from a feed through the compiled strategy's kernels, orders onto the log.
+
+Per bar, in this order (docs/design.md "Live runs"):
+
+1. parse and check it (``bars``, ``bar_rule``): a malformed, duplicate, late or off-grid bar is
+   dropped, counted and logged, and acknowledged so the feed does not send it again;
+2. run it through the kernels (``kernels``; batch size 1);
+3. for each Execution node that emitted a row at it, size the order against the domain's exposure
+   rebuilt from the log (``books.Exposure``) and, if the gate is open, append it (``order_log``);
+4. store the instrument's kernel state (``state_store``);
+5. acknowledge the bar.
+
+A process killed anywhere in 2-5 gets the bar again after its restart: its state is the one before
+the bar, its orders are found on the log by their keys and not sent again.  Killed after 5, the bar
+is a duplicate of the stored state's last bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from qmtl.ir.dag import strategy_id
+from qmtl.ir.ops import order_for
+
+from .bar_rule import BarSequence
+from .bars import BadBar, Bar, parse_bar
+from .books import Exposure
+from .connection import connect
+from .feed import FeedAddress, FeedMessage, JetStreamFeed
+from .gate_state import OrderGate
+from .kernels import LiveKernels, Rows
+from .metrics import LiveMetrics
+from .order_log import OrderLog, OrderRecord, check_token, order_key
+from .state_store import KeyState, StateStore, state_key
+
+log = logging.getLogger("qmtl.live")
+
+#: seconds one wait for the next bar lasts before the runner checks whether it should stop
+_POLL_S = 0.25
+
+
+def live_strategy_id(compiled: Any) -> str:
+    """The id a live process of ``compiled`` goes by: the gateway's, derived from its DAG document,
+    so the world's decision about the submitted strategy is the decision about this process."""
+    return strategy_id(compiled.dag["checksum"], compiled.dag["outputs"])
+
+
+class LiveRunner:
+    """``compiled`` on the bars of ``feed`` (``nats://host:port/subject``) for ``world``, warmed up on
+    ``history`` (anything the data loader reads), sending orders while ``gate`` is open.
+
+    ``on_rows(key, rows)`` sees what every output emitted: over the history at the warm-up, then at
+    each live bar."""
+
+    def __init__(self, compiled: Any, history: Any, feed: str, world: str, gate: OrderGate, *,
+                 metrics: LiveMetrics | None = None,
+                 on_rows: Callable[[Any, Rows], None] | None = None) -> None:
+        self.address = FeedAddress.parse(feed)
+        self.world = check_token(world, "world")
+        self.kernels = LiveKernels(compiled, history)
+        self.strategy = live_strategy_id(compiled)
+        self.gate = gate
+        self.metrics = metrics or LiveMetrics()
+        self.on_rows = on_rows or (lambda key, rows: None)
+        self.durable = f"qmtl_{self.world}_{self.strategy.removeprefix('blake3:')[:16]}"
+        self.sequence = BarSequence(self.kernels.interval)
+        self.ready = asyncio.Event()
+        self._exposure: dict[str, Exposure] = {}
+        self._log: OrderLog | None = None
+        self._store: StateStore | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until ``stop`` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        nc = await connect(self.address.server, f"qmtl-live-{self.world}")
+        try:
+            js = nc.jetstream()
+            self._log = OrderLog(js, self.world)
+            self._store = await StateStore.open(js)
+            await self._start()
+            feed = await JetStreamFeed.open(js, self.address.subject, self.durable)
+            self.ready.set()
+            log.info("live: %s in world %s on %s (consumer %s)", self.strategy, self.world,
+                     self.address.subject, self.durable)
+            try:
+                while not stop.is_set():
+                    msg = await feed.next(_POLL_S)
+                    if msg is not None:
+                        await self._handle(msg)
+            finally:
+                await feed.close()
+        finally:
+            await nc.close()
+
+    async def _start(self) -> None:
+        """Each instrument from its stored state when that is of these kernels and not older than
+        the history, else warmed up on the history."""
+        k = self.kernels
+        for key in k.history:
+            saved = await self._store.load(self._state_key(key))
+            end = k.history_end(key)
+            if saved is not None and saved.digest == k.digest and (end is None or saved.last_ts >= end):
+                k.restore(key, saved.snapshot)
+                self.sequence.advance(key, saved.last_ts)
+                continue
+            self.on_rows(key, k.warm_up(key))
+            if end is not None:
+                self.sequence.advance(key, end)
+
+    def _state_key(self, key: Any) -> str:
+        return state_key(self.world, self.strategy, key)
+
+    async def _handle(self, msg: FeedMessage) -> None:
+        admitted = self._admit(msg)
+        if admitted is not None:
+            bar, key = admitted
+            rows = self.kernels.step(key, bar)
+            self.metrics.bars.inc()
+            self.on_rows(key, rows)
+            await self._orders(bar, key, rows, msg)
+            self.sequence.advance(key, bar.ts)
+            await self._store.save(self._state_key(key), KeyState(self.kernels.digest, bar.ts,
+                                                                  self.kernels.snapshot(key)))
+        await msg.ack()
+
+    def _admit(self, msg: FeedMessage) -> tuple[Bar, Any] | None:
+        """The bar in ``msg`` and its run key, or None when the rule drops it (counted and logged)."""
+        try:
+            bar = parse_bar(msg.payload, msg.ref.subject)
+        except BadBar as exc:
+            return self._drop(exc.reason, str(exc), msg)
+        try:
+            key = self.kernels.key_for(bar.symbol)
+        except KeyError:
+            return self._drop("unknown_instrument", f"{bar.symbol}: not an instrument this strategy reads", msg)
+        missing = self.kernels.missing_field(bar)
+        if missing is not None:
+            return self._drop("malformed", f"{bar.symbol} ts={bar.ts}: no field {missing!r} (the history has it)",
+                              msg)
+        reason = self.sequence.reject(key, bar.ts)
+        if reason is not None:
+            return self._drop(reason, f"{bar.symbol} ts={bar.ts}: last processed ts={self.sequence.last.get(key)}",
+                              msg)
+        return bar, key
+
+    def _drop(self, reason: str, detail: str, msg: FeedMessage) -> None:
+        self.metrics.dropped.labels(reason=reason).inc()
+        # a repeat or an older bar is what a restart or a first start over a long stream brings: a
+        # note; a bar that is not one, or that this strategy cannot take, is the feed's fault: a warning
+        level = logging.INFO if reason in ("duplicate", "late") else logging.WARNING
+        log.log(level, "live: bar dropped (%s) at %s seq %d: %s", reason, msg.ref.stream, msg.ref.seq, detail)
+        return None
+
+    async def _orders(self, bar: Bar, key: Any, rows: Rows, msg: FeedMessage) -> None:
+        """Append the order of each Execution node that emitted a row at ``bar`` (gate permitting).
+
+        The live book follows the simulated one: its target is the simulated position after the
+        node's order at this bar, and the order is that target minus the domain's exposure on the
+        log, so bars spent with the gate closed are caught up by the first order after it opens."""
+        instrument = bar.symbol if key is None else str(key)
+        gate = None
+        for name, op in self.kernels.executions.items():
+            ts, cols = rows.get(name, (None, None))
+            if ts is None or not len(ts) or int(ts[-1]) != bar.ts:
+                continue
+            target = float(cols["position"][-1] + cols["order_qty"][-1])
+            gate = gate or self.gate.state()
+            if not gate.open or gate.domain is None:
+                if cols["order_qty"][-1] != 0.0:
+                    self.metrics.gated.labels(reason=gate.reason).inc()
+                    log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s)", name, instrument,
+                             bar.ts, gate.reason)
+                continue
+            exposure = await self._exposure_in(gate.domain)
+            okey = order_key(self.strategy, op.node_id, instrument, bar.ts)
+            if okey in exposure.keys:
+                self.metrics.already.inc()
+                continue
+            qty = order_for(target, exposure.position(op.node_id, instrument, bar.ts))
+            if qty == 0.0:
+                continue
+            order = OrderRecord(key=okey, strategy=self.strategy, node=name, node_id=op.node_id,
+                                instrument=instrument, bar_ts=bar.ts, interval=self.kernels.interval, qty=qty, target=target, world=self.world,
+                                domain=gate.domain, fee_bps=float(op.attr("fee_bps", 0.0)),
+                                slippage_bps=float(op.attr("slippage_bps", 0.0)), bar=msg.ref,
+                                sent_at=time.time())
+            await self._log.append(order)
+            exposure.add(order)
+            self.metrics.orders.labels(domain=gate.domain).inc()
+
+    async def _exposure_in(self, domain: str) -> Exposure:
+        """This strategy's exposure in ``domain``, read from the log the first time it is needed."""
+        if domain not in self._exposure:
+            self._exposure[domain] = Exposure.from_log(self.strategy, await self._log.records(domain, "orders"))
+        return self._exposure[domain]

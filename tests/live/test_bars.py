@@ -1,0 +1,76 @@
+"""The feed's boundary: what is a bar, what the drop rule says, what a live run refuses to serve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qmtl.live.bar_rule import BarSequence
+from qmtl.live.bars import BadBar, parse_bar
+from qmtl.live.feed import FeedAddress, FeedError
+from qmtl.live.kernels import LiveError, LiveKernels
+from qmtl.live.runner import live_strategy_id
+from qmtl.services.gateway.verify import parse_dag_document, verify_dag
+
+from .support import bars, compile_strategy
+
+GOOD = {"ts": 1_700_000_040, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3}
+
+
+def test_a_bar_takes_its_symbol_from_the_subject_unless_it_names_one():
+    assert parse_bar(json.dumps(GOOD).encode(), "bars.BTC").symbol == "BTC"
+    assert parse_bar(json.dumps({**GOOD, "symbol": "ETH"}).encode(), "bars.BTC").symbol == "ETH"
+    assert parse_bar(json.dumps({**GOOD, "funding": 0.1}).encode(), "b.X").field("funding") == 0.1
+
+
+@pytest.mark.parametrize("payload, says", [
+    (b"\xff", "not JSON"),
+    (b"[]", "a bar is a JSON object"),
+    (json.dumps({**GOOD, "ts": 1.5}).encode(), "field ts"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "close"}).encode(), "field close"),
+    (json.dumps({**GOOD, "open": -1}).encode(), "open=-1.0 must be a finite price"),
+    (b'{"ts": 1700000040, "open": 1, "high": 1, "low": 1, "close": NaN, "volume": 1}', "close=nan"),
+    (json.dumps({**GOOD, "volume": -2}).encode(), "volume=-2.0"),
+    (json.dumps({**GOOD, "note": "hi"}).encode(), "extra field note"),
+])
+def test_what_is_not_a_bar_says_why(payload, says):
+    with pytest.raises(BadBar) as info:
+        parse_bar(payload, "bars.BTC")
+    assert info.value.reason == "malformed" and says in str(info.value) and "bars.BTC" in str(info.value)
+
+
+def test_the_rule_drops_repeats_older_bars_and_bars_off_the_grid_per_instrument():
+    rule = BarSequence(60, {"BTC": 600})
+    assert [rule.reject("BTC", ts) for ts in (660, 600, 540, 630)] == [None, "duplicate", "late", "off_grid"]
+    assert rule.reject("ETH", 60) is None  # another instrument has its own sequence
+    rule.advance("BTC", 660)
+    assert rule.reject("BTC", 660) == "duplicate"
+
+
+@pytest.mark.parametrize("url", ["http://h:1/bars", "nats://h:4222", "nats://h:4222/a b", "nats:///bars.X"])
+def test_a_feed_address_is_nats_url_with_a_subject(url):
+    with pytest.raises(FeedError, match="nats://"):
+        FeedAddress.parse(url)
+    assert FeedAddress.parse("nats://127.0.0.1:4222/bars.>") == FeedAddress("nats://127.0.0.1:4222", "bars.>")
+
+
+def test_the_live_strategy_id_is_the_gateways(tmp_path):
+    compiled, _ = compile_strategy(tmp_path)
+    assert live_strategy_id(compiled) == verify_dag(parse_dag_document(compiled.dag)).strategy_id
+
+
+def test_a_strategy_one_feed_cannot_serve_is_E601_at_its_line(tmp_path):
+    path = tmp_path / "two.py"
+    path.write_text(
+        "from qmtl.runtime.sdk import Strategy, StreamInput, Node\n"
+        "class Two(Strategy):\n"
+        "    def setup(self):\n"
+        "        a = StreamInput(tags=['BTC'], interval='60s', period=1)\n"
+        "        b = StreamInput(tags=['ETH'], interval='60s', period=1)\n"
+        "        self.add_nodes([a, b, Node(expr={'r': a.close / b.close}, name='ratio')])\n")
+    import qmtl
+    with pytest.raises(LiveError) as info:
+        LiveKernels(qmtl.compile(str(path)), bars(5))
+    (d,) = info.value.diagnostics
+    assert d.code == "E601" and "one StreamInput" in d.message and d.loc.line == 5
