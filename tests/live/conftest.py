@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import pytest
@@ -21,34 +21,12 @@ from qmtl.services.worldservice.app import create_app as create_world
 from qmtl.services.worldservice.service import WorldService
 from tests.services.conftest import db_backend, pg_dsn, redis_url  # noqa: F401  (fixtures used here)
 
-GOOD = {"sharpe": 2.0, "max_drawdown": 0.05, "trades": 100, "win_rate": 0.6, "profit_factor": 2.0}
-FP = "blake3:" + "f1" * 32
-
 
 @dataclass
 class WorldStack:
     url: str
     client: httpx.Client
     world_service: WorldService
-
-    def trading_world(self, world: str, strategy: str, *, live: bool = False, **extra: Any) -> None:
-        """A world whose decision for ``strategy`` is paper (sandbox) or live, with it active."""
-        body: dict[str, Any] = {"id": world, **extra}
-        if live:
-            body |= {"allow_live": True, "policy": {"thresholds": {"sharpe": {"min": 1.0}}}}
-        assert self.client.post("/worlds", json=body).status_code == 201
-        self.evaluate(world, strategy)
-        self.activate(world, strategy, True)
-
-    def evaluate(self, world: str, strategy: str) -> None:
-        resp = self.client.post(f"/worlds/{world}/evaluate", json={
-            "strategies": [{"strategy_id": strategy, "metrics": GOOD}],
-            "as_of": "2024-06-01T00:00:00Z", "dataset_fingerprint": FP})
-        assert resp.status_code == 200, resp.text
-
-    def activate(self, world: str, strategy: str, active: bool) -> None:
-        resp = self.client.put(f"/worlds/{world}/activation", json={"strategy_id": strategy, "active": active})
-        assert resp.status_code == 200, resp.text
 
 
 @pytest.fixture
