@@ -13,9 +13,10 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -170,11 +171,36 @@ def test_closed_when_the_decision_expires_and_without_one(world_stack: WorldStac
         assert until(gate, is_open).domain == "paper"
 
 
-def test_closed_while_the_gateway_is_killed_and_reopens_after(tmp_path: Path) -> None:
-    """A real gateway process (SQLite, in-process bus) killed with SIGKILL and started again on the
-    same port and home: the gate keeps its answer for ``grace_s``, then closes as unreachable;
-    reconnects with backoff once the gateway is back, and follows the new process's events (whose
-    bus sequence numbers started again from 1)."""
+@pytest.fixture(params=["sqlite", "postgresql+redis"])
+def gateway_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A home for a gateway process: the dev profile (SQLite under it, the in-process bus, whose
+    event numbers start again from 1 after a restart), or a ``qmtl.yml`` for the prod profile
+    (PostgreSQL, Redis Streams: numbers go on) with Redis keys of its own, removed after."""
+    if request.param == "sqlite":
+        yield tmp_path
+        return
+    dsn = request.getfixturevalue("pg_dsn")
+    redis_url = request.getfixturevalue("redis_url")
+    prefix = f"qmtl-gate-test:{uuid.uuid4().hex[:10]}"
+    (tmp_path / "qmtl.yml").write_text(
+        f"profile: prod\nredis_prefix: '{prefix}'\n"
+        f"gateway:\n  database_dsn: '{dsn}'\n  redis_dsn: '{redis_url}'\n"
+        f"worldservice:\n  database_dsn: '{dsn}'\n  redis_dsn: '{redis_url}'\n")
+    yield tmp_path
+    import redis
+
+    keys = redis.Redis.from_url(redis_url)
+    found = list(keys.scan_iter(f"{prefix}:*"))
+    if found:
+        keys.delete(*found)
+    keys.close()
+
+
+def test_closed_while_the_gateway_is_killed_and_reopens_after(gateway_home: Path) -> None:
+    """A real gateway process killed with SIGKILL and started again on the same port and home: the
+    gate keeps its answer for ``grace_s``, then closes as unreachable; it reconnects with backoff once
+    the gateway is back, and follows the new process's events."""
+    tmp_path = gateway_home
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_gateway(tmp_path, port)
@@ -196,5 +222,7 @@ def test_closed_while_the_gateway_is_killed_and_reopens_after(tmp_path: Path) ->
             with httpx.Client(base_url=url, timeout=30) as client:
                 activate(client, "w", "s", False)
             assert until(gate, is_closed).reason == "strategy is not active in the world"
+        # the prod run really ran on PostgreSQL, the dev run on SQLite files
+        assert any(tmp_path.rglob("*.db")) != (tmp_path / "qmtl.yml").exists()
     finally:
         stop_gateway(proc)
