@@ -226,3 +226,15 @@ def test_closed_while_the_gateway_is_killed_and_reopens_after(gateway_home: Path
         assert any(tmp_path.rglob("*.db")) != (tmp_path / "qmtl.yml").exists()
     finally:
         stop_gateway(proc)
+
+
+def test_closed_when_no_gateway_ever_answers() -> None:
+    """Nothing listens on the port: the gate starts closed saying what failed, and after the grace
+    says the gateway is unreachable (it never had an answer to keep)."""
+    with WorldGate(f"http://127.0.0.1:{free_port()}", "w", "s", **TUNING) as gate:
+        first = gate.state()
+        assert not first.open and first.reason.startswith("no answer from the world yet")
+        assert "connection refused" in first.reason
+        later = until(gate, lambda s: "unreachable" in s.reason, within=TUNING["grace_s"] + FOLLOW_S)
+        assert not later.open and later.domain is None
+        assert transitions(gate, "open", "open") == 0
