@@ -327,11 +327,16 @@ class WorldGate:
     async def _read(self, client: httpx.AsyncClient) -> None:
         """Read the decision and the activation (the truth the events only point at)."""
         params = {"strategy_id": self.strategy_id}
+        # Both reads finish (or fail) before either answer counts: no request is left running unread.
+        answers = await asyncio.gather(_get_json(client, self._decide_path, params),
+                                       _get_json(client, self._activation_path, params),
+                                       return_exceptions=True)
+        failures = [a for a in answers if isinstance(a, BaseException)]
         try:
-            decision, activation = await asyncio.gather(_get_json(client, self._decide_path, params),
-                                                        _get_json(client, self._activation_path, params))
-            facts = replace(self._facts, decision=DecisionAnswer.model_validate(decision),
-                            activation=ActivationAnswer.model_validate(activation), error=None)
+            if failures:
+                raise next((f for f in failures if isinstance(f, _Unreachable)), failures[0])
+            facts = replace(self._facts, decision=DecisionAnswer.model_validate(answers[0]),
+                            activation=ActivationAnswer.model_validate(answers[1]), error=None)
         except _Unreachable as exc:
             self._failed("read", str(exc))
             return
