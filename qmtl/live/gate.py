@@ -76,7 +76,8 @@ class ActivationAnswer(BaseModel):
 
 @dataclass(frozen=True)
 class WorldFacts:
-    """What the gate last learnt, and since when (wall time) it has failed to confirm it."""
+    """What the gate last learnt, and since when (``time.monotonic()``: a step of the wall clock must
+    not shorten or stretch the grace) it has failed to confirm it."""
 
     decision: DecisionAnswer | None = None
     activation: ActivationAnswer | None = None
@@ -86,8 +87,9 @@ class WorldFacts:
     stopped: bool = False
 
 
-def verdict(facts: WorldFacts, now: float, grace_s: float) -> tuple[str, GateState]:
-    """The gate's answer at wall time ``now``, with its reason code (one of ``REASON_CODES``).
+def verdict(facts: WorldFacts, now: float, monotonic_now: float, grace_s: float) -> tuple[str, GateState]:
+    """The gate's answer at wall time ``now`` (decisions expire in wall time) and ``monotonic_now``
+    (what ``facts.down_since`` is measured in), with its reason code (one of ``REASON_CODES``).
 
     The checks run from "cannot know" to "knows it must not trade", so the reason given is the most
     basic one.  ``domain`` names the decided trading mode whenever the decision allows trading, even
@@ -98,8 +100,8 @@ def verdict(facts: WorldFacts, now: float, grace_s: float) -> tuple[str, GateSta
 
     if facts.stopped:
         return closed("stopped", "the gate is stopped")
-    if facts.down_since is not None and now - facts.down_since > grace_s:
-        return closed("unreachable", f"gateway unreachable for {now - facts.down_since:.1f} s "
+    if facts.down_since is not None and monotonic_now - facts.down_since > grace_s:
+        return closed("unreachable", f"gateway unreachable for {monotonic_now - facts.down_since:.1f} s "
                                      f"(grace {grace_s:g} s): {facts.down_why}")
     if facts.error is not None:
         return closed("error", facts.error)
@@ -207,7 +209,7 @@ class WorldGate:
     # --- the caller's side ---------------------------------------------------------------------------
 
     def state(self) -> GateState:
-        code, answer = verdict(self._facts, time.time(), self.grace_s)
+        code, answer = verdict(self._facts, time.time(), time.monotonic(), self.grace_s)
         self._note(code, answer)
         return answer
 
@@ -360,7 +362,7 @@ class WorldGate:
         self._broken[source] = why
         facts = self._facts
         self._facts = replace(facts, down_why=why,
-                              down_since=facts.down_since if facts.down_since is not None else time.time())
+                              down_since=facts.down_since if facts.down_since is not None else time.monotonic())
         self.state()
 
     async def _follow(self, client: httpx.AsyncClient, topic: str, wake: asyncio.Event) -> None:

@@ -12,7 +12,8 @@ from qmtl.live.event_stream import ServerEvent, server_events
 from qmtl.live.gate import (REASON_CODES, ActivationAnswer, DecisionAnswer, WorldFacts, WorldGate, backoff_delay,
                             verdict)
 
-NOW = 1_800_000_000.0
+NOW = 1_800_000_000.0  # wall clock: decisions expire in it
+MONO = 5_000.0  # the monotonic clock: the grace is measured in it
 
 
 def decision(mode: str = "paper", decided_at: float | None = NOW - 10, ttl: int = 300) -> DecisionAnswer:
@@ -44,12 +45,12 @@ def facts(**changes) -> WorldFacts:
     (facts(activation=activation(True, drain=True)), "draining", "paper", "draining"),
     (facts(activation=activation(False)), "inactive", "paper", "not active"),
     (facts(error="E_UNKNOWN_WORLD: no world"), "error", None, "E_UNKNOWN_WORLD"),
-    (facts(down_since=NOW - 2.5, down_why="refused"), "unreachable", None, "unreachable for 2.5 s"),
-    (facts(down_since=NOW - 1.5, down_why="refused"), "open", "paper", "active"),  # within the grace
+    (facts(down_since=MONO - 2.5, down_why="refused"), "unreachable", None, "unreachable for 2.5 s"),
+    (facts(down_since=MONO - 1.5, down_why="refused"), "open", "paper", "active"),  # within the grace
     (facts(stopped=True), "stopped", None, "stopped"),
 ])
 def test_verdict(given: WorldFacts, code: str, domain: str | None, fragment: str) -> None:
-    got_code, state = verdict(given, NOW, grace_s=2.0)
+    got_code, state = verdict(given, NOW, MONO, grace_s=2.0)
     assert got_code in REASON_CODES
     assert (got_code, state.open, state.domain) == (code, code == "open", domain)
     assert fragment in state.reason
