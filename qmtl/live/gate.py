@@ -230,7 +230,7 @@ class WorldGate:
         return self
 
     def stop(self) -> None:
-        """Stop following; the gate is closed from here on (reason ``stopped``)."""
+        """Stop following; the gate stays closed (reason ``stopped``) until started again."""
         thread, loop, stopping = self._thread, self._loop, self._stopping
         if thread is None or loop is None or stopping is None:
             return
@@ -288,10 +288,11 @@ class WorldGate:
         wake = asyncio.Event()
         wake.set()  # the first read runs at once
         async with httpx.AsyncClient(base_url=self.gateway_url, timeout=self.http_timeout_s) as client:
-            tasks = [asyncio.create_task(self._guarded(f"{topic} events", lambda t=topic: self._follow(client, t, wake)))
-                     for topic in TOPICS]
-            tasks.append(asyncio.create_task(self._guarded("reads", lambda: self._keep_reading(client, wake))))
-            tasks.append(asyncio.create_task(self._guarded("checks", self._keep_checking)))
+            loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                *((f"{t} events", lambda t=t: self._follow(client, t, wake)) for t in TOPICS),
+                ("reads", lambda: self._keep_reading(client, wake)),
+                ("checks", self._keep_checking)]
+            tasks = [asyncio.create_task(self._guarded(name, body)) for name, body in loops]
             await stopping.wait()
             for task in tasks:
                 task.cancel()
