@@ -69,6 +69,11 @@ class Bus(ABC):
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         """Events of ``topic`` with ``seq > after_seq`` in order; wait up to ``timeout`` s for the first."""
 
+    @abstractmethod
+    def last_seq(self, topic: str) -> int:
+        """The seq of ``topic``'s latest event (0 when it has none): where a reader that wants only
+        what is published from now on starts."""
+
     async def aread(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         """``read`` for the event loop: waiting holds no thread, so an idle stream costs nothing.
         This fallback runs ``read`` in a worker thread; both buses here wait natively."""
@@ -107,6 +112,10 @@ class InProcessBus(Bus):
             except RuntimeError:  # that loop has closed: its reader is gone
                 pass
         return event
+
+    def last_seq(self, topic: str) -> int:
+        with self._cond:
+            return len(self._events.get(topic, []))
 
     async def aread(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         ready = asyncio.Event()
@@ -186,6 +195,9 @@ class RedisStreamBus(Bus):
         if not entries:
             raise BusError(f"event {topic}#{seq} is missing from its Redis stream (was it trimmed?)")
         return self._event(topic, *entries[0])
+
+    def last_seq(self, topic: str) -> int:
+        return int(self._redis.get(self._keys(topic)[1]) or 0)
 
     def read(self, topic: str, after_seq: int = 0, timeout: float = 0.0) -> list[Event]:
         """Blocks in slices of at most ``BLOCK_SLICE_S``: the client's socket timeout (a few seconds,

@@ -1,6 +1,9 @@
-"""Live-run fixtures on the real NATS JetStream server (127.0.0.1:4222): a connection per test, and a
+"""Live-run fixtures: the real NATS JetStream server (127.0.0.1:4222) — a connection per test, and a
 scope of unique names (bars stream and subject, world) whose streams and state entries are deleted
-after the test.  No server: skipped with the reason, failed under ``QMTL_REQUIRE_SERVICES=1``."""
+after the test; and the real gateway + world service under uvicorn on a free loopback port, over
+SQLite with the in-process bus or PostgreSQL with Redis Streams (the parametrised ``db_backend``),
+with the world service at hand so a test can hook its apply phases (``on_phase``).  No server:
+skipped with the reason, failed under ``QMTL_REQUIRE_SERVICES=1``."""
 
 from __future__ import annotations
 
@@ -8,10 +11,18 @@ import asyncio
 import os
 import uuid
 from dataclasses import dataclass
+from typing import Iterator
 
+import httpx
 import pytest
 
-from tests.services.conftest import unavailable
+from qmtl.services.app import ServerThread
+from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus
+from qmtl.services.gateway.app import create_app as create_gateway
+from qmtl.services.gsg import SqlGraphStore
+from qmtl.services.worldservice.app import create_app as create_world
+from qmtl.services.worldservice.service import WorldService
+from tests.services.conftest import db_backend, pg_dsn, redis_url, unavailable  # noqa: F401  (fixtures used here)
 
 NATS_URL = os.environ.get("QMTL_TEST_NATS", "nats://127.0.0.1:4222")
 
@@ -76,3 +87,32 @@ def scope() -> Scope:
     s = Scope(prefix=f"t{tag}", stream=f"TBARS_{tag}", world=f"w{tag}")
     yield s
     asyncio.run(_cleanup(s))
+
+
+@dataclass
+class WorldStack:
+    url: str
+    client: httpx.Client
+    world_service: WorldService
+
+
+@pytest.fixture
+def world_stack(request: pytest.FixtureRequest, db_backend) -> Iterator[WorldStack]:  # noqa: F811
+    kind = request.node.callspec.params["db_backend"]
+    prefix = f"qmtl:test-gate:{uuid.uuid4().hex[:8]}"
+    bus: Bus = RedisStreamBus(request.getfixturevalue("redis_url"), prefix=prefix) \
+        if kind == "postgresql" else InProcessBus()
+    world_app = create_world(db_backend("world"), bus)
+    gateway_db = db_backend("gateway")
+    app = create_gateway(gateway_db, bus, SqlGraphStore(gateway_db), world_app)
+    with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield WorldStack(url, client, world_app.state.world_service)
+    if isinstance(bus, RedisStreamBus):  # Redis has no per-test schema: drop this test's streams
+        import redis
+
+        keys = redis.Redis.from_url(bus.url)
+        found = list(keys.scan_iter(f"{prefix}:*"))
+        if found:
+            keys.delete(*found)
+        keys.close()
+    bus.close()

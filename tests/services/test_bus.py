@@ -58,6 +58,15 @@ def test_read_after_seq(bus: Bus) -> None:
     assert bus.read("never-published") == []
 
 
+def test_last_seq_is_the_latest_event_of_the_topic(bus: Bus) -> None:
+    assert bus.last_seq("t") == 0
+    for i in range(3):
+        bus.publish("t", "T", {"i": i}, f"k{i}")
+    bus.publish("t", "T", {"i": 0}, "k0")  # a repeat appends nothing
+    bus.publish("other", "T", {}, "k")
+    assert bus.last_seq("t") == 3 and bus.last_seq("other") == 1
+
+
 def test_blocking_read_wakes_on_publish(bus: Bus) -> None:
     timer = threading.Timer(0.2, lambda: bus.publish("t", "T", {"late": True}, "late"))
     timer.start()

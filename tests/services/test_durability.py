@@ -10,11 +10,7 @@ with its DAG intact.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,43 +20,7 @@ import httpx
 import pytest
 
 from qmtl.services.gateway.sample_dags import chain_dag
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(home: Path, port: int) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("QMTL_CONFIG", None)  # dev defaults (or ./qmtl.yml in home), home from --home
-    proc = subprocess.Popen([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
-                             "--home", str(home)], cwd=home, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gateway exited early: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("gateway did not become healthy within 30 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from tests.services.gateway_process import free_port, start_gateway, stop_gateway
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,9 +40,9 @@ ENOUGH = 40
 
 def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
     tmp_path = home
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _start(tmp_path, port)
+    proc = start_gateway(tmp_path, port)
     acked: dict[str, str] = {}  # strategy_id -> checksum
     lock = threading.Lock()
     enough = threading.Event()
@@ -113,7 +73,7 @@ def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
             snapshot = dict(acked)
         assert ENOUGH <= len(snapshot) < SUBMISSIONS, f"the kill did not land mid-batch ({len(snapshot)} acked)"
 
-        proc = _start(tmp_path, port)
+        proc = start_gateway(tmp_path, port)
         for sid, checksum in snapshot.items():
             resp = httpx.get(f"{url}/strategies/{sid}", timeout=10)
             assert resp.status_code == 200, f"acknowledged strategy {sid} lost after kill -9"
@@ -128,4 +88,4 @@ def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
         if (home / "qmtl.yml").exists():  # the PostgreSQL run really ran on PostgreSQL
             assert not (home / "gateway.db").exists()
     finally:
-        _stop(proc)
+        stop_gateway(proc)

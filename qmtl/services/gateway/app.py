@@ -242,10 +242,16 @@ def _add_event_routes(app: FastAPI, bus: Bus) -> None:
                               "description": "Server-sent events; resume with Last-Event-ID"}})
     async def stream(topic: Topic, after: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
                      duration: Annotated[float | None, Query(gt=0, le=86400)] = None,
+                     from_latest: Annotated[bool, Query(description=(
+                         "Start after the topic's latest event: only events published once the stream "
+                         "is open arrive (a client that reads the current state itself, after opening "
+                         "the stream, needs no history)"))] = False,
                      last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
         if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit() \
                 and int(last_event_id) <= INT64_MAX:
             after = max(after, int(last_event_id))
+        if from_latest:  # fixed before the first byte is sent: the client's "subscribed" moment
+            after = max(after, await run_in_threadpool(bus.last_seq, topic))
         return StreamingResponse(events.sse_stream(bus, topic, after, duration),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -135,6 +135,19 @@ def test_sse_relays_an_activation_event(stack: Stack) -> None:
     assert [e["seq"] for e in resumed.json()["events"]] == [data["seq"]]
 
 
+def test_sse_from_latest_skips_the_history(stack: Stack) -> None:
+    """A stream opened with ``from_latest`` sends only what is published after it opened."""
+    for i in range(3):
+        stack.bus.publish("fresh", "Old", {"i": i}, f"old-{i}")
+    with httpx.stream("GET", f"{stack.url}/events", params={"topic": "fresh", "from_latest": "true",
+                                                            "duration": 20}, timeout=30) as resp:
+        lines = resp.iter_lines()
+        assert next(lines).startswith(": connected") and next(lines) == ""
+        stack.bus.publish("fresh", "New", {"i": 3}, "new")
+        frame = [next(lines) for _ in range(3)]
+    assert frame[:2] == ["id: 4", "event: New"] and json.loads(frame[2][len("data: "):])["data"] == {"i": 3}
+
+
 def test_poll_relays_queue_updates(stack: Stack) -> None:
     stack.make_world("w1")
     body = _submit(stack, chain_dag("a", 4))
