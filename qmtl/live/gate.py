@@ -87,16 +87,16 @@ class WorldFacts:
     stopped: bool = False
 
 
-def verdict(facts: WorldFacts, now: float, monotonic_now: float, grace_s: float) -> tuple[str, GateState]:
+def verdict(facts: WorldFacts, now: float, monotonic_now: float, grace_s: float) -> GateState:
     """The gate's answer at wall time ``now`` (decisions expire in wall time) and ``monotonic_now``
-    (what ``facts.down_since`` is measured in), with its reason code (one of ``REASON_CODES``).
+    (what ``facts.down_since`` is measured in); its reason is one of ``REASON_CODES``.
 
     The checks run from "cannot know" to "knows it must not trade", so the reason given is the most
     basic one.  ``domain`` names the decided trading mode whenever the decision allows trading, even
     when activation keeps the gate closed; it is None when no usable decision says paper or live.
     """
-    def closed(code: str, why: str, domain: str | None = None) -> tuple[str, GateState]:
-        return code, GateState(False, domain, why)
+    def closed(code: str, why: str, domain: str | None = None) -> GateState:
+        return GateState(False, domain, code, why)
 
     if facts.stopped:
         return closed("stopped", "the gate is stopped")
@@ -126,7 +126,7 @@ def verdict(facts: WorldFacts, now: float, monotonic_now: float, grace_s: float)
         return closed("draining", f"world is draining{apply_run}", domain)
     if not activation.active:
         return closed("inactive", "strategy is not active in the world", domain)
-    return "open", GateState(True, domain, f"{domain}: active, decision valid until {_iso(expires)}")
+    return GateState(True, domain, "open", f"{domain}: active, decision valid until {_iso(expires)}")
 
 
 def backoff_delay(failures: int, base_s: float, cap_s: float) -> float:
@@ -209,8 +209,8 @@ class WorldGate:
     # --- the caller's side ---------------------------------------------------------------------------
 
     def state(self) -> GateState:
-        code, answer = verdict(self._facts, time.time(), time.monotonic(), self.grace_s)
-        self._note(code, answer)
+        answer = verdict(self._facts, time.time(), time.monotonic(), self.grace_s)
+        self._note(answer)
         return answer
 
     def start(self) -> "WorldGate":
@@ -251,8 +251,9 @@ class WorldGate:
 
     # --- transitions -------------------------------------------------------------------------------
 
-    def _note(self, code: str, answer: GateState) -> None:
+    def _note(self, answer: GateState) -> None:
         """Count and log a change of answer (the per-order path only compares a tuple)."""
+        code = answer.reason
         key = (code, answer.open, answer.domain)
         if key == self._last:
             return
@@ -265,7 +266,7 @@ class WorldGate:
             entered = "open" if answer.open else "closed"
             self.metrics.transitions.labels(**labels, state=entered, reason=code).inc()
         log.log(logging.INFO if answer.open else logging.WARNING, "order gate %s (%s): %s", entered, code,
-                answer.reason, extra={"ids": {"world_id": self.world, "strategy_id": self.strategy_id,
+                answer.detail, extra={"ids": {"world_id": self.world, "strategy_id": self.strategy_id,
                                               "gate": entered, "gate_reason": code, "domain": answer.domain}})
 
     # --- the gate's thread ---------------------------------------------------------------------------

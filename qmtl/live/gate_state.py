@@ -14,11 +14,14 @@ from typing import Protocol
 @dataclass(frozen=True)
 class GateState:
     """One answer of a gate.  ``domain`` is where open orders go (``"paper"`` or ``"live"``); it is
-    ``None`` when the gate is closed for want of a decision.  ``reason`` is for logs and metrics."""
+    ``None`` when the gate is closed for want of a decision.  ``reason`` is a short code from a small
+    fixed set (``open``, ``frozen``, ``inactive``, …): it labels metrics, so it never carries
+    details; ``detail`` says the rest, for logs."""
 
     open: bool
     domain: str | None
     reason: str
+    detail: str = ""
 
 
 class OrderGate(Protocol):

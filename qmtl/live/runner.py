@@ -171,8 +171,8 @@ class LiveRunner:
             if not gate.open or gate.domain is None:
                 if cols["order_qty"][-1] != 0.0:
                     self.metrics.gated.labels(reason=gate.reason).inc()
-                    log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s)", name, instrument,
-                             bar.ts, gate.reason)
+                    log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s: %s)", name,
+                             instrument, bar.ts, gate.reason, gate.detail)
                 continue
             exposure = await self._exposure_in(gate.domain)
             okey = order_key(self.strategy, op.node_id, instrument, bar.ts)

@@ -50,10 +50,10 @@ def facts(**changes) -> WorldFacts:
     (facts(stopped=True), "stopped", None, "stopped"),
 ])
 def test_verdict(given: WorldFacts, code: str, domain: str | None, fragment: str) -> None:
-    got_code, state = verdict(given, NOW, MONO, grace_s=2.0)
-    assert got_code in REASON_CODES
-    assert (got_code, state.open, state.domain) == (code, code == "open", domain)
-    assert fragment in state.reason
+    state = verdict(given, NOW, MONO, grace_s=2.0)
+    assert state.reason in REASON_CODES
+    assert (state.reason, state.open, state.domain) == (code, code == "open", domain)
+    assert fragment in state.detail
 
 
 def test_backoff_doubles_to_its_cap_with_jitter() -> None:
@@ -95,5 +95,5 @@ def test_bad_arguments_name_the_field(args, kwargs, field: str) -> None:
 def test_an_unstarted_gate_is_closed() -> None:
     gate = WorldGate("http://127.0.0.1:9", "w", "s")
     state = gate.state()
-    assert not state.open and "no answer" in state.reason
+    assert not state.open and "no answer" in state.detail
     assert gate.metrics.registry.get_sample_value("qmtl_order_gate_open", {"world": "w", "strategy": "s"}) == 0

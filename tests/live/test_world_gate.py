@@ -77,10 +77,10 @@ def test_opens_on_paper_and_follows_activation_off_and_on(world_stack: WorldStac
     logger.addHandler(lines)
     try:
         with WorldGate(world_stack.url, "w", "s", **TUNING) as gate:
-            assert gate.state() == GateState(True, "paper", gate.state().reason) and gate.state().open
+            assert gate.state() == GateState(True, "paper", "open", gate.state().detail) and gate.state().open
             activate(world_stack.client, "w", "s", False)
             closed = until(gate, is_closed)
-            assert closed == GateState(False, "paper", "strategy is not active in the world")
+            assert closed == GateState(False, "paper", "inactive", "strategy is not active in the world")
             activate(world_stack.client, "w", "s", True)
             assert until(gate, is_open).domain == "paper"
             labels = {"world": "w", "strategy": "s"}
@@ -102,8 +102,8 @@ def test_live_decision_closes_when_the_policy_is_tightened(world_stack: WorldSta
         resp = world_stack.client.put("/worlds/w/policy", json={"max_mode": "paper"})
         assert resp.status_code == 200, resp.text
         closed = until(gate, is_closed)
-        assert closed.domain is None and closed.reason.startswith("decision is compute-only")
-        assert "invalidated" in closed.reason
+        assert closed.domain is None and closed.detail.startswith("decision is compute-only")
+        assert "invalidated" in closed.detail
         assert transitions(gate, "closed", "decision_gated") == 1
 
 
@@ -138,8 +138,8 @@ def test_closed_throughout_freeze_and_switch_of_an_apply(world_stack: WorldStack
         try:
             for phase in ("freeze", "switch"):
                 assert reached[phase].wait(10), f"apply did not reach {phase}"
-                state = until(gate, lambda s, p=phase: not s.open and f"(phase {p})" in s.reason)
-                assert state.reason == f"world is frozen by apply run 'r1' (phase {phase})"
+                state = until(gate, lambda s, p=phase: not s.open and f"(phase {p})" in s.detail)
+                assert state.detail == f"world is frozen by apply run 'r1' (phase {phase})"
                 held_until = time.monotonic() + 0.5
                 while time.monotonic() < held_until:  # and it stays closed while the phase lasts
                     assert not gate.state().open
@@ -163,10 +163,10 @@ def test_closed_when_the_decision_expires_and_without_one(world_stack: WorldStac
             WorldGate(world_stack.url, "no-such-world", "s", **TUNING) as unknown:
         assert gate.state().open
         closed = until(gate, is_closed, within=decision["ttl"] + FOLLOW_S)
-        assert time.time() >= expires and closed.reason.startswith("decision expired at")
+        assert time.time() >= expires and closed.detail.startswith("decision expired at")
         assert transitions(gate, "closed", "decision_expired") == 1
-        assert not undecided.state().open and undecided.state().reason.startswith("no decision")
-        assert not unknown.state().open and "E_UNKNOWN_WORLD" in unknown.state().reason
+        assert not undecided.state().open and undecided.state().detail.startswith("no decision")
+        assert not unknown.state().open and "E_UNKNOWN_WORLD" in unknown.state().detail
         evaluate(world_stack.client, "w", "s")  # a fresh evaluation renews the decision
         assert until(gate, is_open).domain == "paper"
 
@@ -214,14 +214,14 @@ def test_closed_while_the_gateway_is_killed_and_reopens_after(gateway_home: Path
             proc.wait(10)
             closed = until(gate, is_closed, within=TUNING["grace_s"] + FOLLOW_S)
             assert time.monotonic() - killed >= TUNING["grace_s"]  # the last answer stood for the grace
-            assert "gateway unreachable" in closed.reason and closed.domain is None
+            assert "gateway unreachable" in closed.detail and closed.domain is None
             assert gate.metrics.registry.get_sample_value(
                 "qmtl_order_gate_stream_failures_total", {"world": "w", "strategy": "s", "topic": "activation"}) >= 1
             proc = start_gateway(tmp_path, port)
             assert until(gate, is_open, within=TUNING["backoff_cap_s"] + FOLLOW_S).domain == "paper"
             with httpx.Client(base_url=url, timeout=30) as client:
                 activate(client, "w", "s", False)
-            assert until(gate, is_closed).reason == "strategy is not active in the world"
+            assert until(gate, is_closed).detail == "strategy is not active in the world"
         # the prod run really ran on PostgreSQL, the dev run on SQLite files
         assert any(tmp_path.rglob("*.db")) != (tmp_path / "qmtl.yml").exists()
     finally:
@@ -233,8 +233,8 @@ def test_closed_when_no_gateway_ever_answers() -> None:
     says the gateway is unreachable (it never had an answer to keep)."""
     with WorldGate(f"http://127.0.0.1:{free_port()}", "w", "s", **TUNING) as gate:
         first = gate.state()
-        assert not first.open and first.reason.startswith("no answer from the world yet")
-        assert "connection refused" in first.reason
-        later = until(gate, lambda s: "unreachable" in s.reason, within=TUNING["grace_s"] + FOLLOW_S)
+        assert not first.open and first.detail.startswith("no answer from the world yet")
+        assert "connection refused" in first.detail
+        later = until(gate, lambda s: "unreachable" in s.detail, within=TUNING["grace_s"] + FOLLOW_S)
         assert not later.open and later.domain is None
         assert transitions(gate, "open", "open") == 0
