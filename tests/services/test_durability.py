@@ -1,8 +1,9 @@
 """An acknowledged submission survives ``kill -9`` of the gateway process.
 
 The gateway runs as a real process (``python -m qmtl.services.app``) on SQLite under a temp home
-(group commit: several submissions share one fsync'd COMMIT), and again on PostgreSQL (a pool of
-connections committing side by side).  A
+(group commit: several submissions share one fsync'd COMMIT), again on PostgreSQL (a pool of
+connections committing side by side), and as two worker processes (``--workers 2``) on PostgreSQL +
+Redis, where ``kill -9`` of the server takes its workers with it.  A
 batch of distinct strategies is submitted by 50 concurrent clients; once some are acknowledged the process gets
 SIGKILL mid-batch.  After a restart on the same home, every strategy that was answered 2xx is there,
 with its DAG intact.
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +27,8 @@ import httpx
 import pytest
 
 from qmtl.services.gateway.sample_dags import chain_dag
+
+from tests.services.conftest import PG_BASE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +42,9 @@ def _free_port() -> int:
 def _start(home: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("QMTL_CONFIG", None)  # dev defaults (or ./qmtl.yml in home), home from --home
+    workers = (home / "workers").read_text().strip() if (home / "workers").exists() else "1"
     proc = subprocess.Popen([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
-                             "--home", str(home)], cwd=home, env=env,
+                             "--home", str(home), "--workers", workers], cwd=home, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -53,6 +59,13 @@ def _start(home: Path, port: int) -> subprocess.Popen:
     raise AssertionError("gateway did not become healthy within 30 s")
 
 
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, f"worker {pid} outlived its killed supervisor"
+        time.sleep(0.05)
+
+
 def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -63,14 +76,47 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def home(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """A gateway home: SQLite files under it, or a ``qmtl.yml`` pointing both services at PostgreSQL."""
-    if request.param == "postgresql":
-        dsn = request.getfixturevalue("pg_dsn")
-        (tmp_path / "qmtl.yml").write_text(
-            f"gateway:\n  database_dsn: '{dsn}'\nworldservice:\n  database_dsn: '{dsn}'\n")
-    return tmp_path
+def _worker_pids(supervisor: int) -> list[int]:
+    """The serving processes ``serve --workers`` spawned under ``supervisor`` (Linux ``/proc``)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql+redis, 2 workers"])
+def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A gateway home: SQLite files under it, or a ``qmtl.yml`` pointing both services at a schema of
+    their own in PostgreSQL; the last case runs two server processes (``--workers 2``) on that
+    database, with Redis as the bus they share."""
+    if request.param == "sqlite":
+        yield tmp_path
+        return
+    import psycopg
+
+    request.getfixturevalue("pg_dsn")  # skips (or fails under QMTL_REQUIRE_SERVICES) without a server
+    schema = f"durability_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_BASE, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        dsn = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+        text = f"gateway:\n  database_dsn: '{dsn}'\nworldservice:\n  database_dsn: '{dsn}'\n"
+        if "workers" in request.param:
+            redis = request.getfixturevalue("redis_url")
+            text += f"  redis_dsn: '{redis}'\nredis_prefix: 'durability-{tmp_path.name}'\n"
+            (tmp_path / "workers").write_text("2")
+        (tmp_path / "qmtl.yml").write_text(text)
+        yield tmp_path
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        if "workers" in request.param:
+            import redis
+
+            client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+            keys = list(client.scan_iter(f"durability-{tmp_path.name}:*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
 
 
 CLIENTS = 50  # issue 8 section 5: the kill lands while 50 clients submit concurrently
@@ -87,7 +133,8 @@ def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
     lock = threading.Lock()
     enough = threading.Event()
     try:
-        assert httpx.post(f"{url}/worlds", json={"id": "durable"}).status_code == 201
+        created = httpx.post(f"{url}/worlds", json={"id": "durable"})
+        assert created.status_code == 201, created.text
 
         def submit(i: int) -> None:
             dag = chain_dag(f"s{i}", 40, seed=i)
@@ -102,11 +149,16 @@ def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
                     if len(acked) >= ENOUGH:
                         enough.set()
 
+        workers = _worker_pids(proc.pid) if (home / "workers").exists() else []
+        if workers:
+            assert len(workers) == 2, f"expected 2 worker processes, found {workers}"
         with ThreadPoolExecutor(CLIENTS) as pool:
             futures = [pool.submit(submit, i) for i in range(SUBMISSIONS)]
             assert enough.wait(60), "no submissions were acknowledged"
             proc.send_signal(signal.SIGKILL)  # mid-batch: some requests are still in flight
             proc.wait(10)
+            for pid in workers:  # the workers die with their supervisor, as one process would
+                _wait_gone(pid)
             for f in futures:
                 f.result()
         with lock:
