@@ -94,7 +94,8 @@ def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     import psycopg
 
     request.getfixturevalue("pg_dsn")  # skips (or fails under QMTL_REQUIRE_SERVICES) without a server
-    schema = f"durability_{uuid.uuid4().hex[:10]}"
+    tag = uuid.uuid4().hex[:10]
+    schema, prefix = f"durability_{tag}", f"durability-{tag}"
     with psycopg.connect(PG_BASE, autocommit=True) as admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
@@ -102,7 +103,7 @@ def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         text = f"gateway:\n  database_dsn: '{dsn}'\nworldservice:\n  database_dsn: '{dsn}'\n"
         if "workers" in request.param:
             redis = request.getfixturevalue("redis_url")
-            text += f"  redis_dsn: '{redis}'\nredis_prefix: 'durability-{tmp_path.name}'\n"
+            text += f"  redis_dsn: '{redis}'\nredis_prefix: '{prefix}'\n"
             (tmp_path / "workers").write_text("2")
         (tmp_path / "qmtl.yml").write_text(text)
         yield tmp_path
@@ -113,7 +114,7 @@ def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
             import redis
 
             client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-            keys = list(client.scan_iter(f"durability-{tmp_path.name}:*"))
+            keys = list(client.scan_iter(f"{prefix}:*"))
             if keys:
                 client.delete(*keys)
             client.close()
