@@ -120,6 +120,14 @@ def process_tree(pid: int) -> list[int]:
     return [pid] + [p for child in children for p in process_tree(int(child))]
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (Linux ``/proc/stat``): how
+    much of the machine the run had, next to how much of it the server and the clients used."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return (total - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in process_tree(pid))
 
@@ -304,6 +312,7 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
             ahttp = httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers)
         server_cpu = tree_cpu_seconds(server_pid)
         client_cpu = time.process_time()
+        machine = machine_cpu_seconds()
         started = time.perf_counter()
         if client_mode == "threads":
             _thread_clients(https, bodies, max_seconds, results)
@@ -312,12 +321,16 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_cpu
         server_cpu = tree_cpu_seconds(server_pid) - server_cpu
+        busy, total = (after - before for after, before in zip(machine_cpu_seconds(), machine))
     latencies = [ms for status, ms in results if status == 201]
     failures = len(results) - len(latencies)
     latencies.sort()
     load = os.getloadavg()[0]
     return {"backend": backend, "server": server, "client_mode": client_mode, "clients": clients, "nodes": nodes,
             "workers": workers, "load": load,
+            # share of all cores busy during the run, and the share the server and clients used
+            "machine_busy": busy / total if total else float("nan"),
+            "ours": (server_cpu + client_cpu) / total if total else float("nan"),
             # the clients' own CPU (this process), on the same cores as the server
             "client_cpu_ms": client_cpu * 1000 / max(1, len(results)),
             "ok": len(latencies), "failed": failures, "seconds": elapsed,
@@ -342,13 +355,15 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
              "| backend | server | workers | client mode | clients | nodes/strategy | ok | failed | submissions/s "
-             "| p50 ms | p99 ms | mean ms | server CPU ms/submission | client CPU ms/submission | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| p50 ms | p99 ms | mean ms | server CPU ms/submission | client CPU ms/submission | load avg "
+             "| cores busy | of which server + clients |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['backend']} | {r['server']} | {r['workers']} | {r['client_mode']} | {r['clients']} | "
                      f"{r['nodes']} | {r['ok']} | {r['failed']} | "
                      f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | "
-                     f"{r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} | {r['load']:.1f} |")
+                     f"{r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} | {r['load']:.1f} | "
+                     f"{r['machine_busy']:.0%} | {r['ours']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -376,13 +391,16 @@ def main() -> int:
     counts = [int(w) for w in args.workers.split(",")] if args.server == "serve" else [1]
     results = []
     for _ in range(args.rounds):
-        for backend, server, workers in [(b, s, w) for s in servers for b in backends for w in counts]:
+        # several workers need state shared between processes (PostgreSQL + Redis): SQLite runs one
+        for backend, server, workers in [(b, s, w) for s in servers for b in backends for w in counts
+                                         if w == 1 or b != "sqlite"]:
             r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server,
                     args.client_mode, workers)
             print(f"{backend} ({server}, {workers} worker(s), {args.client_mode} clients): {r['ok']} ok, "
                   f"{r['failed']} failed, {r['per_s']:.1f}/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
                   f"server CPU {r['server_cpu_ms']:.1f} ms/submission, client CPU {r['client_cpu_ms']:.1f} "
-                  f"ms/submission, load {r['load']:.1f}", flush=True)
+                  f"ms/submission, load {r['load']:.1f}, cores busy {r['machine_busy']:.0%} (server + clients "
+                  f"{r['ours']:.0%})", flush=True)
             results.append(r)
     text = report(results, args)
     if args.out:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -206,6 +209,9 @@ def _supervise(config: QmtlConfig, sock: socket.socket, count: int) -> None:
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     ctx = multiprocessing.get_context("spawn")
+    # Each worker counts its own requests; /metrics sums every worker's files (qmtl.services.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="qmtl-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client as a worker imports it
     workers = [ctx.Process(target=_worker_main, args=(config, sock), name=f"qmtl-worker-{i}", daemon=True)
                for i in range(count)]
     try:
@@ -229,6 +235,8 @@ def _supervise(config: QmtlConfig, sock: socket.socket, count: int) -> None:
                 proc.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 class ServerThread:
