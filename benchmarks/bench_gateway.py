@@ -128,6 +128,19 @@ def machine_cpu_seconds() -> tuple[float, float]:
     return (total - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL server process so far: its backends do part of each submission's work
+    on the same cores (other sessions' queries are in it too, so it is an upper bound)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:  # it exited meanwhile
+            continue
+    return total
+
+
 def tree_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p) for p in process_tree(pid))
 
@@ -313,6 +326,7 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
         server_cpu = tree_cpu_seconds(server_pid)
         client_cpu = time.process_time()
         machine = machine_cpu_seconds()
+        database_cpu = postgres_cpu_seconds()
         started = time.perf_counter()
         if client_mode == "threads":
             _thread_clients(https, bodies, max_seconds, results)
@@ -322,6 +336,7 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
         client_cpu = time.process_time() - client_cpu
         server_cpu = tree_cpu_seconds(server_pid) - server_cpu
         busy, total = (after - before for after, before in zip(machine_cpu_seconds(), machine))
+        database_cpu = postgres_cpu_seconds() - database_cpu
     latencies = [ms for status, ms in results if status == 201]
     failures = len(results) - len(latencies)
     latencies.sort()
@@ -333,6 +348,7 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
             "ours": (server_cpu + client_cpu) / total if total else float("nan"),
             # the clients' own CPU (this process), on the same cores as the server
             "client_cpu_ms": client_cpu * 1000 / max(1, len(results)),
+            "database_cpu_ms": database_cpu * 1000 / max(1, len(results)) if backend == "postgresql" else 0.0,
             "ok": len(latencies), "failed": failures, "seconds": elapsed,
             "per_s": len(latencies) / elapsed, "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
             "mean": statistics.fmean(latencies) if latencies else float("nan"),
@@ -355,14 +371,15 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
              "| backend | server | workers | client mode | clients | nodes/strategy | ok | failed | submissions/s "
-             "| p50 ms | p99 ms | mean ms | server CPU ms/submission | client CPU ms/submission | load avg "
-             "| cores busy | of which server + clients |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| p50 ms | p99 ms | mean ms | server CPU ms/submission | client CPU ms/submission "
+             "| PostgreSQL CPU ms/submission | load avg | cores busy | of which server + clients |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r['backend']} | {r['server']} | {r['workers']} | {r['client_mode']} | {r['clients']} | "
                      f"{r['nodes']} | {r['ok']} | {r['failed']} | "
                      f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | "
-                     f"{r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} | {r['load']:.1f} | "
+                     f"{r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} | {r['database_cpu_ms']:.1f} | "
+                     f"{r['load']:.1f} | "
                      f"{r['machine_busy']:.0%} | {r['ours']:.0%} |")
     return "\n".join(lines) + "\n"
 
@@ -399,7 +416,8 @@ def main() -> int:
             print(f"{backend} ({server}, {workers} worker(s), {args.client_mode} clients): {r['ok']} ok, "
                   f"{r['failed']} failed, {r['per_s']:.1f}/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
                   f"server CPU {r['server_cpu_ms']:.1f} ms/submission, client CPU {r['client_cpu_ms']:.1f} "
-                  f"ms/submission, load {r['load']:.1f}, cores busy {r['machine_busy']:.0%} (server + clients "
+                  f"ms/submission, PostgreSQL CPU {r['database_cpu_ms']:.1f} ms/submission, "
+                  f"load {r['load']:.1f}, cores busy {r['machine_busy']:.0%} (server + clients "
                   f"{r['ours']:.0%})", flush=True)
             results.append(r)
     text = report(results, args)
