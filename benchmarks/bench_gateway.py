@@ -64,28 +64,39 @@ def sqlite_backend() -> Iterator[tuple[Database, Database, Bus]]:
 
 
 @contextmanager
-def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+def throwaway_postgres(schemas: list[str], redis_prefix: str) -> Iterator[list[str]]:
+    """DSNs of fresh PostgreSQL schemas; at exit the schemas and the Redis keys under the prefix go."""
     admin = Database.connect(PG)
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
+    for schema in schemas:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        dsn = f"{PG}?options=-csearch_path%3D{schema}"
-        # as ``build_services`` wires them: a pool for the gateway, one connection for the world service
-        gw, ws = Database.connect(dsn, pool_size=DEFAULT_GATEWAY_POOL_SIZE), Database.connect(dsn)
-        yield gw, ws, bus
-        gw.close()
-        ws.close()
+        yield [f"{PG}?options=-csearch_path%3D{schema}" for schema in schemas]
     finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        for schema in schemas:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
         import redis
 
         r = redis.Redis.from_url(REDIS)
-        keys = list(r.scan_iter(f"qmtl:bench:{schema}:*"))
+        keys = list(r.scan_iter(f"{redis_prefix}:*"))
         if keys:
             r.delete(*keys)
-        bus.close()
+        r.close()
+
+
+@contextmanager
+def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with throwaway_postgres([schema], f"qmtl:bench:{schema}") as (dsn,):
+        bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
+        # as ``build_services`` wires them: a pool for the gateway, a serial connection for the world service
+        gw, ws = Database.connect(dsn, pool_size=DEFAULT_GATEWAY_POOL_SIZE), Database.connect(dsn, serial=True)
+        try:
+            yield gw, ws, bus
+        finally:
+            gw.close()
+            ws.close()
+            bus.close()
 
 
 def build_app(backend: str, stack: ExitStack) -> Any:
@@ -155,28 +166,12 @@ def serve_config(backend: str) -> Iterator[Path]:
             yield home
             return
         tag = uuid.uuid4().hex[:8]
-        schemas = [f"bench_gw_{tag}", f"bench_ws_{tag}"]
-        admin = Database.connect(PG)
-        for schema in schemas:
-            admin.execute(f'CREATE SCHEMA "{schema}"')
-        dsn = [f"{PG}?options=-csearch_path%3D{schema}" for schema in schemas]
-        (home / "qmtl.yml").write_text(
-            f"profile: prod\nredis_prefix: 'qmtl-bench-{tag}'\n"
-            f"gateway:\n  database_dsn: '{dsn[0]}'\n  redis_dsn: '{REDIS}'\n"
-            f"worldservice:\n  database_dsn: '{dsn[1]}'\n  redis_dsn: '{REDIS}'\n")
-        try:
+        with throwaway_postgres([f"bench_gw_{tag}", f"bench_ws_{tag}"], f"qmtl-bench-{tag}") as dsn:
+            (home / "qmtl.yml").write_text(
+                f"profile: prod\nredis_prefix: 'qmtl-bench-{tag}'\n"
+                f"gateway:\n  database_dsn: '{dsn[0]}'\n  redis_dsn: '{REDIS}'\n"
+                f"worldservice:\n  database_dsn: '{dsn[1]}'\n  redis_dsn: '{REDIS}'\n")
             yield home
-        finally:
-            for schema in schemas:
-                admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.close()
-            import redis
-
-            r = redis.Redis.from_url(REDIS)
-            keys = list(r.scan_iter(f"qmtl-bench-{tag}:*"))
-            if keys:
-                r.delete(*keys)
-            r.close()
 
 
 def serving_with_workers(workers: int) -> Any:
