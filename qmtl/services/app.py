@@ -6,7 +6,7 @@
   prod: PostgreSQL, Redis (bus and activation cache), Neo4j for the graph when configured.  A missing
   DSN or a server that does not answer stops start-up with a ``StartupError`` saying which.
 * ``serve(config, host, port, workers)`` runs that pair under uvicorn (``qmtl serve``), in several
-  processes on one socket where their state is shared (PostgreSQL + Redis), else in one.
+  processes on one port where their state is shared (PostgreSQL + Redis), else in one.
 * ``EmbeddedServices`` starts the pair on a free loopback port in a background thread and yields its
   URL; ``Runner.submit`` uses it when no gateway is configured.
 * ``python -m qmtl.services.app --port N --home DIR`` is ``serve`` as a plain process (the durability
@@ -141,7 +141,7 @@ def tune_gc_for_serving() -> None:
 
 def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:
     """Run the gateway (world routes behind it) until interrupted, in ``serving_workers(config,
-    workers)`` processes sharing one listening socket (the kernel hands each connection to one)."""
+    workers)`` processes listening on one port (the kernel hands each new connection to one)."""
     from .logs import configure
 
     configure()
@@ -155,14 +155,33 @@ def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000, workers
     # Once here, before any worker: schema migrations must not race each other, and a configuration
     # that cannot start says so once instead of once per worker.
     close_services(build_services(config)[0])
+    # First bound alone (no SO_REUSEPORT), which fails while anything listens there — another qmtl
+    # server too, whose workers would otherwise share the port and silently split the traffic; then
+    # held (bound, never listening: no connection is queued on it) while the workers run.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        reserved = _port_socket(host, port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        _supervise(config, (host, reserved.getsockname()[1]), count)
+    finally:
+        reserved.close()
+
+
+def _port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` that other processes may bind too (``SO_REUSEPORT``): each worker
+    listens on its own, and the kernel spreads new connections evenly over them by their addresses.
+    (One socket accepted by every worker gave whichever worker was waiting in ``accept`` the next
+    connection: with keep-alive clients the split was uneven, and the busier worker's clients waited.)"""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
-    try:
-        _supervise(config, sock, count)
-    finally:
-        sock.close()
+    return sock
 
 
 def _serve_one(config: QmtlConfig, **where: Any) -> None:
@@ -178,7 +197,7 @@ def _serve_one(config: QmtlConfig, **where: Any) -> None:
         close_services(gateway_app)
 
 
-def _worker_main(config: QmtlConfig, sock: socket.socket) -> None:
+def _worker_main(config: QmtlConfig, address: tuple[str, int]) -> None:
     """A worker process (spawned, so it starts from a clean interpreter, not a copy of the parent's
     threads and connections).  It dies with its supervisor: a ``kill -9`` of the server stops every
     process that could still be answering, as it does for a single process."""
@@ -186,7 +205,7 @@ def _worker_main(config: QmtlConfig, sock: socket.socket) -> None:
 
     _die_with_parent()
     configure()
-    _serve_one(config, sockets=[sock])
+    _serve_one(config, sockets=[_port_socket(*address)])
 
 
 def _die_with_parent() -> None:
@@ -197,7 +216,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _supervise(config: QmtlConfig, sock: socket.socket, count: int) -> None:
+def _supervise(config: QmtlConfig, address: tuple[str, int], count: int) -> None:
     """Run ``count`` workers until SIGINT/SIGTERM (passed on to them) or until one of them exits: a
     worker that died is a fault for whoever runs the server to see, not something to hide by
     quietly serving with fewer."""
@@ -212,7 +231,7 @@ def _supervise(config: QmtlConfig, sock: socket.socket, count: int) -> None:
     # Each worker counts its own requests; /metrics sums every worker's files (qmtl.services.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="qmtl-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client as a worker imports it
-    workers = [ctx.Process(target=_worker_main, args=(config, sock), name=f"qmtl-worker-{i}", daemon=True)
+    workers = [ctx.Process(target=_worker_main, args=(config, address), name=f"qmtl-worker-{i}", daemon=True)
                for i in range(count)]
     try:
         for proc in workers:

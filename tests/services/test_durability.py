@@ -12,6 +12,7 @@ with its DAG intact.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,5 +181,50 @@ def test_acknowledged_submissions_survive_kill_9(home: Path) -> None:
             assert again["new"] == []
         if (home / "qmtl.yml").exists():  # the PostgreSQL run really ran on PostgreSQL
             assert not (home / "gateway.db").exists()
+    finally:
+        _stop(proc)
+
+
+def _requests_served(pid: int, scratch: Path) -> float:
+    """HTTP requests worker ``pid`` has counted, from its own prometheus_client multi-process file
+    (``serve`` points its workers at the directory through the environment)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    environ = dict(item.split("=", 1) for item in
+                   Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    mine = scratch / str(pid)
+    mine.mkdir(exist_ok=True)
+    shutil.copy(Path(environ["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{pid}.db", mine)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(mine))
+    return sum(s.value for m in registry.collect() if m.name == "qmtl_http_requests"
+               for s in m.samples if s.name.endswith("_total"))
+
+
+@pytest.mark.parametrize("home", ["postgresql+redis, 2 workers"], indirect=True)
+def test_workers_share_the_port_and_a_second_server_is_refused(home: Path, tmp_path_factory) -> None:
+    """New connections reach both workers (each listens on the port; the kernel spreads connections
+    over them), and a second server started on the same port stops with the reason instead of
+    joining the workers and silently taking part of the traffic."""
+    port = _free_port()
+    tmp_path = tmp_path_factory.mktemp("served")
+    proc = _start(home, port)
+    try:
+        workers = _worker_pids(proc.pid)
+        before = {pid: _requests_served(pid, tmp_path) for pid in workers}
+        for _ in range(200):  # a new connection each time
+            with httpx.Client() as client:
+                assert client.get(f"http://127.0.0.1:{port}/strategies/none").status_code == 404
+        served = {pid: _requests_served(pid, tmp_path) - before[pid] for pid in workers}
+        # each worker answered at least a tenth (an even spread gives each about half)
+        assert sum(served.values()) == 200 and min(served.values()) >= 20, served
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("QMTL_CONFIG", None)
+        second = subprocess.run([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
+                                 "--home", str(home), "--workers", "2"], cwd=home, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and "Address already in use" in second.stderr, second.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
     finally:
         _stop(proc)

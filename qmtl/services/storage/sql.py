@@ -173,7 +173,9 @@ class Database(ABC):
     @abstractmethod
     def exclusive(self, name: str) -> AbstractContextManager[None]:
         """Hold the lock ``name`` for a block that spans several transactions (each committed on its
-        own), against every other holder of that name on this database, in any process."""
+        own), against every other holder of that name on this database, in any process.  Take it
+        outside any transaction: the order is always this lock first, then transactions (a holder
+        waiting for it inside a ``serial`` transaction could wait forever for one waiting on it)."""
 
     @abstractmethod
     def close(self) -> None: ...
