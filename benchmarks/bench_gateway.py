@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -63,28 +64,39 @@ def sqlite_backend() -> Iterator[tuple[Database, Database, Bus]]:
 
 
 @contextmanager
-def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
+def throwaway_postgres(schemas: list[str], redis_prefix: str) -> Iterator[list[str]]:
+    """DSNs of fresh PostgreSQL schemas; at exit the schemas and the Redis keys under the prefix go."""
     admin = Database.connect(PG)
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
+    for schema in schemas:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        dsn = f"{PG}?options=-csearch_path%3D{schema}"
-        # as ``build_services`` wires them: a pool for the gateway, one connection for the world service
-        gw, ws = Database.connect(dsn, pool_size=DEFAULT_GATEWAY_POOL_SIZE), Database.connect(dsn)
-        yield gw, ws, bus
-        gw.close()
-        ws.close()
+        yield [f"{PG}?options=-csearch_path%3D{schema}" for schema in schemas]
     finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        for schema in schemas:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
         import redis
 
         r = redis.Redis.from_url(REDIS)
-        keys = list(r.scan_iter(f"qmtl:bench:{schema}:*"))
+        keys = list(r.scan_iter(f"{redis_prefix}:*"))
         if keys:
             r.delete(*keys)
-        bus.close()
+        r.close()
+
+
+@contextmanager
+def postgres_backend() -> Iterator[tuple[Database, Database, Bus]]:
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with throwaway_postgres([schema], f"qmtl:bench:{schema}") as (dsn,):
+        bus = RedisStreamBus(REDIS, prefix=f"qmtl:bench:{schema}")
+        # as ``build_services`` wires them: a pool for the gateway, a serial connection for the world service
+        gw, ws = Database.connect(dsn, pool_size=DEFAULT_GATEWAY_POOL_SIZE), Database.connect(dsn, serial=True)
+        try:
+            yield gw, ws, bus
+        finally:
+            gw.close()
+            ws.close()
+            bus.close()
 
 
 def build_app(backend: str, stack: ExitStack) -> Any:
@@ -110,6 +122,113 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``): ``serve --workers`` runs in several processes."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid] + [p for child in children for p in process_tree(int(child))]
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores (Linux ``/proc/stat``): how
+    much of the machine the run had, next to how much of it the server and the clients used."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return (total - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL server process so far: its backends do part of each submission's work
+    on the same cores (other sessions' queries are in it too, so it is an upper bound)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:  # it exited meanwhile
+            continue
+    return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in process_tree(pid))
+
+
+@contextmanager
+def serve_config(backend: str) -> Iterator[Path]:
+    """A home with the ``qmtl.yml`` a user would write: SQLite files under it (dev defaults), or
+    PostgreSQL (a throw-away schema per service) and Redis (a throw-away key prefix)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        if backend == "sqlite":
+            yield home
+            return
+        tag = uuid.uuid4().hex[:8]
+        with throwaway_postgres([f"bench_gw_{tag}", f"bench_ws_{tag}"], f"qmtl-bench-{tag}") as dsn:
+            (home / "qmtl.yml").write_text(
+                f"profile: prod\nredis_prefix: 'qmtl-bench-{tag}'\n"
+                f"gateway:\n  database_dsn: '{dsn[0]}'\n  redis_dsn: '{REDIS}'\n"
+                f"worldservice:\n  database_dsn: '{dsn[1]}'\n  redis_dsn: '{REDIS}'\n")
+            yield home
+
+
+def serving_with_workers(workers: int) -> Any:
+    """``python -m qmtl.services.app --workers N``: the server exactly as a user starts it."""
+
+    @contextmanager
+    def serving(backend: str) -> Iterator[tuple[str, int]]:
+        with serve_config(backend) as home, socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            s.close()
+            env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+            env.pop("QMTL_CONFIG", None)
+            proc = subprocess.Popen([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
+                                     "--home", str(home), "--workers", str(workers)], cwd=home, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            url = f"http://127.0.0.1:{port}"
+            started = threading.Semaphore(0)
+            log: list[bytes] = []
+
+            def read_log() -> None:  # drains stderr; uvicorn says so once per worker that is serving
+                for line in proc.stderr:
+                    log.append(line)
+                    if b"Application startup complete" in line:
+                        started.release()
+
+            threading.Thread(target=read_log, daemon=True).start()
+            try:
+                for _ in range(workers):
+                    if not started.acquire(timeout=60 if proc.poll() is None else 0):
+                        raise RuntimeError(f"the {backend} gateway's {workers} workers did not all start:\n"
+                                           + b"".join(log[-20:]).decode(errors="replace"))
+                _wait_healthy(url, proc.poll, backend)
+                yield url, proc.pid
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+    return serving
+
+
+def _wait_healthy(url: str, exited: Any, backend: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if exited() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {backend} gateway did not start") from None
+            time.sleep(0.1)
+
+
 def _serve_forever(backend: str, port: int) -> None:
     """Child process body: serve until SIGTERM, then drop the backend (temp dir, PG schema)."""
     with ExitStack() as stack:
@@ -129,15 +248,7 @@ def serving_in_process(backend: str) -> Iterator[tuple[str, int]]:
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if not proc.is_alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"the {backend} gateway process did not start") from None
-                time.sleep(0.1)
+        _wait_healthy(url, lambda: None if proc.is_alive() else proc.exitcode, backend)
         yield url, proc.pid
     finally:
         proc.terminate()
@@ -191,10 +302,11 @@ async def _async_clients(http: httpx.AsyncClient, clients: int, bodies: list[byt
 
 
 def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: float,
-        server: str = "thread", client_mode: str = "threads") -> dict:
+        server: str = "thread", client_mode: str = "threads", workers: int = 1) -> dict:
     bodies = [json.dumps({"dag": chain_dag(f"bench{i}", nodes, seed=i + 1), "world_ids": ["bench"]}).encode()
               for i in range(submissions)]
-    serving = serving_in_thread if server == "thread" else serving_in_process
+    serving = {"thread": serving_in_thread, "process": serving_in_process,
+               "serve": serving_with_workers(workers)}[server]
     with serving(backend) as (url, server_pid), ExitStack() as stack:
         httpx.post(f"{url}/worlds", json={"id": "bench"}).raise_for_status()
         results: list[tuple[int, float]] = []  # (status, ms) per request
@@ -206,18 +318,32 @@ def run(backend: str, clients: int, submissions: int, nodes: int, max_seconds: f
         else:
             limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
             ahttp = httpx.AsyncClient(base_url=url, timeout=60, limits=limits, headers=headers)
-        server_cpu = cpu_seconds(server_pid)
+        server_cpu = tree_cpu_seconds(server_pid)
+        client_cpu = time.process_time()
+        machine = machine_cpu_seconds()
+        database_cpu = postgres_cpu_seconds()
         started = time.perf_counter()
         if client_mode == "threads":
             _thread_clients(https, bodies, max_seconds, results)
         else:
             asyncio.run(_async_clients(ahttp, clients, bodies, max_seconds, results))
         elapsed = time.perf_counter() - started
-        server_cpu = cpu_seconds(server_pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        server_cpu = tree_cpu_seconds(server_pid) - server_cpu
+        busy, total = (after - before for after, before in zip(machine_cpu_seconds(), machine))
+        database_cpu = postgres_cpu_seconds() - database_cpu
     latencies = [ms for status, ms in results if status == 201]
     failures = len(results) - len(latencies)
     latencies.sort()
+    load = os.getloadavg()[0]
     return {"backend": backend, "server": server, "client_mode": client_mode, "clients": clients, "nodes": nodes,
+            "workers": workers, "load": load,
+            # share of all cores busy during the run, and the share the server and clients used
+            "machine_busy": busy / total if total else float("nan"),
+            "ours": (server_cpu + client_cpu) / total if total else float("nan"),
+            # the clients' own CPU (this process), on the same cores as the server
+            "client_cpu_ms": client_cpu * 1000 / max(1, len(results)),
+            "database_cpu_ms": database_cpu * 1000 / max(1, len(results)) if backend == "postgresql" else 0.0,
             "ok": len(latencies), "failed": failures, "seconds": elapsed,
             "per_s": len(latencies) / elapsed, "p50": _pct(latencies, 50), "p99": _pct(latencies, 99),
             "mean": statistics.fmean(latencies) if latencies else float("nan"),
@@ -239,14 +365,17 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
              f"--nodes {args.nodes}`: each submission is a distinct {args.nodes}-node strategy sharing "
              "only its 2-node source sub-DAG; the gateway recomputes every NodeID, diffs against the "
              "GSG, persists (fsync'd) and answers 201.", "",
-             "| backend | server | client mode | clients | nodes/strategy | ok | failed | submissions/s | p50 ms | p99 ms "
-             "| mean ms | server CPU ms/submission |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| backend | server | workers | client mode | clients | nodes/strategy | ok | failed | submissions/s "
+             "| p50 ms | p99 ms | mean ms | server CPU ms/submission | client CPU ms/submission "
+             "| PostgreSQL CPU ms/submission | load avg | cores busy | of which server + clients |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['backend']} | {r['server']} | {r['client_mode']} | {r['clients']} | {r['nodes']} | {r['ok']} | "
-                     f"{r['failed']} | "
+        lines.append(f"| {r['backend']} | {r['server']} | {r['workers']} | {r['client_mode']} | {r['clients']} | "
+                     f"{r['nodes']} | {r['ok']} | {r['failed']} | "
                      f"{r['per_s']:.1f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['mean']:.1f} | "
-                     f"{r['server_cpu_ms']:.1f} |")
+                     f"{r['server_cpu_ms']:.1f} | {r['client_cpu_ms']:.1f} | {r['database_cpu_ms']:.1f} | "
+                     f"{r['load']:.1f} | "
+                     f"{r['machine_busy']:.0%} | {r['ours']:.0%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -257,9 +386,13 @@ def main() -> int:
     parser.add_argument("--submissions", type=int, default=160)
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=120.0)
-    parser.add_argument("--server", choices=["thread", "process", "both"], default="thread",
-                        help="run the server in a thread of this process (shares the clients' GIL) "
-                             "or in a process of its own")
+    parser.add_argument("--server", choices=["thread", "process", "both", "serve"], default="thread",
+                        help="run the server in a thread of this process (shares the clients' GIL), "
+                             "in a process of its own, or as `python -m qmtl.services.app --workers N` "
+                             "with a qmtl.yml (serve: PostgreSQL + Redis, or SQLite dev defaults)")
+    parser.add_argument("--workers", default="1",
+                        help="with --server serve: comma-separated worker counts, run in turn each round")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole set (interleaved rounds)")
     parser.add_argument("--client-mode", choices=["threads", "async"], default="threads",
                         help="each client a thread with a blocking client (default), or all clients "
                              "coroutines on one event loop (far less client CPU on a small machine)")
@@ -267,12 +400,21 @@ def main() -> int:
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
     servers = ["thread", "process"] if args.server == "both" else [args.server]
+    counts = [int(w) for w in args.workers.split(",")] if args.server == "serve" else [1]
     results = []
-    for backend, server in [(b, s) for s in servers for b in backends]:
-        r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server, args.client_mode)
-        print(f"{backend} ({server}, {args.client_mode} clients): {r['ok']} ok, {r['failed']} failed, {r['per_s']:.1f}/s, "
-              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, server CPU {r['server_cpu_ms']:.1f} ms/submission")
-        results.append(r)
+    for _ in range(args.rounds):
+        # several workers need state shared between processes (PostgreSQL + Redis): SQLite runs one
+        for backend, server, workers in [(b, s, w) for s in servers for b in backends for w in counts
+                                         if w == 1 or b != "sqlite"]:
+            r = run(backend, args.clients, args.submissions, args.nodes, args.max_seconds, server,
+                    args.client_mode, workers)
+            print(f"{backend} ({server}, {workers} worker(s), {args.client_mode} clients): {r['ok']} ok, "
+                  f"{r['failed']} failed, {r['per_s']:.1f}/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                  f"server CPU {r['server_cpu_ms']:.1f} ms/submission, client CPU {r['client_cpu_ms']:.1f} "
+                  f"ms/submission, PostgreSQL CPU {r['database_cpu_ms']:.1f} ms/submission, "
+                  f"load {r['load']:.1f}, cores busy {r['machine_busy']:.0%} (server + clients "
+                  f"{r['ours']:.0%})", flush=True)
+            results.append(r)
     text = report(results, args)
     if args.out:
         args.out.write_text(text)

@@ -61,6 +61,9 @@ class GatewayConfig(_Section):
     # One log line per request costs more than a small request's own work under load; errors and
     # start-up are logged either way.
     access_log: bool = False
+    # Server processes behind the one port (``qmtl serve --workers``); None: one per core where the
+    # services' state can be shared between processes (see ``serving_workers``), else one.
+    workers: int | None = Field(None, ge=1, le=64)
 
 
 class WorldServiceConfig(_Section):
@@ -181,6 +184,36 @@ def describe(config: QmtlConfig) -> list[str]:
             f"control bus: {redact(bus) + ' (Redis Streams)' if bus else 'in-process'}",
             f"activation cache: {redact(cache) if cache else 'none'}",
             f"strategy graph: {config.gateway.neo4j_uri or 'the gateway database'}"]
+
+
+def unshared_state(config: QmtlConfig) -> list[str]:
+    """What keeps several server processes from sharing this configuration's state (empty: nothing).
+
+    Every process must see every other's writes and events: PostgreSQL for both databases (an SQLite
+    file has one writer, and its group commit batches only one process's transactions) and Redis for
+    the control bus (the in-process bus would keep one process's events from another's clients)."""
+    problems = [f"the {what} is SQLite (one writer per file): use PostgreSQL" for what, dsn in
+                (("gateway database", config.gateway_database_dsn()),
+                 ("world service database", config.worldservice_database_dsn())) if dsn.startswith("sqlite:")]
+    if not (config.worldservice.redis_dsn or config.gateway.redis_dsn):
+        problems.append("the control bus is in-process: set worldservice.redis_dsn")
+    return problems
+
+
+def serving_workers(config: QmtlConfig, requested: int | None = None) -> int:
+    """How many server processes ``serve`` runs: ``requested`` (else ``gateway.workers``) when the state
+    can be shared, else 1; when unset, one per core.  Asking for several where they cannot share the
+    state is an error that says why, never a silent single process."""
+    wanted = requested if requested is not None else config.gateway.workers
+    problems = unshared_state(config)
+    if wanted is None:
+        return 1 if problems else max(1, os.cpu_count() or 1)
+    if wanted < 1:
+        raise ConfigError(f"workers: expected at least 1, got {wanted}")
+    if wanted > 1 and problems:
+        raise ConfigError(f"workers: {wanted} server processes cannot share this configuration's state: "
+                          + "; ".join(problems))
+    return wanted
 
 
 def validate(config: QmtlConfig, target: Target = "all") -> list[str]:

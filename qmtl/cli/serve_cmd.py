@@ -16,6 +16,9 @@ def serve_command(
     profile: Optional[str] = typer.Option(None, "--profile", help="dev | prod (overrides the config)."),
     config: Optional[Path] = typer.Option(None, "--config", help="qmtl.yml (default: $QMTL_CONFIG "
                                           "or ./qmtl.yml)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64,
+                                          help="Server processes on the one port (default: gateway.workers, "
+                                               "else one per core with PostgreSQL + Redis, else 1)."),
 ) -> None:
     """Run the services. dev: SQLite under .qmtl/, nothing else to start. prod: PostgreSQL + Redis
     (checked at start-up)."""
@@ -30,7 +33,7 @@ def serve_command(
             cfg = cfg.model_copy(update={"profile": profile})
         for line in describe(cfg):
             err.print(f"qmtl serve: {line}", markup=False, highlight=False)
-        serve(cfg, host, port)
+        serve(cfg, host, port, workers)
     except (ConfigError, StartupError) as exc:
         _fail(str(exc))
 

@@ -5,7 +5,8 @@
   dev: SQLite files under ``home``, the in-process bus, the SQL graph store.
   prod: PostgreSQL, Redis (bus and activation cache), Neo4j for the graph when configured.  A missing
   DSN or a server that does not answer stops start-up with a ``StartupError`` saying which.
-* ``serve(config, host, port)`` runs that pair under uvicorn (``qmtl serve``).
+* ``serve(config, host, port, workers)`` runs that pair under uvicorn (``qmtl serve``), in several
+  processes on one port where their state is shared (PostgreSQL + Redis), else in one.
 * ``EmbeddedServices`` starts the pair on a free loopback port in a background thread and yields its
   URL; ``Runner.submit`` uses it when no gateway is configured.
 * ``python -m qmtl.services.app --port N --home DIR`` is ``serve`` as a plain process (the durability
@@ -16,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,7 +31,7 @@ from typing import Any, Callable
 import uvicorn
 from fastapi import FastAPI
 
-from qmtl.config import ConfigError, QmtlConfig, load_config, validate
+from qmtl.config import ConfigError, QmtlConfig, load_config, serving_workers, validate
 
 from .bus import Bus, BusError, make_bus
 from .gateway.app import create_app as create_gateway_app
@@ -49,8 +54,10 @@ def build_services(config: QmtlConfig) -> tuple[FastAPI, FastAPI]:
     try:
         bus = _connect("control bus", lambda: make_bus(config))
         closers.append(bus.close)
+        # serial: the world service numbers and checks before it writes, and other server processes
+        # may share its database (``serve --workers``)
         world_db = _connect("world service database",
-                            lambda: Database.connect(config.worldservice_database_dsn()))
+                            lambda: Database.connect(config.worldservice_database_dsn(), serial=True))
         closers.append(world_db.close)
         gateway_db = _connect("gateway database",
                               lambda: Database.connect(config.gateway_database_dsn(),
@@ -132,18 +139,123 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(*SERVER_GC_THRESHOLDS)
 
 
-def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the gateway (world routes behind it) until interrupted."""
+def serve(config: QmtlConfig, host: str = "127.0.0.1", port: int = 8000, workers: int | None = None) -> None:
+    """Run the gateway (world routes behind it) until interrupted, in ``serving_workers(config,
+    workers)`` processes listening on one port (the kernel hands each new connection to one)."""
     from .logs import configure
 
     configure()
+    try:
+        count = serving_workers(config, workers)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    if count == 1:
+        _serve_one(config, host=host, port=port)
+        return
+    # Once here, before any worker: schema migrations must not race each other, and a configuration
+    # that cannot start says so once instead of once per worker.
+    close_services(build_services(config)[0])
+    # First bound alone (no SO_REUSEPORT), which fails while anything listens there — another qmtl
+    # server too, whose workers would otherwise share the port and silently split the traffic; then
+    # held (bound, never listening: no connection is queued on it) while the workers run.
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
+        reserved = _port_socket(host, port)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        _supervise(config, (host, reserved.getsockname()[1]), count)
+    finally:
+        reserved.close()
+
+
+def _port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` that other processes may bind too (``SO_REUSEPORT``): each worker
+    listens on its own, and the kernel spreads new connections evenly over them by their addresses.
+    (One socket accepted by every worker gave whichever worker was waiting in ``accept`` the next
+    connection: with keep-alive clients the split was uneven, and the busier worker's clients waited.)"""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _serve_one(config: QmtlConfig, **where: Any) -> None:
+    """One server process: build the services, serve on ``host``/``port`` or on ``sockets``."""
     gateway_app, _ = build_services(config)
     tune_gc_for_serving()
+    server = uvicorn.Server(uvicorn.Config(gateway_app, host=where.get("host", "127.0.0.1"),
+                                           port=where.get("port", 8000), log_level="info",
+                                           timeout_graceful_shutdown=3, access_log=config.gateway.access_log))
     try:
-        uvicorn.run(gateway_app, host=host, port=port, log_level="info", timeout_graceful_shutdown=3,
-                    access_log=config.gateway.access_log)
+        server.run(sockets=where.get("sockets"))
     finally:
         close_services(gateway_app)
+
+
+def _worker_main(config: QmtlConfig, address: tuple[str, int]) -> None:
+    """A worker process (spawned, so it starts from a clean interpreter, not a copy of the parent's
+    threads and connections).  It dies with its supervisor: a ``kill -9`` of the server stops every
+    process that could still be answering, as it does for a single process."""
+    from .logs import configure
+
+    _die_with_parent()
+    configure()
+    _serve_one(config, sockets=[_port_socket(*address)])
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _supervise(config: QmtlConfig, address: tuple[str, int], count: int) -> None:
+    """Run ``count`` workers until SIGINT/SIGTERM (passed on to them) or until one of them exits: a
+    worker that died is a fault for whoever runs the server to see, not something to hide by
+    quietly serving with fewer."""
+    import logging
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    log = logging.getLogger("qmtl.services")
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ctx = multiprocessing.get_context("spawn")
+    # Each worker counts its own requests; /metrics sums every worker's files (qmtl.services.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="qmtl-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # read by prometheus_client as a worker imports it
+    workers = [ctx.Process(target=_worker_main, args=(config, address), name=f"qmtl-worker-{i}", daemon=True)
+               for i in range(count)]
+    try:
+        for proc in workers:
+            proc.start()
+        log.info("serving with %d worker processes: %s", count, ", ".join(str(p.pid) for p in workers))
+        while not stopping.is_set():
+            wait([p.sentinel for p in workers], timeout=0.5)
+            dead = [p for p in workers if p.exitcode is not None]
+            if dead and not stopping.is_set():
+                raise StartupError("worker process " + ", ".join(f"{p.pid} (exit {p.exitcode})" for p in dead)
+                                   + " stopped; the server stops with it")
+    finally:
+        for proc in workers:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for proc in workers:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 class ServerThread:
@@ -230,12 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--config", help="qmtl.yml to read (default: $QMTL_CONFIG or ./qmtl.yml)")
     parser.add_argument("--home", help="directory for the embedded databases (overrides the config)")
+    parser.add_argument("--workers", type=int, help="server processes (default: gateway.workers, else one "
+                                                    "per core when the state can be shared, else 1)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         if args.home:
             config = config.model_copy(update={"home": Path(args.home)})
-        serve(config, args.host, args.port)
+        serve(config, args.host, args.port, args.workers)
     except (ConfigError, StartupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,9 +11,13 @@ path, so a client cannot blow up the number of series by requesting random URLs.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .asgi import ASGIApp, HttpMiddleware, Message, Receive, Scope, Send
 
@@ -33,7 +37,29 @@ class ServiceMetrics:
                                        ["service", "route"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This service's metrics; under ``serve --workers`` (``PROMETHEUS_MULTIPROC_DIR`` set), summed
+        over every worker process, since the one that answers a scrape saw only its share."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_ServiceShare(self.service))
+        return generate_latest(registry)
+
+
+class _ServiceShare:
+    """The worker processes' metric files merged (``MultiProcessCollector``), keeping only this
+    service's families: the gateway and the world service of each process write to the same files."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in MultiProcessCollector(None).collect():
+            if metric.name.startswith("qmtl_http_"):
+                metric.samples = [s for s in metric.samples if s.labels.get("service") == self.service]
+            elif not metric.name.startswith(f"qmtl_{self.service}_"):
+                continue
+            yield metric
 
 
 class GatewayMetrics(ServiceMetrics):

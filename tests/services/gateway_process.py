@@ -23,12 +23,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gateway(home: Path, port: int) -> subprocess.Popen:
-    """Dev defaults (or ``home/qmtl.yml``), databases under ``home``."""
+def start_gateway(home: Path, port: int, workers: int = 1) -> subprocess.Popen:
+    """Dev defaults (or ``home/qmtl.yml``), databases under ``home``; ``workers`` serving processes."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("QMTL_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "qmtl.services.app", "--port", str(port),
-                             "--home", str(home)], cwd=home, env=env,
+                             "--home", str(home), "--workers", str(workers)], cwd=home, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

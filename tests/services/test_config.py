@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qmtl.config import ConfigError, QmtlConfig, load_config, validate
+from qmtl.config import ConfigError, QmtlConfig, load_config, serving_workers, validate
 
 PROD_OK = """
 profile: prod
@@ -142,3 +142,27 @@ def test_secrets_are_never_printed(tmp_path: Path) -> None:
         assert secret not in shown, secret
     assert "n30" not in repr(config) and "n30" not in str(config.model_dump())  # a SecretStr
     assert config.gateway.neo4j_password.get_secret_value() == "n30@j"
+
+
+def test_workers_default_to_one_per_core_only_where_state_is_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    pg = "postgresql://u@h/db"
+    shared = QmtlConfig.model_validate({"profile": "prod", "gateway": {"database_dsn": pg},
+                                        "worldservice": {"database_dsn": pg, "redis_dsn": "redis://h:6379/0"}})
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert serving_workers(shared) == 6
+    assert serving_workers(shared, 3) == 3
+    assert serving_workers(shared.model_copy(update={"gateway": shared.gateway.model_copy(
+        update={"workers": 2})})) == 2
+    assert serving_workers(QmtlConfig()) == 1  # dev: SQLite files and the in-process bus
+    # PostgreSQL without Redis: the in-process bus alone keeps it to one process
+    no_bus = QmtlConfig.model_validate({"gateway": {"database_dsn": pg}, "worldservice": {"database_dsn": pg}})
+    assert serving_workers(no_bus) == 1
+
+
+def test_asking_for_workers_that_cannot_share_state_says_why() -> None:
+    with pytest.raises(ConfigError) as err:
+        serving_workers(QmtlConfig(), 2)
+    message = str(err.value)
+    assert "gateway database is SQLite" in message and "world service database is SQLite" in message
+    assert "control bus is in-process" in message
+    assert serving_workers(QmtlConfig(), 1) == 1

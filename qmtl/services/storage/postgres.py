@@ -28,7 +28,7 @@ CONNECT_TIMEOUT_S = 5.0
 class PostgresDatabase(Database):
     kind = "postgresql"
 
-    def __init__(self, dsn: str, pool_size: int = 1) -> None:
+    def __init__(self, dsn: str, pool_size: int = 1, serial: bool = False) -> None:
         import threading
 
         from psycopg.rows import dict_row
@@ -36,6 +36,7 @@ class PostgresDatabase(Database):
 
         self.dsn = dsn
         self.pool_size = pool_size
+        self.serial = serial
         self._local = threading.local()  # this thread's checked-out connection and nesting depth
         self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=False, timeout=CHECKOUT_TIMEOUT_S,
                                     name="qmtl",
@@ -84,6 +85,8 @@ class PostgresDatabase(Database):
             raise DatabaseError("the database connection pool is closed") from None
         self._local.conn = conn
         try:
+            if self.serial:
+                self._run(_XACT_LOCK, ("serial",))
             yield
             conn.commit()
         except BaseException as exc:
@@ -119,8 +122,32 @@ class PostgresDatabase(Database):
             except Exception:  # a broken connection is discarded at check-in
                 pass
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A session advisory lock on a connection of its own, outside the pool: the block's
+        transactions need pooled connections (a pool of one would deadlock), and when a process dies
+        its sessions end and PostgreSQL releases what they held."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S))
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to PostgreSQL at {redact(self.dsn)}: {exc}") from None
+        try:
+            conn.execute(qmark_to_format(_SESSION_LOCK), (name,))
+            yield
+        finally:
+            conn.close()  # ending the session releases the lock
+
     def close(self) -> None:
         self._pool.close()
+
+
+# One 64-bit advisory-lock key per (schema, name): two databases (schemas) of one server never wait
+# for each other, and the key needs no table.  A hash collision only makes two names wait in turn.
+_LOCK_KEY = "hashtextextended('qmtl:' || current_schema() || ':' || ?, 0)"
+_XACT_LOCK = f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"  # released by COMMIT/ROLLBACK
+_SESSION_LOCK = f"SELECT pg_advisory_lock({_LOCK_KEY})"
 
 
 def _is_conflict(exc: BaseException) -> bool:

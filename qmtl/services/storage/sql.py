@@ -76,24 +76,27 @@ class Database(ABC):
     _local: threading.local
 
     @staticmethod
-    def connect(dsn: str, *, pool_size: int = 1) -> "Database":
+    def connect(dsn: str, *, pool_size: int = 1, serial: bool = False) -> "Database":
         """Open ``sqlite:///path.db`` (``sqlite:///:memory:`` too) or ``postgresql://...``.
 
-        ``pool_size`` is how many PostgreSQL connections may run transactions at once.  1 (the
-        default) serialises every transaction, which code that allocates numbers by ``MAX()+1`` relies
-        on; a pool > 1 is for callers whose writes commute (idempotent ``ON CONFLICT DO NOTHING``
-        inserts).  SQLite has one writer whatever the pool size, and group-commits instead.
+        ``pool_size`` is how many PostgreSQL connections this object may run transactions on at once;
+        a pool > 1 is for callers whose writes commute (idempotent ``ON CONFLICT DO NOTHING`` inserts).
+        ``serial=True`` runs every transaction alone among all ``serial`` holders of the same database
+        (schema), in this process and in every other one: what read-then-write code (``MAX()+1``
+        numbering, check-then-insert) relies on once several server processes share the database.
+        SQLite has one writer per file whatever the flags (every transaction begins ``IMMEDIATE``),
+        and group-commits instead.
         """
         if pool_size < 1:
             raise DatabaseError(f"pool_size must be at least 1, got {pool_size}")
         if dsn.startswith("sqlite:///"):
             from .sqlite import SQLiteDatabase
 
-            return SQLiteDatabase(unquote(dsn[len("sqlite:///"):]))
+            return SQLiteDatabase(unquote(dsn[len("sqlite:///"):]))  # serial by construction
         if dsn.startswith(("postgresql://", "postgres://")):
             from .postgres import PostgresDatabase
 
-            return PostgresDatabase(dsn, pool_size=pool_size)
+            return PostgresDatabase(dsn, pool_size=pool_size, serial=serial)
         raise DatabaseError(
             f"unsupported database DSN {dsn!r}: expected 'sqlite:///<path>' or 'postgresql://...'")
 
@@ -166,6 +169,13 @@ class Database(ABC):
                 yield self
             finally:
                 self._local.depth = 0
+
+    @abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock ``name`` for a block that spans several transactions (each committed on its
+        own), against every other holder of that name on this database, in any process.  Take it
+        outside any transaction: the order is always this lock first, then transactions (a holder
+        waiting for it inside a ``serial`` transaction could wait forever for one waiting on it)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -80,6 +80,8 @@ class SQLiteDatabase(Database):
         if self._reader is not None:
             self._reader.execute("PRAGMA query_only=ON")
         self._read_lock = threading.Lock()
+        self._named_locks: dict[str, threading.Lock] = {}  # ``exclusive``
+        self._named_locks_guard = threading.Lock()
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
@@ -204,6 +206,15 @@ class SQLiteDatabase(Database):
             self._batch = None
             batch.done.set()
             self._writer.release()
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """A lock of this process: an SQLite database is served by one process (``serve`` runs
+        several workers only on PostgreSQL), whose threads all share this object."""
+        with self._named_locks_guard:
+            lock = self._named_locks.setdefault(name, threading.Lock())
+        with lock:
+            yield
 
     def close(self) -> None:
         with self._writer:

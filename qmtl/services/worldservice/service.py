@@ -6,7 +6,6 @@ published after the commit, so a subscriber never sees an event for state that w
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +36,6 @@ class WorldService:
         self.bus = bus
         self.cache = cache
         self.clock = clock
-        self._apply_lock = threading.Lock()
 
     # worlds -------------------------------------------------------------------------------------------
     def world(self, world_id: str) -> dict[str, Any]:
@@ -278,7 +276,8 @@ class WorldService:
         phases (crash, lost connection) is completed by a retry with the same ``run_id``: the stored
         plan is used and the phases already recorded are not run again.
         """
-        with self._apply_lock:
+        # One run at a time per world, across every process serving it (the phases commit one by one).
+        with self.store.db.exclusive(f"apply:{world_id}"):
             existing = self.store.get_apply_run(world_id, req.run_id)
             if existing is not None and existing["status"] == "completed":
                 return _run_view(world_id, existing)
