@@ -9,8 +9,10 @@ killed anywhere neither loses nor repeats a fill (fills on the log are read firs
 reads its orders).
 
 ``SimulatedBroker`` fills by the backtest's cost model (``qmtl.ir.ops.fill_terms``): a market order
-decided at a bar's close fills at the next bar's open of its instrument, with slippage and fees.
-It keeps no bars: it looks the next bar up on the feed's stream after the order's bar.
+decided at a bar's close fills at the next bar's open of its instrument, with slippage and fees:
+the first feed bar opening at or after that close (for an order on a coarser clock than the feed's,
+the open of the next bucket the feed has a bar in — binding's bucket's open).  It keeps no bars: it
+looks the next bar up on the feed's stream after the order's bar.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ class SimulatedBroker:
                           world=order.world, domain=order.domain, filled_at=time.time())
 
     async def _next_bar(self, order: OrderRecord) -> Bar | None:
-        """The first bar of the order's instrument after its bar, on the order bar's subject, that
-        the runner's rule admits (``bar_rule``): later than the order's bar and on its grid."""
+        """The first bar of the order's instrument opening at or after its bar's close, on the order
+        bar's subject, that the runner's rule admits (``bar_rule``): on the feed's grid."""
         from nats.js.errors import NotFoundError
-        rule = BarSequence(order.interval, {order.instrument: order.bar_ts})
-        seq = order.bar.seq + 1
+        closed = order.bar_ts + (order.clock or order.interval)
+        rule = BarSequence(order.interval, {order.instrument: closed - order.interval})
+        seq = order.bar.seq  # a bar after a gap can itself be the next bucket's first
         while True:
             try:
                 raw = await self.js.get_msg(order.bar.stream, seq=seq, subject=order.bar.subject, next=True)

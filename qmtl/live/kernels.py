@@ -1,13 +1,32 @@
 """A compiled strategy's kernels run one live bar at a time, after a warm-up from history.
 
 Per instrument (run key) one ``KeyRuntime`` — the same object and the same generated ``process`` the
-in-memory and cluster runs use — runs the history as one batch, then each live bar as a batch of one
-tick (``KeyRuntime.run_window``).  Batching never changes results (docs/design.md "Batching"), so
+in-memory and cluster runs use — runs the history as one batch, then each live bar as a batch of its
+own ticks (``KeyRuntime.run_window``).  Batching never changes results (docs/design.md "Batching"), so
 the outputs are those of a backtest over history + live bars.  Instead of the warm-up, an
-instrument's state may be restored from a snapshot (``KeyRuntime.snapshot``) taken after a bar.
+instrument's state may be restored from a snapshot (``LiveKernels.snapshot``) taken after a bar.
 
-What runs live is what one feed can serve: one ``StreamInput`` (fanning out over the instruments its
-tags select), no tag query; anything else is E601 at the source's line.
+**One feed serves every source of an instrument.**  The feed's bars are of one interval F: the
+history's (the smallest step between its bars; the finest source interval when it has fewer than two
+bars), unless given.  Every ``StreamInput`` of the instrument whose interval I is a whole multiple of
+F is served from them, bucketed by binding's rule (``qmtl.runtime.binding.bucket``: bucket
+``[b, b+I)``, open first, high max, low min, close last, volume sum):
+
+* a source of interval F takes each feed bar as its bar, at the tick ``ts + F``;
+* a coarser source collects the feed bars of its open bucket; the bucket becomes a bar at its close
+  ``b+I`` — on the tick of the feed bar that closes exactly there (one tick, both sources present),
+  or, when the feed skipped that instant (a gap), as soon as a feed bar opening at or after ``b+I``
+  arrives: the bucket's own tick ``b+I`` runs first (only the coarse source present), then the new
+  bar's.  A tick where no source has a bar (a 5m-only strategy between buckets) does not exist.
+
+This is binding's bucketing and ``key_timeline``'s union of close instants, one bar at a time.  The
+warm-up does not run a bucket the history ends inside: that bucket's bar (the last of its source, and
+the only tick at or after its close) is held back and its feed bars seed the live bucket, so history
++ live is the backtest.  The open buckets are part of an instrument's snapshot.
+
+What one feed cannot serve is E601 at the source's line: a tag query (a group of instruments), two
+sources of one run key reading different instruments (a pairs strategy), a source interval that is
+not a multiple of the feed's, and history off the feed's grid.
 """
 
 from __future__ import annotations
@@ -17,16 +36,19 @@ from typing import Any
 import numpy as np
 
 from qmtl import codegen
+from qmtl.ir.clocks import clocks
 from qmtl.ir.diagnostics import CompileError, Diagnostic
-from qmtl.runtime.binding import bind
+from qmtl.runtime.binding import bind, bucket, select_stream_input
 from qmtl.runtime.data import Stream
 from qmtl.runtime.flow import raise_failure
-from qmtl.runtime.key_runtime import KeyRuntime, KeyTimeline, key_streams, key_timeline
+from qmtl.runtime.key_runtime import KeyRuntime, key_streams, key_timeline
 
 from .bars import Bar
 
 #: an output's rows of one run: (ts, {column: values})
 Rows = dict[str, tuple[np.ndarray, dict]]
+#: a source's open bucket: its feed bars' columns (``ts`` and the fields)
+Pending = dict[str, dict[str, np.ndarray]]
 
 
 class LiveError(CompileError):
@@ -38,37 +60,73 @@ class LiveError(CompileError):
 
 class LiveKernels:
     """The generated kernels of ``compiled`` per instrument of ``history`` (any source the data
-    loader reads)."""
+    loader reads), fed bars of ``feed_interval`` seconds (default: the history's own interval)."""
 
-    def __init__(self, compiled: Any, history: Any) -> None:
+    def __init__(self, compiled: Any, history: Any, feed_interval: int | None = None) -> None:
         module = compiled.module
         sources = [op for op in module.ops if op.name in ("stream_input", "tag_query")]
         queries = [op for op in sources if op.name == "tag_query"]
         if queries:
-            raise LiveError("a live run feeds one StreamInput; a TagQueryNode reads a group of instruments "
-                            "at once", queries[0].loc)
-        if len(sources) != 1:
-            raise LiveError(f"a live run feeds one StreamInput from one feed; this strategy has {len(sources)}",
-                            sources[1].loc if len(sources) > 1 else None)
-        self.source = sources[0]
-        self.interval = int(self.source.attr("interval"))
+            raise LiveError("a live run feeds StreamInputs of one instrument per run key; a TagQueryNode reads "
+                            "a group of instruments at once", queries[0].loc)
         bindings = bind(module, history)
         self.flow = codegen.split(module).flow
         self.gen = codegen.load(self.flow)
         self.functions = compiled.functions
+        #: source value → its bar interval (s)
+        self.intervals = {op.result: int(op.attr("interval")) for op in sources}
+        loaded = {op.result: select_stream_input(op, bindings.datasets) for op in sources}
+        #: the feed's bar interval (s): every source's is a whole multiple of it
+        self.interval = int(feed_interval or _data_interval(loaded) or min(self.intervals.values()))
+        for op in sources:
+            if self.intervals[op.result] % self.interval:
+                raise LiveError(f"%{op.result} has interval {self.intervals[op.result]}s, not a whole multiple of "
+                                f"the feed's {self.interval}s bars (the history's interval): one feed serves "
+                                f"sources whose bars it can bucket", op.loc)
         streams = key_streams(self.flow, bindings)
-        self.history: dict[Any, KeyTimeline] = {
-            k: key_timeline(s, {self.source.result: self.interval}) for k, s in streams.items()}
-        like = next(iter(streams.values()))[self.source.result]
+        #: run key → its history's feed bars (the loaded stream its sources bucket)
+        self.feeds = {k: _feed_of(k, s, bindings, loaded, sources) for k, s in streams.items()}
+        for feed in self.feeds.values():
+            if np.any(feed.ts % self.interval):
+                raise LiveError(f"the history's bars{_of(feed)} are not all on the feed's {self.interval}s grid",
+                                sources[0].loc)
+        like = next(iter(self.feeds.values()))
         self.fields = {f: like.columns[f].dtype for f in like.fields}
-        self.tags = {k: s[self.source.result].tags for k, s in streams.items()}
+        #: run key → source value → (symbol, tags) of its bars, as the history's
+        self.names = {k: {v: (st.symbol, st.tags) for v, st in s.items()} for k, s in streams.items()}
         #: run key → the instrument its history is of (None: history without a symbol column)
-        self.symbols = {k: s[self.source.result].symbol for k, s in streams.items()}
+        self.symbols = {k: f.symbol for k, f in self.feeds.items()}
+        self.history, self._seeds = {}, {}
+        for k, s in streams.items():
+            kept, self._seeds[k] = self._held_back(self.feeds[k], s)
+            self.history[k] = key_timeline(kept, self.intervals)
         self.runtimes: dict[Any, KeyRuntime] = {}
+        #: run key → its sources' open buckets
+        self.pending: dict[Any, Pending] = {}
         ops = self.flow.op_map()
+        clock = clocks(self.flow)
         #: output name → its op, for the outputs that are Execution books
         self.executions = {o.name: ops[o.value] for o in self.flow.outputs
                            if o.value in ops and ops[o.value].name == "execution"}
+        #: Execution output name → its clock (s): its rows' ts are the opens of bars of that interval
+        self.clocks = {name: int(clock[op.result]) for name, op in self.executions.items()}
+
+    def _held_back(self, feed: Stream, streams: dict[str, Stream]) -> tuple[dict[str, Stream], Pending]:
+        """The warm-up's streams of one key without the buckets its history ends inside, and those
+        buckets' feed bars (the live buckets' seeds)."""
+        if not len(feed):
+            return dict(streams), {}
+        last = int(feed.ts[-1])
+        kept, seeds = dict(streams), {}
+        for v, interval in self.intervals.items():
+            start = last // interval * interval
+            if interval == self.interval or last + self.interval >= start + interval:
+                continue  # the history holds the bucket's close: it runs in the warm-up
+            s = streams[v]
+            kept[v] = Stream({c: a[:-1] for c, a in s.columns.items()}, s.symbol, s.tags)
+            inside = feed.ts >= start
+            seeds[v] = {c: feed.columns[c][inside] for c in ("ts", *self.fields)}
+        return kept, seeds
 
     @property
     def digest(self) -> str:
@@ -85,42 +143,105 @@ class LiveKernels:
         raise KeyError(symbol)
 
     def history_end(self, key: Any) -> int | None:
-        """The ts of the last history bar of ``key`` (None: no history for it)."""
-        close = self.history[key].close
-        return int(close[-1]) - self.interval if len(close) else None
+        """The ts of the last history feed bar of ``key`` (None: no history for it)."""
+        ts = self.feeds[key].ts
+        return int(ts[-1]) if len(ts) else None
 
     def warm_up(self, key: Any) -> Rows:
-        """Run ``key``'s history; the rows every output emitted over it."""
+        """Run ``key``'s history (but the buckets it ends inside); the rows every output emitted over it."""
         timeline = self.history[key]
         rt = self.runtimes[key] = KeyRuntime(self.gen, self.flow, self.functions, timeline, key)
-        return self._run(rt, timeline)
+        self.pending[key] = {v: dict(cols) for v, cols in self._seeds[key].items()}
+        rows: Rows = {}
+        raise_failure(lambda: rows.update(rt.run_window(timeline)))
+        return rows
 
     def restore(self, key: Any, snapshot: dict) -> None:
         """Continue ``key`` from a snapshot taken after a bar (instead of the warm-up)."""
         rt = self.runtimes[key] = KeyRuntime(self.gen, self.flow, self.functions, self.history[key], key)
-        rt.restore(snapshot)
+        rt.restore(snapshot["runtime"])
+        self.pending[key] = {v: dict(cols) for v, cols in snapshot["pending"].items()}
 
     def snapshot(self, key: Any) -> dict:
-        return self.runtimes[key].snapshot()
+        """Everything ``key`` carries to its next bar: the runtime's state and the open buckets."""
+        return {"runtime": self.runtimes[key].snapshot(),
+                "pending": {v: {c: a.copy() for c, a in cols.items()} for v, cols in self.pending[key].items()}}
 
     def missing_field(self, bar: Bar) -> str | None:
         """A field the history has (and the kernels may read) that ``bar`` lacks."""
         return next((f for f in self.fields if not bar.has(f)), None)
 
     def step(self, key: Any, bar: Bar) -> Rows:
-        """Run one bar of ``key`` through the kernels; the rows each output emitted at it.  A node's
-        error at this bar is raised (``NodeRuntimeError``), as a backtest would."""
-        columns = {"ts": np.array([bar.ts], dtype=np.int64)}
-        columns.update({f: np.array([bar.field(f)], dtype=dtype) for f, dtype in self.fields.items()})
-        stream = Stream(columns, bar.symbol if key is None else key, self.tags[key])
-        timeline = KeyTimeline(np.array([bar.ts + self.interval], dtype=np.int64), {self.source.result: stream},
-                               {self.source.result: np.ones(1, dtype=bool)}, {self.source.result: self.interval})
-        return self._run(self.runtimes[key], timeline)
-
-    @staticmethod
-    def _run(rt: KeyRuntime, timeline: KeyTimeline) -> Rows:
+        """Run one feed bar of ``key`` through the kernels: the ticks it completes (a bucket a gap
+        skipped the close of, then the bar's own), and the rows each output emitted at them.  A
+        node's error at this bar is raised (``NodeRuntimeError``), as a backtest would."""
+        row = {"ts": np.array([bar.ts], dtype=np.int64)}
+        row.update({f: np.array([bar.field(f)], dtype=dtype) for f, dtype in self.fields.items()})
+        pending = self.pending[key]
+        closed: dict[str, list[Stream]] = {v: [] for v in self.intervals}
+        for v, cols in list(pending.items()):  # buckets the feed skipped the close of
+            if int(cols["ts"][0]) // self.intervals[v] * self.intervals[v] + self.intervals[v] <= bar.ts:
+                closed[v].append(self._bar(key, v, pending.pop(v)))
+        for v, interval in self.intervals.items():
+            if interval == self.interval:
+                closed[v].append(self._bar(key, v, row))
+                continue
+            cols = pending.get(v)
+            pending[v] = row if cols is None else {c: np.concatenate([cols[c], row[c]]) for c in row}
+            if (bar.ts + self.interval) % interval == 0:
+                closed[v].append(self._bar(key, v, pending.pop(v)))
+        streams = {v: _concat(bars, self._bar(key, v, {c: a[:0] for c, a in row.items()}))
+                   for v, bars in closed.items()}
+        timeline = key_timeline(streams, self.intervals)
+        rt = self.runtimes[key]
         rows: Rows = {}
         # a node's failure is noted inside the runtime (never raised into a dataflow); raise_failure
         # turns it back into the user's error here
         raise_failure(lambda: rows.update(rt.run_window(timeline)))
         return rows
+
+    def _bar(self, key: Any, v: str, cols: dict[str, np.ndarray]) -> Stream:
+        """Feed bars ``cols`` as source ``v``'s bars: bucketed to its interval by binding's rule."""
+        symbol, tags = self.names[key][v]
+        return bucket(Stream(cols, symbol, tags), self.intervals[v])
+
+
+def _concat(bars: list[Stream], empty: Stream) -> Stream:
+    if not bars:
+        return empty
+    if len(bars) == 1:
+        return bars[0]
+    return Stream({c: np.concatenate([b.columns[c] for b in bars]) for c in bars[0].columns},
+                  bars[0].symbol, bars[0].tags)
+
+
+def _data_interval(loaded: dict[str, tuple[Stream, ...]]) -> int | None:
+    """The history's bar interval: the smallest step between consecutive bars of any stream (None
+    when no stream has two bars)."""
+    steps = [int(np.diff(s.ts).min()) for streams in loaded.values() for s in streams if len(s) > 1]
+    return min(steps) if steps else None
+
+
+def _of(stream: Stream) -> str:
+    return f" of {stream.symbol}" if stream.symbol is not None else ""
+
+
+def _feed_of(key: Any, streams: dict[str, Stream], bindings: Any, loaded: dict[str, tuple[Stream, ...]],
+             sources: list) -> Stream:
+    """The loaded stream every source of ``key`` buckets: one instrument per run key, else E601 at
+    the source that reads another."""
+    feed, first = None, None
+    for op in sources:
+        binding = bindings[op.result]
+        mine = streams[op.result]
+        found = next((s for s in loaded[op.result] if s.key == mine.key), None) \
+            if binding.fan_out else loaded[op.result][0]
+        if found is None:
+            raise LiveError(f"%{op.result} has no history of {key}: a live run feeds one instrument per run key "
+                            f"from one feed, to every source of it", op.loc)
+        if feed is not None and found is not feed:
+            raise LiveError(f"%{op.result} reads {found.symbol or 'other data'} where %{first.result} reads {feed.symbol or 'its data'}"
+                            f" in one run key: a live run feeds one instrument per run key from one feed "
+                            f"(a strategy reading several instruments at once is not served)", op.loc)
+        feed, first = found, first or op
+    return feed

@@ -42,7 +42,7 @@ class OrderRecord(BaseModel):
     node_id: str
     instrument: str
     bar_ts: int
-    #: the bar interval (s) of the strategy's source: a fill's bar is on its grid
+    #: the feed's bar interval (s): a fill's bar is on its grid
     interval: int
     qty: float
     target: float
@@ -52,6 +52,10 @@ class OrderRecord(BaseModel):
     slippage_bps: float
     bar: BarRef
     sent_at: float
+    #: the Execution node's bar interval (s), a multiple of ``interval``: the order fills at the
+    #: first feed bar opening at or after ``bar_ts + clock`` (None, in records written before
+    #: feeds served coarser sources: ``interval``)
+    clock: int | None = None
 
 
 class FillRecord(BaseModel):

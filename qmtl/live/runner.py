@@ -4,8 +4,9 @@ Per bar, in this order (docs/design.md "Live runs"):
 
 1. parse and check it (``bars``, ``bar_rule``): a malformed, duplicate, late or off-grid bar is
    dropped, counted and logged, and acknowledged so the feed does not send it again;
-2. run it through the kernels (``kernels``; batch size 1);
-3. for each Execution node that emitted a row at it, size the order against the domain's exposure
+2. run it through the kernels (``kernels``): the ticks it completes — its own, and before it the
+   close of a coarser source's bucket the feed skipped — as one batch;
+3. for each row an Execution node emitted at them, size the order against the domain's exposure
    rebuilt from the log (``books.Exposure``) and, if the gate is open, append it (``order_log``);
 4. store the instrument's kernel state (``state_store``);
 5. acknowledge the bar.
@@ -53,14 +54,15 @@ class LiveRunner:
     ``history`` (anything the data loader reads), sending orders while ``gate`` is open.
 
     ``on_rows(key, rows)`` sees what every output emitted: over the history at the warm-up, then at
-    each live bar."""
+    each live bar.  ``feed_interval`` (s): the feed's bar interval, default the history's
+    (``LiveKernels``)."""
 
     def __init__(self, compiled: Any, history: Any, feed: str, world: str, gate: OrderGate, *,
                  metrics: LiveMetrics | None = None,
-                 on_rows: Callable[[Any, Rows], None] | None = None) -> None:
+                 on_rows: Callable[[Any, Rows], None] | None = None, feed_interval: int | None = None) -> None:
         self.address = FeedAddress.parse(feed)
         self.world = check_token(world, "world")
-        self.kernels = LiveKernels(compiled, history)
+        self.kernels = LiveKernels(compiled, history, feed_interval)
         self.strategy = live_strategy_id(compiled)
         self.gate = gate
         self.metrics = metrics or LiveMetrics()
@@ -155,41 +157,42 @@ class LiveRunner:
         return None
 
     async def _orders(self, bar: Bar, key: Any, rows: Rows, msg: FeedMessage) -> None:
-        """Append the order of each Execution node that emitted a row at ``bar`` (gate permitting).
+        """Append the order of each row an Execution node emitted at ``bar``'s ticks (gate permitting).
 
         The live book follows the simulated one: its target is the simulated position after the
-        node's order at this bar, and the order is that target minus the domain's exposure on the
-        log, so bars spent with the gate closed are caught up by the first order after it opens."""
+        node's order at that row's bar, and the order is that target minus the domain's exposure on
+        the log, so bars spent with the gate closed are caught up by the first order after it opens."""
         instrument = bar.symbol if key is None else str(key)
         gate = None
         for name, op in self.kernels.executions.items():
             ts, cols = rows.get(name, (None, None))
-            if ts is None or not len(ts) or int(ts[-1]) != bar.ts:
-                continue
-            target = float(cols["position"][-1] + cols["order_qty"][-1])
-            gate = gate or self.gate.state()
-            if not gate.open or gate.domain is None:
-                if cols["order_qty"][-1] != 0.0:
-                    self.metrics.gated.labels(reason=gate.reason).inc()
-                    log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s: %s)", name,
-                             instrument, bar.ts, gate.reason, gate.detail)
-                continue
-            exposure = await self._exposure_in(gate.domain)
-            okey = order_key(self.strategy, op.node_id, instrument, bar.ts)
-            if okey in exposure.keys:
-                self.metrics.already.inc()
-                continue
-            qty = order_for(target, exposure.position(op.node_id, instrument, bar.ts))
-            if qty == 0.0:
-                continue
-            order = OrderRecord(key=okey, strategy=self.strategy, node=name, node_id=op.node_id,
-                                instrument=instrument, bar_ts=bar.ts, interval=self.kernels.interval, qty=qty, target=target, world=self.world,
-                                domain=gate.domain, fee_bps=float(op.attr("fee_bps", 0.0)),
-                                slippage_bps=float(op.attr("slippage_bps", 0.0)), bar=msg.ref,
-                                sent_at=time.time())
-            await self._log.append(order)
-            exposure.add(order)
-            self.metrics.orders.labels(domain=gate.domain).inc()
+            for i in range(0 if ts is None else len(ts)):
+                bar_ts = int(ts[i])
+                target = float(cols["position"][i] + cols["order_qty"][i])
+                gate = gate or self.gate.state()
+                if not gate.open or gate.domain is None:
+                    if cols["order_qty"][i] != 0.0:
+                        self.metrics.gated.labels(reason=gate.reason).inc()
+                        log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s: %s)", name,
+                                 instrument, bar_ts, gate.reason, gate.detail)
+                    continue
+                exposure = await self._exposure_in(gate.domain)
+                okey = order_key(self.strategy, op.node_id, instrument, bar_ts)
+                if okey in exposure.keys:
+                    self.metrics.already.inc()
+                    continue
+                qty = order_for(target, exposure.position(op.node_id, instrument, bar_ts))
+                if qty == 0.0:
+                    continue
+                order = OrderRecord(key=okey, strategy=self.strategy, node=name, node_id=op.node_id,
+                                    instrument=instrument, bar_ts=bar_ts, interval=self.kernels.interval,
+                                    clock=self.kernels.clocks[name], qty=qty, target=target, world=self.world,
+                                    domain=gate.domain, fee_bps=float(op.attr("fee_bps", 0.0)),
+                                    slippage_bps=float(op.attr("slippage_bps", 0.0)), bar=msg.ref,
+                                    sent_at=time.time())
+                await self._log.append(order)
+                exposure.add(order)
+                self.metrics.orders.labels(domain=gate.domain).inc()
 
     async def _exposure_in(self, domain: str) -> Exposure:
         """This strategy's exposure in ``domain``, read from the log the first time it is needed."""

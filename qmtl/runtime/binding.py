@@ -190,7 +190,9 @@ def _label(op: Op) -> str:
     return f"{op.name} %{op.result}{where} with tags {list(op.attr('tags') or ())}"
 
 
-def _select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
+def select_stream_input(op: Op, datasets: dict[str | None, Dataset]) -> tuple[Stream, ...]:
+    """The streams of ``datasets`` a ``stream_input`` op selects, as loaded (not bucketed to its
+    interval): what a live run's feed bars continue (``qmtl.live.kernels``)."""
     tags = tuple(op.attr("tags") or ())
     if None in datasets:
         ds = datasets[None]
@@ -238,7 +240,7 @@ def bind_stream_input(op: Op, datasets: Mapping[str | None, Dataset]) -> SourceB
     """A ``stream_input`` op bound to the bucketed streams it selects (E504 when none): several
     streams fan out (its consumers run once per stream)."""
     interval = int(op.attr("interval"))
-    streams = tuple(bucket(s, interval) for s in _select_stream_input(op, dict(datasets)))
+    streams = tuple(bucket(s, interval) for s in select_stream_input(op, dict(datasets)))
     return SourceBinding(op.result, op, interval, streams, len(streams) > 1)
 
 

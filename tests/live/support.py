@@ -123,3 +123,14 @@ def frames_from_rows(chunks: list[dict]) -> dict[str, pd.DataFrame]:
         cols = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
         out[name] = pd.DataFrame(cols, index=pd.Index(ts, name="ts"))
     return out
+
+
+def assert_equal_to_backtest(seen: dict[str, pd.DataFrame], backtest: dict[str, pd.DataFrame]) -> None:
+    """Every output a live run emitted equals the backtest's bit for bit: same ts, same values (NaN
+    where NaN)."""
+    assert set(seen) == set(backtest)
+    for name, frame in backtest.items():
+        got = seen[name][frame.columns]
+        assert got.index.tolist() == frame.index.tolist(), name
+        for col in frame.columns:
+            np.testing.assert_array_equal(got[col].to_numpy(), frame[col].to_numpy(), err_msg=f"{name}.{col}")

@@ -1,4 +1,5 @@
-"""The feed's boundary: what is a bar, what the drop rule says, what a live run refuses to serve."""
+"""The feed's boundary: what is a bar, what the drop rule says, and the id a live run goes by (what a
+live run refuses to serve: ``test_multi_interval``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import pytest
 from qmtl.live.bar_rule import BarSequence
 from qmtl.live.bars import BadBar, parse_bar
 from qmtl.live.feed import FeedAddress, FeedError
-from qmtl.live.kernels import LiveError, LiveKernels
 from qmtl.live.runner import live_strategy_id
 from qmtl.services.gateway.verify import parse_dag_document, verify_dag
 
-from .support import bars, compile_strategy
+from .support import compile_strategy
 
 GOOD = {"ts": 1_700_000_040, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3}
 
@@ -58,19 +58,3 @@ def test_a_feed_address_is_nats_url_with_a_subject(url):
 def test_the_live_strategy_id_is_the_gateways(tmp_path):
     compiled, _ = compile_strategy(tmp_path)
     assert live_strategy_id(compiled) == verify_dag(parse_dag_document(compiled.dag)).strategy_id
-
-
-def test_a_strategy_one_feed_cannot_serve_is_E601_at_its_line(tmp_path):
-    path = tmp_path / "two.py"
-    path.write_text(
-        "from qmtl.runtime.sdk import Strategy, StreamInput, Node\n"
-        "class Two(Strategy):\n"
-        "    def setup(self):\n"
-        "        a = StreamInput(tags=['BTC'], interval='60s', period=1)\n"
-        "        b = StreamInput(tags=['ETH'], interval='60s', period=1)\n"
-        "        self.add_nodes([a, b, Node(expr={'r': a.close / b.close}, name='ratio')])\n")
-    import qmtl
-    with pytest.raises(LiveError) as info:
-        LiveKernels(qmtl.compile(str(path)), bars(5))
-    (d,) = info.value.diagnostics
-    assert d.code == "E601" and "one StreamInput" in d.message and d.loc.line == 5

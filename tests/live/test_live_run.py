@@ -17,8 +17,8 @@ from qmtl.live.process import serve_live
 from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
-from .support import (bars, compile_strategy, drained, expected_orders, frames_from_rows, make_bars_stream,
-                      make_log_stream, publish, running)
+from .support import (assert_equal_to_backtest, bars, compile_strategy, drained, expected_orders, frames_from_rows,
+                      make_bars_stream, make_log_stream, publish, running)
 
 OPEN = GateState(True, "paper", "active")
 
@@ -71,13 +71,7 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
     records = asyncio.run(scenario())
 
     backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
-    seen = frames_from_rows(chunks)
-    assert set(seen) == set(backtest)
-    for name, frame in backtest.items():  # bit for bit: same ts, same values (NaN where NaN)
-        got = seen[name][frame.columns]
-        assert got.index.tolist() == frame.index.tolist(), name
-        for col in frame.columns:
-            np.testing.assert_array_equal(got[col].to_numpy(), frame[col].to_numpy(), err_msg=f"{name}.{col}")
+    assert_equal_to_backtest(frames_from_rows(chunks), backtest)
 
     m = runner.metrics
     assert m.bars._value.get() == len(live)
