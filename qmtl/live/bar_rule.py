@@ -4,8 +4,8 @@ Per instrument, bars are processed in strictly increasing ``ts``.  A bar whose `
 one processed is a ``duplicate`` (a redelivery, or the feed sending it twice); one with an earlier
 ``ts`` is ``late`` (out of order, or already covered by the warm-up history).  Both are dropped and
 counted: a kernel's state only moves forward, and replaying an older bar would change values a
-backtest over the same bars would not have.  A bar whose ``ts`` is not on the strategy's interval
-grid is ``off_grid`` (the feed must send bars of the source's interval).
+backtest over the same bars would not have.  The rule applies to feed bars, at the feed's interval
+(the history's, ``kernels``): a bar whose ``ts`` is not on that grid is ``off_grid``.
 """
 
 from __future__ import annotations

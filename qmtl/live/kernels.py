@@ -8,7 +8,7 @@ instrument's state may be restored from a snapshot (``LiveKernels.snapshot``) ta
 
 **One feed serves every source of an instrument.**  The feed's bars are of one interval F: the
 history's (the smallest step between its bars; the finest source interval when it has fewer than two
-bars), unless given.  Every ``StreamInput`` of the instrument whose interval I is a whole multiple of
+bars).  Every ``StreamInput`` of the instrument whose interval I is a whole multiple of
 F is served from them, bucketed by binding's rule (``qmtl.runtime.binding.bucket``: bucket
 ``[b, b+I)``, open first, high max, low min, close last, volume sum):
 
@@ -41,7 +41,7 @@ from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.runtime.binding import bind, bucket, select_stream_input
 from qmtl.runtime.data import Stream
 from qmtl.runtime.flow import raise_failure
-from qmtl.runtime.key_runtime import KeyRuntime, key_streams, key_timeline
+from qmtl.runtime.key_runtime import KeyRuntime, KeyTimeline, key_streams, key_timeline
 
 from .bars import Bar
 
@@ -49,6 +49,9 @@ from .bars import Bar
 Rows = dict[str, tuple[np.ndarray, dict]]
 #: a source's open bucket: its feed bars' columns (``ts`` and the fields)
 Pending = dict[str, dict[str, np.ndarray]]
+#: the layout of ``LiveKernels.snapshot`` (2: the runtime's state and the open buckets), part of the
+#: digest a stored state must match, so a state stored in another layout is warmed up over, not read
+SNAPSHOT_LAYOUT = 2
 
 
 class LiveError(CompileError):
@@ -60,9 +63,9 @@ class LiveError(CompileError):
 
 class LiveKernels:
     """The generated kernels of ``compiled`` per instrument of ``history`` (any source the data
-    loader reads), fed bars of ``feed_interval`` seconds (default: the history's own interval)."""
+    loader reads), fed bars of the history's interval."""
 
-    def __init__(self, compiled: Any, history: Any, feed_interval: int | None = None) -> None:
+    def __init__(self, compiled: Any, history: Any) -> None:
         module = compiled.module
         sources = [op for op in module.ops if op.name in ("stream_input", "tag_query")]
         queries = [op for op in sources if op.name == "tag_query"]
@@ -77,7 +80,7 @@ class LiveKernels:
         self.intervals = {op.result: int(op.attr("interval")) for op in sources}
         loaded = {op.result: select_stream_input(op, bindings.datasets) for op in sources}
         #: the feed's bar interval (s): every source's is a whole multiple of it
-        self.interval = int(feed_interval or _data_interval(loaded) or min(self.intervals.values()))
+        self.interval = _data_interval(loaded) or min(self.intervals.values())
         for op in sources:
             if self.intervals[op.result] % self.interval:
                 raise LiveError(f"%{op.result} has interval {self.intervals[op.result]}s, not a whole multiple of "
@@ -85,7 +88,7 @@ class LiveKernels:
                                 f"sources whose bars it can bucket", op.loc)
         streams = key_streams(self.flow, bindings)
         #: run key → its history's feed bars (the loaded stream its sources bucket)
-        self.feeds = {k: _feed_of(k, s, bindings, loaded, sources) for k, s in streams.items()}
+        self.feeds = {k: _feed_of(s, bindings, loaded, sources) for k, s in streams.items()}
         for feed in self.feeds.values():
             if np.any(feed.ts % self.interval):
                 raise LiveError(f"the history's bars{_of(feed)} are not all on the feed's {self.interval}s grid",
@@ -130,8 +133,9 @@ class LiveKernels:
 
     @property
     def digest(self) -> str:
-        """The generated module's digest: a state snapshot belongs to exactly these kernels."""
-        return self.gen.DIGEST
+        """The generated module's digest and the snapshot layout: a state snapshot belongs to exactly
+        these kernels."""
+        return f"{self.gen.DIGEST}/{SNAPSHOT_LAYOUT}"
 
     def key_for(self, symbol: str) -> Any:
         """The run key a bar of ``symbol`` feeds: the key whose history has that symbol (matched
@@ -152,9 +156,7 @@ class LiveKernels:
         timeline = self.history[key]
         rt = self.runtimes[key] = KeyRuntime(self.gen, self.flow, self.functions, timeline, key)
         self.pending[key] = {v: dict(cols) for v, cols in self._seeds[key].items()}
-        rows: Rows = {}
-        raise_failure(lambda: rows.update(rt.run_window(timeline)))
-        return rows
+        return self._run(rt, timeline)
 
     def restore(self, key: Any, snapshot: dict) -> None:
         """Continue ``key`` from a snapshot taken after a bar (instead of the warm-up)."""
@@ -192,8 +194,10 @@ class LiveKernels:
                 closed[v].append(self._bar(key, v, pending.pop(v)))
         streams = {v: _concat(bars, self._bar(key, v, {c: a[:0] for c, a in row.items()}))
                    for v, bars in closed.items()}
-        timeline = key_timeline(streams, self.intervals)
-        rt = self.runtimes[key]
+        return self._run(self.runtimes[key], key_timeline(streams, self.intervals))
+
+    @staticmethod
+    def _run(rt: KeyRuntime, timeline: KeyTimeline) -> Rows:
         rows: Rows = {}
         # a node's failure is noted inside the runtime (never raised into a dataflow); raise_failure
         # turns it back into the user's error here
@@ -226,22 +230,21 @@ def _of(stream: Stream) -> str:
     return f" of {stream.symbol}" if stream.symbol is not None else ""
 
 
-def _feed_of(key: Any, streams: dict[str, Stream], bindings: Any, loaded: dict[str, tuple[Stream, ...]],
+def _feed_of(streams: dict[str, Stream], bindings: Any, loaded: dict[str, tuple[Stream, ...]],
              sources: list) -> Stream:
-    """The loaded stream every source of ``key`` buckets: one instrument per run key, else E601 at
-    the source that reads another."""
+    """The loaded stream every source of a run key (its bound ``streams``) buckets: one instrument per
+    run key, else E601 at the source that reads another."""
     feed, first = None, None
     for op in sources:
         binding = bindings[op.result]
         mine = streams[op.result]
-        found = next((s for s in loaded[op.result] if s.key == mine.key), None) \
-            if binding.fan_out else loaded[op.result][0]
-        if found is None:
-            raise LiveError(f"%{op.result} has no history of {key}: a live run feeds one instrument per run key "
-                            f"from one feed, to every source of it", op.loc)
+        # a bound stream is a loaded one bucketed: same symbol and tags (a fanned-out source that lacks
+        # ``key`` has an empty stream named like its first, which then reads another instrument)
+        found = next(s for s in loaded[op.result] if s.key == mine.key) if binding.fan_out else loaded[op.result][0]
         if feed is not None and found is not feed:
-            raise LiveError(f"%{op.result} reads {found.symbol or 'other data'} where %{first.result} reads {feed.symbol or 'its data'}"
-                            f" in one run key: a live run feeds one instrument per run key from one feed "
-                            f"(a strategy reading several instruments at once is not served)", op.loc)
+            raise LiveError(f"%{op.result} reads {found.symbol or 'other data'} where %{first.result} reads "
+                            f"{feed.symbol or 'its data'} in one run key: a live run feeds one instrument per run "
+                            f"key from one feed (a strategy reading several instruments at once is not served)",
+                            op.loc)
         feed, first = found, first or op
     return feed

@@ -54,15 +54,14 @@ class LiveRunner:
     ``history`` (anything the data loader reads), sending orders while ``gate`` is open.
 
     ``on_rows(key, rows)`` sees what every output emitted: over the history at the warm-up, then at
-    each live bar.  ``feed_interval`` (s): the feed's bar interval, default the history's
-    (``LiveKernels``)."""
+    each live bar.  The feed's bars are of the history's interval (``LiveKernels``)."""
 
     def __init__(self, compiled: Any, history: Any, feed: str, world: str, gate: OrderGate, *,
                  metrics: LiveMetrics | None = None,
-                 on_rows: Callable[[Any, Rows], None] | None = None, feed_interval: int | None = None) -> None:
+                 on_rows: Callable[[Any, Rows], None] | None = None) -> None:
         self.address = FeedAddress.parse(feed)
         self.world = check_token(world, "world")
-        self.kernels = LiveKernels(compiled, history, feed_interval)
+        self.kernels = LiveKernels(compiled, history)
         self.strategy = live_strategy_id(compiled)
         self.gate = gate
         self.metrics = metrics or LiveMetrics()

@@ -1,10 +1,11 @@
 """Where a live process keeps its kernels' state between bars: a JetStream key-value bucket on the
 same server as its feed and its log, so a process restarted anywhere resumes from it.
 
-One entry per (world, strategy, instrument), rewritten after every bar: the generated module's
-digest (a snapshot of other kernels is never restored), the last bar processed and
-``KeyRuntime.snapshot()``.  The value is a pickle: it holds numpy state arrays and the opaque
-functions' windows, and is only ever read back by the process that wrote it or its restart.
+One entry per (world, strategy, instrument), rewritten after every bar: ``LiveKernels.digest`` (the
+generated module's and the snapshot layout's: a snapshot of other kernels is never restored), the
+last feed bar processed and ``LiveKernels.snapshot()`` (the ``KeyRuntime``'s state and the sources'
+open buckets).  The value is a pickle: it holds numpy state arrays, the opaque functions' windows and
+the open buckets' feed bars, and is only ever read back by the process that wrote it or its restart.
 """
 
 from __future__ import annotations

@@ -31,10 +31,29 @@ class Flip(Strategy):
         self.add_nodes([price, signal, risk, timing, orders])
 '''
 
+#: BTC read at 1m, 5m and 15m from one feed of 1m bars; execution nodes on the 1m clock
+MULTI = '''
+from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, TimingGate, Execution
 
-def compile_strategy(folder: Path):
+class Multi(Strategy):
+    def setup(self):
+        fast = StreamInput(tags=["BTC"], interval="60s", period=3)
+        slow = StreamInput(tags=["BTC"], interval="5m", period=2)
+        slower = StreamInput(tags=["BTC"], interval="15m", period=2)
+        buckets = Node(expr={"open": slow.open, "range": slow.high - slow.low, "volume": slow.volume,
+                             "close": slow.close, "volume_15m": slower.volume, "high_15m": slower.high},
+                       name="buckets")
+        signal = Node(expr={"signal": ((fast.close - slow.close) > 0).astype(float) * 2 - 1}, name="signal")
+        risk = RiskControl(signal, max_position=5, max_notional=1_000, price=fast)
+        timing = TimingGate(risk, sessions=["00:00-24:00 UTC"], price=fast)
+        orders = Execution(timing, order_type="market", fee_bps=2, slippage_bps=1, price=fast)
+        self.add_nodes([fast, slow, slower, buckets, signal, risk, timing, orders])
+'''
+
+
+def compile_strategy(folder: Path, source: str = STRATEGY):
     path = folder / "flip.py"
-    path.write_text(STRATEGY)
+    path.write_text(source)
     return qmtl.compile(str(path)), path
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import qmtl
+from qmtl.live.bars import Bar
 from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.kernels import LiveError, LiveKernels
 from qmtl.live.order_log import FillRecord, OrderLog, OrderRecord
@@ -19,45 +19,14 @@ from qmtl.live.process import serve_live
 from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
-from .support import (START, assert_equal_to_backtest, bars, drained, expected_orders, frames_from_rows,
-                      make_bars_stream, make_log_stream, publish, running)
+from .support import (MULTI, START, STRATEGY, assert_equal_to_backtest, bars, compile_strategy, drained,
+                      expected_orders, frames_from_rows, make_bars_stream, make_log_stream, publish, running)
 
 OPEN = GateState(True, "paper", "active")
 FIVE = 300
 
-MULTI = '''
-from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, TimingGate, Execution
-
-class Multi(Strategy):
-    def setup(self):
-        fast = StreamInput(tags=["BTC"], interval="60s", period=3)
-        slow = StreamInput(tags=["BTC"], interval="5m", period=2)
-        buckets = Node(expr={"open": slow.open, "range": slow.high - slow.low, "volume": slow.volume,
-                             "close": slow.close}, name="buckets")
-        signal = Node(expr={"signal": ((fast.close - slow.close) > 0).astype(float) * 2 - 1}, name="signal")
-        risk = RiskControl(signal, max_position=5, max_notional=1_000, price=fast)
-        timing = TimingGate(risk, sessions=["00:00-24:00 UTC"], price=fast)
-        orders = Execution(timing, order_type="market", fee_bps=2, slippage_bps=1, price=fast)
-        self.add_nodes([fast, slow, buckets, signal, risk, timing, orders])
-'''
-
-SLOW = '''
-from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, Execution
-
-class Slow(Strategy):
-    def setup(self):
-        price = StreamInput(tags=["BTC"], interval="5m", period=3)
-        signal = Node(expr={"signal": (price.close.diff() > 0).astype(float) * 2 - 1}, name="signal")
-        risk = RiskControl(signal, max_position=5, max_notional=1_000)
-        orders = Execution(risk, fee_bps=2, slippage_bps=1)
-        self.add_nodes([price, signal, risk, orders])
-'''
-
-
-def _compile(folder, source: str, name: str):
-    path = folder / f"{name}.py"
-    path.write_text(source)
-    return qmtl.compile(str(path))
+#: the live tests' strategy (support.STRATEGY, execution nodes included) on 5m bars
+SLOW = STRATEGY.replace('interval="60s"', 'interval="5m"')
 
 
 def _minutes(n_history: int, n_live: int, gaps: list[range]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,16 +41,16 @@ def _minutes(n_history: int, n_live: int, gaps: list[range]) -> tuple[pd.DataFra
 
 # the history ends 3 minutes into a 5m bucket: START opens at minute 4 of one, 120 bars later is minute 3
 HISTORY_BARS = 120
-# the live bars end on a bucket's close (a backtest ending inside a bucket shows it as a bar; live, a
-# bucket is a bar when it closes); live bars 11-13 open a bucket whose closing minute (14) and the next bucket's first two are missing; 30-40 skip
-# two whole buckets
+# the live bars end on a 5m and 15m bucket's close (a backtest ending inside a bucket shows it as a
+# bar; live, a bucket is a bar when it closes); live bars 11-13 open a 5m bucket whose closing minute
+# (14) and the next bucket's first two are missing; 30-40 skip two whole 5m buckets
 GAPS = [range(14, 17), range(30, 41)]
 
 
 def test_the_history_ends_mid_bucket_and_the_live_gaps_skip_closes():
-    history, live = _minutes(HISTORY_BARS, 61, GAPS)
+    history, live = _minutes(HISTORY_BARS, 181, GAPS)
     last = int(history.ts.iloc[-1])
-    assert (last + 60) % FIVE != 0 and START % FIVE == 240 and (int(live.ts.iloc[-1]) + 60) % FIVE == 0
+    assert (last + 60) % FIVE != 0 and START % FIVE == 240 and (int(live.ts.iloc[-1]) + 60) % (3 * FIVE) == 0
     skipped = [ts for ts in range(int(live.ts.iloc[0]), int(live.ts.iloc[-1]), 60) if ts not in set(live.ts)]
     assert any((ts + 60) % FIVE == 0 for ts in skipped)
 
@@ -132,9 +101,12 @@ def _check_fills(records: list, live: pd.DataFrame, clock: int) -> None:
         assert f.bar_ts == at and f.price == pytest.approx(price, rel=1e-15)
 
 
-def test_1m_and_5m_sources_fed_1m_bars_equal_a_backtest(scope, tmp_path):
-    compiled = _compile(tmp_path, MULTI, "multi")
-    history, live = _minutes(HISTORY_BARS, 61, GAPS)
+def _live_and_backtest(scope, tmp_path, source: str, n_live: int) -> tuple[LiveRunner, pd.DataFrame, list, dict]:
+    """``source`` run live on ``n_live`` minutes after the history, with the simulated broker: the
+    runner, the live bars, the log's records, and the backtest over history + live bars (its outputs
+    already checked equal to the live run's, bit for bit)."""
+    compiled, _ = compile_strategy(tmp_path, source)
+    history, live = _minutes(HISTORY_BARS, n_live, GAPS)
     chunks: list[dict] = []
     runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
                         on_rows=lambda key, rows: chunks.append(rows))
@@ -151,33 +123,22 @@ def test_1m_and_5m_sources_fed_1m_bars_equal_a_backtest(scope, tmp_path):
     records = asyncio.run(scenario())
     backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
     assert_equal_to_backtest(frames_from_rows(chunks), backtest)
+    assert runner.metrics.bars._value.get() == len(live)
+    return runner, live, records, backtest
+
+
+def test_1m_5m_and_15m_sources_fed_1m_bars_equal_a_backtest(scope, tmp_path):
+    runner, live, records, backtest = _live_and_backtest(scope, tmp_path, MULTI, 181)
     buckets = backtest["buckets"]
     assert (buckets.index % FIVE == 0).all() and len(buckets) > 20
     orders = [r for r in records if isinstance(r, OrderRecord)]
     want = expected_orders(backtest["orders"], live.ts.tolist())
     assert {o.bar_ts: o.qty for o in orders} == want and len(want) > 3
-    assert runner.metrics.bars._value.get() == len(live)
     _check_fills(records, live, 60)
 
 
 def test_a_5m_strategy_fed_1m_bars_equals_a_backtest(scope, tmp_path):
-    compiled = _compile(tmp_path, SLOW, "slow")
-    history, live = _minutes(HISTORY_BARS, 91, GAPS)
-    chunks: list[dict] = []
-    runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
-                        on_rows=lambda key, rows: chunks.append(rows))
-
-    async def scenario() -> list:
-        nc, js = await _connect()
-        await make_bars_stream(js, scope)
-        await make_log_stream(js, scope)
-        records = await _run_with_broker(runner, js, scope, live)
-        await nc.close()
-        return records
-
-    records = asyncio.run(scenario())
-    backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
-    assert_equal_to_backtest(frames_from_rows(chunks), backtest)
+    runner, live, records, backtest = _live_and_backtest(scope, tmp_path, SLOW, 91)
     orders = [r for r in records if isinstance(r, OrderRecord)]
     want = expected_orders(backtest["orders"], _live_ticks(live, FIVE))
     assert {o.bar_ts: o.qty for o in orders} == want and len(want) > 2
@@ -189,8 +150,8 @@ def test_a_run_restarted_mid_bucket_equals_an_uninterrupted_one(scope, tmp_path)
     """Stopped with a 5m bucket open (its first bars processed, its state stored), started again:
     the new process restores the open bucket from the stored state, and the outputs of both, and
     the orders on the log, are the backtest's."""
-    compiled = _compile(tmp_path, MULTI, "multi")
-    history, live = _minutes(HISTORY_BARS, 61, GAPS)
+    compiled, _ = compile_strategy(tmp_path, MULTI)
+    history, live = _minutes(HISTORY_BARS, 181, GAPS)
     cut = 8  # live bars 6-7 open a bucket (minutes 0-1): the restart lands inside it
     assert (int(live.ts.iloc[cut]) // FIVE) == (int(live.ts.iloc[cut - 1]) // FIVE)
     chunks: list[dict] = []
@@ -213,18 +174,45 @@ def test_a_run_restarted_mid_bucket_equals_an_uninterrupted_one(scope, tmp_path)
         return records
 
     orders = asyncio.run(scenario())
-    # the first started with the history's open bucket, the second restored the live one it left open
-    assert [list(p.values()) for p in resumed] == [[history.ts.iloc[-4:].tolist()], [live.ts.iloc[6:8].tolist()]]
+    # the first started with the history's open 5m and 15m buckets, the second restored the live ones
+    # the first left open
+    assert [sorted(p.values(), key=len) for p in resumed] == [
+        [history.ts.iloc[-4:].tolist(), history.ts.iloc[-14:].tolist()],
+        [live.ts.iloc[6:8].tolist(), live.ts.iloc[1:8].tolist()]]
     backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
     assert_equal_to_backtest(frames_from_rows(chunks), backtest)
     want = expected_orders(backtest["orders"], live.ts.tolist())
     assert {o.bar_ts: o.qty for o in orders} == want and len({o.key for o in orders}) == len(orders)
 
 
+def test_each_instrument_buckets_its_own_feed_bars(tmp_path):
+    """Sources fanned out over two instruments at 1m, 5m and 15m: each run key's kernels, fed its own
+    bars one at a time, equal the backtest's rows of that instrument (15-bar volume sums included)."""
+    compiled = _strategy(tmp_path, "        a = StreamInput(interval='60s', period=2)\n"
+                                   "        b = StreamInput(interval='5m', period=2)\n"
+                                   "        c = StreamInput(interval='15m', period=2)\n"
+                                   "        self.add_nodes([a, b, c, Node(expr={'x': a.close - b.close + c.volume, "
+                                   "'v': c.volume, 'o': c.open, 'w': b.volume}, name='n')])\n")
+    history, live = _minutes(HISTORY_BARS, 181, GAPS + [range(100, 113)])
+    both = lambda frame: pd.concat([frame, frame.assign(symbol="ETH", close=frame.close * 1.5,  # noqa: E731
+                                                        volume=frame.volume * 1.37)]).sort_values(["ts", "symbol"])
+    kernels = LiveKernels(compiled, both(history))
+    chunks = {key: [kernels.warm_up(key)] for key in kernels.feeds}
+    for row in both(live).itertuples():
+        key = kernels.key_for(row.symbol)
+        chunks[key].append(kernels.step(key, Bar(symbol=row.symbol, ts=row.ts, open=row.open, high=row.high,
+                                                 low=row.low, close=row.close, volume=row.volume)))
+    backtest = compiled.run(pd.concat([both(history), both(live)], ignore_index=True)).outputs["n"]
+    assert sorted(chunks) == ["BTC", "ETH"]
+    for key, rows in chunks.items():
+        mine = backtest[backtest.symbol == key].drop(columns="symbol")
+        assert_equal_to_backtest(frames_from_rows(rows), {"n": mine})
+
+
 def _strategy(tmp_path, body: str):
-    return _compile(tmp_path, "from qmtl.runtime.sdk import Strategy, StreamInput, TagQueryNode, Node\n"
-                              "class S(Strategy):\n"
-                              "    def setup(self):\n" + body, "s")
+    return compile_strategy(tmp_path, "from qmtl.runtime.sdk import Strategy, StreamInput, TagQueryNode, Node\n"
+                                      "class S(Strategy):\n"
+                                      "    def setup(self):\n" + body)[0]
 
 
 def _e601(compiled, history) -> tuple[str, int]:
@@ -252,6 +240,8 @@ def test_what_one_feed_cannot_serve_is_E601_at_the_sources_line(tmp_path):
     coarse = bars(10).iloc[::2]  # 2-minute history: a 1m source is finer than its feed
     message, line = _e601(fine, coarse)
     assert line == 4 and "60s, not a whole multiple of the feed's 120s" in message
+    message, line = _e601(fine, bars(10).assign(ts=lambda f: f.ts + 30))  # 1m bars at :30
+    assert line == 4 and "not all on the feed's 60s grid" in message
     query = _strategy(tmp_path, "        q = TagQueryNode(query_tags=['BTC'], interval='60s', period=1)\n"
                                 "        self.add_nodes([q])\n")
     message, line = _e601(query, bars(10))

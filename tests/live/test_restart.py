@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.order_log import OrderLog
@@ -22,8 +23,8 @@ from qmtl.live.runner import LiveRunner
 from qmtl.live.state_store import StateStore, state_key
 
 from .conftest import NATS_URL
-from .support import (bars, compile_strategy, drained, expected_orders, make_bars_stream, make_log_stream, publish,
-                      running)
+from .support import (MULTI, STRATEGY, bars, compile_strategy, drained, expected_orders, make_bars_stream,
+                      make_log_stream, publish, running)
 
 KILLS = 2
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +36,11 @@ def _start(strategy: Path, history: Path, scope) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-def test_kill_9_at_random_moments_loses_and_repeats_no_order(scope, tmp_path):
-    compiled, strategy = compile_strategy(tmp_path)
+@pytest.mark.parametrize("source", [STRATEGY, MULTI], ids=["1m", "1m-5m-15m"])
+def test_kill_9_at_random_moments_loses_and_repeats_no_order(scope, tmp_path, source):
+    """With several intervals the history ends inside a 5m and a 15m bucket, and kills land inside
+    open buckets: their feed bars come back from the stored state."""
+    compiled, strategy = compile_strategy(tmp_path, source)
     history, live = bars(100, seed=11), bars(100, first=100, seed=11)
     history_file = tmp_path / "history.parquet"
     history.to_parquet(history_file)
