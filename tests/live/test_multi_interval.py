@@ -67,11 +67,17 @@ async def _connect():
 
 
 async def _run_with_broker(runner: LiveRunner, js, scope, live: pd.DataFrame) -> list:
-    """``live`` through ``runner`` with the simulated broker; the log once every fillable order is filled."""
+    """``live`` through ``runner`` with the simulated broker, and amid them a repeated bar, an older
+    one and one off the feed's 1m grid (inside a 5m bucket, still not a feed bar); the log once every
+    fillable order is filled."""
     stop = asyncio.Event()
     process = asyncio.create_task(serve_live(runner, ("paper",), stop))
     await asyncio.wait_for(runner.ready.wait(), 60)
-    await publish(js, scope.subject("BTC"), live)
+    subject = scope.subject("BTC")
+    await publish(js, subject, live.iloc[:20])
+    off_grid = live.iloc[20:21].assign(ts=lambda f: f.ts + 30)
+    await publish(js, subject, pd.concat([live.iloc[19:20], live.iloc[3:4], off_grid]))
+    await publish(js, subject, live.iloc[20:])
     await drained(js, scope.stream, runner.durable)
     log = OrderLog(js, scope.world)
     for _ in range(200):
@@ -124,6 +130,9 @@ def _live_and_backtest(scope, tmp_path, source: str, n_live: int) -> tuple[LiveR
     backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
     assert_equal_to_backtest(frames_from_rows(chunks), backtest)
     assert runner.metrics.bars._value.get() == len(live)
+    dropped = {x.labels["reason"]: x.value for x in runner.metrics.dropped.collect()[0].samples
+               if x.name.endswith("_total")}
+    assert {r: n for r, n in dropped.items() if n} == {"duplicate": 1, "late": 1, "off_grid": 1}
     return runner, live, records, backtest
 
 
