@@ -543,10 +543,6 @@ def _arrow_to_numpy(col: pa.ChunkedArray, name: str, source: str) -> _Raw:
         col = _arrow_time_to_seconds(col)
     elif pa.types.is_dictionary(t):
         col = col.cast(t.value_type)
-    if col.null_count == 0 and (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        # one array, joined by Arrow into its own memory pool (which keeps freed pages for the next
-        # read): numpy's concatenation into fresh pages cost ten times the copy on a large file
-        return col.to_numpy(), None
     chunks = col.chunks or [pa.array([], type=col.type)]
     arrays, masks = [], []
     for chunk in chunks:

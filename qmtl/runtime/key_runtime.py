@@ -32,7 +32,6 @@ from qmtl.ir.module import Module
 
 from .binding import Bindings
 from .data import Stream
-from . import pooled
 from .flow import failed, note_failure
 from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame, to_pandas
 from .sdk.cache_view import CacheView
@@ -80,12 +79,10 @@ def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) ->
     """Put one key's sources on one timeline (see ``KeyTimeline``)."""
     if not streams:
         return KeyTimeline(np.array([], np.int64), {}, {}, dict(intervals))
-    closes = {v: np.add(s.ts, intervals[v], out=pooled.empty(len(s.ts), np.int64))
-              for v, s in streams.items()}
+    closes = {v: s.ts + intervals[v] for v, s in streams.items()}
     first, *others = closes.values()
     if all(np.array_equal(c, first) for c in others):
-        everywhere = pooled.empty(len(first), bool)
-        everywhere.fill(True)
+        everywhere = np.ones(len(first), dtype=bool)
         return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, dict(intervals))
     close = reduce(np.union1d, closes.values()).astype(np.int64)
     padded, present = {}, {}
@@ -454,7 +451,7 @@ class _Rows:
         capacity = len(timeline.close)
         self.objects: list | None = [] if None in dtypes else None
         self.cols = {} if self.objects is not None else {
-            c: pooled.empty(capacity, d) for c, d in dtypes.items()}
+            c: np.empty(capacity, dtype=d) for c, d in dtypes.items()}
         self.clear(timeline)
 
     def clear(self, timeline: KeyTimeline) -> None:
@@ -469,7 +466,7 @@ class _Rows:
         if self.objects is not None:
             self.objects = []
         elif any(len(a) < capacity for a in self.cols.values()):
-            self.cols = {c: pooled.empty(capacity, a.dtype) for c, a in self.cols.items()}
+            self.cols = {c: np.empty(capacity, dtype=a.dtype) for c, a in self.cols.items()}
 
     def append(self, mask: np.ndarray, lo: int, values: list[np.ndarray]) -> None:
         """The rows where ``mask`` is set, of a batch starting at tick ``lo``."""
@@ -493,11 +490,11 @@ class _Rows:
             return
         if self.span is not None:  # the run of consecutive ticks ends here: its timestamps, copied once
             a, b = self.span
-            self.ts = pooled.empty(len(self.close), np.int64)
+            self.ts = np.empty(len(self.close), dtype=np.int64)
             self.ts[:k] = self.ticks_ts[a:b]
             self.span = None
         elif len(self.ts) < len(self.close):
-            self.ts = pooled.empty(len(self.close), np.int64)
+            self.ts = np.empty(len(self.close), dtype=np.int64)
         ts = self.close[lo:lo + len(mask)] - self.clock
         if full:
             self.ts[k:k + len(ts)] = ts

@@ -233,21 +233,3 @@ def test_cleared_rows_grow_for_a_longer_batch_and_copies_outlive_the_clear():
     assert kept[0].tolist() == short.streams["p"].ts.tolist() and kept[1]["x"].tolist() == [0.5, 1.5]
     assert rows.view()[0].tolist() == longer.streams["p"].ts[[0, 2]].tolist()
     assert rows.view()[1]["x"].tolist() == [7.0, 9.0]
-
-
-def test_large_result_arrays_live_in_arrows_pool_and_outlive_their_maker():
-    import gc
-
-    import pyarrow as pa
-
-    from qmtl.runtime import pooled
-    before = pa.total_allocated_bytes()
-    a = pooled.empty(1 << 18, np.float64)  # 2 MiB: from Arrow's pool, which keeps freed pages
-    assert pa.total_allocated_bytes() - before >= a.nbytes and a.flags.writeable and a.dtype == np.float64
-    a[:] = np.arange(len(a))
-    part = a[10:20]
-    del a
-    gc.collect()
-    assert part.tolist() == list(range(10, 20))  # the pool's buffer lives as long as a view of it
-    small = pooled.empty(8, np.int64)
-    assert small.flags.writeable and len(small) == 8
