@@ -31,9 +31,17 @@ from tests.services.conftest import PG_BASE
 from tests.services.gateway_process import REPO, free_port, start_gateway, stop_gateway
 
 
+def _alive_worker(pid: int) -> bool:
+    """``pid`` is still a serving worker (it may exit between any two reads of ``/proc``)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+    while _alive_worker(pid):
         assert time.monotonic() < deadline, f"worker {pid} outlived its killed supervisor"
         time.sleep(0.05)
 
@@ -155,9 +163,12 @@ def _requests_served(pid: int, scratch: Path) -> float:
 
     environ = dict(item.split("=", 1) for item in
                    Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    counters = Path(environ["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{pid}.db"
+    if not counters.exists():  # the worker has counted nothing yet
+        return 0.0
     mine = scratch / str(pid)
     mine.mkdir(exist_ok=True)
-    shutil.copy(Path(environ["PROMETHEUS_MULTIPROC_DIR"]) / f"counter_{pid}.db", mine)
+    shutil.copy(counters, mine)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(mine))
     return sum(s.value for m in registry.collect() if m.name == "qmtl_http_requests"
