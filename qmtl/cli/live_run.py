@@ -48,7 +48,10 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
         raise typer.Exit(1)
     if metrics_port is not None:
         from prometheus_client import start_http_server
-        start_http_server(metrics_port, addr="127.0.0.1", registry=runner.metrics.registry)
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1", registry=runner.metrics.registry)
+        except OSError as exc:
+            _fail(f"--metrics-port {metrics_port}: {exc.strerror or exc}", 2)
     out.print(f"{compiled.name}: live in world {world} as {runner.strategy} on {feed} "
               f"(orders while the world activates it; Ctrl-C stops)", markup=False)
     gate.start()

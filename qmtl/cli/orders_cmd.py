@@ -25,6 +25,9 @@ def orders_command(
     """Print WORLD's orders and fills in DOMAIN, then its positions (not with --follow)."""
     from qmtl.live.connection import NatsUnreachable
     from qmtl.live.order_log import LogError
+    if domain not in ("paper", "live"):
+        err.print(f"error: --domain {domain!r}: expected paper or live", style="bold red", markup=False)
+        raise typer.Exit(2)
     try:
         asyncio.run(_show(nats_url, world, domain, follow, fmt))
     except (LogError, NatsUnreachable) as exc:

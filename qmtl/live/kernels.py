@@ -137,12 +137,25 @@ class LiveKernels:
         these kernels."""
         return f"{self.gen.DIGEST}/{SNAPSHOT_LAYOUT}"
 
+    def name_unnamed(self, symbol: str | None, loc: Any = None) -> None:
+        """Give history without a ``symbol`` column the instrument the feed names (its subject's last
+        token): otherwise a bar of any symbol would feed that history's state (E601 when the feed
+        subject is a wildcard and so names none)."""
+        unnamed = [k for k, s in self.symbols.items() if s is None]
+        if not unnamed:
+            return
+        if symbol is None:
+            raise LiveError("the history has no 'symbol' column, so the feed subject must name its one "
+                            "instrument (e.g. bars.BTC), not a wildcard", loc)
+        for key in unnamed:
+            self.symbols[key] = symbol
+
     def key_for(self, symbol: str) -> Any:
         """The run key a bar of ``symbol`` feeds: the key whose history has that symbol (matched
-        case-insensitively, as bindings match tags), or the one key of history without a symbol
-        column; KeyError when this strategy does not read ``symbol``."""
+        case-insensitively, as bindings match tags; history without a symbol column is the feed's
+        instrument, ``name_unnamed``); KeyError when this strategy does not read ``symbol``."""
         for key, stream_symbol in self.symbols.items():
-            if stream_symbol is None or stream_symbol.lower() == symbol.lower():
+            if stream_symbol is not None and stream_symbol.lower() == symbol.lower():
                 return key
         raise KeyError(symbol)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 #: why a bar was dropped (``bar_rule`` and ``bars``): declared up front as label values
-DROP_REASONS = ("malformed", "duplicate", "late", "off_grid", "unknown_instrument")
+DROP_REASONS = ("malformed", "duplicate", "late", "off_grid", "future", "unknown_instrument")
 
 
 class LiveMetrics:

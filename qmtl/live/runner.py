@@ -62,6 +62,8 @@ class LiveRunner:
         self.address = FeedAddress.parse(feed)
         self.world = check_token(world, "world")
         self.kernels = LiveKernels(compiled, history)
+        token = self.address.subject.rsplit(".", 1)[-1]
+        self.kernels.name_unnamed(None if token in ("*", ">") else token)
         self.strategy = live_strategy_id(compiled)
         self.gate = gate
         self.metrics = metrics or LiveMetrics()

@@ -48,6 +48,28 @@ def test_the_rule_drops_repeats_older_bars_and_bars_off_the_grid_per_instrument(
     assert rule.reject("BTC", 660) == "duplicate"
 
 
+def test_a_bar_opening_ahead_of_the_wall_clock_is_future_and_moves_nothing():
+    now = 1_800_000_000
+    rule = BarSequence(60, {"BTC": now - 120}, clock=lambda: now)
+    assert rule.reject("BTC", now - 60) is None and rule.reject("BTC", now + 60) is None  # within the skew
+    assert rule.reject("BTC", 4_102_444_800) == "future"  # year 2100: accepted, every real bar would be late
+    assert BarSequence(3600, clock=lambda: now - now % 3600).reject("BTC", now - now % 3600 + 3600) is None
+
+
+def test_history_without_symbols_serves_only_the_instrument_the_feed_names(tmp_path):
+    from qmtl.live.kernels import LiveError, LiveKernels
+    from .support import bars
+    compiled, _ = compile_strategy(tmp_path)
+    history = bars(30).drop(columns="symbol")
+    kernels = LiveKernels(compiled, history)
+    kernels.name_unnamed("AAA")
+    assert kernels.key_for("aaa") == next(iter(kernels.symbols))  # the feed's instrument, any case
+    with pytest.raises(KeyError):
+        kernels.key_for("ZZZ")  # a bar of another symbol is an unknown instrument, not AAA's
+    with pytest.raises(LiveError, match="wildcard"):
+        LiveKernels(compiled, history).name_unnamed(None)
+
+
 @pytest.mark.parametrize("url", ["http://h:1/bars", "nats://h:4222", "nats://h:4222/a b", "nats:///bars.X"])
 def test_a_feed_address_is_nats_url_with_a_subject(url):
     with pytest.raises(FeedError, match="nats://"):

@@ -23,3 +23,9 @@ def test_run_live_says_what_is_missing_or_malformed(tmp_path):
     for extra, says in cases:
         got = cli.invoke(app, base + extra)
         assert got.exit_code == 2 and says in got.output, (extra, got.output)
+
+
+def test_orders_refuses_a_domain_that_has_no_log():
+    for domain in ("backtest", "LIVE"):
+        got = CliRunner().invoke(app, ["orders", "w", "--domain", domain])
+        assert got.exit_code == 2 and "expected paper or live" in got.output, got.output

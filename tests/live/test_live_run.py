@@ -76,7 +76,7 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
     m = runner.metrics
     assert m.bars._value.get() == len(live)
     dropped = {s.labels["reason"]: s.value for s in m.dropped.collect()[0].samples if s.name.endswith("_total")}
-    assert dropped == {"duplicate": 1, "late": 2, "malformed": 3, "off_grid": 1, "unknown_instrument": 0}
+    assert dropped == {"duplicate": 1, "late": 2, "malformed": 3, "off_grid": 1, "future": 0, "unknown_instrument": 0}
 
     orders = [r for r in records if isinstance(r, OrderRecord)]
     want = expected_orders(backtest["orders"], live.ts.tolist())
