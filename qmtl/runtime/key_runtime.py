@@ -488,13 +488,11 @@ class _Rows:
             self.span = (lo + first if self.span is None else self.span[0], lo + len(mask))
             self.count = k + len(mask) - first
             return
-        if self.span is not None:  # the run of consecutive ticks ends here: its timestamps, copied once
-            a, b = self.span
+        span, self.span = self.span, None
+        if len(self.ts) < len(self.close):
             self.ts = np.empty(len(self.close), dtype=np.int64)
-            self.ts[:k] = self.ticks_ts[a:b]
-            self.span = None
-        elif len(self.ts) < len(self.close):
-            self.ts = np.empty(len(self.close), dtype=np.int64)
+        if span is not None:  # the run of consecutive ticks ends here: its timestamps, copied once
+            self.ts[:k] = self.ticks_ts[span[0]:span[1]]
         ts = self.close[lo:lo + len(mask)] - self.clock
         if full:
             self.ts[k:k + len(ts)] = ts
