@@ -33,6 +33,7 @@ from qmtl.ir.module import Module
 from .binding import Bindings
 from .data import Stream
 from .flow import failed, note_failure
+from .instants import Everywhere, ShiftedInstants
 from .reference import NO_VALUE, Interpreter, Track, guarded, last_row, opaque_frame, to_pandas
 from .sdk.cache_view import CacheView
 from .results import NodeRuntimeError
@@ -69,9 +70,9 @@ class KeyTimeline:
     I opening at ts closes at ts + I: ordering by close time is what keeps a 5m bar from showing
     before it closed (docs/design.md "Clocks")."""
 
-    close: np.ndarray
+    close: np.ndarray | ShiftedInstants
     streams: dict[str, Stream]
-    present: dict[str, np.ndarray]
+    present: dict[str, np.ndarray | Everywhere]
     intervals: dict[str, int]
 
 
@@ -79,11 +80,13 @@ def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) ->
     """Put one key's sources on one timeline (see ``KeyTimeline``)."""
     if not streams:
         return KeyTimeline(np.array([], np.int64), {}, {}, dict(intervals))
+    (v0, s0), *rest = streams.items()
+    if all(intervals[v] == intervals[v0] and (s.ts is s0.ts or np.array_equal(s.ts, s0.ts)) for v, s in rest):
+        # one set of bars on one clock: close instants and presence are derived, not written out
+        everywhere = Everywhere(len(s0.ts))
+        return KeyTimeline(ShiftedInstants(s0.ts, intervals[v0]), dict(streams), {v: everywhere for v in streams},
+                           dict(intervals))
     closes = {v: s.ts + intervals[v] for v, s in streams.items()}
-    first, *others = closes.values()
-    if all(np.array_equal(c, first) for c in others):
-        everywhere = np.ones(len(first), dtype=bool)
-        return KeyTimeline(first, dict(streams), {v: everywhere for v in streams}, dict(intervals))
     close = reduce(np.union1d, closes.values()).astype(np.int64)
     padded, present = {}, {}
     for v, s in streams.items():
