@@ -6,7 +6,7 @@ the opaque ``py_call`` steps, the only per-tick Python: each calls the user's fu
 ``CacheView`` built by the reference interpreter's own view builder, from the window tail this key
 has kept, so the Python path and the oracle cannot drift apart.
 
-Where the time goes matters here (see DESIGN.md "Performance model"): buffers are scratch that is
+Where the time goes matters here (docs/design.md "Performance model"): buffers are scratch that is
 only valid during one batch, so one set per worker thread serves every key; emitted rows are appended
 by a jitted compaction into arrays sized for the key's whole stream, and handed on once, when the
 key's last batch has run — no pandas and no per-batch result objects inside the dataflow.
