@@ -21,7 +21,7 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     from qmtl.compiler.pipeline import compile as compile_strategy
     from qmtl.ir.diagnostics import CompileError
     from qmtl.live.connection import NatsUnreachable
-    from qmtl.live.feed import FeedAddress, FeedError
+    from qmtl.live.feed import FeedAddress, FeedError, check_feed
     from qmtl.live.order_log import LogError, check_token
     from qmtl.live.process import serve_live
     from qmtl.live.runner import LiveRunner, live_strategy_id
@@ -52,6 +52,10 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
             start_http_server(metrics_port, addr="127.0.0.1", registry=runner.metrics.registry)
         except OSError as exc:
             _fail(f"--metrics-port {metrics_port}: {exc.strerror or exc}", 2)
+    try:  # a missing server or stream is one line now, not after the warm-up
+        asyncio.run(check_feed(runner.address))
+    except (NatsUnreachable, FeedError) as exc:
+        _fail(str(exc), 1)
     out.print(f"{compiled.name}: live in world {world} as {runner.strategy} on {feed} "
               f"(orders while the world activates it; Ctrl-C stops)", markup=False)
     gate.start()

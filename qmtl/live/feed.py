@@ -70,6 +70,34 @@ class FeedAddress:
         return cls(f"{parts.scheme}://{parts.netloc}", subject)
 
 
+def stream_subjects(subject: str) -> str:
+    """The subjects a stream for ``subject``'s bars could hold: its first token's whole tree
+    (``bars.BTC`` -> ``bars.>``), or the subject itself when it has one token."""
+    first = subject.split(".", 1)[0]
+    return f"{first}.>" if "." in subject and first not in ("*", ">") else subject
+
+
+async def stream_of(js, subject: str) -> str:
+    """The JetStream stream holding ``subject``; ``FeedError`` saying how to make one when none does."""
+    from nats.js.errors import NotFoundError
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        raise FeedError(f"no JetStream stream holds subject {subject!r}: create one for the feed first, "
+                        f"e.g. nats stream add BARS --subjects {stream_subjects(subject)!r}") from None
+
+
+async def check_feed(address: FeedAddress) -> str:
+    """The stream ``address``'s bars are on, asked before a process warms up and follows its world, so a
+    missing server or stream is one line at once (``NatsUnreachable``, ``FeedError``)."""
+    from .connection import connect
+    nc = await connect(address.server, "qmtl-live-check")
+    try:
+        return await stream_of(nc.jetstream(), address.subject)
+    finally:
+        await nc.close()
+
+
 class JetStreamFeed:
     """Bars from a JetStream durable pull consumer on one subject (wildcards allowed): the consumer
     remembers on the server what was acknowledged, so a restarted process resumes where it was."""
@@ -80,12 +108,7 @@ class JetStreamFeed:
     @classmethod
     async def open(cls, js, subject: str, durable: str) -> "JetStreamFeed":
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
-        try:
-            stream = await js.find_stream_name_by_subject(subject)
-        except NotFoundError:
-            raise FeedError(f"no JetStream stream holds subject {subject!r}: create one for the feed first "
-                            f"(e.g. nats stream add BARS --subjects 'bars.>')") from None
+        stream = await stream_of(js, subject)
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                                 ack_wait=ACK_WAIT_S, max_ack_pending=1, filter_subject=subject)
         sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)

@@ -33,6 +33,10 @@ def test_a_bar_takes_its_symbol_from_the_subject_unless_it_names_one():
     (b'{"ts": 1700000040, "open": 1, "high": 1, "low": 1, "close": NaN, "volume": 1}', "close=nan"),
     (json.dumps({**GOOD, "volume": -2}).encode(), "volume=-2.0"),
     (json.dumps({**GOOD, "note": "hi"}).encode(), "extra field note"),
+    # prices that are not a bar's: the backtest's loader refuses the same (E503, qmtl.runtime.bar_shape)
+    (json.dumps({**GOOD, "high": 0.4}).encode(), "high=0.4 is below low=0.5"),
+    (json.dumps({**GOOD, "open": 2.5}).encode(), "open=2.5 is outside [low, high] = [0.5, 2.0]"),
+    (json.dumps({**GOOD, "close": 0.1}).encode(), "close=0.1 is outside [low, high] = [0.5, 2.0]"),
 ])
 def test_what_is_not_a_bar_says_why(payload, says):
     with pytest.raises(BadBar) as info:
