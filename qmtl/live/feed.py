@@ -106,11 +106,17 @@ class JetStreamFeed:
         self._sub, self.stream = sub, stream
 
     @classmethod
-    async def open(cls, js, subject: str, durable: str) -> "JetStreamFeed":
+    async def open(cls, js, subject: str, durable: str, start: int | None = None) -> "JetStreamFeed":
+        """The durable consumer ``durable`` on ``subject``'s stream; when it does not exist yet it is
+        made to start at messages the server stored at or after epoch second ``start`` (None: the
+        first).  An existing consumer resumes where it was, whatever ``start`` says."""
+        from datetime import datetime, timezone
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
         stream = await stream_of(js, subject)
-        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                ack_wait=ACK_WAIT_S, max_ack_pending=1, filter_subject=subject)
+        where = dict(deliver_policy=DeliverPolicy.ALL) if start is None else dict(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.fromtimestamp(start, timezone.utc))
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=1,
+                                filter_subject=subject, **where)
         sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
         return cls(sub, stream)
 

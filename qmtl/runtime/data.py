@@ -10,9 +10,9 @@ the cost we are trying not to pay.
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose ``loc`` names the
 file (or ``<DataFrame>``/``<Table>``) and whose message names the problem: E501 no usable ``ts``
 column (including integers that are milliseconds, not seconds), E502 unsorted or duplicate
-timestamps, E503 NaN/null/infinite in a required field, prices that are not a bar's (high below low,
-open or close outside [low, high]: ``bar_shape``, the live feed's rule too) or no bars at all, E505
-unreadable file or unknown format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
+timestamps, E503 NaN/null/infinite in a required field, prices that are not a bar's (high below
+low, open or close outside [low, high]: ``bar_shape``, the live feed's rule too) or no bars at all,
+E505 unreadable file or unknown format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
 ``binding``; its message then names the data source).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
 """

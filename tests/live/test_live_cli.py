@@ -35,7 +35,9 @@ def test_run_live_says_what_is_missing_or_malformed(tmp_path):
              (["--live", "--feed", "nats://127.0.0.1:4222/bars.BTC"], "needs --world and --feed"),
              (["--live", "--world", "demo", "--feed", "http://127.0.0.1/bars"], "expected nats://HOST:PORT/SUBJECT"),
              (["--live", "--world", "de mo", "--feed", "nats://127.0.0.1:4222/bars.BTC"], "world 'de mo'"),
-             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--broker", "ib"], "--broker 'ib'")]
+             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--broker", "ib"], "--broker 'ib'"),
+             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--max-bar-age", "0"],
+              "--max-bar-age 0.0: expected a positive number of seconds")]
     for extra, says in cases:
         got = cli.invoke(app, base + extra)
         assert got.exit_code == 2 and says in got.output, (extra, got.output)
