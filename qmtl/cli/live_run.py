@@ -24,6 +24,7 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     from qmtl.live.bar_age import checked_max_age
     from qmtl.live.connection import NatsUnreachable
     from qmtl.live.feed import FeedAddress, FeedError, check_feed
+    from qmtl.live.lock import NotExclusive
     from qmtl.live.order_log import LogError, check_token
     from qmtl.live.process import serve_live
     from qmtl.live.runner import LiveRunner, live_strategy_id
@@ -64,7 +65,7 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     gate.start()
     try:
         asyncio.run(serve_live(runner, BROKER_DOMAINS if broker == "sim" else ()))
-    except (NatsUnreachable, FeedError) as exc:
+    except (NatsUnreachable, FeedError, NotExclusive) as exc:
         _fail(str(exc), 1)
     except NodeRuntimeError as exc:
         _fail(str(exc), 1)

@@ -12,6 +12,9 @@ Per bar, in this order (docs/design.md "Live runs"):
 4. store the instrument's kernel state (``state_store``);
 5. acknowledge the bar.
 
+The process holds its (world, strategy) lock (``lock``) throughout: no bar is handled on a lock it has
+not confirmed within the lock's expiry.
+
 A process killed anywhere in 2-5 gets the bar again after its restart: its state is the one before
 the bar, its orders are found on the log by their keys and not sent again.  Killed after 5, the bar
 is a duplicate of the stored state's last bar.
@@ -35,6 +38,7 @@ from .connection import connect
 from .feed import FeedAddress, FeedMessage, JetStreamFeed
 from .gate_state import OrderGate
 from .kernels import LiveKernels, Rows
+from .lock import ProcessLock
 from .metrics import LiveMetrics
 from .order_log import OrderLog, OrderRecord, check_token, order_key
 from .state_store import KeyState, StateStore, state_key
@@ -80,6 +84,7 @@ class LiveRunner:
         self._exposure: dict[str, Exposure] = {}
         self._log: OrderLog | None = None
         self._store: StateStore | None = None
+        self._lock: ProcessLock | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or forever)."""
@@ -87,20 +92,31 @@ class LiveRunner:
         nc = await connect(self.address.server, f"qmtl-live-{self.world}")
         try:
             js = nc.jetstream()
-            self._log = OrderLog(js, self.world)
-            self._store = await StateStore.open(js)
-            await self._start()
-            feed = await JetStreamFeed.open(js, self.address.subject, self.durable, self._deliver_from())
-            self.ready.set()
-            log.info("live: %s in world %s on %s (consumer %s)", self.strategy, self.world,
-                     self.address.subject, self.durable)
+            # the lock first: the state and the log are read only once no other process writes them
+            self._lock = await ProcessLock.acquire(js, self.world, self.strategy)
+            keeper = asyncio.create_task(self._lock.keep())
             try:
-                while not stop.is_set():
-                    msg = await feed.next(_POLL_S)
-                    if msg is not None:
-                        await self._handle(msg)
+                self._log = OrderLog(js, self.world)
+                self._store = await StateStore.open(js)
+                await self._start()
+                feed = await JetStreamFeed.open(js, self.address.subject, self.durable, self._deliver_from())
+                self.ready.set()
+                log.info("live: %s in world %s on %s (consumer %s)", self.strategy, self.world,
+                         self.address.subject, self.durable)
+                try:
+                    while not stop.is_set():
+                        if keeper.done():
+                            keeper.result()  # the lock was lost: raised here, the process stops
+                        msg = await feed.next(_POLL_S)
+                        if msg is not None:
+                            self._lock.check()  # no bar, hence no order, on a lock not confirmed in time
+                            await self._handle(msg)
+                finally:
+                    await feed.close()
             finally:
-                await feed.close()
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+                await self._lock.release()
         finally:
             await nc.close()
 
@@ -115,7 +131,8 @@ class LiveRunner:
                 k.restore(key, saved.snapshot)
                 self.sequence.advance(key, saved.last_ts)
                 continue
-            self.on_rows(key, k.warm_up(key))
+            # in a thread: the lock's refreshes go on while a long history runs
+            self.on_rows(key, await asyncio.to_thread(k.warm_up, key))
             if end is not None:
                 self.sequence.advance(key, end)
 
