@@ -19,6 +19,7 @@ from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.lock import LOCK_TTL_S, REFRESH_S, LockHeld
 from qmtl.live.runner import LiveRunner
 
+from .conftest import NATS_URL
 from .support import ANY_AGE, bars, compile_strategy, make_bars_stream, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,6 @@ def _runner(compiled, scope) -> LiveRunner:
 
 async def _streams(scope):
     import nats
-    from .conftest import NATS_URL
     nc = await nats.connect(NATS_URL)
     await make_bars_stream(nc.jetstream(), scope)
     return nc
