@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,9 @@ def _child_live(strategy: str, history: str, feed: str, world: str) -> None:
     import qmtl
     from qmtl.live.gate_state import GateState, StaticGate
     from qmtl.live.runner import LiveRunner
-    runner = LiveRunner(qmtl.compile(strategy), history, feed, world, StaticGate(GateState(True, "paper", "open")))
+    # bars of 2023: orders at any bar age (the default maximum age would send none)
+    runner = LiveRunner(qmtl.compile(strategy), history, feed, world, StaticGate(GateState(True, "paper", "open")),
+                        max_bar_age=math.inf)
     asyncio.run(runner.run())
 
 

@@ -17,11 +17,14 @@ BROKER_DOMAINS = ("paper", "live")
 
 
 def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: str | None,
-             gateway_url: str | None, broker: str, metrics_port: int | None) -> None:
+             gateway_url: str | None, broker: str, metrics_port: int | None,
+             max_bar_age: float | None = None) -> None:
     from qmtl.compiler.pipeline import compile as compile_strategy
     from qmtl.ir.diagnostics import CompileError
+    from qmtl.live.bar_age import checked_max_age
     from qmtl.live.connection import NatsUnreachable
-    from qmtl.live.feed import FeedAddress, FeedError
+    from qmtl.live.feed import FeedAddress, FeedError, check_feed
+    from qmtl.live.lock import NotExclusive
     from qmtl.live.order_log import LogError, check_token
     from qmtl.live.process import serve_live
     from qmtl.live.runner import LiveRunner, live_strategy_id
@@ -35,14 +38,15 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     try:  # what the command line got wrong, before anything is compiled or connected
         FeedAddress.parse(feed)
         check_token(world, "world")
-    except (FeedError, LogError) as exc:
+        checked_max_age(max_bar_age, 1)
+    except (FeedError, LogError, ValueError) as exc:
         _fail(str(exc), 2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         compiled = compile_strategy(file, cls)
         from qmtl.live.gate import WorldGate  # the gate following the world's decision (issue 11, part 4)
         gate = WorldGate(resolve_gateway_url(gateway_url), world, live_strategy_id(compiled))
-        runner = LiveRunner(compiled, data, feed, world, gate)
+        runner = LiveRunner(compiled, data, feed, world, gate, max_bar_age=max_bar_age)
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)
@@ -52,12 +56,16 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
             start_http_server(metrics_port, addr="127.0.0.1", registry=runner.metrics.registry)
         except OSError as exc:
             _fail(f"--metrics-port {metrics_port}: {exc.strerror or exc}", 2)
+    try:  # a missing server or stream is one line now, not after the warm-up
+        asyncio.run(check_feed(runner.address))
+    except (NatsUnreachable, FeedError) as exc:
+        _fail(str(exc), 1)
     out.print(f"{compiled.name}: live in world {world} as {runner.strategy} on {feed} "
               f"(orders while the world activates it; Ctrl-C stops)", markup=False)
     gate.start()
     try:
         asyncio.run(serve_live(runner, BROKER_DOMAINS if broker == "sim" else ()))
-    except (NatsUnreachable, FeedError) as exc:
+    except (NatsUnreachable, FeedError, NotExclusive) as exc:
         _fail(str(exc), 1)
     except NodeRuntimeError as exc:
         _fail(str(exc), 1)

@@ -54,6 +54,11 @@ def run_command(
                                "paper and live orders in this process) or none."),
     metrics_port: Optional[int] = typer.Option(None, "--metrics-port", min=1, max=65535,
                                                help="Live: serve Prometheus metrics on 127.0.0.1:PORT."),
+    max_bar_age: Optional[float] = typer.Option(None, "--max-bar-age", metavar="SECONDS",
+                                                help="Live: send no order for a bar that closed longer ago "
+                                                     "than this (it still runs through the kernels; counted "
+                                                     "as gated, stale_bar). Default: 3 feed intervals; inf: "
+                                                     "any age."),
 ) -> None:
     """Run STRATEGY_FILE over DATA and write its outputs to --out (or, with --live, on a live feed)."""
     from qmtl.compiler.pipeline import compile as compile_strategy
@@ -66,7 +71,7 @@ def run_command(
     check_data(data)
     if live:
         from .live_run import run_live
-        run_live(file, cls, data, world, feed, gateway_url, broker, metrics_port)
+        run_live(file, cls, data, world, feed, gateway_url, broker, metrics_port, max_bar_age)
         return
     if output_dir is None:
         err.print("error: --out is required (where the outputs are written)", style="bold red", markup=False)

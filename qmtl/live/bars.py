@@ -2,8 +2,10 @@
 
 A message is one bar of one instrument: ``{"ts": <bar open, epoch seconds>, "open": …, "high": …,
 "low": …, "close": …, "volume": …}``, optionally ``"symbol"`` (else the subject's last token, so
-``bars.BTC`` carries BTC) and further numeric fields a strategy reads.  Anything else is a
-``BadBar`` with the reason a metric counts it under; the runner drops it, never crashes on it.
+``bars.BTC`` carries BTC) and further numeric fields a strategy reads.  Its prices must be a bar's:
+``low <= open, close <= high`` (``qmtl.runtime.bar_shape``, the rule the backtest's data loader applies
+too).  Anything else is a ``BadBar`` with the reason a metric counts it under; the runner drops it,
+never crashes on it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError, model_validator
+
+from qmtl.runtime.bar_shape import ohlc_problem
 
 
 class BadBar(ValueError):
@@ -45,6 +49,9 @@ class Bar(BaseModel):
                 raise ValueError(f"{name}={value!r} must be a finite price > 0")
         if not (math.isfinite(self.volume) and self.volume >= 0):
             raise ValueError(f"volume={self.volume!r} must be finite and >= 0")
+        problem = ohlc_problem(self.open, self.high, self.low, self.close)
+        if problem is not None:
+            raise ValueError(problem)
         for name, value in (self.model_extra or {}).items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"extra field {name}={value!r} must be a number")

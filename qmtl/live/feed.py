@@ -70,6 +70,34 @@ class FeedAddress:
         return cls(f"{parts.scheme}://{parts.netloc}", subject)
 
 
+def stream_subjects(subject: str) -> str:
+    """The subjects a stream for ``subject``'s bars could hold: its first token's whole tree
+    (``bars.BTC`` -> ``bars.>``), or the subject itself when it has one token."""
+    first = subject.split(".", 1)[0]
+    return f"{first}.>" if "." in subject and first not in ("*", ">") else subject
+
+
+async def stream_of(js, subject: str) -> str:
+    """The JetStream stream holding ``subject``; ``FeedError`` saying how to make one when none does."""
+    from nats.js.errors import NotFoundError
+    try:
+        return await js.find_stream_name_by_subject(subject)
+    except NotFoundError:
+        raise FeedError(f"no JetStream stream holds subject {subject!r}: create one for the feed first, "
+                        f"e.g. nats stream add BARS --subjects {stream_subjects(subject)!r}") from None
+
+
+async def check_feed(address: FeedAddress) -> str:
+    """The stream ``address``'s bars are on, asked before a process warms up and follows its world, so a
+    missing server or stream is one line at once (``NatsUnreachable``, ``FeedError``)."""
+    from .connection import connect
+    nc = await connect(address.server, "qmtl-live-check")
+    try:
+        return await stream_of(nc.jetstream(), address.subject)
+    finally:
+        await nc.close()
+
+
 class JetStreamFeed:
     """Bars from a JetStream durable pull consumer on one subject (wildcards allowed): the consumer
     remembers on the server what was acknowledged, so a restarted process resumes where it was."""
@@ -78,16 +106,17 @@ class JetStreamFeed:
         self._sub, self.stream = sub, stream
 
     @classmethod
-    async def open(cls, js, subject: str, durable: str) -> "JetStreamFeed":
+    async def open(cls, js, subject: str, durable: str, start: int | None = None) -> "JetStreamFeed":
+        """The durable consumer ``durable`` on ``subject``'s stream; when it does not exist yet it is
+        made to start at messages the server stored at or after epoch second ``start`` (None: the
+        first).  An existing consumer resumes where it was, whatever ``start`` says."""
+        from datetime import datetime, timezone
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import NotFoundError
-        try:
-            stream = await js.find_stream_name_by_subject(subject)
-        except NotFoundError:
-            raise FeedError(f"no JetStream stream holds subject {subject!r}: create one for the feed first "
-                            f"(e.g. nats stream add BARS --subjects 'bars.>')") from None
-        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                ack_wait=ACK_WAIT_S, max_ack_pending=1, filter_subject=subject)
+        stream = await stream_of(js, subject)
+        where = dict(deliver_policy=DeliverPolicy.ALL) if start is None else dict(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.fromtimestamp(start, timezone.utc))
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S, max_ack_pending=1,
+                                filter_subject=subject, **where)
         sub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
         return cls(sub, stream)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from .bar_age import STALE_REASON
+
 #: why a bar was dropped (``bar_rule`` and ``bars``): declared up front as label values
 DROP_REASONS = ("malformed", "duplicate", "late", "off_grid", "future", "unknown_instrument")
 
@@ -18,14 +20,16 @@ class LiveMetrics:
         self.dropped = Counter("qmtl_live_bars_dropped", "Bars dropped, by reason.", ["reason"], registry=r)
         self.orders = Counter("qmtl_live_orders_sent", "Orders appended to the log, by domain.", ["domain"],
                               registry=r)
-        self.gated = Counter("qmtl_live_orders_gated", "Orders not sent because the gate was closed, by "
-                             "the gate's reason.", ["reason"], registry=r)
+        self.gated = Counter("qmtl_live_orders_gated", "Orders not sent because the gate was closed (by "
+                             "the gate's reason) or their bar was older than --max-bar-age (stale_bar).",
+                             ["reason"], registry=r)
         self.already = Counter("qmtl_live_orders_already_logged", "Orders found on the log already "
                                "(a bar processed again after a restart), not sent again.", registry=r)
         self.fills = Counter("qmtl_live_fills", "Fills a broker appended to the log, by domain.", ["domain"],
                              registry=r)
         for reason in DROP_REASONS:
             self.dropped.labels(reason=reason)
+        self.gated.labels(reason=STALE_REASON)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -27,9 +27,14 @@ async def serve_live(runner: LiveRunner, broker_domains: Sequence[str] = (),
             js = nc.jetstream()
             jobs += [serve(js, runner.world, d, SimulatedBroker(js), stop, runner.metrics) for d in broker_domains]
         tasks = [asyncio.create_task(j) for j in jobs]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()
-        await asyncio.gather(*tasks)  # the first failure, if any, is raised here
+        # Every job ends before the connection it uses is closed: a broker still fetching when its
+        # connection closes under it dies with an error asyncio prints as a traceback at shutdown.
+        await asyncio.wait(tasks)
+        failed = [t for t in (*done, *tasks) if t.exception() is not None]
+        if failed:
+            raise failed[0].exception()  # the first failure; what it made the others do is noise
     finally:
         if nc is not None:
             await nc.close()

@@ -7,9 +7,13 @@ Per bar, in this order (docs/design.md "Live runs"):
 2. run it through the kernels (``kernels``): the ticks it completes — its own, and before it the
    close of a coarser source's bucket the feed skipped — as one batch;
 3. for each row an Execution node emitted at them, size the order against the domain's exposure
-   rebuilt from the log (``books.Exposure``) and, if the gate is open, append it (``order_log``);
+   rebuilt from the log (``books.Exposure``) and, if the gate is open and the bar is not older than
+   the maximum age (``bar_age``), append it (``order_log``);
 4. store the instrument's kernel state (``state_store``);
 5. acknowledge the bar.
+
+The process holds its (world, strategy) lock (``lock``) throughout: no bar is handled on a lock it has
+not confirmed within the lock's expiry.
 
 A process killed anywhere in 2-5 gets the bar again after its restart: its state is the one before
 the bar, its orders are found on the log by their keys and not sent again.  Killed after 5, the bar
@@ -26,13 +30,15 @@ from typing import Any, Callable
 from qmtl.ir.dag import strategy_id
 from qmtl.ir.ops import order_for
 
-from .bar_rule import BarSequence
+from .bar_age import STALE_REASON, BarAge, checked_max_age
+from .bar_rule import FUTURE_SKEW_S, BarSequence
 from .bars import BadBar, Bar, parse_bar
 from .books import Exposure
 from .connection import connect
 from .feed import FeedAddress, FeedMessage, JetStreamFeed
 from .gate_state import OrderGate
 from .kernels import LiveKernels, Rows
+from .lock import ProcessLock
 from .metrics import LiveMetrics
 from .order_log import OrderLog, OrderRecord, check_token, order_key
 from .state_store import KeyState, StateStore, state_key
@@ -54,11 +60,14 @@ class LiveRunner:
     ``history`` (anything the data loader reads), sending orders while ``gate`` is open.
 
     ``on_rows(key, rows)`` sees what every output emitted: over the history at the warm-up, then at
-    each live bar.  The feed's bars are of the history's interval (``LiveKernels``)."""
+    each live bar.  The feed's bars are of the history's interval (``LiveKernels``).  ``max_bar_age``:
+    seconds after its close a bar's orders are still sent (None: ``bar_age``'s default of a few feed
+    intervals; ``math.inf``: any age)."""
 
     def __init__(self, compiled: Any, history: Any, feed: str, world: str, gate: OrderGate, *,
                  metrics: LiveMetrics | None = None,
-                 on_rows: Callable[[Any, Rows], None] | None = None) -> None:
+                 on_rows: Callable[[Any, Rows], None] | None = None,
+                 max_bar_age: float | None = None) -> None:
         self.address = FeedAddress.parse(feed)
         self.world = check_token(world, "world")
         self.kernels = LiveKernels(compiled, history)
@@ -70,10 +79,12 @@ class LiveRunner:
         self.on_rows = on_rows or (lambda key, rows: None)
         self.durable = f"qmtl_{self.world}_{self.strategy.removeprefix('blake3:')[:16]}"
         self.sequence = BarSequence(self.kernels.interval)
+        self.bar_age = BarAge(self.kernels.interval, checked_max_age(max_bar_age, self.kernels.interval))
         self.ready = asyncio.Event()
         self._exposure: dict[str, Exposure] = {}
         self._log: OrderLog | None = None
         self._store: StateStore | None = None
+        self._lock: ProcessLock | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or forever)."""
@@ -81,20 +92,31 @@ class LiveRunner:
         nc = await connect(self.address.server, f"qmtl-live-{self.world}")
         try:
             js = nc.jetstream()
-            self._log = OrderLog(js, self.world)
-            self._store = await StateStore.open(js)
-            await self._start()
-            feed = await JetStreamFeed.open(js, self.address.subject, self.durable)
-            self.ready.set()
-            log.info("live: %s in world %s on %s (consumer %s)", self.strategy, self.world,
-                     self.address.subject, self.durable)
+            # the lock first: the state and the log are read only once no other process writes them
+            self._lock = await ProcessLock.acquire(js, self.world, self.strategy)
+            keeper = asyncio.create_task(self._lock.keep())
             try:
-                while not stop.is_set():
-                    msg = await feed.next(_POLL_S)
-                    if msg is not None:
-                        await self._handle(msg)
+                self._log = OrderLog(js, self.world)
+                self._store = await StateStore.open(js)
+                await self._start()
+                feed = await JetStreamFeed.open(js, self.address.subject, self.durable, self._deliver_from())
+                self.ready.set()
+                log.info("live: %s in world %s on %s (consumer %s)", self.strategy, self.world,
+                         self.address.subject, self.durable)
+                try:
+                    while not stop.is_set():
+                        if keeper.done():
+                            keeper.result()  # the lock was lost: raised here, the process stops
+                        msg = await feed.next(_POLL_S)
+                        if msg is not None:
+                            self._lock.check()  # no bar, hence no order, on a lock not confirmed in time
+                            await self._handle(msg)
+                finally:
+                    await feed.close()
             finally:
-                await feed.close()
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+                await self._lock.release()
         finally:
             await nc.close()
 
@@ -109,9 +131,22 @@ class LiveRunner:
                 k.restore(key, saved.snapshot)
                 self.sequence.advance(key, saved.last_ts)
                 continue
-            self.on_rows(key, k.warm_up(key))
+            # in a thread: the lock's refreshes go on while a long history runs
+            self.on_rows(key, await asyncio.to_thread(k.warm_up, key))
             if end is not None:
                 self.sequence.advance(key, end)
+
+    def _deliver_from(self) -> int | None:
+        """Where a new consumer starts on the feed's stream (epoch seconds of the server's publish
+        time; None: at its first message): shortly before the history's end, so days of bars the
+        warm-up already covered are not delivered only to be dropped as late.  A bar after the
+        history closes a whole interval after its end and is published no earlier; the margin of
+        one more interval (at least ``FUTURE_SKEW_S``) absorbs a publisher or server clock that is
+        off.  An instrument without history means every bar is wanted: from the first."""
+        ends = [self.kernels.history_end(key) for key in self.kernels.history]
+        if not ends or any(end is None for end in ends):
+            return None
+        return min(ends) - max(FUTURE_SKEW_S, self.kernels.interval)
 
     def _state_key(self, key: Any) -> str:
         return state_key(self.world, self.strategy, key)
@@ -162,9 +197,11 @@ class LiveRunner:
 
         The live book follows the simulated one: its target is the simulated position after the
         node's order at that row's bar, and the order is that target minus the domain's exposure on
-        the log, so bars spent with the gate closed are caught up by the first order after it opens."""
+        the log, so bars spent with the gate closed, or too old for orders (``bar_age``: counted as
+        gated, ``stale_bar``), are caught up by the first order after it opens."""
         instrument = bar.symbol if key is None else str(key)
         gate = None
+        stale: str | None = None  # why the bar is too old for orders ("" when it is not), asked once
         for name, op in self.kernels.executions.items():
             ts, cols = rows.get(name, (None, None))
             for i in range(0 if ts is None else len(ts)):
@@ -176,6 +213,13 @@ class LiveRunner:
                         self.metrics.gated.labels(reason=gate.reason).inc()
                         log.info("live: order of %s for %s at ts=%d not sent: gate closed (%s: %s)", name,
                                  instrument, bar_ts, gate.reason, gate.detail)
+                    continue
+                stale = self.bar_age.stale(bar.ts) if stale is None else stale
+                if stale:
+                    if cols["order_qty"][i] != 0.0:
+                        self.metrics.gated.labels(reason=STALE_REASON).inc()
+                        log.info("live: order of %s for %s at ts=%d not sent: %s (%s)", name, instrument,
+                                 bar_ts, STALE_REASON, stale)
                     continue
                 exposure = await self._exposure_in(gate.domain)
                 okey = order_key(self.strategy, op.node_id, instrument, bar_ts)

@@ -10,8 +10,9 @@ the cost we are trying not to pay.
 Everything the user can get wrong raises ``DataError`` with a ``Diagnostic`` whose ``loc`` names the
 file (or ``<DataFrame>``/``<Table>``) and whose message names the problem: E501 no usable ``ts``
 column (including integers that are milliseconds, not seconds), E502 unsorted or duplicate
-timestamps, E503 NaN/null/infinite in a required field or no bars at all, E505 unreadable file or unknown
-format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
+timestamps, E503 NaN/null/infinite in a required field, prices that are not a bar's (high below
+low, open or close outside [low, high]: ``bar_shape``, the live feed's rule too) or no bars at all,
+E505 unreadable file or unknown format.  ``loc`` points at the strategy line that needs the data when there is one (E506, raised by
 ``binding``; its message then names the data source).
 (E504, a binding that selects nothing, is raised by ``qmtl.runtime.binding``.)
 """
@@ -30,6 +31,7 @@ import pyarrow as pa
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc
 
+from .bar_shape import first_misshapen, ohlc_problem
 from .column_checks import first_not_finite, first_not_increasing, first_outside
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
@@ -612,6 +614,7 @@ def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
     for name in REQUIRED_FIELDS:
         if name in fields:
             _check_no_nan(name, fields[name], raw[name][1], ts, symbols, source)
+    _check_shape(fields, ts, symbols, source)
     if symbols is None:
         streams = (_stream(ts, fields, None, np.arange(0), source),)
     else:
@@ -760,6 +763,23 @@ def _check_no_nan(name: str, col: np.ndarray, mask: np.ndarray | None, ts: np.nd
     what = "infinite" if np.isinf(col[row]) and (mask is None or not mask[row]) else "NaN/null"
     raise DataError("E503", source, f"column {name!r} is {what}{_where(symbol)}, first at row {row} "
                     f"(ts={int(ts[row])}); required bar fields must be present and finite on every bar")
+
+
+def _check_shape(fields: dict[str, np.ndarray], ts: np.ndarray, symbols: pd.Categorical | None,
+                 source: str) -> None:
+    """A bar's prices must be a bar's (``bar_shape``, the rule a live feed applies too): checked on the
+    whole columns (already finite) when the data has both ``high`` and ``low``."""
+    if "high" not in fields or "low" not in fields:
+        return
+    high, low, open_, close = fields["high"], fields["low"], fields.get("open"), fields.get("close")
+    row = first_misshapen(high, low, open_, close)
+    if row < 0:
+        return
+    problem = ohlc_problem(None if open_ is None else float(open_[row]), float(high[row]), float(low[row]),
+                           None if close is None else float(close[row]))
+    symbol = None if symbols is None else str(symbols[row])
+    raise DataError("E503", source, f"bar{_where(symbol)} at row {row} (ts={int(ts[row])}): {problem}; "
+                    "a bar's prices must satisfy low <= open, close <= high")
 
 
 # --- batching ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-TOPIC_ACTIVATION = "activation"  # ActivationUpdated
+TOPIC_ACTIVATION = "activation"  # ActivationUpdated, WorldDeleted
 TOPIC_DECISION = "decision"  # DecisionUpdated
 TOPIC_APPLY = "apply"  # ApplyPhase
 

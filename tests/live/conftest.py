@@ -60,6 +60,7 @@ async def _reachable() -> str | None:
 async def _cleanup(scope: Scope) -> None:
     import nats
     from nats.js.errors import NotFoundError
+    from qmtl.live.lock import BUCKET as LOCK_BUCKET
     from qmtl.live.state_store import BUCKET
     nc = await nats.connect(NATS_URL)
     js = nc.jetstream()
@@ -68,13 +69,14 @@ async def _cleanup(scope: Scope) -> None:
             await js.delete_stream(name)
         except NotFoundError:
             pass
-    try:
-        kv = await js.key_value(BUCKET)
-        for key in await kv.keys():
-            if key.startswith(scope.world + "."):
-                await kv.purge(key)
-    except Exception:  # no bucket, or no keys: nothing of this test's to remove
-        pass
+    for bucket in (BUCKET, LOCK_BUCKET):
+        try:
+            kv = await js.key_value(bucket)
+            for key in await kv.keys():
+                if key.startswith(scope.world + "."):
+                    await kv.purge(key)
+        except Exception:  # no bucket, or no keys: nothing of this test's to remove
+            pass
     await nc.close()
 
 

@@ -9,10 +9,12 @@ import sys
 import qmtl
 from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.runner import LiveRunner
+from tests.live.support import ANY_AGE
 
 
 def main(strategy: str, history: str, feed: str, world: str) -> None:
-    runner = LiveRunner(qmtl.compile(strategy), history, feed, world, StaticGate(GateState(True, "paper", "active")))
+    runner = LiveRunner(qmtl.compile(strategy), history, feed, world, StaticGate(GateState(True, "paper", "active")),
+                        max_bar_age=ANY_AGE)
     asyncio.run(runner.run())
 
 

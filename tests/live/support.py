@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from qmtl.ir.ops import order_for
 
 INTERVAL = 60
 START = 1_700_000_040 // INTERVAL * INTERVAL
+#: ``max_bar_age`` for runs over these bars: they are of November 2023, far older than the default
+#: maximum age of a bar whose orders are sent (``qmtl.live.bar_age``), which has tests of its own
+ANY_AGE = math.inf
 
 STRATEGY = '''
 from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, TimingGate, Execution

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from qmtl.live.bar_age import BarAge, checked_max_age
 from qmtl.live.bar_rule import BarSequence
 from qmtl.live.bars import BadBar, parse_bar
 from qmtl.live.feed import FeedAddress, FeedError
@@ -33,6 +34,10 @@ def test_a_bar_takes_its_symbol_from_the_subject_unless_it_names_one():
     (b'{"ts": 1700000040, "open": 1, "high": 1, "low": 1, "close": NaN, "volume": 1}', "close=nan"),
     (json.dumps({**GOOD, "volume": -2}).encode(), "volume=-2.0"),
     (json.dumps({**GOOD, "note": "hi"}).encode(), "extra field note"),
+    # prices that are not a bar's: the backtest's loader refuses the same (E503, qmtl.runtime.bar_shape)
+    (json.dumps({**GOOD, "high": 0.4}).encode(), "high=0.4 is below low=0.5"),
+    (json.dumps({**GOOD, "open": 2.5}).encode(), "open=2.5 is outside [low, high] = [0.5, 2.0]"),
+    (json.dumps({**GOOD, "close": 0.1}).encode(), "close=0.1 is outside [low, high] = [0.5, 2.0]"),
 ])
 def test_what_is_not_a_bar_says_why(payload, says):
     with pytest.raises(BadBar) as info:
@@ -80,3 +85,16 @@ def test_a_feed_address_is_nats_url_with_a_subject(url):
 def test_the_live_strategy_id_is_the_gateways(tmp_path):
     compiled, _ = compile_strategy(tmp_path)
     assert live_strategy_id(compiled) == verify_dag(parse_dag_document(compiled.dag)).strategy_id
+
+
+def test_a_bar_is_too_old_for_orders_a_few_intervals_after_its_close():
+    assert checked_max_age(None, 60) == 180 and checked_max_age(None, 300) == 900  # default: 3 intervals
+    assert checked_max_age(float("inf"), 60) == float("inf") and checked_max_age(30, 60) == 30
+    for bad in (0, -5, float("nan"), True):
+        with pytest.raises(ValueError, match="--max-bar-age"):
+            checked_max_age(bad, 60)
+    now = 1_800_000_000
+    age = BarAge(60, 180.0, clock=lambda: now)
+    assert age.stale(now - 60) == "" and age.stale(now - 240) == ""  # closed now; closed 180 s ago
+    assert "closed 181 s ago" in age.stale(now - 241)
+    assert BarAge(60, float("inf"), clock=lambda: now).stale(0) == ""

@@ -1,12 +1,28 @@
-"""`qmtl run --live` refuses what its command line gets wrong before compiling or connecting."""
+"""`qmtl run --live` refuses what its command line gets wrong before compiling or connecting, and what
+the feed gets wrong (no stream for its subject) in one line before it warms up."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from typer.testing import CliRunner
 
 from qmtl.cli.main import app
+from qmtl.live.feed import FeedError
+from qmtl.live.gate_state import GateState, StaticGate
+from qmtl.live.process import serve_live
+from qmtl.live.runner import LiveRunner
 
 from .support import bars, compile_strategy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_run_live_says_what_is_missing_or_malformed(tmp_path):
@@ -19,7 +35,9 @@ def test_run_live_says_what_is_missing_or_malformed(tmp_path):
              (["--live", "--feed", "nats://127.0.0.1:4222/bars.BTC"], "needs --world and --feed"),
              (["--live", "--world", "demo", "--feed", "http://127.0.0.1/bars"], "expected nats://HOST:PORT/SUBJECT"),
              (["--live", "--world", "de mo", "--feed", "nats://127.0.0.1:4222/bars.BTC"], "world 'de mo'"),
-             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--broker", "ib"], "--broker 'ib'")]
+             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--broker", "ib"], "--broker 'ib'"),
+             (["--live", "--world", "demo", "--feed", "nats://127.0.0.1:4222/b", "--max-bar-age", "0"],
+              "--max-bar-age 0.0: expected a positive number of seconds")]
     for extra, says in cases:
         got = cli.invoke(app, base + extra)
         assert got.exit_code == 2 and says in got.output, (extra, got.output)
@@ -29,3 +47,37 @@ def test_orders_refuses_a_domain_that_has_no_log():
     for domain in ("backtest", "LIVE"):
         got = CliRunner().invoke(app, ["orders", "w", "--domain", domain])
         assert got.exit_code == 2 and "expected paper or live" in got.output, got.output
+
+
+def test_a_feed_whose_stream_does_not_exist_is_one_line_naming_the_subject(scope, tmp_path):
+    """Run as an operator runs it (its own process): a non-zero exit, one error line saying which
+    subject has no stream and how to make one, and no traceback (before: brokers torn down under the
+    runner's failure printed asyncio's shutdown tracebacks)."""
+    _, strategy = compile_strategy(tmp_path)
+    history = tmp_path / "history.parquet"
+    bars(10).to_parquet(history)
+    subject = scope.subject("BTC")  # no stream holds it: the test made none
+    got = subprocess.run([sys.executable, "-m", "qmtl.cli.main", "run", str(strategy), "--live", "--world",
+                          scope.world, "--feed", scope.feed("BTC"), "--data", str(history),
+                          "--gateway-url", "http://127.0.0.1:9"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 1, got.stderr
+    assert "Traceback" not in got.stderr and "Traceback" not in got.stdout, got.stderr
+    errors = [line for line in got.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: no JetStream stream holds subject {subject!r}: create one for the feed first, "
+                      f"e.g. nats stream add BARS --subjects '{scope.prefix}.>'"], got.stderr
+    assert got.stderr.strip() == errors[0], got.stderr  # nothing else: the check runs before the gate starts
+
+
+def test_a_runner_failing_beside_brokers_ends_them_before_closing_their_connection(scope, tmp_path, caplog):
+    """``serve_live`` with simulated brokers: the runner's failure is raised as it is, after the brokers
+    stopped, so asyncio reports no broker dying on a closed connection at shutdown."""
+    compiled, _ = compile_strategy(tmp_path)
+    runner = LiveRunner(compiled, bars(10), scope.feed("BTC"), scope.world,
+                        StaticGate(GateState(False, None, "unused")))
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(FeedError, match=re.escape(repr(scope.subject("BTC")))):
+            asyncio.run(serve_live(runner, ("paper", "live")))
+        gc.collect()  # a task that died unseen is reported when it is collected
+    assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records]
+

@@ -84,7 +84,8 @@ def test_live_command_follows_the_worlds_activation(scope, world_stack: WorldSta
     asyncio.run(streams())
     proc = subprocess.Popen(
         [sys.executable, "-m", "qmtl.cli.main", "run", str(strategy_file), "--live", "--world", scope.world,
-         "--feed", scope.feed("BTC"), "--data", str(history_file), "--gateway-url", world_stack.url],
+         "--feed", scope.feed("BTC"), "--data", str(history_file), "--gateway-url", world_stack.url,
+         "--max-bar-age", "inf"],  # bars of 2023: any age
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines = Lines(proc)
     durable = f"qmtl_{scope.world}_{sid.removeprefix('blake3:')[:16]}"

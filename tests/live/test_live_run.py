@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from qmtl.live.process import serve_live
 from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
-from .support import (assert_equal_to_backtest, bars, compile_strategy, drained, expected_orders, frames_from_rows,
+from .support import (ANY_AGE, assert_equal_to_backtest, bars, compile_strategy, drained, expected_orders,
+                      frames_from_rows,
                       make_bars_stream, make_log_stream, publish, running)
 
 OPEN = GateState(True, "paper", "active")
@@ -34,7 +36,7 @@ def test_live_outputs_orders_and_fills_equal_a_backtest(scope, tmp_path):
     history, live = bars(120), bars(40, first=120)
     chunks: list[dict] = []
     runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
-                        on_rows=lambda key, rows: chunks.append(rows))
+                        on_rows=lambda key, rows: chunks.append(rows), max_bar_age=ANY_AGE)
 
     async def scenario() -> list:
         nc, js = await _connect()
@@ -112,7 +114,7 @@ def test_orders_stop_while_the_gate_is_closed_and_catch_up_when_it_opens(scope, 
     compiled, _ = compile_strategy(tmp_path)
     history, live = bars(60, seed=3), bars(45, first=60, seed=3)
     gate = _Switch(OPEN)
-    runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, gate)
+    runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, gate, max_bar_age=ANY_AGE)
     closed = set(live.ts.iloc[15:30])
 
     async def scenario() -> list:
@@ -141,6 +143,56 @@ def test_orders_stop_while_the_gate_is_closed_and_catch_up_when_it_opens(scope, 
     assert sum(o.qty for o in orders if o.bar_ts <= first.bar_ts) == pytest.approx(target[first.bar_ts])
 
 
+def test_bars_older_than_the_maximum_age_run_through_the_kernels_but_send_no_order(scope, tmp_path):
+    """A new process on a stream holding old bars: every bar runs through the kernels (outputs equal the
+    backtest), but the orders of bars that closed more than ``max_bar_age`` ago are counted as gated
+    (``stale_bar``) and not sent; the first fresh bar's order takes the book to the simulated target.
+    Bars here are of the last two hours, on the wall clock: 15 that closed over 40 minutes ago, then 15
+    whose last closed at most a minute ago; 20 minutes is the maximum age."""
+    compiled, _ = compile_strategy(tmp_path)
+    now = int(time.time()) // 60 * 60
+    shift = now - 60 - int(bars(1, first=79).ts.iloc[0])  # the last fresh bar opens a minute before now
+    gap = 45 * 60  # between the old bars and the fresh ones
+    history = bars(50, seed=9).assign(ts=lambda f: f.ts + shift - gap)
+    old = bars(15, first=50, seed=9).assign(ts=lambda f: f.ts + shift - gap)
+    fresh = bars(15, first=65, seed=9).assign(ts=lambda f: f.ts + shift)
+    live = pd.concat([old, fresh], ignore_index=True)
+    chunks: list[dict] = []
+    runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
+                        on_rows=lambda key, rows: chunks.append(rows), max_bar_age=20 * 60)
+
+    async def scenario() -> tuple[list, object]:
+        nc, js = await _connect()
+        await make_bars_stream(js, scope)
+        await make_log_stream(js, scope)
+        async with running(runner):
+            await publish(js, scope.subject("BTC"), live)
+            await drained(js, scope.stream, runner.durable)
+        records = await OrderLog(js, scope.world).records("paper", "orders")
+        consumer = await js.consumer_info(scope.stream, runner.durable)
+        await nc.close()
+        return records, consumer
+
+    orders, consumer = asyncio.run(scenario())
+    backtest = compiled.run(pd.concat([history, live], ignore_index=True)).outputs
+    assert_equal_to_backtest(frames_from_rows(chunks), backtest)
+    assert runner.metrics.bars._value.get() == len(live)
+    stale = set(old.ts.tolist())
+    execution = backtest["orders"]
+    want = expected_orders(execution, live.ts.tolist(), gate_open=lambda ts: ts not in stale)
+    assert want and {o.bar_ts: o.qty for o in orders} == want
+    # counted as a closed gate counts: each order the simulated book made at a stale bar
+    traded_while_stale = int((execution.loc[sorted(stale), "order_qty"] != 0).sum())
+    assert runner.metrics.gated.labels(reason="stale_bar")._value.get() == traded_while_stale > 0
+    first = min((o for o in orders if o.bar_ts > max(stale)), key=lambda o: o.bar_ts)
+    target = execution.position + execution.order_qty
+    assert first.qty == pytest.approx(target[first.bar_ts])  # flat until then: one step to the target
+    # a brand-new consumer starts at the history's end (less a margin), not at the stream's first bar
+    from nats.js.api import DeliverPolicy
+    assert consumer.config.deliver_policy == DeliverPolicy.BY_START_TIME
+    assert consumer.config.opt_start_time.timestamp() == int(history.ts.iloc[-1]) - 60
+
+
 MANY = '''
 from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl, Execution
 
@@ -163,7 +215,7 @@ def test_one_feed_of_several_instruments_runs_each_on_its_own_state(scope, tmp_p
     frame = lambda part: pd.concat([d[part].assign(symbol=s) for s, d in data.items()]).sort_values(["ts", "symbol"])
     chunks: dict = {"BTC": [], "ETH": []}
     runner = LiveRunner(compiled, frame(0), f"{NATS_URL}/{scope.prefix}.bars.*", scope.world, StaticGate(OPEN),
-                        on_rows=lambda key, rows: chunks[key].append(rows))
+                        on_rows=lambda key, rows: chunks[key].append(rows), max_bar_age=ANY_AGE)
 
     async def scenario() -> list:
         nc, js = await _connect()

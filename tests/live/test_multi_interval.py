@@ -19,7 +19,7 @@ from qmtl.live.process import serve_live
 from qmtl.live.runner import LiveRunner
 
 from .conftest import NATS_URL
-from .support import (MULTI, START, STRATEGY, assert_equal_to_backtest, bars, compile_strategy, drained,
+from .support import (ANY_AGE, MULTI, START, STRATEGY, assert_equal_to_backtest, bars, compile_strategy, drained,
                       expected_orders, frames_from_rows, make_bars_stream, make_log_stream, publish, running)
 
 OPEN = GateState(True, "paper", "active")
@@ -115,7 +115,7 @@ def _live_and_backtest(scope, tmp_path, source: str, n_live: int) -> tuple[LiveR
     history, live = _minutes(HISTORY_BARS, n_live, GAPS)
     chunks: list[dict] = []
     runner = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
-                        on_rows=lambda key, rows: chunks.append(rows))
+                        on_rows=lambda key, rows: chunks.append(rows), max_bar_age=ANY_AGE)
     assert runner.kernels.interval == 60
 
     async def scenario() -> list:
@@ -165,7 +165,7 @@ def test_a_run_restarted_mid_bucket_equals_an_uninterrupted_one(scope, tmp_path)
     assert (int(live.ts.iloc[cut]) // FIVE) == (int(live.ts.iloc[cut - 1]) // FIVE)
     chunks: list[dict] = []
     runners = [LiveRunner(compiled, history, scope.feed("BTC"), scope.world, StaticGate(OPEN),
-                          on_rows=lambda key, rows: chunks.append(rows)) for _ in range(2)]
+                          on_rows=lambda key, rows: chunks.append(rows), max_bar_age=ANY_AGE) for _ in range(2)]
 
     resumed: list[dict] = []
 
@@ -203,8 +203,9 @@ def test_each_instrument_buckets_its_own_feed_bars(tmp_path):
                                    "        self.add_nodes([a, b, c, Node(expr={'x': a.close - b.close + c.volume, "
                                    "'v': c.volume, 'o': c.open, 'w': b.volume}, name='n')])\n")
     history, live = _minutes(HISTORY_BARS, 181, GAPS + [range(100, 113)])
-    both = lambda frame: pd.concat([frame, frame.assign(symbol="ETH", close=frame.close * 1.5,  # noqa: E731
-                                                        volume=frame.volume * 1.37)]).sort_values(["ts", "symbol"])
+    both = lambda frame: pd.concat([frame, frame.assign(  # noqa: E731  (all prices scaled: still bars)
+        symbol="ETH", open=frame.open * 1.5, high=frame.high * 1.5, low=frame.low * 1.5, close=frame.close * 1.5,
+        volume=frame.volume * 1.37)]).sort_values(["ts", "symbol"])
     kernels = LiveKernels(compiled, both(history))
     chunks = {key: [kernels.warm_up(key)] for key in kernels.feeds}
     for row in both(live).itertuples():

@@ -23,7 +23,7 @@ from qmtl.live.runner import LiveRunner
 from qmtl.live.state_store import StateStore, state_key
 
 from .conftest import NATS_URL
-from .support import (MULTI, STRATEGY, bars, compile_strategy, drained, expected_orders, make_bars_stream,
+from .support import (ANY_AGE, MULTI, STRATEGY, bars, compile_strategy, drained, expected_orders, make_bars_stream,
                       make_log_stream, publish, running)
 
 KILLS = 2
@@ -45,7 +45,7 @@ def test_kill_9_at_random_moments_loses_and_repeats_no_order(scope, tmp_path, so
     history_file = tmp_path / "history.parquet"
     history.to_parquet(history_file)
     durable = LiveRunner(compiled, history, scope.feed("BTC"), scope.world,
-                         StaticGate(GateState(False, None, "unused"))).durable
+                         StaticGate(GateState(False, None, "unused")), max_bar_age=ANY_AGE).durable
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     kill_at = sorted(rng.sample(range(5, len(live) - 5), KILLS))  # bars acknowledged when each kill lands
@@ -122,7 +122,7 @@ def test_bars_run_again_from_an_older_state_find_their_orders_on_the_log(scope, 
         js = nc.jetstream()
         await make_bars_stream(js, scope)
         await make_log_stream(js, scope)
-        first = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, open_gate)
+        first = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, open_gate, max_bar_age=ANY_AGE)
         await run_until_drained(first, js, live.iloc[:10])
         store = await StateStore.open(js)
         key = state_key(scope.world, first.strategy, None)
@@ -132,7 +132,7 @@ def test_bars_run_again_from_an_older_state_find_their_orders_on_the_log(scope, 
         await asyncio.sleep(0.2)  # past the log stream's 100 ms duplicate window
         await store.save(key, older)
         await js.delete_consumer(scope.stream, first.durable)
-        again = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, open_gate)
+        again = LiveRunner(compiled, history, scope.feed("BTC"), scope.world, open_gate, max_bar_age=ANY_AGE)
         await run_until_drained(again, js, live.iloc[:0])
         after = await OrderLog(js, scope.world).records("paper", "orders")
         await nc.close()

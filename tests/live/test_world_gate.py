@@ -1,7 +1,8 @@
 """``WorldGate`` against the real gateway + world service (SQLite with the in-process bus, PostgreSQL
 with Redis Streams): it opens on a paper/live decision with the strategy active, and closes, within a
 bounded time and saying why, when activation is flipped off, during an apply's freeze and switch, when
-the policy is tightened, when the decision expires or is missing, and when the gateway is killed.
+the policy is tightened, when the decision expires or is missing, when the world is deleted, and when
+the gateway is killed.
 
 Every wait is bounded (``FOLLOW_S``); the gates run with short tuning so the whole file stays well
 under a minute.
@@ -169,6 +170,22 @@ def test_closed_when_the_decision_expires_and_without_one(world_stack: WorldStac
         assert not unknown.state().open and "E_UNKNOWN_WORLD" in unknown.state().detail
         evaluate(world_stack.client, "w", "s")  # a fresh evaluation renews the decision
         assert until(gate, is_open).domain == "paper"
+
+
+def test_closes_at_once_when_its_world_is_deleted(world_stack: WorldStack) -> None:
+    """A world deleted through the gateway is announced (``WorldDeleted`` on the activation topic):
+    the gate reads the world at once and closes on the unknown world, well before its periodic read
+    (set to a minute here, so only the event can close it in time)."""
+    trading_world(world_stack.client, "w", "s")
+    with WorldGate(world_stack.url, "w", "s", **{**TUNING, "resync_s": 60.0}) as gate:
+        assert gate.state().open
+        time.sleep(0.3)  # both event streams subscribed (they open within ms of the first read)
+        started = time.monotonic()
+        assert world_stack.client.delete("/worlds/w").status_code == 204
+        closed = until(gate, is_closed)
+        assert time.monotonic() - started < FOLLOW_S
+        assert closed.reason == "error" and "E_UNKNOWN_WORLD" in closed.detail, closed
+        assert transitions(gate, "closed", "error") == 1
 
 
 @pytest.fixture(params=["sqlite", "postgresql+redis"])

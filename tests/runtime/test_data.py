@@ -184,6 +184,29 @@ def test_E503_null_in_arrow_field(tmp_path):
     assert err.code == "E503" and str(path) in str(err) and "row 1" in str(err)
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("high", 0.5, "high=0.5 is below low=1.0"),
+    ("open", 3.0, "open=3.0 is outside [low, high] = [1.0, 2.0]"),
+    ("close", 0.9, "close=0.9 is outside [low, high] = [1.0, 2.0]"),
+])
+def test_E503_prices_that_are_not_a_bar_name_file_row_and_field(tmp_path, field, value, says):
+    """The rule a live feed applies (``qmtl.live.bars``): the backtest of a live run refuses the same bars."""
+    df = _bars(6, symbols=("A", "B"))
+    df.loc[3, ["open", "high", "low", "close"]] = [1.5, 2.0, 1.0, 1.5]
+    df.loc[3, field] = value
+    path = tmp_path / "bars.parquet"
+    df.to_parquet(path)
+    err = _error(path)
+    assert err.code == "E503" and str(path) in str(err) and "row 3" in str(err) and says in str(err), str(err)
+    assert f"ts={int(df.ts[3])}" in str(err) and repr(str(df.symbol[3])) in str(err)
+
+
+def test_prices_alone_or_a_close_only_series_are_not_shape_checked():
+    """Data without both high and low (a close series, a signal file) has no range to check."""
+    load(pd.DataFrame({"ts": [60, 120], "close": [2.0, 1.0]}))
+    load(pd.DataFrame({"ts": [60, 120], "high": [2.0, 1.0], "close": [5.0, 0.1]}))
+
+
 def test_nan_in_extra_column_is_allowed():
     df = _bars(3).drop(columns="symbol").assign(signal=[1.0, np.nan, 2.0])
     assert np.isnan(load(df).streams[0].columns["signal"][1])

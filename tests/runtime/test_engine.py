@@ -83,8 +83,8 @@ def test_astype_of_nan_to_int_is_a_node_error_not_a_numba_crash():
     b.out("node", b.op("astype", b.op("pct_change", b.op("column", src, name="close")), dtype="i64"), 3)
     module = b.module()
     data = synthetic_bars(20, symbols=("A",), seed=0)
-    data.loc[5, "close"] = 0.0  # pct_change of the next bar divides by zero → inf; and 0/0 at 5?
-    data.loc[6, "close"] = 0.0  # 0/0 → NaN at bar 6
+    data.loc[5, ["low", "close"]] = 0.0  # pct_change of the next bar divides by zero → inf; and 0/0 at 5?
+    data.loc[6, ["low", "close"]] = 0.0  # 0/0 → NaN at bar 6 (low with it: still a bar's prices)
     with pytest.raises(NodeRuntimeError) as info:
         run(CompiledStrategy(module.name, module), data, batch_size=4)
     assert "'node'" in str(info.value) and "NaN" in str(info.value)

@@ -100,7 +100,8 @@ def test_match_all_other_data_and_later_nodes(setup):
     qmtl.compile(tmp_path / "later.py").run(bars, store=store)
     grown = corr.run(bars, store=store).outputs["indicators"]
     assert "ema8" in grown.columns and qmtl.compile(ROOT / "examples" / "correlation.py").node_ids["indicators"] == before
-    other = bars.assign(close=bars["close"] * 1.01)  # other bars: nothing stored was computed on them
+    # other bars (every price scaled: still bars): nothing stored was computed on them
+    other = bars.assign(**{c: bars[c] * 1.01 for c in ("open", "high", "low", "close")})
     with pytest.raises(DataError, match="no stored node value"):
         corr.run(other, store=store)
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 class ActivationCache(Protocol):
     def get(self, world_id: str) -> dict[str, Any] | None: ...
     def set(self, world_id: str, envelope: dict[str, Any]) -> None: ...
+    def delete(self, world_id: str) -> None: ...
 
 
 class MemoryActivationCache:
@@ -29,6 +30,10 @@ class MemoryActivationCache:
     def set(self, world_id: str, envelope: dict[str, Any]) -> None:
         with self._lock:
             self._data[world_id] = json.dumps(envelope, sort_keys=True)
+
+    def delete(self, world_id: str) -> None:
+        with self._lock:
+            self._data.pop(world_id, None)
 
 
 class ActivationCacheError(ConnectionError):

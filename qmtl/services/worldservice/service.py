@@ -23,6 +23,8 @@ from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyPlan, ApplyReque
 from .store import WorldStore
 
 Event = tuple[str, str, dict[str, Any], str]  # topic, type, data, idempotency key
+#: the activation topic's event for a deleted world (data: ``world_id``, ``deleted``, ``at``)
+WORLD_DELETED = "WorldDeleted"
 
 
 class WorldService:
@@ -89,6 +91,11 @@ class WorldService:
                 raise unknown_world(world_id)
             self.store.delete_world(world_id)
             self.store.audit(world_id, actor, "world.delete", now, _world_view(before), None)
+        # Announced on the activation topic, the one every follower of a world listens to: a live
+        # process's order gate reads the world at once (now unknown) and closes, instead of trading on
+        # until its next periodic read.
+        self._publish([(TOPIC_ACTIVATION, WORLD_DELETED, {"world_id": world_id, "deleted": True, "at": iso(now)},
+                        f"{_key_scope(before)}:delete")])
 
     def policy(self, world_id: str) -> dict[str, Any]:
         return self.world(world_id)["policy"]
@@ -415,7 +422,10 @@ class WorldService:
         for topic, type_, data, key in events:
             self.bus.publish(topic, type_, data, key)
             if topic == TOPIC_ACTIVATION and self.cache is not None:
-                self.cache.set(data["world_id"], data)
+                if type_ == WORLD_DELETED:
+                    self.cache.delete(data["world_id"])  # a mirror of a world that is gone is a lie
+                else:
+                    self.cache.set(data["world_id"], data)
 
 
 def ranked(weights: dict[str, float]) -> list[dict[str, Any]]:

@@ -222,6 +222,21 @@ def test_activation_get_put_events_and_cache(client: httpx.Client, ws_backend) -
     assert cached["sequence"] == 2 and cached["freeze"] is True and cached["etag"] == frozen["etag"]
 
 
+def test_deleting_a_world_announces_it_and_drops_its_cached_envelope(client: httpx.Client, ws_backend) -> None:
+    """A follower of the world (a live process's order gate) hears of the deletion at once, on the
+    activation topic it already follows; the activation cache no longer mirrors the world."""
+    make_world(client)
+    client.put("/worlds/w1/activation", json={"freeze": True})
+    assert ws_backend.cache.get("w1") is not None
+    assert client.delete("/worlds/w1", headers={"X-Actor": "ops"}).status_code == 204
+    last = ws_backend.bus.read(TOPIC_ACTIVATION)[-1]
+    assert (last.type, last.data["world_id"], last.data["deleted"]) == ("WorldDeleted", "w1", True)
+    assert last.idempotency_key.startswith("w1@") and last.idempotency_key.endswith(":delete")
+    assert ws_backend.cache.get("w1") is None
+    assert client.delete("/worlds/w1").status_code == 404  # nothing more announced for a world not there
+    assert ws_backend.bus.read(TOPIC_ACTIVATION)[-1] == last
+
+
 def test_recreated_world_events_are_not_taken_for_repeats(client: httpx.Client, ws_backend) -> None:
     """Sequences restart with a new world of the same id; its events must still reach subscribers."""
     make_world(client, "again", preset="sandbox")
@@ -239,8 +254,8 @@ def test_recreated_world_events_are_not_taken_for_repeats(client: httpx.Client, 
     apply(client, "again", "r1")
     after = {t: ws_backend.bus.read(t) for t in before}
     assert {t: len(events) - before[t] for t, events in after.items()} == \
-        {TOPIC_ACTIVATION: before[TOPIC_ACTIVATION], TOPIC_DECISION: 3, TOPIC_APPLY: 3}
-    newest = [e for e in after[TOPIC_ACTIVATION] if e.data["sequence"] == 1][-1]
+        {TOPIC_ACTIVATION: 1 + before[TOPIC_ACTIVATION], TOPIC_DECISION: 3, TOPIC_APPLY: 3}  # 1: the delete
+    newest = [e for e in after[TOPIC_ACTIVATION] if e.data.get("sequence") == 1][-1]
     assert [s["strategy_id"] for s in newest.data["strategies"]] == ["new"]
 
 
