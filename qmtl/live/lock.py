@@ -151,12 +151,25 @@ class ProcessLock:
 
 
 async def _bucket(js: Any) -> Any:
+    """The lock bucket, with entries expiring ``LOCK_TTL_S`` after their last write.
+
+    A bucket made otherwise (by hand, or by another tool, without a TTL or with a longer one) is set
+    to that TTL before use: without it the entry of a holder killed with SIGKILL would never expire and
+    every restart would be refused until someone deleted it by hand."""
     from nats.js.api import KeyValueConfig
     from nats.js.errors import BucketNotFoundError
     try:
-        return await js.key_value(BUCKET)
+        kv = await js.key_value(BUCKET)
     except BucketNotFoundError:
         return await js.create_key_value(KeyValueConfig(bucket=BUCKET, history=1, ttl=LOCK_TTL_S))
+    stream = f"KV_{BUCKET}"  # the stream JetStream keeps a bucket in
+    config = (await js.stream_info(stream)).config
+    if not config.max_age or abs(config.max_age - LOCK_TTL_S) > 1e-3:
+        log.warning("live: the lock bucket %s expired entries after %s; setting it to %g s", BUCKET,
+                    f"{config.max_age:g} s" if config.max_age else "never", LOCK_TTL_S)
+        config.max_age = LOCK_TTL_S
+        await js.update_stream(config)
+    return kv
 
 
 def _holder(value: bytes | None) -> str:

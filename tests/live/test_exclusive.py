@@ -117,3 +117,35 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_lock_expires(scope,
 def _runner_compiled(strategy: Path):
     import qmtl
     return qmtl.compile(str(strategy))
+
+
+def test_a_lock_bucket_made_without_expiry_gets_it_so_a_dead_holder_still_frees_the_lock(scope, tmp_path):
+    """A bucket someone made without a TTL (or kept from another tool) would keep a killed holder's
+    entry for ever: the lock sets the bucket's expiry before use, so the entry goes and the newcomer
+    takes over within about one expiry."""
+    compiled, _ = compile_strategy(tmp_path)
+
+    async def scenario() -> tuple[float, float | None, float]:
+        from qmtl.live.lock import BUCKET, Holder, ProcessLock, lock_key
+        nc = await _streams(scope)
+        js = nc.jetstream()
+        kv = await js.create_key_value(bucket=BUCKET, history=1) if BUCKET not in {
+            s.config.name.removeprefix("KV_") for s in await js.streams_info()} else await js.key_value(BUCKET)
+        config = (await js.stream_info(f"KV_{BUCKET}")).config
+        config.max_age = 0  # never expire: what the lock must not rely on
+        await js.update_stream(config)
+        strategy = _runner(compiled, scope).strategy
+        dead = Holder(pid=999_999, host="gone", started_at=time.time())  # a holder that will never refresh
+        await kv.create(lock_key(scope.world, strategy), dead.model_dump_json().encode())
+        started = time.monotonic()
+        lock = await asyncio.wait_for(ProcessLock.acquire(js, scope.world, strategy), LOCK_TTL_S + 15)
+        took = time.monotonic() - started
+        max_age = (await js.stream_info(f"KV_{BUCKET}")).config.max_age
+        await lock.release()
+        await nc.close()
+        return took, max_age, lock.holder.pid
+
+    took, max_age, pid = asyncio.run(scenario())
+    assert max_age == pytest.approx(LOCK_TTL_S)
+    assert pid == os.getpid()
+    assert took < LOCK_TTL_S + REFRESH_S + 3.0, took
