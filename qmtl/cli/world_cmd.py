@@ -86,6 +86,9 @@ def create(name: str = typer.Argument(..., help="World id."),
            allow_live: bool = typer.Option(False, "--allow-live", help="Allow live trading (still "
                                            "needs a passing policy)."),
            description: Optional[str] = typer.Option(None, "--description"),
+           decision_ttl: Optional[int] = typer.Option(None, "--decision-ttl", min=1, max=7 * 86400,
+                                                      help="Seconds a paper/live decision stands before a "
+                                                      "new evaluation must renew it (default 300)."),
            gateway_url: Optional[str] = GatewayUrl, output: Format = Output) -> None:
     """Create a world (sandbox preset when neither --preset nor --policy is given)."""
     if preset and policy:
@@ -93,7 +96,7 @@ def create(name: str = typer.Argument(..., help="World id."),
     doc = yaml.safe_load(read_document(policy)[0]) if policy else None
     with gateway_client(gateway_url) as client:
         world = client.create_world(name, preset=preset, policy=doc, allow_live=allow_live,
-                                    description=description)
+                                    description=description, decision_ttl=decision_ttl)
     _show(world, output, f"created world {name!r}")
 
 

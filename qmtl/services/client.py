@@ -101,8 +101,10 @@ class GatewayClient:
 
     def create_world(self, world_id: str, *, preset: str | None = None,
                      policy: dict[str, Any] | None = None, allow_live: bool = False,
-                     description: str | None = None) -> dict[str, Any]:
+                     description: str | None = None, decision_ttl: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"id": world_id, "allow_live": allow_live}
+        if decision_ttl is not None:
+            body["decision_ttl"] = decision_ttl
         if preset is not None:
             body["preset"] = preset
         if policy is not None:

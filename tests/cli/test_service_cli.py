@@ -59,6 +59,18 @@ def test_world_create_list_show(gateway: str) -> None:
     assert r.exit_code == 0 and "allow_live: false" in r.stdout
 
 
+def test_world_create_sets_the_decision_ttl(gateway: str) -> None:
+    r = run("world", "create", "cli-ttl", "--decision-ttl", "86400", "--gateway-url", gateway, "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["decision_ttl"] == 86400
+    r = run("world", "show", "cli-ttl", "--gateway-url", gateway, "-o", "json")
+    assert json.loads(r.stdout)["decision_ttl"] == 86400
+    r = run("world", "create", "cli-ttl-default", "--gateway-url", gateway, "-o", "json")
+    assert json.loads(r.stdout)["decision_ttl"] == 300
+    r = run("world", "create", "cli-ttl-bad", "--decision-ttl", "0", "--gateway-url", gateway)
+    assert r.exit_code == 2 and "--decision-ttl" in r.output and "Traceback" not in r.output
+
+
 def test_world_create_twice_prints_the_gateway_error(gateway: str) -> None:
     assert run("world", "create", "cli-dup", "--gateway-url", gateway).exit_code == 0
     r = run("world", "create", "cli-dup", "--gateway-url", gateway)
