@@ -154,8 +154,9 @@ def plan(module: Module) -> Plan:
     for lv in range(top + 1):
         for op in module.ops:
             if fills_in_python(op) and level[op.result] == lv:
-                cols = tuple(c for c in module.ops
-                             if c.name in ("column", "value_of") and c.operands[0] == op.result)
+                # columns read out of Python rows; a stored frame's columns are buffers kernels read
+                cols = tuple(c for c in module.ops if c.name in ("column", "value_of")
+                             and c.operands[0] == op.result and not is_kernel_op(c, ops))
                 steps.append(PyStep(lv, op, cols))
         body = [op for op in module.ops if level[op.result] == lv and is_kernel_op(op, ops)]
         mine = [g for g in gates if gate_level[g.name] == lv]

@@ -123,7 +123,7 @@ def _run_capped(module, functions, bindings: Bindings, batch_size: int | None, w
     gen = codegen.load(first)
     record = {op.result: ([b for b, _ in value_buffers(op)], int(clock.get(op.result) or 0))
               for op in first.ops if op.result in {c.result for c in caps}}
-    operands = _by_name(_run_flow(first, functions, bindings, batch_size, workers, record=record), 2)
+    operands = _by_name(_run_flow(first, functions, bindings, batch_size, workers, reuse, record=record), 2)
     keys = node_keys(module, bindings)[0]
     series = cross.capped(caps, operands, keys, clock)
     second = cross.capped_module(module, caps, clock)
@@ -206,9 +206,11 @@ def _reuse_layout(module, gen, bindings: Bindings, timelines: dict, reuse: Reuse
                                    ["object"], until)
                 prefixes.setdefault(key, {})[value] = (cols, until)
     record = {}
-    for value in reuse.to_write:
+    for value in reuse.to_write:  # (a capped run's first pass holds only what the caps read)
+        if value not in ops:
+            continue
         bufs = [b for b, _ in value_buffers(ops[value])]
-        if value in ops and all(b in gen.BUFFERS for b in bufs):
+        if all(b in gen.BUFFERS for b in bufs):
             record[value] = (bufs, int(clock.get(value) or 0))
     return stored, record, prefixes
 

@@ -245,7 +245,12 @@ def test_stored_values_give_the_same_capped_run(tmp_path):
     first = run(compiled, data, store=store, batch_size=50)
     second = run(compiled, data, store=store, batch_size=13)
     assert second.sharing.reused, "the second run reads stored values"
-    for result in (first, second):
+    # another strategy stored the signal: the capped run reads it in both of its passes
+    other = ArtifactStore(tmp_path / "other")
+    run(compile_book(tmp_path), data, store=other)
+    third = run(compiled, data, store=other, batch_size=29)
+    assert "signal" in third.sharing.reused and "risk" not in third.sharing.reused
+    for result in (first, second, third):
         for name in ("risk", "timing", "orders"):
             pd.testing.assert_frame_equal(result.outputs[name], plain[name], check_exact=True)
 
@@ -298,3 +303,24 @@ def test_live_run_refuses_the_cap_at_the_strategy_line(tmp_path):
         LiveKernels(compiled, synthetic_bars(50, symbols=("AAA", "BBB"), seed=1))
     (d,) = err.value.diagnostics
     assert d.code == "E602" and "'risk'" in d.message and d.loc.line == 10
+
+
+def test_submit_backtests_with_the_cap(tmp_path):
+    """Runner.submit's returns and trades come from the capped Execution: the same fills a run shows,
+    and not those of the same strategy without the cap."""
+    from qmtl.runner.runner import Runner
+    from tests.submit_support import closed_port_url
+    data = synthetic_bars(600, symbols=("AAA", "BBB", "CCC"), seed=8)
+    results = {}
+    for label, cap in (("plain", ""), ("capped", ", max_total_notional=900")):
+        path = tmp_path / f"{label}.py"
+        path.write_text(STRATEGY.format(cap=cap))
+        pre = Runner.submit(path, world="w", data=data, gateway_url=closed_port_url(), timeout=2.0).precheck
+        out = qmtl.compile(str(path)).run(data).outputs["orders"]
+        assert pre.returns_source.startswith("orders.")
+        assert pre.metrics.trades == int((out["fill_qty"] != 0).sum()) > 0
+        results[label] = (pre.metrics.total_return, out)
+    plain, capped = results["plain"][1], results["capped"][1]
+    assert (capped["position"].abs() <= plain["position"].abs() + 1e-9).all()
+    assert (capped["position"].abs() < plain["position"].abs() - 1e-9).any()
+    assert results["plain"][0] != results["capped"][0]
