@@ -112,20 +112,23 @@ def levels(module: Module) -> dict[str, int]:
     level: dict[str, int] = {}
     for op in module.ops:
         base = max((level.get(s, 0) for s in op.operands), default=0)
-        level[op.result] = base + 1 if op.name == "py_call" else base
+        # a cross-instrument op is a boundary too: its value exists only once every key ran up to it
+        level[op.result] = base + 1 if op.name == "py_call" or opreg.REGISTRY[op.name].kind == "cross" else base
     return level
 
 
 def fills_in_python(op: Op) -> bool:
-    """Values the runtime writes into their buffers itself: ``py_call`` rows and stored values."""
-    return op.name in ("py_call", "stored")
+    """Values the runtime writes into their buffers itself: ``py_call`` rows, stored values and
+    cross-instrument values (``total_cap``: computed over every key between two passes of the
+    kernels, ``qmtl.runtime.cross``, then read like a stored value)."""
+    return op.name in ("py_call", "stored") or opreg.REGISTRY[op.name].kind == "cross"
 
 
 def is_kernel_op(op: Op, ops: dict[str, Op]) -> bool:
     """Ops a kernel computes: everything but sources, constants (inlined where read), values the
     runtime fills (``py_call``, ``stored``) and the columns of Python rows (read out of them)."""
     kind = opreg.REGISTRY[op.name].kind
-    if kind in ("source", "opaque", "stored") or op.name == "const":
+    if kind in ("source", "opaque", "stored", "cross") or op.name == "const":
         return False
     return not (op.name in ("column", "value_of") and ops[op.operands[0]].type.kind == "opaque"
                 and fills_in_python(ops[op.operands[0]]))
@@ -151,8 +154,9 @@ def plan(module: Module) -> Plan:
     for lv in range(top + 1):
         for op in module.ops:
             if fills_in_python(op) and level[op.result] == lv:
-                cols = tuple(c for c in module.ops
-                             if c.name in ("column", "value_of") and c.operands[0] == op.result)
+                # columns read out of Python rows; a stored frame's columns are buffers kernels read
+                cols = tuple(c for c in module.ops if c.name in ("column", "value_of")
+                             and c.operands[0] == op.result and not is_kernel_op(c, ops))
                 steps.append(PyStep(lv, op, cols))
         body = [op for op in module.ops if level[op.result] == lv and is_kernel_op(op, ops)]
         mine = [g for g in gates if gate_level[g.name] == lv]

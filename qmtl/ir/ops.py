@@ -12,7 +12,9 @@ chain's warm-up is the sum along its longest path, plus one for the current bar.
 
 ``kind`` groups ops for lowering: ``source`` (data enters), ``elementwise`` (tick-local),
 ``windowed`` (a function of the last N entries), ``recursive`` (state from the start of the history),
-``structural`` (column access and frame building), ``opaque`` (a Python function run per tick).
+``structural`` (column access and frame building), ``opaque`` (a Python function run per tick),
+``cross`` (every instrument of the run at once: ``total_cap``; its reference takes per-instrument
+lists, and the runtime runs it between two passes of the kernels).
 """
 
 from __future__ import annotations
@@ -578,6 +580,81 @@ register(OpDef(
            "max_notional": AttrSpec(_NUM, check=_positive)},
     doc="target position in units: clip(signal, -1, 1) * max_position, |target * price| capped to "
         "max_notional (price: the close of the bar the signal is known at)"))
+
+
+def total_cap_step(key, instant, target, close, n_keys, max_total_notional):
+    """The portfolio-total cap over every instrument's entries merged in time (docs/design.md
+    "Execution nodes"): ``key``, ``instant`` (close instants), ``target`` and ``close`` are the
+    entries of all instruments sorted by (instant, key); returns each entry's capped target.
+
+    Written in the subset of Python Numba compiles: the reference calls it as it is, the engine
+    calls it jitted, so the rule has one implementation.  At each instant, an instrument deciding
+    there (a number as target) counts ``|target| x close``; every other instrument counts the book
+    it holds, its latest *capped* target at its latest close (what it actually holds: counting its
+    uncapped wish would cap the others against a position nobody has).  When the sum exceeds the
+    cap, the deciding instruments share what the held book leaves (``max(cap - held, 0)``) pro
+    rata, so the book after the instant's orders is at most the cap at those closes."""
+    n = len(target)
+    out = np.empty(n)
+    held = np.zeros(n_keys)          # each instrument's latest capped target (units)
+    mark = np.full(n_keys, np.nan)   # each instrument's latest usable close
+    deciding = np.zeros(n_keys, dtype=np.bool_)
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and instant[hi] == instant[lo]:
+            hi += 1
+        for r in range(lo, hi):
+            if close[r] > 0.0:  # NaN or a price that cannot mark a position: keep the last one
+                mark[key[r]] = close[r]
+        decided = 0.0
+        for r in range(lo, hi):
+            k = key[r]
+            if target[r] == target[r]:
+                deciding[k] = True
+                if mark[k] == mark[k]:
+                    decided += abs(target[r]) * mark[k]
+        carried = 0.0
+        for k in range(n_keys):
+            if not deciding[k] and held[k] != 0.0 and mark[k] == mark[k]:
+                carried += abs(held[k]) * mark[k]
+        scale = 1.0
+        if decided > 0.0 and decided + carried > max_total_notional:
+            scale = max(max_total_notional - carried, 0.0) / decided
+        for r in range(lo, hi):
+            k = key[r]
+            out[r] = target[r] * scale
+            if deciding[k]:
+                held[k] = out[r]
+                deciding[k] = False
+        lo = hi
+    return out
+
+
+def total_cap(instants, targets, closes, max_total_notional, step=total_cap_step):
+    """Per instrument (lists in one order), its entries' close instants, targets and closes → its
+    capped targets.  Merges the instruments' entries by (instant, position in the lists) and runs
+    ``step`` (``total_cap_step``, or the same function jitted) over them."""
+    sizes = [len(t) for t in targets]
+    if not sizes:
+        return []
+    key = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    instant = np.concatenate([np.asarray(i, dtype=np.int64) for i in instants])
+    order = np.lexsort((key, instant))
+    merged = step(key[order], instant[order],
+                  np.concatenate([np.asarray(t, dtype=float) for t in targets])[order],
+                  np.concatenate([np.asarray(c, dtype=float) for c in closes])[order],
+                  len(sizes), float(max_total_notional))
+    out = np.empty(len(key))
+    out[order] = merged
+    return np.split(out, np.cumsum(sizes)[:-1])
+
+
+register(OpDef(
+    "total_cap", "cross", ("series", "series"), lambda t, a: F64, reference=total_cap,
+    attrs={"max_total_notional": AttrSpec(_NUM, required=True, check=_positive)},
+    doc="(target position, close) of every instrument of the run at once → the targets scaled so the "
+        "book's gross notional stays within max_total_notional (a cross-instrument step, not a kernel)"))
 
 
 def _timing_gate(position, close, sessions):

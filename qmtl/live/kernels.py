@@ -39,6 +39,7 @@ from qmtl import codegen
 from qmtl.ir.clocks import clocks
 from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.runtime.binding import bind, bucket, select_stream_input
+from qmtl.ir import ops as opreg
 from qmtl.runtime.data import Stream
 from qmtl.runtime.flow import raise_failure
 from qmtl.runtime.key_runtime import KeyRuntime, KeyTimeline, key_streams, key_timeline
@@ -55,10 +56,11 @@ SNAPSHOT_LAYOUT = 2
 
 
 class LiveError(CompileError):
-    """A strategy (or history) a live run cannot serve; E601 with the location to fix."""
+    """A strategy (or history) a live run cannot serve; E601 (E602: a portfolio-total cap) with the
+    location to fix."""
 
-    def __init__(self, message: str, loc: Any = None) -> None:
-        super().__init__(Diagnostic("E601", message, loc))
+    def __init__(self, message: str, loc: Any = None, code: str = "E601") -> None:
+        super().__init__(Diagnostic(code, message, loc))
 
 
 class LiveKernels:
@@ -72,6 +74,12 @@ class LiveKernels:
         if queries:
             raise LiveError("a live run feeds StreamInputs of one instrument per run key; a TagQueryNode reads "
                             "a group of instruments at once", queries[0].loc)
+        caps = [op for op in module.ops if opreg.REGISTRY[op.name].kind == "cross"]
+        if caps:  # never trade uncapped: a live run decides one instrument's bar at a time
+            raise LiveError(f"node {next((o.name for o in module.outputs if o.value == caps[0].result), caps[0].result)!r} caps the whole book's notional (RiskControl "
+                            "max_total_notional), which live runs do not support yet: each live bar is "
+                            "decided alone, without the other instruments' targets of its instant; "
+                            "backtest it with Runner.submit / qmtl run", caps[0].loc, code="E602")
         bindings = bind(module, history)
         self.flow = codegen.split(module).flow
         self.gen = codegen.load(self.flow)

@@ -32,6 +32,7 @@ from qmtl.ir.diagnostics import CompileError, Diagnostic
 
 from qmtl.ir.regions import regions_in_dependency_order
 
+from . import cross
 from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
@@ -165,6 +166,13 @@ def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | No
             "E507", "every node of this strategy reads a tag query's group (all instruments at once), so "
             "nothing runs per instrument: run it on one machine (qmtl run without --addresses/"
             "--process-id/--recovery-dir)"))
+    caps = cross.cross_ops(parts.flow)
+    if caps:  # never run uncapped: each partition would see one instrument's book only
+        raise CompileError(Diagnostic(
+            "E508", f"node {cross.owner(parts.flow, caps[0])!r} caps the whole book's notional "
+            "(RiskControl max_total_notional), which needs every instrument's target at each instant; "
+            "a cluster run computes each instrument in its own partition: run it on one machine (qmtl run "
+            "without --addresses/--process-id/--recovery-dir)", caps[0].loc))
     plan = plan_partitions(parts.flow, data)
     batch = batch_size or AUTO_BATCH
     gen = codegen.load(parts.flow)

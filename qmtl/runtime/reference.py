@@ -275,11 +275,9 @@ class Interpreter:
             return Track(np.array([], np.int64), "scalar", op.attr("value"), 0)
         if op.name == "py_call":
             return self._py_call(op, key, interval)
-        operands = [self.value(v, key) for v in op.operands]
-        ticking = [t for t in operands if t.kind != "scalar" and same_clock(t.interval, interval)]
-        ts = _union([t.ts for t in ticking]) if ticking else np.array([], np.int64)
-        aligned = [align(t, ts, interval) if len(ticking) > 1 or not same_clock(t.interval, interval)
-                   else t for t in operands]
+        if opdef.kind == "cross":
+            return self._cross(op, key, interval)
+        ts, aligned = self._operands(op, key, interval)
         kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
         if opdef.reads_time:
             kwargs["close"] = ts + interval
@@ -290,6 +288,35 @@ class Interpreter:
         except Exception as exc:  # user data an op rejects (astype of NaN to int): report where
             raise NodeRuntimeError(self.owner(op.result), None, key, f"{type(exc).__name__}: {exc}") from exc
         return _track_of(op, ts, out, interval)
+
+    def _operands(self, op: Op, key: Key, interval: int) -> tuple[np.ndarray, list[Track]]:
+        """The op's ticks (the union of its operands on its clock) and its operands on them: a
+        slower operand as of its last closed bar (docs/design.md "Clocks and joins")."""
+        operands = [self.value(v, key) for v in op.operands]
+        ticking = [t for t in operands if t.kind != "scalar" and same_clock(t.interval, interval)]
+        ts = _union([t.ts for t in ticking]) if ticking else np.array([], np.int64)
+        return ts, [align(t, ts, interval) if len(ticking) > 1 or not same_clock(t.interval, interval)
+                    else t for t in operands]
+
+    def _cross(self, op: Op, key: Key, interval: int) -> Track:
+        """A cross-instrument op (``total_cap``): its reference takes every run key's operands at
+        once, in the keys' order, and gives every key's value; all are kept, ``key``'s returned."""
+        keys = self.keys_of(op.result)
+        keys = [None] if keys is None else list(keys)
+        ticks, args = [], []
+        for k in keys:
+            ts, aligned = self._operands(op, k, interval)
+            ticks.append(ts)
+            args.append([_reference_value(t) for t in aligned])
+        opdef = opreg.REGISTRY[op.name]
+        kwargs = _accepted(opdef.reference, {**opdef.defaults(), **op.attr_dict})
+        instants = [ts + interval for ts in ticks]
+        with np.errstate(all="ignore"):
+            outs = opdef.reference(instants, *[list(col) for col in zip(*args)], **kwargs)
+        per_key = self.values.setdefault(op.result, {})
+        for k, ts, out in zip(keys, ticks, outs):
+            per_key[k] = _track_of(op, ts, out, interval)
+        return per_key[key if keys != [None] else None]
 
     def owner(self, value: str) -> str:
         """The node whose ops compute ``value`` (for error messages)."""

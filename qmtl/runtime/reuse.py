@@ -120,7 +120,7 @@ def plan_reuse(module: Module, bindings: Bindings, store: ArtifactStore, read: b
                 if found is not None:
                     plan.prefix[value] = found
     if hits:
-        plan.module = _without_dead_ops(module, hits)
+        plan.module = without_dead_ops(module, hits)
     return plan
 
 
@@ -156,7 +156,7 @@ def _prefix_artifact(module: Module, bindings: Bindings, store: ArtifactStore, o
         return None
 
 
-def _without_dead_ops(module: Module, hits: Mapping[str, Op]) -> Module:
+def without_dead_ops(module: Module, hits: Mapping[str, Op]) -> Module:
     """``module`` with the stored values substituted and the ops nothing needs any more removed
     (sources are kept: see the module docstring)."""
     swapped = [hits.get(op.result, op) for op in module.ops]

@@ -153,3 +153,26 @@ def test_an_artifact_that_does_not_fit_the_data_is_recomputed_and_replaced(tmp_p
     assert repaired.ts.tobytes() == good.ts.tobytes()
     assert set(traced.run(bars, store=store).sharing.reused) == {"ma"}
     assert first.sharing.written
+
+
+def test_a_stored_frame_read_by_a_traced_column_is_read_by_the_kernels(tmp_path):
+    """A frame-valued node stored by one strategy and read through a column by another's traced node
+    (a RiskControl reading a ``{"signal": ...}`` node): the column is a kernel read of the stored
+    frame's buffers, not a column of Python rows (which raised KeyError 'b_signal')."""
+    from qmtl.runtime.engine import run
+    from qmtl.runtime.synthetic import synthetic_bars
+    head = ("from qmtl.runtime.sdk import Strategy, StreamInput, Node, RiskControl\n"
+            "class S(Strategy):\n"
+            "    def setup(self):\n"
+            "        price = StreamInput(interval='60s', period=5)\n"
+            "        signal = Node(expr={'signal': price.close.pct_change().rolling(3).mean() * 100}, name='signal')\n")
+    (tmp_path / "a.py").write_text(head + "        self.add_nodes([price, signal])\n")
+    (tmp_path / "b.py").write_text(head + "        risk = RiskControl(signal, max_position=2)\n"
+                                          "        self.add_nodes([price, signal, risk])\n")
+    data = synthetic_bars(200, symbols=("AAA", "BBB"), seed=2)
+    store = ArtifactStore(tmp_path / "store")
+    run(qmtl_compile(str(tmp_path / "a.py")), data, store=store)
+    reader = qmtl_compile(str(tmp_path / "b.py"))
+    shared = run(reader, data, store=store)
+    assert "signal" in shared.sharing.reused
+    pd.testing.assert_frame_equal(shared.outputs["risk"], reader.run(data).outputs["risk"], check_exact=True)

@@ -19,12 +19,19 @@ PRICE_FIELDS = {"risk_control": ("close",), "timing_gate": (), "execution": ("op
 
 
 def lower_stage(builder: ModuleBuilder, op: str, attrs: dict, result: str, acted_on: str, price: str,
-                loc: Loc | None) -> str:
-    """Emit ``%result = op(position, price fields...)`` and return ``result``."""
+                loc: Loc | None, cap: dict | None = None) -> str:
+    """Emit ``%result = op(position, price fields...)`` and return ``result``.
+
+    With ``cap`` (RiskControl's ``max_total_notional``), the op's per-instrument target is followed
+    by ``%result = total_cap(target, close)``: the node's value is the capped target, and a strategy
+    without the cap keeps exactly the ops (and NodeIDs) it had."""
     position = _as_series(builder, acted_on, result, loc)
     fields = tuple(builder.emit(builder.fresh(result), "column", (price,), {"name": f}, loc)
                    for f in PRICE_FIELDS[op])
-    return builder.emit(result, op, (position, *fields), attrs, loc)
+    if cap is None:
+        return builder.emit(result, op, (position, *fields), attrs, loc)
+    target = builder.emit(builder.fresh(result), op, (position, *fields), attrs, loc)
+    return builder.emit(result, "total_cap", (target, fields[0]), cap, loc)
 
 
 def _as_series(builder: ModuleBuilder, value: str, owner: str, loc: Loc | None) -> str:

@@ -145,7 +145,7 @@ class _Tracer:
         elif isinstance(node, ExecutionStage):
             try:
                 value = lower_stage(self.builder, node.op, node.attrs(), vname, self.values[id(node.source)],
-                                    self.values[id(node.price)], node.loc)
+                                    self.values[id(node.price)], node.loc, node.cap_attrs())
             except LoweringError as err:
                 self.diags.append(Diagnostic(err.code, f"node {name!r}: {err.message}", err.loc or node.loc))
                 return

@@ -46,19 +46,34 @@ class ExecutionStage(Node):
         """The op's attributes (its NodeID's parameters)."""
         raise NotImplementedError
 
+    def cap_attrs(self) -> dict[str, Any] | None:
+        """A cross-instrument cap applied after the op (``total_cap``), or None: RiskControl's only."""
+        return None
+
 
 class RiskControl(ExecutionStage):
     """Target position in units: ``clip(signal, -1, 1) * max_position``, its notional
-    ``|position * close|`` capped to ``max_notional`` (per instrument)."""
+    ``|position * close|`` capped to ``max_notional`` (per instrument); with
+    ``max_total_notional``, the targets of every instrument of the run are then scaled so the book's
+    gross notional stays within it (docs/design.md "Execution nodes")."""
 
     kind = "risk_control"
     op = "risk_control"
 
     def __init__(self, input: Node, max_position: float, max_notional: float | None = None, *,
-                 price: StreamInput | None = None, name: str | None = None):
+                 max_total_notional: float | None = None, price: StreamInput | None = None,
+                 name: str | None = None):
         self._init_stage(input, price, name)
         self.max_position = _positive(max_position, "max_position", self.loc)
         self.max_notional = None if max_notional is None else _positive(max_notional, "max_notional", self.loc)
+        self.max_total_notional = (None if max_total_notional is None else
+                                   _positive(max_total_notional, "max_total_notional", self.loc))
+
+    def cap_attrs(self) -> dict[str, Any] | None:
+        """The ``total_cap`` op's attributes, or None when there is no portfolio-total cap."""
+        if self.max_total_notional is None:
+            return None
+        return {"max_total_notional": self.max_total_notional}
 
     def attrs(self) -> dict[str, Any]:
         out: dict[str, Any] = {"max_position": self.max_position}
