@@ -41,7 +41,6 @@ from .tagged_values import tagged_members
 from . import cross
 
 
-
 #: Replay batches (also ``qmtl.runtime.cluster``'s): big enough that Bytewax's per-item cost (~tens of µs) vanishes next to the
 #: kernels, small enough that one batch's scratch buffers stay in cache (bigger got slower here).
 AUTO_BATCH = 1 << 16
@@ -120,7 +119,6 @@ def _run_capped(module, functions, bindings: Bindings, batch_size: int | None, w
         return _run_flow(module, functions, bindings, batch_size, workers, reuse, progress)
     clock = clocks(module)
     first = cross.operands_module(module, caps)
-    gen = codegen.load(first)
     record = {op.result: ([b for b, _ in value_buffers(op)], int(clock.get(op.result) or 0))
               for op in first.ops if op.result in {c.result for c in caps}}
     operands = _by_name(_run_flow(first, functions, bindings, batch_size, workers, reuse, record=record), 2)
