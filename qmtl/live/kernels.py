@@ -76,7 +76,7 @@ class LiveKernels:
                             "a group of instruments at once", queries[0].loc)
         caps = [op for op in module.ops if opreg.REGISTRY[op.name].kind == "cross"]
         if caps:  # never trade uncapped: a live run decides one instrument's bar at a time
-            raise LiveError(f"node {next((o.name for o in module.outputs if o.value == caps[0].result), caps[0].result)!r} caps the whole book's notional (RiskControl "
+            raise LiveError(f"node {module.output_name(caps[0].result)!r} caps the whole book's notional (RiskControl "
                             "max_total_notional), which live runs do not support yet: each live bar is "
                             "decided alone, without the other instruments' targets of its instant; "
                             "backtest it with Runner.submit / qmtl run", caps[0].loc, code="E602")

@@ -45,11 +45,6 @@ def cross_ops(module: Module) -> list[Op]:
     return [op for op in module.ops if opreg.REGISTRY[op.name].kind == "cross"]
 
 
-def owner(module: Module, op: Op) -> str:
-    """The SDK node whose value ``op`` is (for messages naming it)."""
-    return next((o.name for o in module.outputs if o.value == op.result), op.result)
-
-
 def operands_module(module: Module, caps: list[Op]) -> Module:
     """Pass 1: the outputs holding a cap (and the sources), each cap op replaced by the frame of its
     operands, and only the ops they need."""
