@@ -34,19 +34,12 @@ from qmtl.runtime.cluster import cluster_flow
 from qmtl.runtime.engine import run
 from qmtl.runtime.reference import evaluate
 from qmtl.runtime.synthetic import synthetic_bars
-from tests.codegen.modules import Builder
+from tests.runtime.execution_support import exec_module, pandas_risk, signal_bars
 
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the rule, written independently with pandas ------------------------------------------------------
-
-def pandas_targets(signal: pd.Series, close: pd.Series, max_position: float, max_notional: float | None):
-    target = signal.clip(-1, 1) * max_position
-    if max_notional is None:
-        return target
-    return np.sign(target) * np.minimum(target.abs(), (max_notional / close).where(close > 0))
-
 
 def pandas_total_cap(targets: pd.DataFrame, closes: pd.DataFrame, cap: float) -> pd.DataFrame:
     """``targets``/``closes``: index = close instants (the union), one column per instrument, NaN
@@ -73,28 +66,14 @@ def book(spans: list[tuple[int, list[int]]], seed: int, nan_share: float = 0.15)
     """One instrument per (start minute, gaps): its own start, gaps and end, prices of its own
     level, a ``signal`` column with NaNs."""
     rng = np.random.default_rng(seed)
-    frames = []
-    for i, (start, gaps) in enumerate(spans):
-        ts = 1_599_999_960 + 60 * (start + np.cumsum(np.asarray(gaps, dtype=np.int64)))
-        n = len(ts)
-        close = (50 + 40 * i) * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-        signal = rng.uniform(-1.5, 1.5, n)
-        signal[rng.random(n) < nan_share] = np.nan
-        frames.append(pd.DataFrame({"ts": ts, "symbol": f"S{i}", "open": close * (1 + rng.normal(0, 0.003, n)),
-                                    "high": close * 1.02, "low": close * 0.98, "close": close, "volume": 1.0,
-                                    "signal": signal}))
+    frames = [signal_bars(1_599_999_960 + 60 * (start + np.cumsum(np.asarray(gaps, dtype=np.int64))), rng,
+                          level=50 + 40 * i, vol=0.02, nan_share=nan_share, symbol=f"S{i}")
+              for i, (start, gaps) in enumerate(spans)]
     return pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], ignore_index=True)
 
 
 def module(risk: dict, cap: float, execution: dict):
-    b = Builder("Book")
-    src = b.source()
-    signal, open_, close = (b.op("column", src, name=f) for f in ("signal", "open", "close"))
-    r = b.out("risk", b.op("total_cap", b.op("risk_control", signal, close, **risk), close,
-                           max_total_notional=cap), 1)
-    g = b.out("timing", b.op("timing_gate", r, sessions=("00:00-24:00 UTC",)), 1)
-    b.out("orders", b.op("execution", g, open_, close, **execution), 2)
-    return b.module()
+    return exec_module("Book", risk, execution, cap=cap, orders_period=2)
 
 
 def wide(df: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -114,7 +93,7 @@ def test_engine_equals_reference_equals_pandas(spans, seed, risk, cap):
     m = module(risk, cap, {"initial_cash": 1000.0, "fee_bps": 1.0, "slippage_bps": 2.0})
     ref = evaluate(m, {}, bind(m, df)).outputs
     # the rule, by pandas, on the per-instrument targets pandas computes too
-    targets = df.assign(t=pandas_targets(df.signal, df.close, risk["max_position"], risk.get("max_notional")))
+    targets = df.assign(t=pandas_risk(df.signal, df.close, risk["max_position"], risk.get("max_notional")))
     want = pandas_total_cap(wide(targets, "t"), wide(df, "close"), cap)
     got = ref["risk"]
     multi = "symbol" in got.columns
