@@ -119,8 +119,7 @@ def _run_capped(module, functions, bindings: Bindings, batch_size: int | None, w
         return _run_flow(module, functions, bindings, batch_size, workers, reuse, progress)
     clock = clocks(module)
     first = cross.operands_module(module, caps)
-    record = {op.result: ([b for b, _ in value_buffers(op)], int(clock.get(op.result) or 0))
-              for op in first.ops if op.result in {c.result for c in caps}}
+    record = cross.operand_record(first, caps, clock)
     # both passes keep every source (``cross``), so every key's timeline is the same in both
     timelines = _timelines(module, bindings)
     operands = _by_name(_run_flow(first, functions, bindings, batch_size, workers, reuse, record=record,
