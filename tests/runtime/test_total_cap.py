@@ -2,7 +2,8 @@
 "Execution nodes"): the engine's two passes around the jitted step against the reference interpreter
 bit for bit at awkward batch sizes, the reference against an independent pandas computation of the
 rule written here, the bound it promises, NodeIDs (unchanged without the cap), the errors, and the
-runs that refuse it (cluster E508, live E602) rather than run uncapped.
+cluster run that refuses it (E508) rather than run uncapped, and the live kernels' instant-by-instant
+cap against the backtest.
 
 The pandas computation works on a wide frame (one column per instrument, one row per close instant
 of any of them): prices carried with ``ffill``, the book held carried row to row; the reference
@@ -26,7 +27,7 @@ from qmtl.ir.diagnostics import CompileError
 from qmtl.ir.parser import parse_module as parse
 from qmtl.ir.printer import print_module
 from qmtl.ir.verifier import verify
-from qmtl.live.kernels import LiveError, LiveKernels
+from qmtl.live.kernels import LiveKernels
 from qmtl.runtime import cross
 from qmtl.runtime.artifacts import ArtifactStore
 from qmtl.runtime.binding import bind
@@ -276,12 +277,43 @@ def test_cluster_run_refuses_the_cap_naming_the_node(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_live_run_refuses_the_cap_at_the_strategy_line(tmp_path):
-    compiled = compile_book(tmp_path, ", max_total_notional=1500")
-    with pytest.raises(LiveError) as err:
-        LiveKernels(compiled, synthetic_bars(50, symbols=("AAA", "BBB"), seed=1))
-    (d,) = err.value.diagnostics
-    assert d.code == "E602" and "'risk'" in d.message and d.loc.line == 10
+def test_live_kernels_cap_instant_by_instant_as_the_backtest_does(tmp_path):
+    """The live kernels warm up on history and then take one instant's bars at a time (some
+    instruments missing at some instants: gaps); every output equals the backtest over the same bars
+    bit for bit, the cap binds, and the held book ends at each instrument's last capped target and
+    last close.  (On the real NATS server: tests/live/test_total_cap_live.py.)"""
+    from qmtl.live.bars import Bar
+    compiled = compile_book(tmp_path, ", max_total_notional=700")
+    data = synthetic_bars(80, symbols=("AAA", "BBB", "CCC"), seed=5)
+    rng = np.random.default_rng(2)
+    data = data[(data.ts < data.ts.iloc[0] + 60 * 50) | (rng.random(len(data)) > 0.2)]  # live gaps
+    instants = sorted(data.ts.unique())
+    history, live = data[data.ts < instants[50]], data[data.ts >= instants[50]]
+    kernels = LiveKernels(compiled, history)
+    assert kernels.capped
+    seen = {k: [rows] for k, rows in kernels.warm_up_all().items()}
+    for ts in instants[50:]:
+        bars = {kernels.key_for(r.symbol): Bar(symbol=r.symbol, ts=int(r.ts), open=r.open, high=r.high, low=r.low,
+                                               close=r.close, volume=r.volume)
+                for r in live[live.ts == ts].itertuples()}
+        for key, rows in kernels.step_instant(bars).items():
+            seen[key].append(rows)
+    backtest = compiled.run(data).outputs
+    plain = compile_book(tmp_path).run(data).outputs
+    assert (backtest["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
+    for key, chunks in seen.items():
+        for name, whole in backtest.items():
+            mine = whole[whole.symbol == key].drop(columns="symbol")
+            ts = np.concatenate([c[name][0] for c in chunks])
+            assert ts.tolist() == mine.index.tolist(), (key, name)
+            for col in mine.columns:
+                got = np.concatenate([c[name][1][col] for c in chunks])
+                np.testing.assert_array_equal(got, mine[col].to_numpy(), err_msg=f"{key} {name}.{col}")
+    (value,) = kernels.book.books
+    for key in seen:
+        risk = backtest["risk"][backtest["risk"].symbol == key]["risk"].dropna()
+        held, mark = kernels.book.held(value, key)
+        assert held == risk.iloc[-1] and mark == data[data.symbol == key].close.iloc[-1]
 
 
 def test_submit_backtests_with_the_cap(tmp_path):
