@@ -56,6 +56,12 @@ class HeldBook:
                 raise ValueError(f"held book of %{value}: no entries (not even empty ones) for {missing}")
         return cross.capped(self.caps, recorded, self.keys, self.clock, books=self.books)
 
+    def on_windows(self, recorded: Recorded, timelines: Mapping[Any, Any]) -> dict[Any, dict[str, Any]]:
+        """``cap`` of one instant's entries, placed on each key's window (``timelines``: run key →
+        its ``KeyTimeline`` of the instant) as the stored values pass 2 reads: run key → cap value →
+        ``StoredColumns``."""
+        return cross.on_timelines(self.cap(recorded), self.keys, timelines, self.clock)
+
     def held(self, value: str, key: Any) -> tuple[float, float]:
         """(held capped target, last close) of ``key`` under the cap op ``value`` (NaN close: none yet)."""
         order = self.keys[value]

@@ -31,7 +31,9 @@ runs each instrument's kernels up to the cap (pass 1, recording the cap's operan
 targets in one step on the held book (``held.HeldBook``: each instrument's held capped target and
 last close, carried between instants), and runs each instrument's kernels after the cap (pass 2)
 on the capped values.  The warm-up is one such instant over the whole history.  The held book and
-each instrument's capped value carried to its next tick are part of the snapshot.
+each instrument's capped value carried to its next tick are part of the snapshot.  One case differs
+from the backtest: a coarser source's bucket whose close a gap of the instrument's feed skipped is
+closed by its next feed bar, so a cap on that coarser clock counts it at that later instant.
 
 What one feed cannot serve is E601 at the source's line: a tag query (a group of instruments), two
 sources of one run key reading different instruments (a pairs strategy), a source interval that is
@@ -281,9 +283,7 @@ class LiveKernels:
         for v, (bufs, _clock) in self.record.items():  # instruments without a bar: no entries
             for key in self.history:
                 recorded[v].setdefault(key, (np.zeros(0, np.int64), {i: np.zeros(0) for i in range(len(bufs))}))
-        from qmtl.runtime import cross
-        series = self.book.cap(recorded)
-        stored = cross.on_timelines(series, self.book.keys, timelines, self.book.clock)
+        stored = self.book.on_windows(recorded, timelines)
         out = {}
         for key, timeline in timelines.items():
             mine = stored.get(key, {})
