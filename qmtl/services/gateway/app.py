@@ -93,7 +93,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for item in worlds["paths"].values():  # through the proxy the world service may also not answer
         for op in item.values():
             op["responses"].update({str(code): documented_error(code) for code in (502, 503)})
-    app.openapi_schema = merge_schemas(finish_schema(schema, validation_status=400), worlds)
+    app.openapi_schema = merge_schemas(finish_schema(schema), worlds)
     return app.openapi_schema
 
 

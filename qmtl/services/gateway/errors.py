@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import error_body
+from ..errors import error_body, validation_message
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,8 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 
 def describe_validation(exc: ValidationError | RequestValidationError, prefix: str = "") -> str:
-    """``field.path: problem`` for each error, the way a user would look the field up."""
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        field = ".".join(([prefix] if prefix else []) + loc) or "<body>"
-        parts.append(f"{field}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
+    """``field.path: problem`` for each error (``qmtl.services.errors.validation_message``)."""
+    return validation_message(exc.errors(), prefix)
 
 
 _STATUS_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 413: "E_PAYLOAD_TOO_LARGE"}

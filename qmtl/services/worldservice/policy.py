@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qmtl.calendars import CalendarName
+from qmtl.services.request_guard import check_document
 
 
 # Policies are strict and finite: "yes" is not a boolean, "1" not a number, and .nan/.inf (YAML) or
@@ -146,6 +147,9 @@ def parse_policy(text: str | bytes, content_type: str = "application/json") -> P
     except yaml.YAMLError as exc:
         kind = "YAML" if "yaml" in content_type else "JSON"
         raise PolicyError(f"policy is not valid {kind}: {exc}") from None
+    # The rules RequestGuard applies to JSON bodies (NUL characters, nesting, 64-bit integers, finite
+    # numbers), for a YAML body the guard could not parse: InputError, answered 400 E_SCHEMA.
+    check_document(obj, "policy")
     if not isinstance(obj, Mapping):
         raise PolicyError("policy must be a mapping (thresholds, top_k, correlation, hysteresis, max_mode, "
                           "calendar)")

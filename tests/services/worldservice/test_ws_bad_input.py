@@ -17,7 +17,7 @@ from tests.services.worldservice.test_ws_http import assert_error, make_world
 ])
 def test_no_coercion_on_world_fields(client: httpx.Client, body: dict, field: str) -> None:
     r = client.post("/worlds", json=body)
-    assert r.status_code in (400, 422) and r.json()["error"]["code"] == "E_SCHEMA", r.text
+    assert r.status_code == 400 and r.json()["error"]["code"] == "E_SCHEMA", r.text
     assert field in r.json()["error"]["message"]
 
 
@@ -25,8 +25,8 @@ def test_no_coercion_on_activation(client: httpx.Client) -> None:
     make_world(client)
     for active in (0, "true", "yes"):
         assert_error(client.put("/worlds/w1/activation", json={"strategy_id": "s", "active": active}),
-                     422, "E_SCHEMA", "active")
-    assert_error(client.put("/worlds/w1/activation", json={"freeze": "no"}), 422, "E_SCHEMA", "freeze")
+                     400, "E_SCHEMA", "active")
+    assert_error(client.put("/worlds/w1/activation", json={"freeze": "no"}), 400, "E_SCHEMA", "freeze")
 
 
 @pytest.mark.parametrize("text, ctype, code, why", [
@@ -47,7 +47,7 @@ def test_policies_are_finite_and_strict(client: httpx.Client, text: str, ctype: 
 
 def test_integers_and_paths_stay_in_range(client: httpx.Client) -> None:
     make_world(client)
-    assert_error(client.get("/worlds/w1/audit", params={"after_seq": str(2**63)}), 422, "E_SCHEMA", "after_seq")
+    assert_error(client.get("/worlds/w1/audit", params={"after_seq": str(2**63)}), 400, "E_SCHEMA", "after_seq")
     assert client.get("/worlds/w1/audit", params={"after_seq": str(2**63 - 1)}).json()["entries"] == []
     assert_error(client.get("/worlds/w1/decide", params={"strategy_id": "s\x00"}), 400, "E_SCHEMA", "control")
     assert_error(client.get("/worlds/%00"), 400, "E_SCHEMA", "control")

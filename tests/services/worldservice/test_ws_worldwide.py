@@ -90,7 +90,7 @@ def test_allocations_across_worlds_and_rebalancing(client: httpx.Client) -> None
     replanned = client.post("/rebalancing/plan", json={"world_ids": ["w1"]}).json()["plans"][0]
     assert replanned["target"] == {} and set(replanned["excluded"]) == {"A", "B"}
     assert_error(client.post("/rebalancing/plan", json={"world_ids": ["nope"]}), 404, "E_UNKNOWN_WORLD")
-    assert_error(client.post("/rebalancing/apply", json={"run_id": "x", "plans": []}), 422, "E_SCHEMA", "plans")
+    assert_error(client.post("/rebalancing/apply", json={"run_id": "x", "plans": []}), 400, "E_SCHEMA", "plans")
 
 
 def test_re_ranking_does_not_refresh_another_strategys_decision(client: httpx.Client) -> None:
