@@ -30,10 +30,10 @@ def test_no_coercion_on_activation(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("text, ctype, code, why", [
-    ("thresholds: {sharpe: {min: .nan}}", "application/yaml", "E_POLICY", "finite"),
-    ("thresholds: {sharpe: {max: .inf}}", "application/yaml", "E_POLICY", "finite"),
-    ("thresholds: {sharpe: {max: " + "9" * 5000 + "}}", "application/yaml", "E_POLICY", "out of range"),
-    ("[" * 5000 + "]" * 5000, "application/yaml", "E_POLICY", "nested"),
+    ("thresholds: {sharpe: {min: .nan}}", "application/yaml", "E_SCHEMA", "finite"),
+    ("thresholds: {sharpe: {max: .inf}}", "application/yaml", "E_SCHEMA", "finite"),
+    ("thresholds: {sharpe: {max: " + "9" * 5000 + "}}", "application/yaml", "E_SCHEMA", "out of range"),
+    ("[" * 5000 + "]" * 5000, "application/yaml", "E_SCHEMA", "nested"),
     ('{"thresholds": {"sharpe": {"min": NaN}}}', "application/json", "E_SCHEMA", "NaN"),
     ('{"thresholds": {"sharpe": {"min": 1e309}}}', "application/json", "E_SCHEMA", "not finite"),
     ('{"top_k": {"metric": "sharpe", "k": "3"}}', "application/json", "E_POLICY", "top_k.k"),
@@ -58,3 +58,73 @@ def test_integers_and_paths_stay_in_range(client: httpx.Client) -> None:
     r = client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "s", "metrics": {"x": 2**64}}]})
     assert_error(r, 400, "E_SCHEMA", "integer out of range")
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def _nested_yaml(levels: int) -> str:
+    """Block-style YAML (not JSON, so the request guard cannot parse it) nested ``levels`` deep."""
+    return "".join("  " * i + f"k{i}:\n" for i in range(levels)) + "  " * levels + "v: 1\n"
+
+
+@pytest.mark.parametrize("text, why", [
+    ('name: "a\\0b"\nthresholds: {}', "NUL"),
+    ("thresholds:\n  sharpe:\n    min: " + str(2**64), "integer out of range"),
+    ("thresholds:\n  sharpe:\n    min: -.inf", "not finite"),
+    (_nested_yaml(70), "nested deeper"),
+    ("thresholds: {\"s\\0\": {min: 1}}", "NUL"),
+])
+def test_yaml_policy_bodies_get_the_json_body_checks(client: httpx.Client, text: str, why: str) -> None:
+    """Issue 8: the guard's document rules apply to YAML policies too (400 E_SCHEMA, naming the place)."""
+    make_world(client)
+    r = client.put("/worlds/w1/policy", content=text.encode(), headers={"content-type": "application/yaml"})
+    assert_error(r, 400, "E_SCHEMA", why)
+    assert "policy" in r.json()["error"]["message"]
+    assert client.get("/worlds/w1/policy").json()["max_mode"] == "paper"  # unchanged
+
+
+def test_yaml_alias_bomb_and_cycle_are_answered_quickly(client: httpx.Client) -> None:
+    """Anchors sharing one list a billion times over (or a mapping holding itself) are walked once."""
+    make_world(client)
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = "\n".join(lines) + "\n"
+    for text in (bomb, "thresholds: &t {sharpe: *t}\n"):
+        r = client.put("/worlds/w1/policy", content=text.encode(), headers={"content-type": "application/yaml"},
+                       timeout=20)
+        assert_error(r, 400, "E_POLICY", "Extra inputs are not permitted")
+
+
+@pytest.mark.parametrize("path", ["/worlds/w1%2Fpolicy", "/worlds/w1%2fpolicy", "/worlds/a%2Fb",
+                                  "/worlds/w1/decide%2F?strategy_id=s"])
+def test_encoded_slash_is_refused(client: httpx.Client, path: str) -> None:
+    """Issue 8: ``/worlds/w1%2Fpolicy`` was routed as ``/worlds/w1/policy``; refused on the raw path."""
+    make_world(client)
+    assert_error(client.get(path), 400, "E_SCHEMA", "encoded slash")
+
+
+@pytest.mark.parametrize("method, path, kwargs", [
+    ("POST", "/worlds", {"json": {"id": "x", "allow_live": "maybe"}}),
+    ("POST", "/worlds", {"json": ["not", "an", "object"]}),
+    ("POST", "/worlds", {"content": b'{"id": ', "headers": {"content-type": "application/json"}}),
+    ("GET", "/worlds/w1/decide", {}),
+    ("GET", "/worlds/w1/audit", {"params": {"limit": "0"}}),
+])
+def test_validation_errors_are_400_with_the_gateways_body(client: httpx.Client, ws_backend, tmp_path,
+                                                          method: str, path: str, kwargs: dict) -> None:
+    """Issue 8: the world service answered validation errors 422 and the gateway 400; now both answer
+    400 E_SCHEMA with the same body, whether the world route is reached directly or through the gateway."""
+    from qmtl.services.app import ServerThread
+    from qmtl.services.gateway.app import create_app as create_gateway
+    from qmtl.services.gsg import SqlGraphStore
+    from qmtl.services.storage.sql import Database
+
+    make_world(client)
+    direct = client.request(method, path, **kwargs)
+    assert direct.status_code == 400 and direct.json()["error"]["code"] == "E_SCHEMA", direct.text
+    gw_db = Database.connect(f"sqlite:///{tmp_path / 'gw.db'}")
+    try:  # the gateway in front of this world service, by URL, as in a split deployment
+        gateway = create_gateway(gw_db, ws_backend.bus, SqlGraphStore(gw_db), ws_backend.running[-1].url)
+        with ServerThread(gateway) as url:
+            proxied = httpx.request(method, url + path, timeout=30, **kwargs)
+    finally:
+        gw_db.close()
+    assert (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
