@@ -38,3 +38,4 @@ def validation_message(errors: Sequence[Mapping[str, Any]], prefix: str = "") ->
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     more = len(errors) - MAX_LISTED_ERRORS
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+

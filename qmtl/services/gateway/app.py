@@ -291,7 +291,8 @@ def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
         raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         resp = await worlds.forward(request.method, raw_path, request.scope["query_string"],
                                     request.scope["headers"], body)
-        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
+        keep = {k: v for k, v in resp.headers.items()
+                if k.lower() in ("content-type", "etag", "cache-control", "allow")}  # a 405's Allow too
         return Response(resp.content, status_code=resp.status_code, headers=keep)
 
     app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import error_body, validation_message
+from ..http_errors import http_exception_handler
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,6 @@ def describe_validation(exc: ValidationError | RequestValidationError, prefix: s
     return validation_message(exc.errors(), prefix)
 
 
-_STATUS_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 413: "E_PAYLOAD_TOO_LARGE"}
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -52,10 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, "E_SCHEMA", describe_validation(exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, f"E_HTTP_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail))
+    app.add_exception_handler(StarletteHTTPException,  # type: ignore[arg-type]
+                              http_exception_handler(lambda: app.router.routes))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -25,6 +25,7 @@ from qmtl.services.metrics import CONTENT_TYPE, RequestMetrics, WorldServiceMetr
 from qmtl.services.request_guard import INT64_MAX, InputError, RequestGuard
 from qmtl.services.bus import Bus
 from qmtl.services.errors import error_body, validation_message
+from qmtl.services.http_errors import http_exception_handler
 from qmtl.services.storage.sql import Database
 
 from .activation_cache import ActivationCache
@@ -91,10 +92,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, "E_SCHEMA", validation_message(exc.errors()))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED"}.get(exc.status_code, "E_HTTP")
-        return _error(exc.status_code, code, str(exc.detail))
+    # The world routes as ``router`` holds them (the app keeps the included router as one nested entry).
+    app.add_exception_handler(StarletteHTTPException,  # type: ignore[arg-type]
+                              http_exception_handler(lambda: [*app.router.routes, *router.routes]))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:

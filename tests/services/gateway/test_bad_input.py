@@ -129,3 +129,17 @@ def test_submission_with_another_content_type_still_goes_through(stack: Stack) -
     body = json.dumps({"dag": chain_dag("ctype", 3), "world_ids": ["w1"]})
     resp = stack.client.post("/strategies", content=body, headers={"content-type": "text/plain"})
     assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("method, path, allowed", [("POST", "/health", {"GET"}),
+                                                   ("TRACE", "/strategies/x", {"GET"}),
+                                                   ("POST", "/worlds/w1/decide", {"GET"}),  # proxied
+                                                   ("DELETE", "/worlds/w1/evaluate", {"POST"})])
+def test_method_not_allowed_names_the_allowed_methods(stack: Stack, method: str, path: str,
+                                                      allowed: set[str]) -> None:
+    """Found by schemathesis: a 405 carried no ``Allow`` header (RFC 9110 requires it), on the gateway's
+    own routes and on the world routes behind its proxy."""
+    stack.make_world("w1")
+    resp = stack.client.request(method, path)
+    assert resp.status_code == 405 and resp.json()["error"]["code"] == "E_METHOD_NOT_ALLOWED", resp.text
+    assert {m.strip() for m in resp.headers["allow"].split(",")} == allowed

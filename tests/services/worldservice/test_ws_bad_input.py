@@ -128,3 +128,11 @@ def test_validation_errors_are_400_with_the_gateways_body(client: httpx.Client, 
     finally:
         gw_db.close()
     assert (proxied.status_code, proxied.json()) == (direct.status_code, direct.json())
+
+
+def test_method_not_allowed_names_the_allowed_methods(client: httpx.Client) -> None:
+    """Found by schemathesis: the world service's 405 carried no ``Allow`` header (RFC 9110)."""
+    make_world(client)
+    r = client.request("TRACE", "/worlds/w1/policy")
+    assert_error(r, 405, "E_METHOD_NOT_ALLOWED")
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "PUT"}
