@@ -12,8 +12,9 @@ Shared by the gateway and the world service, in front of every route, so no rout
 
 Every body that parses as JSON is checked, whatever its ``Content-Type`` (a label must not be a way
 around the guard); ``check_document`` applies the same rules to a document parsed another way (the
-world service's YAML policies).  Malformed JSON is let through: each app reports it in its own words.  The body arrives already read by
-``BodySizeLimit`` (so it is at most the size limit) and is replayed to the app unchanged.
+world service's YAML policies).  Malformed JSON is let through: each app reports it in its own words.
+The body arrives already read by ``BodySizeLimit`` (so it is at most the size limit) and is replayed to
+the app unchanged.
 
 The body is parsed once: the checked document is left in the request's scope (``checked_json``), so a
 route that reads its body itself (the gateway's ``POST /strategies``) validates it without parsing the

@@ -3,8 +3,9 @@
 Every failure is a 4xx/5xx JSON body ``{"error": {"code": "E_...", "message": "..."}}``: validation
 errors are 400 ``E_SCHEMA`` (malformed JSON, or a well-formed body of the wrong shape, naming the
 field: the gateway's status and wording, ``qmtl.services.errors.validation_message``), bad policies
-``E_POLICY`` (400), unknown worlds ``E_UNKNOWN_WORLD`` (404), bodies over ``max_body_bytes`` ``E_PAYLOAD_TOO_LARGE`` (413, the gateway's code for the same thing).  The acting
-user is taken from the ``X-Actor`` header for the audit log.
+``E_POLICY`` (400), unknown worlds ``E_UNKNOWN_WORLD`` (404), bodies over ``max_body_bytes``
+``E_PAYLOAD_TOO_LARGE`` (413, the gateway's code for the same thing).  The acting user is taken from the
+``X-Actor`` header for the audit log.
 """
 
 from __future__ import annotations

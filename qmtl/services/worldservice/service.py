@@ -194,7 +194,8 @@ class WorldService:
         rows = self.store.cut_decision_ttl(world["id"], ttl)
         if not rows:
             return []
-        seq = self.store.audit(world["id"], actor, "decisions.ttl_cut", now, {"decision_ttl": world["decision_ttl"]},
+        seq = self.store.audit(world["id"], actor, "decisions.ttl_cut", now,
+                               {"decision_ttl": world["decision_ttl"]},
                                {"decision_ttl": ttl, "strategies": [r["strategy_id"] for r in rows]})
         return [(TOPIC_DECISION, "DecisionUpdated", {"world_id": world["id"], **_decision_view(row)},
                  f"{_key_scope(world)}:ttl_cut:{seq}:{row['strategy_id']}") for row in rows]
