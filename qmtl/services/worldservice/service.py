@@ -438,8 +438,12 @@ class WorldService:
         return self.allocations(world_id)
 
     def audit_log(self, world_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """A world's audit entries after ``after_seq``.  The log outlives a deleted world (it must
+        outlive what it records), so it stays readable; an id that never had a world is 404 whatever
+        ``after_seq`` asks for."""
         entries = self.store.audit_log(world_id, after_seq, limit)
-        if not entries and after_seq == 0 and self.store.get_world(world_id) is None:
+        if not entries and self.store.get_world(world_id) is None \
+                and (after_seq == 0 or not self.store.audit_log(world_id, 0, 1)):
             raise unknown_world(world_id)
         return [{**e, "at": iso(e["at"])} for e in entries]
 

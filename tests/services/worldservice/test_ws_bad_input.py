@@ -136,3 +136,15 @@ def test_method_not_allowed_names_the_allowed_methods(client: httpx.Client) -> N
     r = client.request("TRACE", "/worlds/w1/policy")
     assert_error(r, 405, "E_METHOD_NOT_ALLOWED")
     assert {m.strip() for m in r.headers["allow"].split(",")} == {"GET", "PUT"}
+
+
+def test_audit_of_a_world_that_never_was_is_404_at_any_after_seq(client: httpx.Client) -> None:
+    """Found by schemathesis: ``GET /worlds/nope/audit?after_seq=5`` answered 200 with no entries, while
+    ``after_seq=0`` said 404.  A deleted world's log stays readable (the audit outlives the world)."""
+    for after in ("0", "5", str(2**62)):
+        assert_error(client.get("/worlds/nope/audit", params={"after_seq": after}), 404, "E_UNKNOWN_WORLD")
+    make_world(client, "gone")
+    assert client.delete("/worlds/gone").status_code == 204
+    entries = client.get("/worlds/gone/audit").json()["entries"]
+    assert [e["action"] for e in entries] == ["world.create", "world.delete"]
+    assert client.get("/worlds/gone/audit", params={"after_seq": 5}).json()["entries"] == []
