@@ -282,7 +282,9 @@ def _add_artifact_routes(app: FastAPI, index: ArtifactIndex) -> None:
 
 
 def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    # Every method is forwarded: the world service knows which ones each of its paths accepts, and its
+    # 405 names them in ``Allow`` (the proxy's own 405 could only list the proxy's methods).
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
     async def forward(request: Request) -> Response:
         body = await request.body()

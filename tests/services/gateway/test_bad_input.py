@@ -134,7 +134,10 @@ def test_submission_with_another_content_type_still_goes_through(stack: Stack) -
 @pytest.mark.parametrize("method, path, allowed", [("POST", "/health", {"GET"}),
                                                    ("TRACE", "/strategies/x", {"GET"}),
                                                    ("POST", "/worlds/w1/decide", {"GET"}),  # proxied
-                                                   ("DELETE", "/worlds/w1/evaluate", {"POST"})])
+                                                   ("DELETE", "/worlds/w1/evaluate", {"POST"}),
+                                                   ("OPTIONS", "/worlds/w1", {"GET", "PUT", "DELETE"}),
+                                                   ("TRACE", "/rebalancing/plan", {"POST"}),
+                                                   ("OPTIONS", "/allocations", {"GET"})])
 def test_method_not_allowed_names_the_allowed_methods(stack: Stack, method: str, path: str,
                                                       allowed: set[str]) -> None:
     """Found by schemathesis: a 405 carried no ``Allow`` header (RFC 9110 requires it), on the gateway's
