@@ -43,8 +43,7 @@ def test_lowering_ttl_closes_a_paper_decision_at_once(client: httpx.Client, ws_b
 
     r = client.put("/worlds/w1", json={"decision_ttl": 1})
     assert r.status_code == 200 and r.json()["decision_ttl"] == 1
-    now = decide(client, "s")
-    assert (now["effective_mode"], now["ttl"]) == ("paper", 1)  # still inside the new ttl, shortened
+    assert decide(client, "s")["ttl"] == 1  # shortened (paper or already stale: the machine may be slow)
 
     # announced: one DecisionUpdated per cut decision, carrying the new ttl (what a live gate re-reads on)
     events = ws_backend.bus.read(TOPIC_DECISION, seen, timeout=2.0)
