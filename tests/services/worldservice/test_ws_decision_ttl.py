@@ -100,3 +100,48 @@ def test_keeping_or_raising_the_ttl_cuts_nothing(client: httpx.Client, ttl: int)
     assert client.put("/worlds/w1", json={"decision_ttl": ttl}).status_code == 200
     assert decide(client, "s")["ttl"] == 300
     assert "decisions.ttl_cut" not in [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]]
+
+
+def test_a_following_gate_closes_at_once_when_the_ttl_is_cut(request: pytest.FixtureRequest,
+                                                             db_backend) -> None:
+    """The announcement is what closes a live process's order gate: its periodic read is set to a minute
+    here, so only the ``DecisionUpdated`` of the cut can make it re-read the decision in time."""
+    import uuid
+
+    from qmtl.live.gate import WorldGate
+    from qmtl.services.app import ServerThread
+    from qmtl.services.bus import RedisStreamBus
+    from qmtl.services.gateway.app import create_app as create_gateway
+    from qmtl.services.gsg import SqlGraphStore
+    from qmtl.services.worldservice.app import create_app as create_world
+    from tests.live.worlds import trading_world
+
+    prefix = f"qmtl:test-ttl-cut:{uuid.uuid4().hex[:8]}"
+    postgres = request.node.callspec.params["db_backend"] == "postgresql"
+    bus = RedisStreamBus(request.getfixturevalue("redis_url"), prefix=prefix) if postgres else InProcessBus()
+    gateway_db = db_backend("gateway")
+    app = create_gateway(gateway_db, bus, SqlGraphStore(gateway_db), create_world(db_backend("world"), bus))
+    try:
+        with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as gw:
+            trading_world(gw, "w", "s")  # paper, active, ttl 300 s
+            with WorldGate(url, "w", "s", grace_s=1.0, resync_s=60.0, backoff_base_s=0.1,
+                           backoff_cap_s=0.5) as gate:
+                assert gate.state().open, gate.state()
+                time.sleep(1.2)  # the decision is now older than the ttl about to be set
+                started = time.monotonic()
+                assert gw.put("/worlds/w", json={"decision_ttl": 1}).status_code == 200
+                while gate.state().open and time.monotonic() - started < 5.0:
+                    time.sleep(0.02)
+                closed = gate.state()
+                assert not closed.open and closed.reason == "decision_expired", closed
+                assert time.monotonic() - started < 5.0
+    finally:
+        if postgres:  # Redis has no per-test schema: drop this test's streams
+            import redis
+
+            keys = redis.Redis.from_url(bus.url)
+            found = list(keys.scan_iter(f"{prefix}:*"))
+            if found:
+                keys.delete(*found)
+            keys.close()
+        bus.close()
