@@ -1,8 +1,8 @@
 """The served OpenAPI documents the whole API as it answers: every route, its body and answer models,
 and every error status with the one error shape both services use.
 
-FastAPI documents a ``422 HTTPValidationError`` by itself, which is not what either service sends (the
-gateway answers validation errors with 400, the world service with 422, both as ``ErrorBody``), and it
+FastAPI documents a ``422 HTTPValidationError`` by itself, which is not what either service sends (both
+answer validation errors with 400 ``E_SCHEMA`` as ``ErrorBody``; no 422 is left in either schema), and it
 cannot know about what the middlewares answer (400 from ``RequestGuard``, 413 from ``BodySizeLimit``).
 ``finish_schema`` puts that right after generation.
 """
@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import BaseModel
 
 ERROR_DESCRIPTIONS = {
-    400: "E_SCHEMA: malformed request (bad JSON, a control character, nesting or numbers out of bounds)",
+    400: "E_SCHEMA: malformed request (bad JSON, a control character, an encoded slash, nesting or numbers "
+         "out of bounds) or a body or parameter of the wrong shape (the message names the field)",
     404: "unknown world, strategy, run or route",
     409: "conflict with the current state (exists already, etag changed, decision does not allow it)",
     413: "E_PAYLOAD_TOO_LARGE: the body is over the size limit",
-    422: "E_SCHEMA: a well-formed body or parameter of the wrong shape; the message names the field",
     502: "E_WORLD_UNAVAILABLE: the world service answered with an error",
     503: "the world service or a backend did not answer",
 }
@@ -48,16 +48,14 @@ def documented_error(code: int) -> dict[str, Any]:
     return {"description": ERROR_DESCRIPTIONS[code], "content": {"application/json": {"schema": _ERROR_REF}}}
 
 
-def finish_schema(schema: dict[str, Any], validation_status: int) -> dict[str, Any]:
-    """Replace FastAPI's validation-error entries with ``ErrorBody`` at ``validation_status`` and add
-    the middlewares' 400 (every operation) and 413 (operations with a body)."""
+def finish_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop FastAPI's 422 validation-error entries (validation errors are answered 400 ``E_SCHEMA``)
+    and add the 400 (validation and ``RequestGuard``, every operation) and 413 (operations with a body)."""
     for item in schema.get("paths", {}).values():
         for op in item.values():
             responses = op.setdefault("responses", {})
-            auto = responses.get("422", {})
-            if "HTTPValidationError" in str(auto):
+            if "HTTPValidationError" in str(responses.get("422", {})):
                 del responses["422"]
-                responses[str(validation_status)] = documented_error(validation_status)
             responses.setdefault("400", documented_error(400))
             if "requestBody" in op:
                 responses.setdefault("413", documented_error(413))

@@ -3,14 +3,18 @@
 Shared by the gateway and the world service, in front of every route, so no route can forget it:
 
 * the path or the query string holds a control character (``%00``, ``%0A``, ``%7F``...) or a ``.``/``..``
-  segment: ids never contain them, and a NUL byte reaching PostgreSQL is a server error;
+  segment, or an encoded slash (``%2F``, checked before decoding): ids never contain them, a NUL byte
+  reaching PostgreSQL is a server error, and an encoded slash would re-route a proxied path;
 * a JSON body nested deeper than ``MAX_JSON_DEPTH``, or holding an integer outside signed 64 bits (what
   every SQL backend stores), a non-finite number (``1e309``, ``NaN``), or a NUL character in any string
   or key.  Python's own parser answers the first with ``RecursionError`` and a 5000-digit integer with
   ``ValueError``; both are caught here and named.
 
-Malformed JSON is let through: each app reports it in its own words.  The body arrives already read by
-``BodySizeLimit`` (so it is at most the size limit) and is replayed to the app unchanged.
+Every body that parses as JSON is checked, whatever its ``Content-Type`` (a label must not be a way
+around the guard); ``check_document`` applies the same rules to a document parsed another way (the
+world service's YAML policies).  Malformed JSON is let through: each app reports it in its own words.
+The body arrives already read by ``BodySizeLimit`` (so it is at most the size limit) and is replayed to
+the app unchanged.
 
 The body is parsed once: the checked document is left in the request's scope (``checked_json``), so a
 route that reads its body itself (the gateway's ``POST /strategies``) validates it without parsing the
@@ -54,7 +58,9 @@ class RequestGuard(HttpMiddleware):
         receive = replay_body(body, receive)
         try:
             check_target(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""))
-            if body and _is_json(scope):
+            # Whatever the Content-Type says: a handler may read the body as JSON anyway (the gateway's
+            # POST /strategies does, YAML parsers take JSON too), so a label must not skip the check.
+            if body:
                 doc = check_json(body)
                 if doc is not _MALFORMED:
                     scope[_SCOPE_KEY] = (body, doc)
@@ -66,6 +72,11 @@ class RequestGuard(HttpMiddleware):
 
 def check_target(raw_path: bytes, query: bytes) -> None:
     """Refuse control characters and dot segments in the (percent-decoded) path and query."""
+    # Before decoding: an encoded slash would become a path separator once decoded, so a proxied
+    # ``/worlds/a%2Fb`` could be routed as ``/worlds/a/b`` by whichever hop decodes it.  No id holds a
+    # slash; refused on every service, so the gateway never forwards one.
+    if b"%2f" in raw_path.lower():
+        raise InputError("path: an encoded slash (%2F) is not allowed")
     path = unquote_to_bytes(raw_path)
     if _CONTROL.search(path):
         raise InputError("path: contains a control character")
@@ -142,15 +153,26 @@ def _no_constant(name: str) -> Any:
     raise InputError(f"body: {name} is not a JSON number")
 
 
-def _walk(doc: Any) -> None:
-    stack: list[tuple[Any, str, int]] = [(doc, "body", 0)]
+def check_document(doc: Any, where: str = "body") -> None:
+    """Apply the JSON body rules to a document parsed some other way (a YAML policy); raise
+    ``InputError`` naming where.  YAML anchors may share one container many times over (or contain
+    themselves): each container is walked once, so an alias bomb costs no more than its text."""
+    _walk(doc, where, seen=set())
+
+
+def _walk(doc: Any, root: str = "body", seen: set[int] | None = None) -> None:
+    stack: list[tuple[Any, str, int]] = [(doc, root, 0)]
     while stack:
         value, where, depth = stack.pop()
         if depth > MAX_JSON_DEPTH:
-            raise InputError(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels (at {where[:200]})")
+            raise InputError(f"{root}: nested deeper than {MAX_JSON_DEPTH} levels (at {where[:200]})")
+        if seen is not None and isinstance(value, (dict, list)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
         if isinstance(value, dict):
             for key, item in value.items():
-                if "\x00" in key:
+                if isinstance(key, str) and "\x00" in key:
                     raise InputError(f"{where}: a key contains a NUL character")
                 stack.append((item, f"{where}.{key}", depth + 1))
         elif isinstance(value, list):
@@ -166,10 +188,3 @@ def _walk(doc: Any) -> None:
         elif isinstance(value, float) and not math.isfinite(value):
             raise InputError(f"{where}: number out of range (not finite)")
 
-
-def _is_json(scope: Scope) -> bool:
-    for key, value in scope.get("headers", []):
-        if key == b"content-type":
-            ctype = value.split(b";", 1)[0].strip().lower()
-            return ctype == b"application/json" or ctype.endswith(b"+json")
-    return True  # no content type: the apps read JSON

@@ -174,8 +174,8 @@ def test_bad_input_on_world_routes_through_the_gateway(gw) -> None:
     assert error_code(gw.post("/worlds", content=b'{"id": ', headers=json_header), 400) == "E_SCHEMA"
     assert error_code(gw.post("/worlds", json=["not", "an", "object"]), 400) == "E_SCHEMA"
     wrong = gw.post("/worlds", json={"id": "typed", "allow_live": "sometimes"})
-    assert error_code(wrong, 422) == "E_SCHEMA" and "allow_live" in wrong.json()["error"]["message"]
-    assert error_code(gw.post("/worlds/bad-w/evaluate", json={"strategies": "s1"}), 422) == "E_SCHEMA"
+    assert error_code(wrong, 400) == "E_SCHEMA" and "allow_live" in wrong.json()["error"]["message"]
+    assert error_code(gw.post("/worlds/bad-w/evaluate", json={"strategies": "s1"}), 400) == "E_SCHEMA"
     bad_policy = gw.put("/worlds/bad-w/policy", content=b"thresholds: [", headers={"content-type":
                                                                                     "application/yaml"})
     assert error_code(bad_policy, 400) == "E_POLICY"

@@ -37,8 +37,9 @@ def test_every_route_is_documented_with_bodies_and_errors(tmp_path) -> None:
         # where both have a route (/health, /metrics) the gateway's answers and is documented
         assert "strategies" in str(gateway_ops[("GET", "/health")]["responses"]["200"]) or \
             "GatewayHealth" in str(gateway_ops[("GET", "/health")]["responses"]["200"])
-        for (method, path), op in gateway_ops.items():
+        for (method, path), op in [*gateway_ops.items(), *world_ops.items()]:
             responses = op["responses"]
+            assert "422" not in responses, (method, path)  # validation errors are 400 on both services
             assert "400" in responses, (method, path)
             assert not any("HTTPValidationError" in str(r) for r in responses.values()), (method, path)
             if method in ("POST", "PUT"):

@@ -93,7 +93,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for item in worlds["paths"].values():  # through the proxy the world service may also not answer
         for op in item.values():
             op["responses"].update({str(code): documented_error(code) for code in (502, 503)})
-    app.openapi_schema = merge_schemas(finish_schema(schema, validation_status=400), worlds)
+    app.openapi_schema = merge_schemas(finish_schema(schema), worlds)
     return app.openapi_schema
 
 
@@ -282,7 +282,9 @@ def _add_artifact_routes(app: FastAPI, index: ArtifactIndex) -> None:
 
 
 def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    # Every method is forwarded: the world service knows which ones each of its paths accepts, and its
+    # 405 names them in ``Allow`` (the proxy's own 405 could only list the proxy's methods).
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
     async def forward(request: Request) -> Response:
         body = await request.body()
@@ -291,7 +293,8 @@ def _add_world_proxy(app: FastAPI, worlds: WorldClient) -> None:
         raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         resp = await worlds.forward(request.method, raw_path, request.scope["query_string"],
                                     request.scope["headers"], body)
-        keep = {k: v for k, v in resp.headers.items() if k.lower() in ("content-type", "etag", "cache-control")}
+        keep = {k: v for k, v in resp.headers.items()
+                if k.lower() in ("content-type", "etag", "cache-control", "allow")}  # a 405's Allow too
         return Response(resp.content, status_code=resp.status_code, headers=keep)
 
     app.add_api_route("/worlds", forward, methods=methods, include_in_schema=False)

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import error_body
+from ..errors import error_body, validation_message
+from ..http_errors import http_exception_handler
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +37,8 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 
 def describe_validation(exc: ValidationError | RequestValidationError, prefix: str = "") -> str:
-    """``field.path: problem`` for each error, the way a user would look the field up."""
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        field = ".".join(([prefix] if prefix else []) + loc) or "<body>"
-        parts.append(f"{field}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
-_STATUS_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 413: "E_PAYLOAD_TOO_LARGE"}
+    """``field.path: problem`` for each error (``qmtl.services.errors.validation_message``)."""
+    return validation_message(exc.errors(), prefix)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -57,10 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(400, "E_SCHEMA", describe_validation(exc))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, f"E_HTTP_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail))
+    app.add_exception_handler(StarletteHTTPException,  # type: ignore[arg-type]
+                              http_exception_handler(lambda: app.router.routes))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,10 +1,11 @@
 """The world service's HTTP surface: ``create_app(db, bus, activation_cache=None) -> FastAPI``.
 
 Every failure is a 4xx/5xx JSON body ``{"error": {"code": "E_...", "message": "..."}}``: validation
-errors are ``E_SCHEMA`` (400 for malformed JSON, 422 for a well-formed body of the wrong shape, naming
-the field), bad policies ``E_POLICY`` (400), unknown worlds ``E_UNKNOWN_WORLD`` (404), bodies over
-``max_body_bytes`` ``E_PAYLOAD_TOO_LARGE`` (413, the gateway's code for the same thing).  The acting
-user is taken from the ``X-Actor`` header for the audit log.
+errors are 400 ``E_SCHEMA`` (malformed JSON, or a well-formed body of the wrong shape, naming the
+field: the gateway's status and wording, ``qmtl.services.errors.validation_message``), bad policies
+``E_POLICY`` (400), unknown worlds ``E_UNKNOWN_WORLD`` (404), bodies over ``max_body_bytes``
+``E_PAYLOAD_TOO_LARGE`` (413, the gateway's code for the same thing).  The acting user is taken from the
+``X-Actor`` header for the audit log.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from qmtl.services.body_limit import BodySizeLimit
 from qmtl.services import logs
 from qmtl.services.logs import RequestContext
 from qmtl.services.metrics import CONTENT_TYPE, RequestMetrics, WorldServiceMetrics
-from qmtl.services.request_guard import INT64_MAX, RequestGuard
+from qmtl.services.request_guard import INT64_MAX, InputError, RequestGuard
 from qmtl.services.bus import Bus
-from qmtl.services.errors import error_body
+from qmtl.services.errors import error_body, validation_message
+from qmtl.services.http_errors import http_exception_handler
 from qmtl.services.storage.sql import Database
 
 from .activation_cache import ActivationCache
@@ -43,7 +45,6 @@ from .views import (AllocationsOverview, AllocationsView, ApplyRunView, AuditLog
                     WorldView)
 
 log = logging.getLogger(__name__)
-_NOT_AN_OBJECT = {"model_attributes_type", "model_type", "dict_type", "missing"}
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a world-service request carrying more is a mistake or an attack
 
 
@@ -80,27 +81,21 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content=exc.body())
 
+    @app.exception_handler(InputError)
+    async def _input_error(_: Request, exc: InputError) -> JSONResponse:
+        return _error(400, "E_SCHEMA", str(exc))
+
     @app.exception_handler(PolicyError)
     async def _policy_error(_: Request, exc: PolicyError) -> JSONResponse:
         return _error(400, "E_POLICY", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return _error(400, "E_SCHEMA", "request body is not valid JSON")
-        if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") in _NOT_AN_OBJECT for e in errors):
-            return _error(400, "E_SCHEMA", "request body must be a JSON object")
-        parts = []
-        for err in errors[:10]:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{where}: {err.get('msg')}")
-        return _error(422, "E_SCHEMA", "; ".join(parts))
+        return _error(400, "E_SCHEMA", validation_message(exc.errors()))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED"}.get(exc.status_code, "E_HTTP")
-        return _error(exc.status_code, code, str(exc.detail))
+    # The world routes as ``router`` holds them (the app keeps the included router as one nested entry).
+    app.add_exception_handler(StarletteHTTPException,  # type: ignore[arg-type]
+                              http_exception_handler(lambda: [*app.router.routes, *router.routes]))
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
@@ -133,7 +128,7 @@ def world_openapi() -> dict[str, Any]:
     """The world service's OpenAPI without a running service (the gateway serves these routes too)."""
     app = FastAPI(title="qmtl world service")
     app.include_router(router)
-    return finish_schema(app.openapi(), validation_status=422)
+    return finish_schema(app.openapi())
 
 
 @router.get("/health", response_model=Health)

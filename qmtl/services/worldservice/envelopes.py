@@ -77,6 +77,14 @@ class StoredDecision:
     dataset_fingerprint: str | None
 
 
+def effective_ttl(stored_ttl: int, world_ttl: int) -> int:
+    """The TTL a stored decision is read with: its own, but never longer than the world's current
+    ``decision_ttl``.  Lowering a world's TTL must shorten the decisions already made (a paper or live
+    decision may not outlive what the world now accepts); raising it never stretches them, since they
+    were made under the shorter promise.  Every reader of a decision goes through this."""
+    return min(int(stored_ttl), int(world_ttl))
+
+
 def resolve_decision(world_id: str, strategy_id: str, allow_live: bool, stored: StoredDecision | None,
                      now: float, hint: str | None = None, default_ttl: int = 300) -> DecisionEnvelope:
     """Apply the default-safe rules to a stored decision at time ``now``.

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qmtl.calendars import CalendarName
+from qmtl.services.request_guard import MAX_JSON_DEPTH, InputError, check_document
 
 
 # Policies are strict and finite: "yes" is not a boolean, "1" not a number, and .nan/.inf (YAML) or
@@ -136,16 +137,23 @@ def policy_from_obj(obj: Any) -> Policy:
 
 
 def parse_policy(text: str | bytes, content_type: str = "application/json") -> Policy:
-    """Parse a JSON or YAML policy document (YAML for ``*yaml*`` content types; JSON is YAML too)."""
+    """Parse a JSON or YAML policy document (YAML for ``*yaml*`` content types; JSON is YAML too).
+
+    What the request guard refuses in JSON bodies (nesting, huge or non-finite numbers, NUL
+    characters) is ``InputError`` here too, whatever the syntax: 400 ``E_SCHEMA`` on either.  What is
+    wrong with the policy itself is ``PolicyError`` (400 ``E_POLICY``)."""
     try:
         obj = yaml.safe_load(text)
     except RecursionError:
-        raise PolicyError("policy is nested too deeply") from None
-    except ValueError as exc:  # an integer of thousands of digits
-        raise PolicyError(f"policy holds a number out of range: {exc}") from None
+        raise InputError(f"policy: nested deeper than {MAX_JSON_DEPTH} levels") from None
     except yaml.YAMLError as exc:
         kind = "YAML" if "yaml" in content_type else "JSON"
         raise PolicyError(f"policy is not valid {kind}: {exc}") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise InputError(f"policy: number out of range: {exc}") from None
+    # The rules RequestGuard applies to JSON bodies (NUL characters, nesting, 64-bit integers, finite
+    # numbers), for a YAML body the guard could not parse: InputError, answered 400 E_SCHEMA.
+    check_document(obj, "policy")
     if not isinstance(obj, Mapping):
         raise PolicyError("policy must be a mapping (thresholds, top_k, correlation, hysteresis, max_mode, "
                           "calendar)")

@@ -69,9 +69,7 @@ class Rebalancer:
                     raise ApiError(409, "E_ETAG_MISMATCH",
                                    f"plans: world {plan.world_id!r} allocations changed since etag {plan.etag!r} "
                                    f"(now {before['etag']!r}); plan again")
-                funded = [sid for sid, w in plan.target.items() if w > 0]
-                self.ws.check_known(plan.world_id, funded)
-                self.ws.check_allowed(world, funded, now)
+                self.ws.check_fundable(world, plan.target, now)
                 self.store.put_allocations(plan.world_id, plan.target, now)
                 self.store.audit(plan.world_id, actor, "rebalance.apply", now, before["allocations"],
                                  {"run_id": req.run_id, "allocations": plan.target})

@@ -14,8 +14,8 @@ from qmtl.services.evidence import evidence_problem
 from qmtl.services.bus import TOPIC_ACTIVATION, TOPIC_APPLY, TOPIC_DECISION, Bus
 
 from .activation_cache import ActivationCache
-from .envelopes import (ActivationEnvelope, DecisionEnvelope, StoredDecision, decided_mode, etag_of, iso,
-                        resolve_decision)
+from .envelopes import (ActivationEnvelope, DecisionEnvelope, StoredDecision, decided_mode, effective_ttl,
+                        etag_of, iso, resolve_decision)
 from .errors import ApiError, unknown_world
 from .policy import Candidate, Policy, PolicyError, evaluate_policy, policy_from_obj, preset
 from .schemas import (ActivationUpdate, AllocationsUpdate, ApplyPlan, ApplyRequest, EvaluateRequest,
@@ -80,6 +80,8 @@ class WorldService:
             self.store.audit(world_id, actor, "world.update", now, _world_view(before), _world_view(after))
             changed = [f for f in ("policy", "allow_live") if after[f] != before[f]]
             events = self._invalidate(before, " and ".join(changed) + " changed", now, actor) if changed else []
+            if after["decision_ttl"] < before["decision_ttl"]:
+                events += self._cut_ttl(before, after["decision_ttl"], now, actor)
         self._publish(events)
         return _world_view(after)
 
@@ -184,6 +186,20 @@ class WorldService:
                  {"world_id": world["id"], "strategy_id": sid, "mode": "compute-only", "reason": reason},
                  f"{_key_scope(world)}:invalidate:{seq}:{sid}") for sid in ids]
 
+    def _cut_ttl(self, world: dict[str, Any], ttl: int, now: float, actor: str) -> list[Event]:
+        """A lowered ``decision_ttl`` shortens the decisions already made, at once: their stored TTL is
+        cut (readers would apply ``effective_ttl`` anyway; the rows then say what holds), the cut is
+        audited, and each is announced so a live order gate re-reads and closes if it has expired.
+        Runs inside the caller's transaction."""
+        rows = self.store.cut_decision_ttl(world["id"], ttl)
+        if not rows:
+            return []
+        seq = self.store.audit(world["id"], actor, "decisions.ttl_cut", now,
+                               {"decision_ttl": world["decision_ttl"]},
+                               {"decision_ttl": ttl, "strategies": [r["strategy_id"] for r in rows]})
+        return [(TOPIC_DECISION, "DecisionUpdated", {"world_id": world["id"], **_decision_view(row)},
+                 f"{_key_scope(world)}:ttl_cut:{seq}:{row['strategy_id']}") for row in rows]
+
     def decide(self, world_id: str, strategy_id: str, hint: str | None = None) -> DecisionEnvelope:
         world = self.store.get_world(world_id)
         if world is None:
@@ -193,8 +209,9 @@ class WorldService:
     def _resolve(self, world: dict[str, Any], strategy_id: str, now: float,
                  hint: str | None = None) -> DecisionEnvelope:
         row = self.store.get_decision(world["id"], strategy_id)
-        stored = None if row is None else StoredDecision(row["mode"], row["reason"], row["decided_at"],
-                                                          row["ttl"], row["as_of"], row["dataset_fingerprint"])
+        stored = None if row is None else StoredDecision(
+            row["mode"], row["reason"], row["decided_at"], effective_ttl(row["ttl"], world["decision_ttl"]),
+            row["as_of"], row["dataset_fingerprint"])
         return resolve_decision(world["id"], strategy_id, world["allow_live"], stored, now, hint,
                                 world["decision_ttl"])
 
@@ -262,6 +279,14 @@ class WorldService:
             listed = "; ".join(f"{sid} ({why})" for sid, why in sorted(denied.items()))
             raise ApiError(409, "E_ACTIVATION_DENIED",
                            f"the world's decisions do not allow activating: {listed}")
+
+    def check_fundable(self, world: dict[str, Any], weights: dict[str, float], now: float) -> None:
+        """The one check before money is allocated to strategies (``PUT /allocations``, rebalance
+        apply): every id must be known to the world (404 ``E_UNKNOWN_STRATEGY``, a weight of 0 too: a
+        typo must not pass silently), and every id given a positive weight must have a decision that
+        lets it trade now (409 ``E_ACTIVATION_DENIED``)."""
+        self.check_known(world["id"], list(weights))
+        self.check_allowed(world, [sid for sid, w in weights.items() if w > 0], now)
 
     def _bump(self, state: dict[str, Any], now: float, actor: str, action: str,
               before: dict[str, Any]) -> list[Event]:
@@ -406,14 +431,19 @@ class WorldService:
         now = self.clock()
         with self.store.db.transaction():
             before = self.allocations(world_id)
+            self.check_fundable(self.store.get_world(world_id), req.allocations, now)
             self.store.put_allocations(world_id, req.allocations, now)
             self.store.audit(world_id, actor, "allocations.update", now, before["allocations"],
                              req.allocations)
         return self.allocations(world_id)
 
     def audit_log(self, world_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """A world's audit entries after ``after_seq``.  The log outlives a deleted world (it must
+        outlive what it records), so it stays readable; an id that never had a world is 404 whatever
+        ``after_seq`` asks for."""
         entries = self.store.audit_log(world_id, after_seq, limit)
-        if not entries and after_seq == 0 and self.store.get_world(world_id) is None:
+        if not entries and self.store.get_world(world_id) is None \
+                and (after_seq == 0 or not self.store.audit_log(world_id, 0, 1)):
             raise unknown_world(world_id)
         return [{**e, "at": iso(e["at"])} for e in entries]
 

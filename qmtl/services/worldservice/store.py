@@ -146,6 +146,15 @@ class WorldStore:
                         (reason, world_id))
         return ids
 
+    def cut_decision_ttl(self, world_id: str, ttl: int) -> list[dict[str, Any]]:
+        """Shorten every decision of the world whose TTL is over ``ttl`` to ``ttl``; returns the rows
+        as they are now (only those cut)."""
+        ids = [d["strategy_id"] for d in self.decisions(world_id) if d["ttl"] > ttl]
+        if not ids:
+            return []
+        self.db.execute("UPDATE ws_decisions SET ttl = ? WHERE world_id = ? AND ttl > ?", (ttl, world_id, ttl))
+        return [d for d in self.decisions(world_id) if d["strategy_id"] in ids]
+
     # latest metrics per strategy (what world-wide evaluation ranks) --------------------------------
     def put_strategy_metrics(self, world_id: str, strategy_id: str, m: dict[str, Any]) -> None:
         self.db.execute(

@@ -31,16 +31,25 @@ def test_control_characters_in_paths(stack: Stack, path: str) -> None:
     schema_error(stack.client.get(path), "control character")
 
 
-@pytest.mark.parametrize("path", ["/worlds/..%2Fopenapi.json", "/worlds/%2E%2E/openapi.json",
-                                  "/worlds/w/..%2F..%2Fopenapi.json"])
-def test_the_proxy_does_not_walk_out_of_worlds(stack: Stack, path: str) -> None:
-    schema_error(stack.client.get(path), "'..'")
+@pytest.mark.parametrize("path, why", [("/worlds/..%2Fopenapi.json", "encoded slash"),
+                                       ("/worlds/%2E%2E/openapi.json", "'..'"),
+                                       ("/worlds/w/..%2F..%2Fopenapi.json", "encoded slash"),
+                                       ("/worlds/w/%2e%2e/%2e%2e/openapi.json", "'..'")])
+def test_the_proxy_does_not_walk_out_of_worlds(stack: Stack, path: str, why: str) -> None:
+    schema_error(stack.client.get(path), why)
 
 
-def test_encoded_slash_reaches_the_world_service_as_one_segment(stack: Stack) -> None:
-    resp = stack.client.get("/worlds/a%2Fb")
-    assert resp.status_code == 404 and "location" not in resp.headers
-    resp = stack.client.get("/worlds/")  # no slash redirect naming the internal host
+@pytest.mark.parametrize("path", ["/worlds/a%2Fb", "/worlds/a%2fb", "/worlds/w1%2Fpolicy",
+                                  "/worlds/w1/decide%2F?strategy_id=s", "/strategies/a%2Fb"])
+def test_encoded_slash_is_refused_never_rerouted(stack: Stack, path: str) -> None:
+    """Issue 8: ``%2F`` in a proxied path used to be routed as ``/`` (``/worlds/w1%2Fpolicy`` answered
+    as ``/worlds/w1/policy``); refused before any routing, so no hop decodes and re-routes it."""
+    stack.client.post("/worlds", json={"id": "w1", "preset": "sandbox"})
+    schema_error(stack.client.get(path), "encoded slash", "%2F")
+
+
+def test_no_slash_redirect_naming_the_internal_host(stack: Stack) -> None:
+    resp = stack.client.get("/worlds/")
     assert resp.status_code == 404 and "location" not in resp.headers
 
 
@@ -95,3 +104,45 @@ def test_nul_in_a_submission_field(stack: Stack) -> None:
     resp = stack.client.post("/worlds", json={"id": "w2", "name": "x\x00y"})
     schema_error(resp, "body.name", "NUL")
     assert stack.client.get("/health").json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "application/yaml",
+                                   "application/octet-stream", ""])
+@pytest.mark.parametrize("body, why", [
+    ('{"dag": "a\\u0000b", "world_ids": ["w1"]}', "NUL"),
+    ('{"dag": ' + deep(70) + '}', "nested deeper"),
+    ('{"dag": 18446744073709551616}', "integer out of range"),
+])
+def test_guard_checks_json_bodies_whatever_their_content_type(stack: Stack, ctype: str, body: str,
+                                                              why: str) -> None:
+    """Issue 8: a non-JSON Content-Type on ``POST /strategies`` used to skip the guard, and the route
+    parsed the body as JSON anyway (NUL bytes, deep nesting and huge integers went through)."""
+    for path in ("/strategies", "/worlds", "/worlds/w1/evaluate"):
+        schema_error(stack.client.post(path, content=body, headers={"content-type": ctype}), why)
+
+
+def test_submission_with_another_content_type_still_goes_through(stack: Stack) -> None:
+    """The control: a clean JSON body labelled text/plain is a submission like any other."""
+    import json
+
+    stack.make_world("w1")
+    body = json.dumps({"dag": chain_dag("ctype", 3), "world_ids": ["w1"]})
+    resp = stack.client.post("/strategies", content=body, headers={"content-type": "text/plain"})
+    assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("method, path, allowed", [("POST", "/health", {"GET"}),
+                                                   ("TRACE", "/strategies/x", {"GET"}),
+                                                   ("POST", "/worlds/w1/decide", {"GET"}),  # proxied
+                                                   ("DELETE", "/worlds/w1/evaluate", {"POST"}),
+                                                   ("OPTIONS", "/worlds/w1", {"GET", "PUT", "DELETE"}),
+                                                   ("TRACE", "/rebalancing/plan", {"POST"}),
+                                                   ("OPTIONS", "/allocations", {"GET"})])
+def test_method_not_allowed_names_the_allowed_methods(stack: Stack, method: str, path: str,
+                                                      allowed: set[str]) -> None:
+    """Found by schemathesis: a 405 carried no ``Allow`` header (RFC 9110 requires it), on the gateway's
+    own routes and on the world routes behind its proxy."""
+    stack.make_world("w1")
+    resp = stack.client.request(method, path)
+    assert resp.status_code == 405 and resp.json()["error"]["code"] == "E_METHOD_NOT_ALLOWED", resp.text
+    assert {m.strip() for m in resp.headers["allow"].split(",")} == allowed

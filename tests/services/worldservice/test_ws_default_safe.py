@@ -95,7 +95,7 @@ def test_synthetic_data_is_capped_at_backtest(client: httpx.Client) -> None:
     assert (env["effective_mode"], env["execution_domain"], env["orders_gated"]) == ("validate", "backtest", True)
     assert "synthetic" in env["reason"]
     assert_error(client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "s"}],
-                                                          "synthetic_data": "yes"}), 422, "E_SCHEMA",
+                                                          "synthetic_data": "yes"}), 400, "E_SCHEMA",
                  "synthetic_data")
 
 
@@ -131,7 +131,7 @@ def test_apply_refuses_disallowed_unknown_and_stale_etag(client: httpx.Client) -
     client.put("/worlds/w1/activation", json={"freeze": False})  # any change moves the etag
     r = client.post("/worlds/w1/apply", json={"run_id": "r3", "etag": stale})
     assert_error(r, 409, "E_ETAG_MISMATCH", stale)
-    assert_error(client.post("/worlds/w1/apply", json={"run_id": "r3"}), 422, "E_SCHEMA", "etag")
+    assert_error(client.post("/worlds/w1/apply", json={"run_id": "r3"}), 400, "E_SCHEMA", "etag")
     # nothing was activated by the refused runs; the default plan holds only what may trade
     assert [s for s in client.get("/worlds/w1/activation").json()["strategies"] if s["active"]] == []
     run = apply(client, "w1", "r4")

@@ -78,25 +78,25 @@ def test_schema_errors(client: httpx.Client) -> None:
     bad_json = client.post("/worlds", content=b'{"id": ', headers={"content-type": "application/json"})
     assert_error(bad_json, 400, "E_SCHEMA", "not valid JSON")
     assert_error(client.post("/worlds", json=[1, 2]), 400, "E_SCHEMA", "JSON object")
-    assert_error(client.post("/worlds", json={"id": "bad id!"}), 422, "E_SCHEMA", "id")
-    assert_error(client.post("/worlds", json={"id": "x", "allow_live": "maybe"}), 422, "E_SCHEMA", "allow_live")
-    assert_error(client.post("/worlds", json={"id": "x", "colour": 1}), 422, "E_SCHEMA", "colour")
+    assert_error(client.post("/worlds", json={"id": "bad id!"}), 400, "E_SCHEMA", "id")
+    assert_error(client.post("/worlds", json={"id": "x", "allow_live": "maybe"}), 400, "E_SCHEMA", "allow_live")
+    assert_error(client.post("/worlds", json={"id": "x", "colour": 1}), 400, "E_SCHEMA", "colour")
     r = client.post("/worlds/w1/evaluate", json={"strategies": [{"strategy_id": "s", "metrics": {"sharpe": "hi"}}]})
-    assert_error(r, 422, "E_SCHEMA", "strategies.0.metrics.sharpe")
-    assert_error(client.post("/worlds/w1/evaluate", json={"strategies": []}), 422, "E_SCHEMA", "strategies")
+    assert_error(r, 400, "E_SCHEMA", "strategies.0.metrics.sharpe")
+    assert_error(client.post("/worlds/w1/evaluate", json={"strategies": []}), 400, "E_SCHEMA", "strategies")
     dup = [{"strategy_id": "s", "metrics": {}}] * 2
-    assert_error(client.post("/worlds/w1/evaluate", json={"strategies": dup}), 422, "E_SCHEMA", "duplicate")
-    assert_error(client.get("/worlds/w1/decide"), 422, "E_SCHEMA", "strategy_id")
-    assert_error(client.put("/worlds/w1/activation", json={}), 422, "E_SCHEMA", "nothing to change")
-    assert_error(client.put("/worlds/w1/activation", json={"strategy_id": "s"}), 422, "E_SCHEMA", "active")
+    assert_error(client.post("/worlds/w1/evaluate", json={"strategies": dup}), 400, "E_SCHEMA", "duplicate")
+    assert_error(client.get("/worlds/w1/decide"), 400, "E_SCHEMA", "strategy_id")
+    assert_error(client.put("/worlds/w1/activation", json={}), 400, "E_SCHEMA", "nothing to change")
+    assert_error(client.put("/worlds/w1/activation", json={"strategy_id": "s"}), 400, "E_SCHEMA", "active")
     assert_error(client.put("/worlds/w1/activation", json={"strategy_id": "s", "active": True, "weight": 2}),
-                 422, "E_SCHEMA", "weight")
-    assert_error(client.post("/worlds/w1/apply", json={}), 422, "E_SCHEMA", "run_id")
+                 400, "E_SCHEMA", "weight")
+    assert_error(client.post("/worlds/w1/apply", json={}), 400, "E_SCHEMA", "run_id")
     assert_error(client.post("/worlds/w1/apply", json={"run_id": "r", "plan": {"activate": ["a"], "deactivate": ["a"]}}),
-                 422, "E_SCHEMA", "both activated and deactivated")
-    assert_error(client.put("/worlds/w1/allocations", json={"allocations": {"a": -0.1}}), 422, "E_SCHEMA", ">= 0")
+                 400, "E_SCHEMA", "both activated and deactivated")
+    assert_error(client.put("/worlds/w1/allocations", json={"allocations": {"a": -0.1}}), 400, "E_SCHEMA", ">= 0")
     assert_error(client.put("/worlds/w1/allocations", json={"allocations": {"a": 0.7, "b": 0.4}}),
-                 422, "E_SCHEMA", "more than 1")
+                 400, "E_SCHEMA", "more than 1")
     assert_error(client.get("/nowhere"), 404, "E_NOT_FOUND")
     assert_error(client.patch("/worlds/w1"), 405, "E_METHOD_NOT_ALLOWED")
 
@@ -310,7 +310,7 @@ def test_bindings_are_idempotent(client: httpx.Client) -> None:
     assert again.status_code == 200 and again.json() == first.json()
     client.post("/worlds/w1/bindings", json={"strategy_id": "s0"})
     assert [b["strategy_id"] for b in client.get("/worlds/w1/bindings").json()["bindings"]] == ["s0", "s1"]
-    assert_error(client.post("/worlds/w1/bindings", json={"strategy_id": ""}), 422, "E_SCHEMA", "strategy_id")
+    assert_error(client.post("/worlds/w1/bindings", json={"strategy_id": ""}), 400, "E_SCHEMA", "strategy_id")
     actions = [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]]
     assert actions.count("binding.create") == 2
 

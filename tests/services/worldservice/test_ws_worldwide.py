@@ -90,7 +90,7 @@ def test_allocations_across_worlds_and_rebalancing(client: httpx.Client) -> None
     replanned = client.post("/rebalancing/plan", json={"world_ids": ["w1"]}).json()["plans"][0]
     assert replanned["target"] == {} and set(replanned["excluded"]) == {"A", "B"}
     assert_error(client.post("/rebalancing/plan", json={"world_ids": ["nope"]}), 404, "E_UNKNOWN_WORLD")
-    assert_error(client.post("/rebalancing/apply", json={"run_id": "x", "plans": []}), 422, "E_SCHEMA", "plans")
+    assert_error(client.post("/rebalancing/apply", json={"run_id": "x", "plans": []}), 400, "E_SCHEMA", "plans")
 
 
 def test_re_ranking_does_not_refresh_another_strategys_decision(client: httpx.Client) -> None:
@@ -105,3 +105,33 @@ def test_re_ranking_does_not_refresh_another_strategys_decision(client: httpx.Cl
     b = client.get("/worlds/w1/decide", params={"strategy_id": "B"}).json()
     assert a["effective_mode"] == "compute-only" and "stale" in a["reason"]
     assert b["effective_mode"] == "paper"
+
+
+def test_allocations_only_for_known_fundable_strategies(client: httpx.Client) -> None:
+    """Issue 8: ``PUT /allocations`` took any id, submitted or not, allowed to trade or not."""
+    make_world(client, "w1", policy={"thresholds": {"sharpe": {"min": 1.0}}})
+    evaluate(client, "w1", good={"sharpe": 2.0}, weak={"sharpe": 0.1})
+    client.post("/worlds/w1/bindings", json={"strategy_id": "bound"})  # submitted, never evaluated
+    before = client.get("/worlds/w1/allocations").json()
+    put = lambda weights: client.put("/worlds/w1/allocations", json={"allocations": weights})  # noqa: E731
+    assert_error(put({"good": 0.5, "ghost": 0.5}), 404, "E_UNKNOWN_STRATEGY", "ghost")
+    assert_error(put({"good": 0.5, "ghost": 0.0}), 404, "E_UNKNOWN_STRATEGY", "ghost")  # known means known
+    assert_error(put({"good": 0.5, "weak": 0.5}), 409, "E_ACTIVATION_DENIED", "weak", "validate")
+    assert_error(put({"bound": 1.0}), 409, "E_ACTIVATION_DENIED", "bound", "no decision")
+    assert client.get("/worlds/w1/allocations").json() == before  # nothing was written
+    assert [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]].count("allocations.update") == 0
+    ok = put({"good": 1.0, "weak": 0.0, "bound": 0.0})  # a zero weight needs no permission to trade
+    assert ok.status_code == 200 and ok.json()["allocations"] == {"good": 1.0, "weak": 0.0, "bound": 0.0}
+
+
+def test_rebalance_apply_requires_every_target_id_known(client: httpx.Client) -> None:
+    make_world(client, "w1", preset="sandbox")
+    evaluate(client, "w1", A={})
+    etag = client.get("/worlds/w1/allocations").json()["etag"]
+    r = client.post("/rebalancing/apply", json={"run_id": "rb1", "plans": [
+        {"world_id": "w1", "etag": etag, "target": {"A": 1.0, "ghost": 0.0}}]})
+    assert_error(r, 404, "E_UNKNOWN_STRATEGY", "ghost")
+    assert client.get("/worlds/w1/allocations").json()["allocations"] == {}
+    r = client.post("/rebalancing/apply", json={"run_id": "rb1", "plans": [
+        {"world_id": "w1", "etag": etag, "target": {"A": 1.0}}]})
+    assert r.status_code == 200 and client.get("/worlds/w1/allocations").json()["allocations"] == {"A": 1.0}
