@@ -55,13 +55,9 @@ def cross_instrument_nodes(module: Module) -> dict[str, str]:
         cross.add(region.value)
         v = hit[0] if hit else region.value
         reasons[region.name] = (f"reads the tag query %{v} (a group of instruments at once)" if v in queries
-                                else f"reads node {_name_of(module, v)!r}, which runs on the "
+                                else f"reads node {module.output_name(v)!r}, which runs on the "
                                      "per-tick interpreter")
     return reasons
-
-
-def _name_of(module: Module, value: str) -> str:
-    return next((o.name for o in module.outputs if o.value == value), value)
 
 
 def _restrict(module: Module, dropped: set[str]) -> Module | None:

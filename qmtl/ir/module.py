@@ -117,6 +117,11 @@ class Module:
                 return out
         raise KeyError(name)
 
+    def output_name(self, value: str) -> str:
+        """The name of the (first) output whose value is ``value``, else ``value`` itself: messages
+        about an op name the SDK node the user wrote, and an op inside a node has no output of its own."""
+        return next((o.name for o in self.outputs if o.value == value), value)
+
     def users(self) -> dict[str, list[str]]:
         """value name → names of the ops that read it, in module order."""
         out: dict[str, list[str]] = {op.result: [] for op in self.ops}

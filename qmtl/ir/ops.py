@@ -582,7 +582,7 @@ register(OpDef(
         "max_notional (price: the close of the bar the signal is known at)"))
 
 
-def total_cap_step(key, instant, target, close, n_keys, max_total_notional):
+def total_cap_step(key, instant, target, close, held, mark, max_total_notional):
     """The portfolio-total cap over every instrument's entries merged in time (docs/design.md
     "Execution nodes"): ``key``, ``instant`` (close instants), ``target`` and ``close`` are the
     entries of all instruments sorted by (instant, key); returns each entry's capped target.
@@ -593,11 +593,14 @@ def total_cap_step(key, instant, target, close, n_keys, max_total_notional):
     it holds, its latest *capped* target at its latest close (what it actually holds: counting its
     uncapped wish would cap the others against a position nobody has).  When the sum exceeds the
     cap, the deciding instruments share what the held book leaves (``max(cap - held, 0)``) pro
-    rata, so the book after the instant's orders is at most the cap at those closes."""
+    rata, so the book after the instant's orders is at most the cap at those closes.
+
+    ``held`` (each instrument's latest capped target, units) and ``mark`` (its latest usable close,
+    NaN before any) are the book before the first entry, updated in place: a whole run starts them
+    at zeros and NaNs, a live run carries them from one instant to the next (``qmtl.live.held``)."""
     n = len(target)
+    n_keys = len(held)
     out = np.empty(n)
-    held = np.zeros(n_keys)          # each instrument's latest capped target (units)
-    mark = np.full(n_keys, np.nan)   # each instrument's latest usable close
     deciding = np.zeros(n_keys, dtype=np.bool_)
     lo = 0
     while lo < n:
@@ -631,20 +634,26 @@ def total_cap_step(key, instant, target, close, n_keys, max_total_notional):
     return out
 
 
-def total_cap(instants, targets, closes, max_total_notional, step=total_cap_step):
+def total_cap(instants, targets, closes, max_total_notional, step=total_cap_step, book=None):
     """Per instrument (lists in one order), its entries' close instants, targets and closes → its
     capped targets.  Merges the instruments' entries by (instant, position in the lists) and runs
-    ``step`` (``total_cap_step``, or the same function jitted) over them."""
+    ``step`` (``total_cap_step``, or the same function jitted) over them.  ``book``: the (held, mark)
+    arrays the step starts from and leaves updated, one entry per instrument (None: a flat book)."""
     sizes = [len(t) for t in targets]
     if not sizes:
         return []
+    if book is None:
+        book = (np.zeros(len(sizes)), np.full(len(sizes), np.nan))
+    held, mark = book
+    if len(held) != len(sizes) or len(mark) != len(sizes):
+        raise ValueError(f"total_cap: a book of {len(held)} instruments for {len(sizes)} instruments' entries")
     key = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     instant = np.concatenate([np.asarray(i, dtype=np.int64) for i in instants])
     order = np.lexsort((key, instant))
     merged = step(key[order], instant[order],
                   np.concatenate([np.asarray(t, dtype=float) for t in targets])[order],
                   np.concatenate([np.asarray(c, dtype=float) for c in closes])[order],
-                  len(sizes), float(max_total_notional))
+                  held, mark, float(max_total_notional))
     out = np.empty(len(key))
     out[order] = merged
     return np.split(out, np.cumsum(sizes)[:-1])

@@ -24,6 +24,17 @@ warm-up does not run a bucket the history ends inside: that bucket's bar (the la
 the only tick at or after its close) is held back and its feed bars seed the live bucket, so history
 + live is the backtest.  The open buckets are part of an instrument's snapshot.
 
+**A portfolio-total cap** (RiskControl ``max_total_notional``, op ``total_cap``) needs every
+instrument's target of an instant, so such a strategy runs as the backtest does (``qmtl.runtime.cross``)
+but one instant at a time: ``step_instant`` takes the feed bars of every instrument at one bar time,
+runs each instrument's kernels up to the cap (pass 1, recording the cap's operands), caps all their
+targets in one step on the held book (``held.HeldBook``: each instrument's held capped target and
+last close, carried between instants), and runs each instrument's kernels after the cap (pass 2)
+on the capped values.  The warm-up is one such instant over the whole history.  The held book and
+each instrument's capped value carried to its next tick are part of the snapshot.  One case differs
+from the backtest: a coarser source's bucket whose close a gap of the instrument's feed skipped is
+closed by its next feed bar, so a cap on that coarser clock counts it at that later instant.
+
 What one feed cannot serve is E601 at the source's line: a tag query (a group of instruments), two
 sources of one run key reading different instruments (a pairs strategy), a source interval that is
 not a multiple of the feed's, and history off the feed's grid.
@@ -31,14 +42,14 @@ not a multiple of the feed's, and history off the feed's grid.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from qmtl import codegen
 from qmtl.ir.clocks import clocks
 from qmtl.ir.diagnostics import CompileError, Diagnostic
-from qmtl.runtime.binding import bind, bucket, select_stream_input
+from qmtl.runtime.binding import bind, bucket, node_keys, select_stream_input
 from qmtl.ir import ops as opreg
 from qmtl.runtime.data import Stream
 from qmtl.runtime.flow import raise_failure
@@ -50,14 +61,14 @@ from .bars import Bar
 Rows = dict[str, tuple[np.ndarray, dict]]
 #: a source's open bucket: its feed bars' columns (``ts`` and the fields)
 Pending = dict[str, dict[str, np.ndarray]]
-#: the layout of ``LiveKernels.snapshot`` (2: the runtime's state and the open buckets), part of the
-#: digest a stored state must match, so a state stored in another layout is warmed up over, not read
-SNAPSHOT_LAYOUT = 2
+#: the layout of ``LiveKernels.snapshot`` (2: the runtime's state and the open buckets; 3: and, with a
+#: portfolio-total cap, the first pass's state, the capped values carried and the held book), part of
+#: the digest a stored state must match, so a state stored in another layout is warmed up over, not read
+SNAPSHOT_LAYOUT = 3
 
 
 class LiveError(CompileError):
-    """A strategy (or history) a live run cannot serve; E601 (E602: a portfolio-total cap) with the
-    location to fix."""
+    """A strategy (or history) a live run cannot serve; E601 with the location to fix."""
 
     def __init__(self, message: str, loc: Any = None, code: str = "E601") -> None:
         super().__init__(Diagnostic(code, message, loc))
@@ -74,16 +85,25 @@ class LiveKernels:
         if queries:
             raise LiveError("a live run feeds StreamInputs of one instrument per run key; a TagQueryNode reads "
                             "a group of instruments at once", queries[0].loc)
-        caps = [op for op in module.ops if opreg.REGISTRY[op.name].kind == "cross"]
-        if caps:  # never trade uncapped: a live run decides one instrument's bar at a time
-            raise LiveError(f"node {next((o.name for o in module.outputs if o.value == caps[0].result), caps[0].result)!r} caps the whole book's notional (RiskControl "
-                            "max_total_notional), which live runs do not support yet: each live bar is "
-                            "decided alone, without the other instruments' targets of its instant; "
-                            "backtest it with Runner.submit / qmtl run", caps[0].loc, code="E602")
         bindings = bind(module, history)
         self.flow = codegen.split(module).flow
-        self.gen = codegen.load(self.flow)
         self.functions = compiled.functions
+        clock = clocks(self.flow)
+        # through the op registry: the cross-instrument machinery is imported only when a cap needs it
+        caps = [op for op in self.flow.ops if opreg.REGISTRY[op.name].kind == "cross"]
+        #: the module the per-instrument runtimes run (with a cap: pass 2, reading the capped values)
+        self.module = self.flow
+        #: with a cap: its held book (None without)
+        self.book = None
+        if caps:
+            from qmtl.runtime import cross
+            from .held import HeldBook
+            self.first = cross.operands_module(self.flow, caps)
+            self.first_gen = codegen.load(self.first)
+            self.record = cross.operand_record(self.first, caps, clock)
+            self.module = cross.capped_module(self.flow, caps, clock)
+            self.book = HeldBook(caps, node_keys(module, bindings)[0], clock)
+        self.gen = codegen.load(self.module)
         #: source value → its bar interval (s)
         self.intervals = {op.result: int(op.attr("interval")) for op in sources}
         loaded = {op.result: select_stream_input(op, bindings.datasets) for op in sources}
@@ -112,10 +132,14 @@ class LiveKernels:
             kept, self._seeds[k] = self._held_back(self.feeds[k], s)
             self.history[k] = key_timeline(kept, self.intervals)
         self.runtimes: dict[Any, KeyRuntime] = {}
+        #: with a cap: run key → its first pass's runtime
+        self.operands: dict[Any, KeyRuntime] = {}
+        #: with a cap: run key → cap value → its capped value as of the key's last tick (carried
+        #: onto the next window's ticks before its first entry, as a whole run's timeline carries it)
+        self.carried: dict[Any, dict[str, float]] = {}
         #: run key → its sources' open buckets
         self.pending: dict[Any, Pending] = {}
         ops = self.flow.op_map()
-        clock = clocks(self.flow)
         #: output name → its op, for the outputs that are Execution books
         self.executions = {o.name: ops[o.value] for o in self.flow.outputs
                            if o.value in ops and ops[o.value].name == "execution"}
@@ -140,10 +164,17 @@ class LiveKernels:
         return kept, seeds
 
     @property
+    def capped(self) -> bool:
+        """Whether the strategy holds a portfolio-total cap: its instruments then run an instant at a
+        time, together (``warm_up_all``, ``step_instant``), never one bar alone."""
+        return self.book is not None
+
+    @property
     def digest(self) -> str:
-        """The generated module's digest and the snapshot layout: a state snapshot belongs to exactly
+        """The generated modules' digests and the snapshot layout: a state snapshot belongs to exactly
         these kernels."""
-        return f"{self.gen.DIGEST}/{SNAPSHOT_LAYOUT}"
+        first = f"+{self.first_gen.DIGEST}" if self.capped else ""
+        return f"{self.gen.DIGEST}{first}/{SNAPSHOT_LAYOUT}"
 
     def name_unnamed(self, symbol: str | None, loc: Any = None) -> None:
         """Give history without a ``symbol`` column the instrument the feed names (its subject's last
@@ -174,21 +205,54 @@ class LiveKernels:
 
     def warm_up(self, key: Any) -> Rows:
         """Run ``key``'s history (but the buckets it ends inside); the rows every output emitted over it."""
+        if self.capped:
+            raise RuntimeError("a capped strategy warms up every instrument at once: warm_up_all")
+        self._start_key(key)
+        return self._run(self.runtimes[key], self.history[key])
+
+    def warm_up_all(self) -> dict[Any, Rows]:
+        """Run every instrument's history (``warm_up``); with a cap, as one instant of all of them,
+        so the held book ends where the backtest's step is at the history's end."""
+        if not self.capped:
+            return {key: self.warm_up(key) for key in self.history}
+        for key in self.history:
+            self._start_key(key)
+        return self._run_instant(dict(self.history))
+
+    def _start_key(self, key: Any) -> None:
         timeline = self.history[key]
-        rt = self.runtimes[key] = KeyRuntime(self.gen, self.flow, self.functions, timeline, key)
+        self.runtimes[key] = KeyRuntime(self.gen, self.module, self.functions, timeline, key)
+        if self.capped:
+            self.operands[key] = KeyRuntime(self.first_gen, self.first, self.functions, timeline, key,
+                                            record=self.record)
+            self.carried[key] = {}
         self.pending[key] = {v: dict(cols) for v, cols in self._seeds[key].items()}
-        return self._run(rt, timeline)
 
     def restore(self, key: Any, snapshot: dict) -> None:
-        """Continue ``key`` from a snapshot taken after a bar (instead of the warm-up)."""
-        rt = self.runtimes[key] = KeyRuntime(self.gen, self.flow, self.functions, self.history[key], key)
-        rt.restore(snapshot["runtime"])
+        """Continue ``key`` from a snapshot taken after a bar (instead of the warm-up); with a cap,
+        the held book is restored once for all keys (``restore_book``)."""
+        self._start_key(key)
+        self.runtimes[key].restore(snapshot["runtime"])
         self.pending[key] = {v: dict(cols) for v, cols in snapshot["pending"].items()}
+        if self.capped:
+            self.operands[key].restore(snapshot["operands"])
+            self.carried[key] = dict(snapshot["carried"])
 
     def snapshot(self, key: Any) -> dict:
-        """Everything ``key`` carries to its next bar: the runtime's state and the open buckets."""
-        return {"runtime": self.runtimes[key].snapshot(),
-                "pending": {v: {c: a.copy() for c, a in cols.items()} for v, cols in self.pending[key].items()}}
+        """Everything ``key`` carries to its next bar: the runtime's state and the open buckets
+        (with a cap also the first pass's state and the capped values carried)."""
+        out = {"runtime": self.runtimes[key].snapshot(),
+               "pending": {v: {c: a.copy() for c, a in cols.items()} for v, cols in self.pending[key].items()}}
+        if self.capped:
+            out.update(operands=self.operands[key].snapshot(), carried=dict(self.carried[key]))
+        return out
+
+    def snapshot_book(self) -> dict:
+        """The held book (with a cap): what the cap's step carries to the next instant."""
+        return self.book.snapshot()
+
+    def restore_book(self, snapshot: dict) -> None:
+        self.book.restore(snapshot)
 
     def missing_field(self, bar: Bar) -> str | None:
         """A field the history has (and the kernels may read) that ``bar`` lacks."""
@@ -198,6 +262,43 @@ class LiveKernels:
         """Run one feed bar of ``key`` through the kernels: the ticks it completes (a bucket a gap
         skipped the close of, then the bar's own), and the rows each output emitted at them.  A
         node's error at this bar is raised (``NodeRuntimeError``), as a backtest would."""
+        if self.capped:
+            raise RuntimeError("a capped strategy runs every instrument's bar of an instant at once: step_instant")
+        return self._run(self.runtimes[key], self._window(key, bar))
+
+    def step_instant(self, bars: Mapping[Any, Bar]) -> dict[Any, Rows]:
+        """With a cap: the feed bars of one bar time (run key → its bar; an instrument without a bar
+        there is absent) through both passes and the cap's step between them; per key, the rows
+        each output emitted at its bar's ticks."""
+        return self._run_instant({key: self._window(key, bar) for key, bar in bars.items()})
+
+    def _run_instant(self, timelines: dict[Any, KeyTimeline]) -> dict[Any, Rows]:
+        """Pass 1 for each key's window, the held book's step over all their entries, pass 2."""
+        recorded: dict[str, dict[Any, tuple]] = {v: {} for v in self.record}
+        for key, timeline in timelines.items():
+            rt = self.operands[key]
+            raise_failure(lambda: rt.run_window(timeline))
+            for v, rows in rt.recorded_rows().items():
+                recorded[v][key] = rows
+        for v, (bufs, _clock) in self.record.items():  # instruments without a bar: no entries
+            for key in self.history:
+                recorded[v].setdefault(key, (np.zeros(0, np.int64), {i: np.zeros(0) for i in range(len(bufs))}))
+        stored = self.book.on_windows(recorded, timelines)
+        out = {}
+        for key, timeline in timelines.items():
+            mine = stored.get(key, {})
+            for v, cols in mine.items():  # before the window's first entry: the value carried
+                carried = self.carried[key].get(v, np.nan)
+                first = int(np.argmax(cols.present)) if cols.present.any() else len(cols.present)
+                cols.buffers[0][:first] = carried
+                if len(cols.present):
+                    self.carried[key][v] = float(cols.buffers[0][-1])
+            out[key] = self._run(self.runtimes[key], timeline, mine)
+        return out
+
+    def _window(self, key: Any, bar: Bar) -> KeyTimeline:
+        """The ticks one feed bar of ``key`` completes (a bucket a gap skipped the close of, then the
+        bar's own) as a stretch of its timeline; the open buckets move on."""
         row = {"ts": np.array([bar.ts], dtype=np.int64)}
         row.update({f: np.array([bar.field(f)], dtype=dtype) for f, dtype in self.fields.items()})
         pending = self.pending[key]
@@ -215,14 +316,14 @@ class LiveKernels:
                 closed[v].append(self._bar(key, v, pending.pop(v)))
         streams = {v: _concat(bars, self._bar(key, v, {c: a[:0] for c, a in row.items()}))
                    for v, bars in closed.items()}
-        return self._run(self.runtimes[key], key_timeline(streams, self.intervals))
+        return key_timeline(streams, self.intervals)
 
     @staticmethod
-    def _run(rt: KeyRuntime, timeline: KeyTimeline) -> Rows:
+    def _run(rt: KeyRuntime, timeline: KeyTimeline, stored: Mapping[str, Any] | None = None) -> Rows:
         rows: Rows = {}
         # a node's failure is noted inside the runtime (never raised into a dataflow); raise_failure
         # turns it back into the user's error here
-        raise_failure(lambda: rows.update(rt.run_window(timeline)))
+        raise_failure(lambda: rows.update(rt.run_window(timeline, stored)))
         return rows
 
     def _bar(self, key: Any, v: str, cols: dict[str, np.ndarray]) -> Stream:

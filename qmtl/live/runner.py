@@ -18,6 +18,12 @@ not confirmed within the lock's expiry.
 A process killed anywhere in 2-5 gets the bar again after its restart: its state is the one before
 the bar, its orders are found on the log by their keys and not sent again.  Killed after 5, the bar
 is a duplicate of the stored state's last bar.
+
+A strategy with a portfolio-total cap decides an *instant* (every instrument's bar of one ts) at a
+time (``instant``): in 2 the bar joins its instant, which runs through the kernels and the held
+book (``LiveKernels.step_instant``) once complete or once a later bar arrives, and 3 follows for
+each of its bars; 4 stores one entry for the whole run — every instrument's state, the held book and
+the bars still waiting — so a restart resumes from one consistent instant.
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from .bar_rule import FUTURE_SKEW_S, BarSequence
 from .bars import BadBar, Bar, parse_bar
 from .books import Exposure
 from .connection import connect
-from .feed import FeedAddress, FeedMessage, JetStreamFeed
+from .feed import BarRef, FeedAddress, FeedMessage, JetStreamFeed
 from .gate_state import OrderGate
+from .instant import Instant
 from .kernels import LiveKernels, Rows
 from .lock import ProcessLock
 from .metrics import LiveMetrics
 from .order_log import OrderLog, OrderRecord, check_token, order_key
-from .state_store import KeyState, StateStore, state_key
+from .state_store import KeyState, StateStore, book_state_key, state_key
 
 log = logging.getLogger("qmtl.live")
 
@@ -85,6 +92,9 @@ class LiveRunner:
         self._log: OrderLog | None = None
         self._store: StateStore | None = None
         self._lock: ProcessLock | None = None
+        #: with a cap: the instant waiting for its bars, and the ts of the last one decided
+        self._instant = Instant()
+        self._decided: int | None = None
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Run until ``stop`` is set (or forever)."""
@@ -124,6 +134,8 @@ class LiveRunner:
         """Each instrument from its stored state when that is of these kernels and not older than
         the history, else warmed up on the history."""
         k = self.kernels
+        if k.capped:
+            return await self._start_book()
         for key in k.history:
             saved = await self._store.load(self._state_key(key))
             end = k.history_end(key)
@@ -133,6 +145,28 @@ class LiveRunner:
                 continue
             # in a thread: the lock's refreshes go on while a long history runs
             self.on_rows(key, await asyncio.to_thread(k.warm_up, key))
+            if end is not None:
+                self.sequence.advance(key, end)
+
+    async def _start_book(self) -> None:
+        """With a cap: every instrument, the held book and the waiting bars from the one stored entry
+        when it is of these kernels and not older than the history, else all warmed up together."""
+        k = self.kernels
+        saved = await self._store.load(book_state_key(self.world, self.strategy))
+        ends = {key: k.history_end(key) for key in k.history}
+        if saved is not None and saved.digest == k.digest and all(
+                end is None or saved.snapshot["seen"].get(key, end - 1) >= end for key, end in ends.items()):
+            for key in k.history:
+                k.restore(key, saved.snapshot["keys"][key])
+            k.restore_book(saved.snapshot["book"])
+            self._instant = Instant.restored(saved.snapshot["instant"])
+            self._decided = saved.snapshot["decided"]
+            for key, ts in saved.snapshot["seen"].items():
+                self.sequence.advance(key, ts)
+            return
+        for key, rows in (await asyncio.to_thread(k.warm_up_all)).items():
+            self.on_rows(key, rows)
+        for key, end in ends.items():
             if end is not None:
                 self.sequence.advance(key, end)
 
@@ -153,16 +187,48 @@ class LiveRunner:
 
     async def _handle(self, msg: FeedMessage) -> None:
         admitted = self._admit(msg)
-        if admitted is not None:
+        if admitted is not None and self.kernels.capped:
+            await self._join(*admitted, msg)
+        elif admitted is not None:
             bar, key = admitted
             rows = self.kernels.step(key, bar)
             self.metrics.bars.inc()
             self.on_rows(key, rows)
-            await self._orders(bar, key, rows, msg)
+            await self._orders(bar, key, rows, msg.ref)
             self.sequence.advance(key, bar.ts)
             await self._store.save(self._state_key(key), KeyState(self.kernels.digest, bar.ts,
                                                                   self.kernels.snapshot(key)))
         await msg.ack()
+
+    async def _join(self, bar: Bar, key: Any, msg: FeedMessage) -> None:
+        """With a cap: ``bar`` joins its instant (``instant``); the instant before it is decided when
+        a later bar arrives, and its own once every instrument's bar is there; then the whole state
+        is stored."""
+        if self._decided is not None and bar.ts <= self._decided:
+            self._drop("late", f"{bar.symbol} ts={bar.ts}: the portfolio cap already decided the instant "
+                       f"ts={self._decided} without it", msg)
+            return
+        if self._instant.ts is not None and bar.ts > self._instant.ts:
+            await self._decide()
+        self._instant.add(key, bar, msg.ref)
+        self.sequence.advance(key, bar.ts)
+        if self._instant.complete(self.kernels.history):
+            await self._decide()
+        k = self.kernels
+        snapshot = {"keys": {key: k.snapshot(key) for key in k.history}, "book": k.snapshot_book(),
+                    "instant": self._instant.snapshot(), "decided": self._decided, "seen": dict(self.sequence.last)}
+        await self._store.save(book_state_key(self.world, self.strategy),
+                               KeyState(k.digest, -1 if self._decided is None else self._decided, snapshot))
+
+    async def _decide(self) -> None:
+        """Run the waiting instant's bars through the kernels and the held book, and send their orders."""
+        waiting, self._instant = self._instant, Instant()
+        rows = self.kernels.step_instant({key: bar for key, (bar, _ref) in waiting.bars.items()})
+        for key, (bar, ref) in waiting.bars.items():
+            self.metrics.bars.inc()
+            self.on_rows(key, rows[key])
+            await self._orders(bar, key, rows[key], ref)
+        self._decided = waiting.ts
 
     def _admit(self, msg: FeedMessage) -> tuple[Bar, Any] | None:
         """The bar in ``msg`` and its run key, or None when the rule drops it (counted and logged)."""
@@ -192,7 +258,7 @@ class LiveRunner:
         log.log(level, "live: bar dropped (%s) at %s seq %d: %s", reason, msg.ref.stream, msg.ref.seq, detail)
         return None
 
-    async def _orders(self, bar: Bar, key: Any, rows: Rows, msg: FeedMessage) -> None:
+    async def _orders(self, bar: Bar, key: Any, rows: Rows, ref: BarRef) -> None:
         """Append the order of each row an Execution node emitted at ``bar``'s ticks (gate permitting).
 
         The live book follows the simulated one: its target is the simulated position after the
@@ -233,7 +299,7 @@ class LiveRunner:
                                     instrument=instrument, bar_ts=bar_ts, interval=self.kernels.interval,
                                     clock=self.kernels.clocks[name], qty=qty, target=target, world=self.world,
                                     domain=gate.domain, fee_bps=float(op.attr("fee_bps", 0.0)),
-                                    slippage_bps=float(op.attr("slippage_bps", 0.0)), bar=msg.ref,
+                                    slippage_bps=float(op.attr("slippage_bps", 0.0)), bar=ref,
                                     sent_at=time.time())
                 await self._log.append(order)
                 exposure.add(order)

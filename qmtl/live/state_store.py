@@ -4,7 +4,9 @@ same server as its feed and its log, so a process restarted anywhere resumes fro
 One entry per (world, strategy, instrument), rewritten after every bar: ``LiveKernels.digest`` (the
 generated module's and the snapshot layout's: a snapshot of other kernels is never restored), the
 last feed bar processed and ``LiveKernels.snapshot()`` (the ``KeyRuntime``'s state and the sources'
-open buckets).  The value is a pickle: it holds numpy state arrays, the opaque functions' windows and
+open buckets).  A strategy with a portfolio-total cap keeps one entry for all its instruments
+instead (``book_state_key``), written after every bar: an instant is decided for all of them at once,
+so their states, the held book and the bars waiting for their instant are stored together.  The value is a pickle: it holds numpy state arrays, the opaque functions' windows and
 the open buckets' feed bars, and is only ever read back by the process that wrote it or its restart.
 """
 
@@ -29,6 +31,12 @@ def state_key(world: str, strategy: str, instrument: Any) -> str:
     """The bucket key of one instrument's state (KV keys allow ``[-/_=.a-zA-Z0-9]``)."""
     token = "_" if instrument is None else re.sub(r"[^A-Za-z0-9_-]", lambda m: f"={ord(m.group()):x}", str(instrument))
     return f"{world}.{strategy.removeprefix('blake3:')[:32]}.{token}"
+
+
+def book_state_key(world: str, strategy: str) -> str:
+    """The bucket key of a capped run's one state entry (every instrument, the held book and the
+    waiting bars, ``LiveRunner``): ``==book`` is no instrument's token (``=`` only starts a hex escape)."""
+    return f"{world}.{strategy.removeprefix('blake3:')[:32]}.==book"
 
 
 class StateStore:

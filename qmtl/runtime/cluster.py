@@ -169,7 +169,7 @@ def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | No
     caps = cross.cross_ops(parts.flow)
     if caps:  # never run uncapped: each partition would see one instrument's book only
         raise CompileError(Diagnostic(
-            "E508", f"node {cross.owner(parts.flow, caps[0])!r} caps the whole book's notional "
+            "E508", f"node {parts.flow.output_name(caps[0].result)!r} caps the whole book's notional "
             "(RiskControl max_total_notional), which needs every instrument's target at each instant; "
             "a cluster run computes each instrument in its own partition: run it on one machine (qmtl run "
             "without --addresses/--process-id/--recovery-dir)", caps[0].loc))

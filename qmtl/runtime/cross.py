@@ -10,7 +10,8 @@ whose module holds a ``total_cap`` op goes:
    clock rule (a slower price read as of its last close), and whose whole series the run records.
 2. **The step** (``capped``): each cap op's operands of all keys, merged by (instant, key), go
    through ``qmtl.ir.ops.total_cap`` with its rule jitted (``total_cap_step`` compiled by Numba: the
-   reference interpreter runs the same function in Python, so the rule exists once).
+   reference interpreter runs the same function in Python, and a live run the same jitted step one
+   instant at a time on its held book, so the rule exists once).
 3. **Pass 2** (``capped_module``): the module with each cap op swapped for a ``stored`` op — the
    mechanism that feeds artifact values into the flow — filled from the step's result placed on each
    key's timeline; ops only the cap read are dropped, and TimingGate, Execution and every other node
@@ -27,6 +28,7 @@ from typing import Any, Mapping
 import numba
 import numpy as np
 
+from qmtl.codegen.generate import value_buffers
 from qmtl.ir import ops as opreg
 from qmtl.ir.module import Module, Op, make_attrs
 from qmtl.ir.types import frame
@@ -37,17 +39,13 @@ from .reuse import StoredColumns, on_timeline, without_dead_ops
 #: the columns of a cap's operands recorded in pass 1
 OPERAND_COLUMNS = ("target", "close")
 
-_jitted_step = numba.njit(cache=True, nogil=True)(opreg.total_cap_step)
+#: the rule (``qmtl.ir.ops.total_cap_step``) jitted: the engine's step and a live run's (``qmtl.live``)
+jitted_step = numba.njit(cache=True, nogil=True)(opreg.total_cap_step)
 
 
 def cross_ops(module: Module) -> list[Op]:
     """The module's cross-instrument ops (``total_cap``), in module order."""
     return [op for op in module.ops if opreg.REGISTRY[op.name].kind == "cross"]
-
-
-def owner(module: Module, op: Op) -> str:
-    """The SDK node whose value ``op`` is (for messages naming it)."""
-    return next((o.name for o in module.outputs if o.value == op.result), op.result)
 
 
 def operands_module(module: Module, caps: list[Op]) -> Module:
@@ -63,11 +61,21 @@ def operands_module(module: Module, caps: list[Op]) -> Module:
     return without_dead_ops(restricted, {})
 
 
+def operand_record(first: Module, caps: list[Op], clock: Mapping[str, int | None]) -> dict[str, tuple[list[str], int]]:
+    """Pass 1's record request (``KeyRuntime``'s ``record``): each cap's operand frame in
+    ``first`` (``operands_module``) → (its buffers, its clock)."""
+    values = {c.result for c in caps}
+    return {op.result: ([b for b, _ in value_buffers(op)], int(clock.get(op.result) or 0))
+            for op in first.ops if op.result in values}
+
+
 def capped(caps: list[Op], recorded: Mapping[str, Mapping[Any, tuple]], keys: Mapping[str, Any],
-           clock: Mapping[str, int | None]) -> dict[str, Series]:
+           clock: Mapping[str, int | None], books: Mapping[str, tuple] | None = None) -> dict[str, Series]:
     """The step: each cap op's value for every key, from pass 1's recorded operands (value → run
     key → (bar-open ts, {0: targets, 1: closes})).  ``keys``: value → its run keys in the reference
-    interpreter's order (None: the value is one series, the same in every key)."""
+    interpreter's order (None: the value is one series, the same in every key).  ``books``: value →
+    the (held, mark) arrays its step continues from and leaves updated, one entry per key of
+    ``recorded`` in that order (a live run's held book, ``qmtl.live.held``; None: a flat book)."""
     out: dict[str, Series] = {}
     for op in caps:
         per_key = recorded[op.result]
@@ -77,7 +85,8 @@ def capped(caps: list[Op], recorded: Mapping[str, Mapping[Any, tuple]], keys: Ma
         ts = [np.asarray(per_key[k][0], dtype=np.int64) for k in names]
         cols = [list(per_key[k][1].values()) for k in names]
         result = opreg.total_cap([t + interval for t in ts], [c[0] for c in cols], [c[1] for c in cols],
-                                 float(op.attr("max_total_notional")), step=_jitted_step)
+                                 float(op.attr("max_total_notional")), step=jitted_step,
+                                 book=None if books is None else books[op.result])
         labels = [None] if order is None else names
         out[op.result] = Series(
             np.array([k for k, t in zip(labels, ts) for _ in range(len(t))], dtype=object),

@@ -299,14 +299,19 @@ class KeyRuntime:
             self._progress.advance(hi - lo, last)
         return [(self.key, self.finished(), {v: r.view() for v, r in self.recorded.items()})] if last else []
 
-    def run_window(self, timeline: KeyTimeline) -> dict[str, tuple[np.ndarray, dict]]:
+    def run_window(self, timeline: KeyTimeline, stored: Mapping[str, Any] | None = None
+                   ) -> dict[str, tuple[np.ndarray, dict]]:
         """Run this key's next batch, given as its own stretch of the timeline (a cluster run ships
         each batch's bars with it, so no process holds a key's whole history), and return the rows
-        it emitted: output name → (ts, {column: values}), copies (the arrays are reused)."""
+        it emitted: output name → (ts, {column: values}), copies (the arrays are reused).
+        ``stored``: value → its ``StoredColumns`` on this window (a live run's capped values, known
+        only once every instrument's first pass ran), replacing those given before; what the
+        window recorded is ``recorded_rows()``."""
         self.timeline, self.streams, self.close = timeline, timeline.streams, timeline.close
+        self._stored.update(stored or {})
         n = len(timeline.close)
         self.lo, self.hi = 0, n
-        for rows in self.rows.values():
+        for rows in (*self.rows.values(), *self.recorded.values()):
             rows.clear(timeline)
         if n and not failed():
             try:
@@ -315,6 +320,10 @@ class KeyRuntime:
             except Exception as exc:  # noqa: BLE001 - raised again by the runner, see ``run_batch``
                 note_failure(exc)
         return {name: rows.copy() for name, rows in self.rows.items()}
+
+    def recorded_rows(self) -> dict[str, tuple[np.ndarray, dict]]:
+        """recorded value → (ts, {buffer index: values}) of the last window (``run_window``), copies."""
+        return {value: rows.copy() for value, rows in self.recorded.items()}
 
     def _append_emitted(self) -> None:
         n = self.hi - self.lo

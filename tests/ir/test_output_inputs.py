@@ -56,3 +56,9 @@ def test_undefined_input_is_e112_and_bad_syntax_is_e001():
     assert any(d.code == "E112" and "%nope" in d.message for d in verify(m))
     with pytest.raises(IRSyntaxError, match="inputs must be a list of value names"):
         parse_module(TEXT.replace("inputs = [%price]", "inputs = [1]", 1))
+
+
+def test_output_name_names_the_node_of_a_value_or_falls_back_to_the_value():
+    m = parse_module(TEXT)
+    assert m.output_name("d") == "b" and m.output_name("r") == "a" and m.output_name("price") == "price"
+    assert m.output_name("c") == "c"  # inside a node: no output of its own

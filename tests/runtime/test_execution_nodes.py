@@ -32,7 +32,7 @@ from qmtl.runtime.binding import bind
 from qmtl.runtime.engine import run
 from qmtl.runtime.reference import evaluate
 from qmtl.runtime.returns import derive_returns
-from tests.codegen.modules import Builder
+from tests.runtime.execution_support import exec_module, pandas_risk, signal_bars
 
 EXEC_OPS = ("risk_control", "timing_gate", "execution")
 SESSIONS = (("00:00-24:00 UTC",), ("Mon,Tue,Wed,Thu,Fri 09:30-16:00 America/New_York",),
@@ -41,14 +41,6 @@ PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[Healt
 
 
 # --- the same rules, written independently with pandas --------------------------------------------
-
-def pandas_risk(signal: pd.Series, close: pd.Series, max_position: float, max_notional: float | None):
-    target = signal.clip(-1, 1) * max_position
-    if max_notional is None:
-        return target
-    cap = (max_notional / close).where(close > 0)
-    return np.sign(target) * np.minimum(target.abs(), cap)
-
 
 def pandas_in_session(close_instants: np.ndarray, sessions) -> np.ndarray:
     inside = np.zeros(len(close_instants), dtype=bool)
@@ -92,24 +84,12 @@ def pandas_execution(target: pd.Series, open_: pd.Series, close: pd.Series, init
 def bars(gaps: list[int], seed: int, nan_share: float = 0.1) -> pd.DataFrame:
     """Bars at 60 s multiples with the given gaps (minutes: long ones cross DST changes and weekends),
     and a ``signal`` column in [-1.5, 1.5] with NaNs."""
-    rng = np.random.default_rng(seed)
     ts = 1_577_836_800 + 60 * np.cumsum(np.asarray(gaps, dtype=np.int64))
-    n = len(ts)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    signal = rng.uniform(-1.5, 1.5, n)
-    signal[rng.random(n) < nan_share] = np.nan
-    return pd.DataFrame({"ts": ts, "open": close * (1 + rng.normal(0, 0.002, n)), "high": close * 1.01,
-                         "low": close * 0.99, "close": close, "volume": 1.0, "signal": signal})
+    return signal_bars(ts, np.random.default_rng(seed), nan_share=nan_share)
 
 
 def module(risk: dict, sessions: tuple[str, ...], execution: dict):
-    b = Builder("Exec")
-    src = b.source()
-    signal, open_, close = (b.op("column", src, name=f) for f in ("signal", "open", "close"))
-    r = b.out("risk", b.op("risk_control", signal, close, **risk), 1)
-    g = b.out("timing", b.op("timing_gate", r, sessions=sessions), 1)
-    b.out("orders", b.op("execution", g, open_, close, **execution), 1)
-    return b.module()
+    return exec_module("Exec", risk, execution, sessions)
 
 
 def expected(df: pd.DataFrame, risk: dict, sessions, execution: dict) -> dict[str, pd.DataFrame | pd.Series]:

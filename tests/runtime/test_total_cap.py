@@ -2,7 +2,8 @@
 "Execution nodes"): the engine's two passes around the jitted step against the reference interpreter
 bit for bit at awkward batch sizes, the reference against an independent pandas computation of the
 rule written here, the bound it promises, NodeIDs (unchanged without the cap), the errors, and the
-runs that refuse it (cluster E508, live E602) rather than run uncapped.
+cluster run that refuses it (E508) rather than run uncapped, and the live kernels' instant-by-instant
+cap against the backtest.
 
 The pandas computation works on a wide frame (one column per instrument, one row per close instant
 of any of them): prices carried with ``ffill``, the book held carried row to row; the reference
@@ -26,7 +27,7 @@ from qmtl.ir.diagnostics import CompileError
 from qmtl.ir.parser import parse_module as parse
 from qmtl.ir.printer import print_module
 from qmtl.ir.verifier import verify
-from qmtl.live.kernels import LiveError, LiveKernels
+from qmtl.live.kernels import LiveKernels
 from qmtl.runtime import cross
 from qmtl.runtime.artifacts import ArtifactStore
 from qmtl.runtime.binding import bind
@@ -34,19 +35,12 @@ from qmtl.runtime.cluster import cluster_flow
 from qmtl.runtime.engine import run
 from qmtl.runtime.reference import evaluate
 from qmtl.runtime.synthetic import synthetic_bars
-from tests.codegen.modules import Builder
+from tests.runtime.execution_support import exec_module, pandas_risk, signal_bars
 
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- the rule, written independently with pandas ------------------------------------------------------
-
-def pandas_targets(signal: pd.Series, close: pd.Series, max_position: float, max_notional: float | None):
-    target = signal.clip(-1, 1) * max_position
-    if max_notional is None:
-        return target
-    return np.sign(target) * np.minimum(target.abs(), (max_notional / close).where(close > 0))
-
 
 def pandas_total_cap(targets: pd.DataFrame, closes: pd.DataFrame, cap: float) -> pd.DataFrame:
     """``targets``/``closes``: index = close instants (the union), one column per instrument, NaN
@@ -73,28 +67,14 @@ def book(spans: list[tuple[int, list[int]]], seed: int, nan_share: float = 0.15)
     """One instrument per (start minute, gaps): its own start, gaps and end, prices of its own
     level, a ``signal`` column with NaNs."""
     rng = np.random.default_rng(seed)
-    frames = []
-    for i, (start, gaps) in enumerate(spans):
-        ts = 1_599_999_960 + 60 * (start + np.cumsum(np.asarray(gaps, dtype=np.int64)))
-        n = len(ts)
-        close = (50 + 40 * i) * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
-        signal = rng.uniform(-1.5, 1.5, n)
-        signal[rng.random(n) < nan_share] = np.nan
-        frames.append(pd.DataFrame({"ts": ts, "symbol": f"S{i}", "open": close * (1 + rng.normal(0, 0.003, n)),
-                                    "high": close * 1.02, "low": close * 0.98, "close": close, "volume": 1.0,
-                                    "signal": signal}))
+    frames = [signal_bars(1_599_999_960 + 60 * (start + np.cumsum(np.asarray(gaps, dtype=np.int64))), rng,
+                          level=50 + 40 * i, vol=0.02, nan_share=nan_share, symbol=f"S{i}")
+              for i, (start, gaps) in enumerate(spans)]
     return pd.concat(frames, ignore_index=True).sort_values(["ts", "symbol"], ignore_index=True)
 
 
 def module(risk: dict, cap: float, execution: dict):
-    b = Builder("Book")
-    src = b.source()
-    signal, open_, close = (b.op("column", src, name=f) for f in ("signal", "open", "close"))
-    r = b.out("risk", b.op("total_cap", b.op("risk_control", signal, close, **risk), close,
-                           max_total_notional=cap), 1)
-    g = b.out("timing", b.op("timing_gate", r, sessions=("00:00-24:00 UTC",)), 1)
-    b.out("orders", b.op("execution", g, open_, close, **execution), 2)
-    return b.module()
+    return exec_module("Book", risk, execution, cap=cap, orders_period=2)
 
 
 def wide(df: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -114,7 +94,7 @@ def test_engine_equals_reference_equals_pandas(spans, seed, risk, cap):
     m = module(risk, cap, {"initial_cash": 1000.0, "fee_bps": 1.0, "slippage_bps": 2.0})
     ref = evaluate(m, {}, bind(m, df)).outputs
     # the rule, by pandas, on the per-instrument targets pandas computes too
-    targets = df.assign(t=pandas_targets(df.signal, df.close, risk["max_position"], risk.get("max_notional")))
+    targets = df.assign(t=pandas_risk(df.signal, df.close, risk["max_position"], risk.get("max_notional")))
     want = pandas_total_cap(wide(targets, "t"), wide(df, "close"), cap)
     got = ref["risk"]
     multi = "symbol" in got.columns
@@ -297,12 +277,43 @@ def test_cluster_run_refuses_the_cap_naming_the_node(tmp_path):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_live_run_refuses_the_cap_at_the_strategy_line(tmp_path):
-    compiled = compile_book(tmp_path, ", max_total_notional=1500")
-    with pytest.raises(LiveError) as err:
-        LiveKernels(compiled, synthetic_bars(50, symbols=("AAA", "BBB"), seed=1))
-    (d,) = err.value.diagnostics
-    assert d.code == "E602" and "'risk'" in d.message and d.loc.line == 10
+def test_live_kernels_cap_instant_by_instant_as_the_backtest_does(tmp_path):
+    """The live kernels warm up on history and then take one instant's bars at a time (some
+    instruments missing at some instants: gaps); every output equals the backtest over the same bars
+    bit for bit, the cap binds, and the held book ends at each instrument's last capped target and
+    last close.  (On the real NATS server: tests/live/test_total_cap_live.py.)"""
+    from qmtl.live.bars import Bar
+    compiled = compile_book(tmp_path, ", max_total_notional=700")
+    data = synthetic_bars(80, symbols=("AAA", "BBB", "CCC"), seed=5)
+    rng = np.random.default_rng(2)
+    data = data[(data.ts < data.ts.iloc[0] + 60 * 50) | (rng.random(len(data)) > 0.2)]  # live gaps
+    instants = sorted(data.ts.unique())
+    history, live = data[data.ts < instants[50]], data[data.ts >= instants[50]]
+    kernels = LiveKernels(compiled, history)
+    assert kernels.capped
+    seen = {k: [rows] for k, rows in kernels.warm_up_all().items()}
+    for ts in instants[50:]:
+        bars = {kernels.key_for(r.symbol): Bar(symbol=r.symbol, ts=int(r.ts), open=r.open, high=r.high, low=r.low,
+                                               close=r.close, volume=r.volume)
+                for r in live[live.ts == ts].itertuples()}
+        for key, rows in kernels.step_instant(bars).items():
+            seen[key].append(rows)
+    backtest = compiled.run(data).outputs
+    plain = compile_book(tmp_path).run(data).outputs
+    assert (backtest["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
+    for key, chunks in seen.items():
+        for name, whole in backtest.items():
+            mine = whole[whole.symbol == key].drop(columns="symbol")
+            ts = np.concatenate([c[name][0] for c in chunks])
+            assert ts.tolist() == mine.index.tolist(), (key, name)
+            for col in mine.columns:
+                got = np.concatenate([c[name][1][col] for c in chunks])
+                np.testing.assert_array_equal(got, mine[col].to_numpy(), err_msg=f"{key} {name}.{col}")
+    (value,) = kernels.book.books
+    for key in seen:
+        risk = backtest["risk"][backtest["risk"].symbol == key]["risk"].dropna()
+        held, mark = kernels.book.held(value, key)
+        assert held == risk.iloc[-1] and mark == data[data.symbol == key].close.iloc[-1]
 
 
 def test_submit_backtests_with_the_cap(tmp_path):
