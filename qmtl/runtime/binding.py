@@ -258,7 +258,8 @@ def bucket(stream: Stream, interval: int) -> Stream:
     if interval <= 0:
         raise ValueError(f"interval must be positive, got {interval}")
     ts = stream.ts
-    if _on_grid(ts, interval):  # one bar per bucket already (ts strictly increase)
+    known = stream.on_grid_known(interval)  # the loader's pass over ts found the grid
+    if known if known is not None else _on_grid(ts, interval):  # one bar per bucket already (ts strictly increase)
         return stream
     bts = (ts // interval) * interval
     starts = np.flatnonzero(np.r_[True, bts[1:] != bts[:-1]])

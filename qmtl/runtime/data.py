@@ -32,7 +32,7 @@ from qmtl.ir.diagnostics import CompileError, Diagnostic
 from qmtl.ir.module import Loc
 
 from .bar_shape import first_misshapen, ohlc_problem
-from .column_checks import first_not_finite, first_not_increasing, first_outside
+from .column_checks import first_not_finite, first_outside, scan_times
 
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
 #: Fields that may never hold NaN/null: a bar without a price is a data error, not a missing value.
@@ -44,6 +44,7 @@ _NS_PER_S = 1_000_000_000
 #: service turns it into a date.  Checked at load so the error names the file and the fix.
 _MIN_EPOCH_S = -2_208_988_800
 _MAX_EPOCH_S = 10_000_000_000
+_INT64 = np.iinfo(np.int64)
 
 
 class DataError(CompileError):
@@ -65,11 +66,15 @@ class Stream:
 
     ``tags`` are what bindings and tag queries match against (the symbol and, for data bound by a
     dict, the dict key).  ``key`` names the stream in results (the symbol, else the first tag).
+    ``grid``: the greatest common divisor of the first ``ts`` and every step between bars, found by
+    the loader's one pass over ``ts`` (``scan_times``), so that binding can tell the bars already lie
+    on an interval's grid without another pass over millions of timestamps; 0 when not known.
     """
 
     columns: Mapping[str, np.ndarray]
     symbol: str | None = None
     tags: tuple[str, ...] = ()
+    grid: int = 0
 
     @property
     def ts(self) -> np.ndarray:
@@ -87,7 +92,12 @@ class Stream:
         return len(self.ts)
 
     def with_tags(self, tags: tuple[str, ...]) -> "Stream":
-        return Stream(self.columns, self.symbol, tags)
+        return Stream(self.columns, self.symbol, tags, self.grid)
+
+    def on_grid_known(self, interval: int) -> bool | None:
+        """Whether every bar opens on a multiple of ``interval`` seconds, from ``grid`` (None: not
+        known; the caller looks at the timestamps)."""
+        return self.grid % interval == 0 if self.grid > 0 else None
 
     def to_frame(self) -> pd.DataFrame:
         """The bars as a DataFrame indexed by ``ts`` (what a compute function's view shows)."""
@@ -467,8 +477,14 @@ def _read_csv(path: Path, fields: Collection[str] | None = None) -> pa.Table:
 
 
 def _read_parquet(path: Path, fields: Collection[str] | None = None) -> pa.Table:
+    """One Parquet file through its own reader, not ``pq.read_table``: that goes through the dataset
+    scanner, which hands each column back in chunks of at most 128Ki rows, and joining them into the
+    one array the kernels read copies the whole history (on 2M bars, about as long as the kernels).
+    The file reader decodes each column into one array, which numpy then views as it is.  Unread
+    columns stay on disk."""
     import pyarrow.parquet as pq
-    return pq.read_table(path, columns=_kept(pq.read_schema(path).names, fields))  # unread columns stay on disk
+    with pq.ParquetFile(path) as file:
+        return file.read(columns=_kept(file.schema_arrow.names, fields))
 
 
 def _kept(names: list[str], fields: Collection[str] | None) -> list[str] | None:
@@ -606,7 +622,11 @@ def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
         # checked first: a header-only CSV has untyped (null) columns, which would otherwise be
         # reported as "not numeric" — true, but not the user's problem
         raise DataError("E503", source, f"no bars: the data has columns ({', '.join(raw)}) but no rows")
-    ts = _ts_seconds(*raw["ts"], source)
+    arr, mask = raw["ts"]
+    # one stream of int64 epoch seconds (a file's usual ts): range, order and grid in one pass
+    scanned = scan_times(arr, _MIN_EPOCH_S, _MAX_EPOCH_S) \
+        if "symbol" not in raw and arr.dtype == np.int64 and mask is None else None
+    ts = _ts_seconds(arr, mask, source, None if scanned is None else scanned[0])
     symbols = _symbol_column(raw.get("symbol"), source)
     fields = {name: _field(name, arr, source) for name, (arr, _) in raw.items()
               if name not in ("ts", "symbol")}
@@ -616,18 +636,20 @@ def _from_columns(raw: dict[str, _Raw], source: str) -> Dataset:
             _check_no_nan(name, fields[name], raw[name][1], ts, symbols, source)
     _check_shape(fields, ts, symbols, source)
     if symbols is None:
-        streams = (_stream(ts, fields, None, np.arange(0), source),)
+        streams = (_stream(ts, fields, None, np.arange(0), source, None if scanned is None else scanned[1:]),)
     else:
         streams = tuple(_stream(ts, fields, sym, idx, source) for sym, idx in _groups(symbols))
     return Dataset(source, streams, has_symbols=symbols is not None, fields=tuple(fields))
 
 
-def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.ndarray:
+def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str, outside: int | None = None) -> np.ndarray:
+    """``ts`` as int64 epoch seconds, checked; ``outside``: the first row outside the epoch range
+    when the caller's scan already found it (−1: none)."""
     if mask is not None and mask.any():
         row = int(np.flatnonzero(mask)[0])
         raise DataError("E503", source, f"column 'ts' is null at row {row}")
     if arr.dtype.kind in "iu":
-        _check_epoch_range(arr, source)
+        _check_epoch_range(arr, source, outside)
         return arr if arr.dtype == np.int64 else arr.astype(np.int64)
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[s]").astype(np.int64)
@@ -650,9 +672,11 @@ def _ts_seconds(arr: np.ndarray, mask: np.ndarray | None, source: str) -> np.nda
     raise DataError("E501", source, f"column 'ts' has type {arr.dtype}; expected epoch seconds or timestamps")
 
 
-def _check_epoch_range(arr: np.ndarray, source: str) -> None:
-    """Numeric ``ts`` must be plausible epoch *seconds*; name the unit it probably is otherwise."""
-    row = first_outside(arr, _MIN_EPOCH_S, _MAX_EPOCH_S) if len(arr) else -1
+def _check_epoch_range(arr: np.ndarray, source: str, row: int | None = None) -> None:
+    """Numeric ``ts`` must be plausible epoch *seconds*; name the unit it probably is otherwise.
+    ``row``: the first row outside the range, when already known."""
+    if row is None:
+        row = first_outside(arr, _MIN_EPOCH_S, _MAX_EPOCH_S) if len(arr) else -1
     if row < 0:
         return
     value = int(arr[row]) if np.isfinite(arr[row]) else float(arr[row])
@@ -720,22 +744,26 @@ def _take(arr: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
     return arr[idx]
 
 
-def _stream(ts: np.ndarray, fields: dict[str, np.ndarray], symbol: str | None, idx: np.ndarray, source: str) -> Stream:
+def _stream(ts: np.ndarray, fields: dict[str, np.ndarray], symbol: str | None, idx: np.ndarray, source: str,
+            scanned: tuple[int, int] | None = None) -> Stream:
+    """One symbol's validated stream; ``scanned``: its ts's (first unsorted row, grid) when the
+    caller's ``scan_times`` pass already found them."""
     rows = idx if symbol is not None else None
     sts = _take(ts, rows)
-    _check_sorted(sts, rows, symbol, source)
+    unsorted, grid = scanned if scanned is not None else scan_times(sts, _INT64.min, _INT64.max)[1:]
+    _check_sorted(sts, rows, symbol, source, unsorted)
     cols = {"ts": sts}
     for name, arr in fields.items():
         cols[name] = _take(arr, rows)
-    return Stream(cols, symbol, (symbol,) if symbol is not None else ())
+    return Stream(cols, symbol, (symbol,) if symbol is not None else (), grid)
 
 
 def _where(symbol: str | None) -> str:
     return f" for symbol {symbol!r}" if symbol is not None else ""
 
 
-def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, source: str) -> None:
-    i = first_not_increasing(ts) if len(ts) > 1 else -1
+def _check_sorted(ts: np.ndarray, rows: np.ndarray | None, symbol: str | None, source: str, i: int) -> None:
+    """E502 for the first row ``i`` whose ts does not follow its predecessor's (−1: none)."""
     if i < 0:
         return
     row = int(rows[i]) if rows is not None else i

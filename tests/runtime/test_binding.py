@@ -145,3 +145,13 @@ def test_data_on_the_grid_passes_through_exactly_when_every_timestamp_divides(st
     ts = np.cumsum([start, *steps]).astype(np.int64)
     stream = Stream({"ts": ts, "close": np.ones(len(ts))})
     assert (bucket(stream, interval) is stream) == (not np.any(ts % interval))
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.integers(1, 400), min_size=0, max_size=60), start=st.integers(1, 10_000),
+       interval=st.sampled_from([1, 5, 60, 300]))
+def test_loaded_data_passes_through_on_its_grid_exactly_when_every_timestamp_divides(steps, start, interval):
+    ts = np.cumsum([start, *steps]).astype(np.int64)
+    stream = load(pd.DataFrame({"ts": ts, "close": np.ones(len(ts))})).streams[0]
+    assert stream.grid > 0  # known from the loader's pass, so bucketing does not look at ts again
+    assert (bucket(stream, interval) is stream) == (not np.any(ts % interval))

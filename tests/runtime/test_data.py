@@ -375,3 +375,33 @@ def test_integer_columns_reach_opaque_functions_as_integers_and_kernels_as_numbe
         np.testing.assert_array_equal(res.outputs["dbl"].iloc[:, 0].to_numpy(), df["volume"].to_numpy()[2:] * 2)
         np.testing.assert_allclose(res.outputs["avg"].iloc[:, 0].to_numpy(),
                                    df["volume"].rolling(3).mean().to_numpy()[2:])
+
+
+def test_parquet_file_of_many_row_groups_loads_each_column_as_one_view(tmp_path):
+    df = _bars(1000).drop(columns="symbol")
+    path = tmp_path / "bars.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=100)
+    assert pq.ParquetFile(path).num_row_groups == 10
+    stream = load(path, {"close"}).streams[0]
+    assert set(stream.columns) == {"ts", "close"}  # unread columns stay on disk
+    np.testing.assert_array_equal(stream.ts, df["ts"].to_numpy())
+    np.testing.assert_array_equal(stream.columns["close"], df["close"].to_numpy())
+    # views of the one array the file reader decoded (Arrow memory is read-only), not a joined copy
+    assert not stream.ts.flags.writeable and not stream.columns["close"].flags.writeable
+
+
+def test_E501_wins_over_an_earlier_unsorted_row_in_one_stream():
+    df = _bars(5).drop(columns="symbol")
+    df.loc[1, "ts"] = df.loc[0, "ts"]            # a duplicate at row 1 ...
+    df.loc[3, "ts"] = int(df.loc[3, "ts"]) * 1000  # ... and milliseconds at row 3: the unit is the problem
+    err = _error(df)
+    assert err.code == "E501" and "row 3" in str(err) and "milliseconds" in str(err)
+
+
+@pytest.mark.parametrize("step, start, grid", [(60, 1_700_000_040, 60), (300, 1_700_000_200, 100), (7, 0, 7)])
+def test_loaded_stream_knows_its_grid(step, start, grid):
+    df = pd.DataFrame({"ts": start + step * np.arange(6, dtype=np.int64), "close": 1.0})
+    df.loc[5, "ts"] += step  # a gap of one bar keeps the grid
+    stream = load(df).streams[0]
+    assert stream.grid == grid and stream.with_tags(("x",)).grid == grid
+    assert stream.on_grid_known(step) == (start % step == 0)
