@@ -17,7 +17,6 @@ import cProfile
 import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,19 +26,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import handwritten  # noqa: E402
-from bench_runtime import EXAMPLE, bars  # noqa: E402
+from bench_runtime import EXAMPLE, bars, cpu_timed  # noqa: E402
 
 import qmtl  # noqa: E402
 from qmtl.runtime.data import load  # noqa: E402
 
-
-def least_cpu(fn, repeat: int = 7) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        c0 = time.process_time()
-        fn()
-        best = min(best, time.process_time() - c0)
-    return best
 
 
 def main() -> None:
@@ -64,7 +55,7 @@ def main() -> None:
     }
     print(f"{args.bars:,} bars, least CPU of 7 runs:")
     for name, fn in stages.items():
-        print(f"  {name:34s} {least_cpu(fn) * 1e3:8.1f} ms")
+        print(f"  {name:34s} {cpu_timed(fn, 7) * 1e3:8.1f} ms")
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
