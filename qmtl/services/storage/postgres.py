@@ -55,15 +55,18 @@ class PostgresDatabase(Database):
             cur.execute(qmark_to_format(sql), tuple(params))
             return list(cur.fetchall()) if fetch and cur.description is not None else []
 
-    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple],
+                     returning: str | None) -> list[dict[str, Any]]:
         # One statement whatever the row count: each column travels as one typed array and UNNEST
         # zips them back into rows (no SQL text or parameter list that grows with the rows).
         names = ",".join(name for name, _ in columns)
         arrays = ",".join(f"%s::{sqltype}[]" for _, sqltype in columns)
         values = [list(col) for col in zip(*rows)]
+        tail = f" RETURNING {returning}" if returning else ""
         with self._local.conn.cursor() as cur:
             cur.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "
-                        "ON CONFLICT DO NOTHING", values)
+                        f"ON CONFLICT DO NOTHING{tail}", values)
+            return list(cur.fetchall()) if returning else []
 
     def list_agg(self, expr: str) -> str:
         return f"string_agg({expr}, ',')"

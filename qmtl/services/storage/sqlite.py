@@ -59,6 +59,7 @@ class _Batch:
 class SQLiteDatabase(Database):
     kind = "sqlite"
     key_table = " WITHOUT ROWID"
+    id_key = "INTEGER PRIMARY KEY"
 
     def __init__(self, path: str, max_batch: int = MAX_BATCH) -> None:
         if path != ":memory:":
@@ -103,18 +104,24 @@ class SQLiteDatabase(Database):
         cur = self._conn.execute(sql, tuple(params))
         return _fetch(cur) if fetch else []
 
-    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple],
+                     returning: str | None) -> list[dict[str, Any]]:
         # Multi-row VALUES, not executemany: sqlite3 releases the GIL around every step, and under
         # load each re-acquisition can wait a whole switch interval, so a statement per row makes the
         # writer (which everyone queues behind) crawl.  One statement per chunk is one step.
         names = ",".join(name for name, _ in columns)
         row_sql = "(" + ",".join("?" * len(columns)) + ")"
         per_chunk = max(1, _MAX_PARAMS // len(columns))
+        tail = f" RETURNING {returning}" if returning else ""
+        out: list[dict[str, Any]] = []
         for i in range(0, len(rows), per_chunk):
             chunk = rows[i:i + per_chunk]
-            self._conn.execute(
+            cur = self._conn.execute(
                 f"INSERT INTO {table} ({names}) VALUES {','.join([row_sql] * len(chunk))} "
-                "ON CONFLICT DO NOTHING", [v for row in chunk for v in row])
+                f"ON CONFLICT DO NOTHING{tail}", [v for row in chunk for v in row])
+            if returning:
+                out += _fetch(cur)
+        return out
 
     def list_agg(self, expr: str) -> str:
         return f"group_concat({expr}, ',')"
