@@ -120,12 +120,14 @@ class SqlGraphStore(GraphStore):
             return {}
         where, params = self.db.any_of("n.node_id", ids)
         # One row per node (its users joined): a popular node's users do not come back row by row.
+        # A subquery per node, not a join and GROUP BY: PostgreSQL planned the join as a scan of the
+        # whole use table (time growing with the graph, not the submission); this form can only be
+        # answered through the (node, strategy) key, so it costs the same however big the graph is.
         users = self.db.list_agg("s.strategy_id")
         found: dict[str, list[str]] = {}
         for row in self.db.fetchall(
-                f"SELECT n.node_id AS node_id, {users} AS users FROM gsg_node n "
-                f"LEFT JOIN gsg_use u ON u.node = n.id LEFT JOIN gsg_strategy s ON s.id = u.strategy "
-                f"WHERE {where} GROUP BY n.node_id", params):
+                f"SELECT n.node_id AS node_id, (SELECT {users} FROM gsg_use u JOIN gsg_strategy s "
+                f"ON s.id = u.strategy WHERE u.node = n.id) AS users FROM gsg_node n WHERE {where}", params):
             found[row["node_id"]] = row["users"].split(",") if row["users"] else []
         return {k: sorted(v) for k, v in found.items()}
 
