@@ -86,7 +86,8 @@ class SqlGraphStore(GraphStore):
             raise ValueError(f"strategy id {strategy_id!r} must not contain ','")
         # One statement per table; rows sorted by key so concurrent upserts of shared nodes lock
         # rows in the same order (no deadlock on PostgreSQL).
-        by_id = {n.node_id: (n.node_id, n.op, n.interval, json.dumps(list(n.tags))) for n in nodes}
+        by_id = {n.node_id: (n.node_id, n.op, n.interval, json.dumps(list(n.tags)) if n.tags else "[]")
+                 for n in nodes}  # most nodes have no tags: no json.dumps for each of them
         node_rows = [by_id[k] for k in sorted(by_id)]
         edge_ends = {end for edge in edges for end in edge}
         with self.db.transaction():
