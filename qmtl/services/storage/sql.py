@@ -150,6 +150,12 @@ class Database(ABC):
         """An aggregate joining ``expr`` over a group with commas (NULL for an empty group): one row
         per group instead of one per member, for values that contain no comma."""
 
+    def compress_fast(self, table: str, columns: Sequence[str]) -> bool:
+        """Store the large text values of ``columns`` with the backend's cheapest compression, where it
+        has a choice; True when they are.  Best effort: a storage setting, never a schema change, so a
+        server that cannot do it keeps its default and says why in the log.  SQLite does not compress."""
+        return False
+
     def run_transaction(self, work: Callable[[], T], attempts: int = 3) -> T:
         """``work()`` inside one transaction, run again if it lost a deadlock to a concurrent one."""
         for attempt in range(1, attempts + 1):
