@@ -82,6 +82,8 @@ class SqlGraphStore(GraphStore):
         migrate(self.db, "gsg", migrations(db))
 
     def upsert(self, strategy_id: str, nodes: Sequence[GraphNode], edges: Sequence[Edge]) -> None:
+        """See ``GraphStore.upsert``; an edge must join nodes upserted with it or already in the graph
+        (its rows hold the nodes' numbers), else ``ValueError`` and nothing of this upsert is written."""
         if "," in strategy_id:  # ``existing`` reads users back as one comma-joined string
             raise ValueError(f"strategy id {strategy_id!r} must not contain ','")
         # One statement per table; rows sorted by key so concurrent upserts of shared nodes lock

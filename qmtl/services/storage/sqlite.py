@@ -36,10 +36,11 @@ MAX_BATCH = 32
 _SAVEPOINT = "qmtl_tx"
 # Bound parameters per statement (SQLite's own limit is 32766 since 3.32).
 _MAX_PARAMS = 30000
-# Page cache per connection, in KiB.  The graph's keys are content hashes, so a submission's inserts
-# land on pages all over each B-tree; with SQLite's default (2 MiB) a database of a few hundred
-# strategies no longer fits and every insert re-reads pages from the OS, which grew a submission's
-# write from ~20 to ~30 ms of CPU.  Memory is taken only as pages are used.
+# Page cache per connection, in KiB.  The graph's NodeID index is keyed by content hashes, so a
+# submission's inserts land on pages all over it (GSG version 1 keyed every graph table so); with
+# SQLite's default (2 MiB) a database of a few hundred strategies no longer fits and every insert
+# re-reads pages from the OS, which grew a submission's write from ~20 to ~30 ms of CPU.  Memory is
+# taken only as pages are used.
 CACHE_KIB = 64 * 1024
 # WAL pages between automatic checkpoints (SQLite's default is 1000).  A page rewritten by many
 # commits in between is copied back to the database once, not once per checkpoint; durability does
