@@ -63,11 +63,24 @@ def test_sql_graph_store_survives_reopen(tmp_path) -> None:
 
 
 def test_concurrent_upserts_of_a_shared_node_converge(db_backend) -> None:
-    store = SqlGraphStore(db_backend("gsg"))
+    # 8 PostgreSQL connections: upserts that lose the race to insert a shared node read its number
+    store = SqlGraphStore(db_backend("gsg", pool_size=8))
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: store.upsert(f"s{i}", _nodes()[:2], [(A, B)]), range(16)))
+        list(pool.map(lambda i: store.upsert(f"s{i}", _nodes()[:2] + [GraphNode(f"blake3:{i:064x}", "sub")],
+                                             [(A, B), (B, f"blake3:{i:064x}")]), range(16)))
     assert store.existing([A]) == {A: sorted(f"s{i}" for i in range(16))}
-    assert store.dependents(A) == [B]
+    assert store.dependents(A) == sorted([B] + [f"blake3:{i:064x}" for i in range(16)])
+    assert store.db.fetchone("SELECT COUNT(*) AS n FROM gsg_node")["n"] == 18
+
+
+def test_an_edge_to_a_node_the_graph_lacks_is_refused_and_nothing_is_written(db_backend) -> None:
+    store = SqlGraphStore(db_backend("gsg"))
+    store.upsert("s1", _nodes()[:1], [])
+    with pytest.raises(ValueError, match=f"edge names {C}"):
+        store.upsert("s2", _nodes()[1:2], [(A, B), (B, C)])
+    assert store.existing([A, B]) == {A: ["s1"]}
+    store.upsert("s2", _nodes()[1:3], [(A, B), (B, C)])  # C upserted with it: accepted
+    assert store.dependents(A) == [B, C]
 
 
 def test_neo4j_graph_store() -> None:

@@ -39,7 +39,7 @@ def test_every_component_records_its_version(db_backend) -> None:
     SubmissionStore(db, SqlGraphStore(db))
     WorldStore(db)
     rows = {r["component"]: r["version"] for r in db.fetchall("SELECT component, version FROM qmtl_schema")}
-    assert rows == {"gsg": 1, "gateway": 2, "worldservice": 2}
+    assert rows == {"gsg": 2, "gateway": 2, "worldservice": 2}
 
 
 def test_gateway_queues_written_before_version_2_stay_readable(db_backend) -> None:
@@ -67,3 +67,32 @@ def test_gateway_queues_written_before_version_2_stay_readable(db_backend) -> No
         [("blake3:" + "a" * 64, "old", "live"), (src, "v", "dryrun"), (src, "w", "backtest")])
     assert all(q["queue"] == queue_name(q["world_id"], q["domain"], q["node_id"]) for q in got)
     assert [q["world_id"] for q in store.queues_for([src], "w")] == ["w"]
+
+
+def test_a_version_1_graph_is_renumbered_with_its_nodes_edges_tags_and_users(db_backend) -> None:
+    """GSG version 2 keys edges, uses and tags by numbers the database assigns; a graph written with
+    version 1 (text keys) keeps every node, edge, tag and user through the upgrade, and takes new
+    submissions after it."""
+    from qmtl.services.gsg import GraphNode, SqlGraphStore
+    from qmtl.services.gsg.sql import migrations
+    from qmtl.services.storage.migrations import migrate
+
+    a, b, c, d = (f"blake3:{ch * 64}" for ch in "abcd")
+    db = db_backend("gsg1")
+    migrate(db, "gsg", migrations(db)[:1])
+    db.insert_many("gsg_node", (("node_id", "TEXT"), ("op", "TEXT"), ("interval_s", "BIGINT"), ("tags", "TEXT")),
+                   [(a, "stream_input", 60, '["BTC", "price"]'), (b, "column", 60, "[]"), (c, "sub", 60, "[]")])
+    db.insert_many("gsg_tag", (("node_id", "TEXT"), ("tag", "TEXT")), [(a, "BTC"), (a, "price")])
+    db.insert_many("gsg_edge", (("src", "TEXT"), ("dst", "TEXT")), [(a, b), (b, c)])
+    db.insert_many("gsg_use", (("node_id", "TEXT"), ("strategy_id", "TEXT")),
+                   [(a, "s1"), (b, "s1"), (a, "s2"), (b, "s2"), (c, "s2")])
+    store = SqlGraphStore(db)
+    assert schema_version(db, "gsg") == 2
+    assert store.existing([a, b, c, d]) == {a: ["s1", "s2"], b: ["s1", "s2"], c: ["s2"]}
+    assert store.dependents(a) == sorted([b, c])
+    assert [(n.node_id, n.tags) for n in store.by_tag(["BTC"], "all")] == [(a, ("BTC", "price"))]
+    store.upsert("s3", [GraphNode(a, "stream_input", 60, ("BTC", "price")), GraphNode(d, "sub", 60)], [(a, d)])
+    assert store.existing([a, d]) == {a: ["s1", "s2", "s3"], d: ["s3"]}
+    assert store.dependents(a) == sorted([b, c, d])
+    SqlGraphStore(db)  # a second start changes nothing
+    assert store.existing([d]) == {d: ["s3"]}

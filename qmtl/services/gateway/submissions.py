@@ -67,6 +67,8 @@ class SubmissionStore:
         self.db = db
         self.gsg = gsg
         migrate(self.db, "gateway", migrations(db.key_table))
+        # The submitted document and the node statuses are most of a submission's bytes.
+        db.compress_fast("gw_strategy", ("dag", "nodes"))
 
     def record(self, dag: VerifiedDag, doc_json: str, meta: dict[str, Any],
                domains: dict[str, str]) -> Recorded:

@@ -36,10 +36,11 @@ MAX_BATCH = 32
 _SAVEPOINT = "qmtl_tx"
 # Bound parameters per statement (SQLite's own limit is 32766 since 3.32).
 _MAX_PARAMS = 30000
-# Page cache per connection, in KiB.  The graph's keys are content hashes, so a submission's inserts
-# land on pages all over each B-tree; with SQLite's default (2 MiB) a database of a few hundred
-# strategies no longer fits and every insert re-reads pages from the OS, which grew a submission's
-# write from ~20 to ~30 ms of CPU.  Memory is taken only as pages are used.
+# Page cache per connection, in KiB.  The graph's NodeID index is keyed by content hashes, so a
+# submission's inserts land on pages all over it (GSG version 1 keyed every graph table so); with
+# SQLite's default (2 MiB) a database of a few hundred strategies no longer fits and every insert
+# re-reads pages from the OS, which grew a submission's write from ~20 to ~30 ms of CPU.  Memory is
+# taken only as pages are used.
 CACHE_KIB = 64 * 1024
 # WAL pages between automatic checkpoints (SQLite's default is 1000).  A page rewritten by many
 # commits in between is copied back to the database once, not once per checkpoint; durability does
@@ -59,6 +60,7 @@ class _Batch:
 class SQLiteDatabase(Database):
     kind = "sqlite"
     key_table = " WITHOUT ROWID"
+    id_key = "INTEGER PRIMARY KEY"
 
     def __init__(self, path: str, max_batch: int = MAX_BATCH) -> None:
         if path != ":memory:":
@@ -103,18 +105,24 @@ class SQLiteDatabase(Database):
         cur = self._conn.execute(sql, tuple(params))
         return _fetch(cur) if fetch else []
 
-    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple]) -> None:
+    def _insert_many(self, table: str, columns: Sequence[Column], rows: Sequence[tuple],
+                     returning: str | None) -> list[dict[str, Any]]:
         # Multi-row VALUES, not executemany: sqlite3 releases the GIL around every step, and under
         # load each re-acquisition can wait a whole switch interval, so a statement per row makes the
         # writer (which everyone queues behind) crawl.  One statement per chunk is one step.
         names = ",".join(name for name, _ in columns)
         row_sql = "(" + ",".join("?" * len(columns)) + ")"
         per_chunk = max(1, _MAX_PARAMS // len(columns))
+        tail = f" RETURNING {returning}" if returning else ""
+        out: list[dict[str, Any]] = []
         for i in range(0, len(rows), per_chunk):
             chunk = rows[i:i + per_chunk]
-            self._conn.execute(
+            cur = self._conn.execute(
                 f"INSERT INTO {table} ({names}) VALUES {','.join([row_sql] * len(chunk))} "
-                "ON CONFLICT DO NOTHING", [v for row in chunk for v in row])
+                f"ON CONFLICT DO NOTHING{tail}", [v for row in chunk for v in row])
+            if returning:
+                out += _fetch(cur)
+        return out
 
     def list_agg(self, expr: str) -> str:
         return f"group_concat({expr}, ',')"
