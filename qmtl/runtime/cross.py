@@ -132,6 +132,14 @@ def on_window(ts: np.ndarray, values: np.ndarray, close: Any, interval: int,
     series = Series(np.full(int(inside.sum()), None, dtype=object), ts[inside],
                     {"value": np.asarray(values, dtype=np.float64)[inside]})
     cols = on_timeline(series, None, closes, interval, "series", ["float64"])
+    return cols, carry(cols, carried)
+
+
+def carry(cols: StoredColumns, carried: float) -> float:
+    """Fill the ticks of a window's capped ``cols`` before its first entry with ``carried`` (the
+    value as of the key's previous tick, NaN: none yet), in place; returns the value as of the
+    window's last tick, to carry on.  A live run's instants and a cluster run's windows both meet a
+    key's timeline a stretch at a time."""
     first = int(np.argmax(cols.present)) if cols.present.any() else len(cols.present)
     cols.buffers[0][:first] = carried
-    return cols, (float(cols.buffers[0][-1]) if len(closes) else carried)
+    return float(cols.buffers[0][-1]) if len(cols.present) else carried

@@ -77,6 +77,19 @@ def book(tmp_path_factory):
     return _hive(_gappy(240, ("AAA", "BBB", "CCC", "DDD"), 5), root / "bars")
 
 
+def test_one_file_whose_instruments_start_out_of_name_order(tmp_path):
+    """In one file the run keys are in order of first appearance (DDD starts first here), and the
+    cap's step sums an instant's instruments in that order: the cluster plan (a survey) keeps it."""
+    df = _gappy(200, ("DDD", "AAA", "CCC", "BBB"), 6)
+    df = df[~((df.symbol != "DDD") & (df.ts == df.ts.min()))]
+    data = tmp_path / "bars.parquet"
+    df.to_parquet(data, index=False)
+    program = qmtl.compile(str(_strategy(tmp_path)))
+    expected = _binds(program, tmp_path, str(data))
+    run_process(cluster_flow(program, str(data), tmp_path / "out", batch_size=13).flow, workers=3)
+    _assert_same(read_outputs(tmp_path / "out"), expected)
+
+
 @pytest.mark.parametrize("workers,batch", [(1, 7), (3, 1), (2, 64), (4, 10_000)])
 def test_a_capped_strategy_as_a_cluster_job_equals_the_in_memory_run(book, tmp_path, workers, batch):
     program = qmtl.compile(str(_strategy(tmp_path)))
