@@ -7,7 +7,9 @@ threads, recovery).  Bytewax builds each source partition on the one worker that
 partition reads only its instrument's slice of the data, lazily at its first batch, and each batch
 travels through the dataflow with its bars (``Window``), so the kernels' stateful step may run on any
 worker of any process and no process holds the whole dataset.  Rows go to a ``row_sink.ChunkSink``
-per batch, so memory does not grow with the rows emitted either.
+per batch, so memory does not grow with the rows emitted either.  Nodes reading a tag query's group
+(``GroupStep``) and a portfolio-total cap (``cluster_cap``) get every instrument's values by a keyed
+exchange to one step of the same dataflow.
 
 Recovery: with a recovery directory, Bytewax snapshots, at the end of each epoch, every source
 partition's position and every key's state (``KeyRuntime.snapshot``: kernel state, opaque windows,
