@@ -128,7 +128,8 @@ def on_window(ts: np.ndarray, values: np.ndarray, close: Any, interval: int,
     each tick exactly what the in-memory run's does."""
     closes = np.asarray(close, dtype=np.int64)
     ts = np.asarray(ts, dtype=np.int64)
-    inside = (ts + interval >= closes[0]) & (ts + interval <= closes[-1]) if len(closes) else ts < ts
+    inside = (ts + interval >= closes[0]) & (ts + interval <= closes[-1]) if len(closes) else \
+        np.zeros(len(ts), dtype=bool)
     series = Series(np.full(int(inside.sum()), None, dtype=object), ts[inside],
                     {"value": np.asarray(values, dtype=np.float64)[inside]})
     cols = on_timeline(series, None, closes, interval, "series", ["float64"])

@@ -2,8 +2,8 @@
 instruments with gaps and their own starts and ends, the cap binding, and the outputs read back equal
 ``compiled.run`` bit for bit — one process with several worker threads at awkward batch sizes, two
 independent processes, two network namespaces, and a ``kill -9`` resumed from the recovery directory.
-The cap step itself is also fed its windows out of order and in stretches: it decides what the
-whole-run step decides."""
+The same with a tag query's group step in the flow too.  The cap step alone is fed its windows out of
+order and in stretches: it decides what the whole-run step decides."""
 
 from __future__ import annotations
 
@@ -187,3 +187,41 @@ def test_the_cap_step_fed_out_of_order_in_stretches_decides_as_the_whole_run_ste
         np.testing.assert_array_equal(np.concatenate(got[k][0]), ts)
         np.testing.assert_array_equal(np.concatenate(got[k][1]), cols["value"])
     assert (np.abs(expected.columns["value"]) < np.abs(np.concatenate([whole[k][1][0] for k in keys])) - 1e-9).any()
+
+
+#: the cap next to nodes reading a tag query's group: both steps of the dataflow after the kernels
+MIXED = '''
+import pandas as pd
+from qmtl.runtime.sdk import Execution, MatchMode, Node, RiskControl, Strategy, StreamInput, TagQueryNode, TimingGate
+
+
+class Mixed(Strategy):
+    def setup(self):
+        price = StreamInput(interval=60, period=12)
+        signal = Node(expr={{"signal": (price.close.pct_change().rolling(3).mean() > 0).astype(float) * 2 - 1}},
+                      name="signal")
+        risk = RiskControl(signal, max_position=5, max_notional=800{cap})
+        orders = Execution(TimingGate(risk), fee_bps=1)
+        basket = TagQueryNode(["AAA", "BBB", "CCC"], interval=60, period=10, match_mode=MatchMode.ANY, name="basket")
+
+        def breadth(view):
+            rets = [view[nid][60]["close"].pct_change().iloc[-1] for nid in view]
+            return pd.Series([sum(rets) / len(rets)])
+
+        self.add_nodes([price, signal, risk, orders, basket, Node(input=basket, compute_fn=breadth, name="breadth")])
+'''
+
+
+def test_the_cap_and_a_tag_query_group_in_one_cluster_flow(tmp_path):
+    programs = {}
+    for label, cap in (("plain", ""), ("capped", ", max_total_notional=900")):
+        path = tmp_path / f"{label}.py"
+        path.write_text(MIXED.format(cap=cap))
+        programs[label] = qmtl.compile(str(path))
+    data = _hive(_gappy(150, ("AAA", "BBB", "CCC"), 3), tmp_path / "bars")
+    expected = programs["capped"].run(str(data)).outputs
+    plain = programs["plain"].run(str(data)).outputs
+    assert (expected["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
+    assert len(expected["breadth"])
+    run_process(cluster_flow(programs["capped"], str(data), tmp_path / "out", batch_size=11).flow, workers=2)
+    _assert_same(read_outputs(tmp_path / "out"), expected)
