@@ -274,6 +274,7 @@ class LiveKernels:
 
     def _run_instant(self, timelines: dict[Any, KeyTimeline]) -> dict[Any, Rows]:
         """Pass 1 for each key's window, the held book's step over all their entries, pass 2."""
+        from qmtl.runtime import cross
         recorded: dict[str, dict[Any, tuple]] = {v: {} for v in self.record}
         for key, timeline in timelines.items():
             rt = self.operands[key]
@@ -288,11 +289,7 @@ class LiveKernels:
         for key, timeline in timelines.items():
             mine = stored.get(key, {})
             for v, cols in mine.items():  # before the window's first entry: the value carried
-                carried = self.carried[key].get(v, np.nan)
-                first = int(np.argmax(cols.present)) if cols.present.any() else len(cols.present)
-                cols.buffers[0][:first] = carried
-                if len(cols.present):
-                    self.carried[key][v] = float(cols.buffers[0][-1])
+                self.carried[key][v] = cross.carry(cols, self.carried[key].get(v, np.nan))
             out[key] = self._run(self.runtimes[key], timeline, mine)
         return out
 

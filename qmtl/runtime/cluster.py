@@ -7,7 +7,9 @@ threads, recovery).  Bytewax builds each source partition on the one worker that
 partition reads only its instrument's slice of the data, lazily at its first batch, and each batch
 travels through the dataflow with its bars (``Window``), so the kernels' stateful step may run on any
 worker of any process and no process holds the whole dataset.  Rows go to a ``row_sink.ChunkSink``
-per batch, so memory does not grow with the rows emitted either.
+per batch, so memory does not grow with the rows emitted either.  Nodes reading a tag query's group
+(``GroupStep``) and a portfolio-total cap (``cluster_cap``) get every instrument's values by a keyed
+exchange to one step of the same dataflow.
 
 Recovery: with a recovery directory, Bytewax snapshots, at the end of each epoch, every source
 partition's position and every key's state (``KeyRuntime.snapshot``: kernel state, opaque windows,
@@ -32,7 +34,10 @@ from qmtl.ir.diagnostics import CompileError, Diagnostic
 
 from qmtl.ir.regions import regions_in_dependency_order
 
+from qmtl.ir.clocks import clocks
+
 from . import cross
+from .cluster_cap import CapExchange, OperandsLogic
 from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
 from .key_runtime import KeyRuntime, KeyTimeline
@@ -167,15 +172,14 @@ def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | No
             "nothing runs per instrument: run it on one machine (qmtl run without --addresses/"
             "--process-id/--recovery-dir)"))
     caps = cross.cross_ops(parts.flow)
-    if caps:  # never run uncapped: each partition would see one instrument's book only
-        raise CompileError(Diagnostic(
-            "E508", f"node {parts.flow.output_name(caps[0].result)!r} caps the whole book's notional "
-            "(RiskControl max_total_notional), which needs every instrument's target at each instant; "
-            "a cluster run computes each instrument in its own partition: run it on one machine (qmtl run "
-            "without --addresses/--process-id/--recovery-dir)", caps[0].loc))
     plan = plan_partitions(parts.flow, data)
     batch = batch_size or AUTO_BATCH
-    gen = codegen.load(parts.flow)
+    clock = clocks(parts.flow)
+    # with a portfolio-total cap: pass 1 (the cap's operands) in the kernels step, the cap step and
+    # pass 2 after it (``cluster_cap``); ``gen`` is then pass 2's, whose outputs are the run's
+    first = cross.operands_module(parts.flow, caps) if caps else None
+    second = cross.capped_module(parts.flow, caps, clock) if caps else parts.flow
+    gen = codegen.load(second)
     by_name = plan.output_keys
     layouts = {o.name: OutputLayout(name=o.name, keys=None if by_name[o.name] is None else list(by_name[o.name]),
                                     writer=None if by_name[o.name] is not None else plan.keys[0],
@@ -184,21 +188,41 @@ def cluster_flow(compiled: Any, data: Any, out: str | Path, batch_size: int | No
                for o in parts.flow.outputs if o.name in gen.OUTPUTS}
     layouts.update({name: OutputLayout(name=name, keys=None, whole=True) for name in parts.per_tick})
     order = [r.name for r in regions_in_dependency_order(module)]
-    manifest = RunManifest(strategy=compiled.name, module_digest=gen.DIGEST, data=str(data), batch_size=batch,
+    first_gen = codegen.load(first) if caps else None
+    digest = gen.DIGEST if first_gen is None else f"{gen.DIGEST}+{first_gen.DIGEST}"
+    manifest = RunManifest(strategy=compiled.name, module_digest=digest, data=str(data), batch_size=batch,
                            outputs=[layouts[n] for n in order if n in layouts], data_version=version(plan.location))
     out = Path(out)
     prepare(out, manifest)
 
     def make(window: Window) -> KeyRuntime:
-        return KeyRuntime(gen, parts.flow, compiled.functions, window.timeline, window.key)
+        return KeyRuntime(gen, second, compiled.functions, window.timeline, window.key)
 
-    then = None
+    steps = []
+    logic: Callable[[Any], StatefulLogic] = lambda resume: _WindowLogic(make, resume)
+    kernels = gen
+    if caps:
+        record = cross.operand_record(first, caps, clock)
+
+        def make_first(window: Window) -> KeyRuntime:
+            return KeyRuntime(first_gen, first, compiled.functions, window.timeline, window.key, record=record)
+
+        steps.append(CapExchange(caps, plan.keys, plan.value_keys, clock, make).attach)
+        logic, kernels = (lambda resume: OperandsLogic(make_first, resume)), first_gen
     if parts.per_tick:
-        group = GroupStep(module, compiled.functions, data, set(parts.per_tick), plan.keys)
-        then = group.attach
-    flow = gen.build_flow(PartitionSource(plan, batch), ChunkSink(out, manifest),
-                          lambda resume: _WindowLogic(make, resume), then)
+        steps.append(GroupStep(module, compiled.functions, data, set(parts.per_tick), plan.keys).attach)
+    flow = kernels.build_flow(PartitionSource(plan, batch), ChunkSink(out, manifest), logic,
+                              _chain(steps) if steps else None)
     return ClusterRun(flow, manifest, out)
+
+
+def _chain(steps: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """The steps after the kernels, one after another (each takes and returns a stream)."""
+    def then(stream: Any) -> Any:
+        for step in steps:
+            stream = step(stream)
+        return stream
+    return then
 
 
 #: the routing key of the step that evaluates the nodes reading a tag query's group

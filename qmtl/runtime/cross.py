@@ -115,3 +115,32 @@ def on_timelines(series: Mapping[str, Series], keys: Mapping[str, Any], timeline
                                                           "series", ["float64"])
     return out
 
+
+
+def on_window(ts: np.ndarray, values: np.ndarray, close: Any, interval: int,
+              carried: float) -> tuple[StoredColumns, float]:
+    """One key's capped entries (bar-open ``ts`` on the cap's clock, ``values``) placed on a window
+    of its timeline (``close``: the window's tick close times; entries outside it are ignored), with
+    ``carried`` — the key's capped value as of its last tick before the window (NaN: none yet) —
+    filling the ticks before the window's first entry, as a whole timeline carries it.  Returns the
+    columns and the value carried on to the next window.  A run that meets its timeline a window at
+    a time (a cluster run's capped pass) places the step's results with it, so its pass 2 reads on
+    each tick exactly what the in-memory run's does."""
+    closes = np.asarray(close, dtype=np.int64)
+    ts = np.asarray(ts, dtype=np.int64)
+    inside = (ts + interval >= closes[0]) & (ts + interval <= closes[-1]) if len(closes) else \
+        np.zeros(len(ts), dtype=bool)
+    series = Series(np.full(int(inside.sum()), None, dtype=object), ts[inside],
+                    {"value": np.asarray(values, dtype=np.float64)[inside]})
+    cols = on_timeline(series, None, closes, interval, "series", ["float64"])
+    return cols, carry(cols, carried)
+
+
+def carry(cols: StoredColumns, carried: float) -> float:
+    """Fill the ticks of a window's capped ``cols`` before its first entry with ``carried`` (the
+    value as of the key's previous tick, NaN: none yet), in place; returns the value as of the
+    window's last tick, to carry on.  A live run's instants and a cluster run's windows both meet a
+    key's timeline a stretch at a time."""
+    first = int(np.argmax(cols.present)) if cols.present.any() else len(cols.present)
+    cols.buffers[0][:first] = carried
+    return float(cols.buffers[0][-1]) if len(cols.present) else carried

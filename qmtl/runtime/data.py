@@ -350,7 +350,10 @@ def survey(location: str | Path | Bars) -> Dataset:
         raise DataError("E505", name, f"cannot read the data: {exc}") from None
     if column.null_count:
         raise DataError("E503", name, "column 'symbol' is null on some rows")
-    symbols = sorted(str(s) for s in pc.unique(column.cast(pa.string())).to_pylist())
+    seen = [str(s) for s in pc.unique(column.cast(pa.string())).to_pylist()]  # in order of first appearance
+    # in the order ``load`` gives the streams, which is the run keys' order (a cap's step sums the
+    # instruments of an instant in it): a tree's rows are sorted by symbol, a file's keep their order
+    symbols = sorted(seen) if _is_tree(bars.location) else seen
     return Dataset(name, tuple(Stream(empty, s, (s,)) for s in symbols), True, fields)
 
 

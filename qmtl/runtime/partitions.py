@@ -11,7 +11,7 @@ on the key's timeline by ``key_runtime.key_timeline`` — the same timeline an i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -43,6 +43,9 @@ class PartitionPlan:
     slices: Mapping[Any, Mapping[str, SourceSlice]]
     columns: Mapping[str, tuple[str, ...]]  # source value → the bar fields its (empty) stream has
     output_keys: Mapping[str, tuple[Any, ...] | None]  # output → the keys it runs for (None: once)
+    #: value → the keys it runs for, in the reference's order (None: once); a cluster run's cap step
+    #: merges the instruments of an instant in this order, as the in-memory run's step does
+    value_keys: Mapping[str, tuple[Any, ...] | None] = field(default_factory=dict)
 
     def symbols(self, key: Any) -> frozenset[str]:
         """The symbols partition ``key`` reads."""
@@ -67,8 +70,9 @@ def plan_partitions(module: Module, location: Any) -> PartitionPlan:
             mine[value] = SourceSlice(stream.symbol, sb.interval, missing)
         slices[key] = mine
     columns = {v: sb.streams[0].fields for v, sb in bindings.sources.items()}
+    by_value, by_name = node_keys(module, bindings)
     return PartitionPlan(location, frozenset(fields) if fields is not None else None, tuple(per_key),
-                         slices, columns, node_keys(module, bindings)[1])
+                         slices, columns, by_name, by_value)
 
 
 def load_partition(plan: PartitionPlan, key: Any) -> KeyTimeline:

@@ -4,7 +4,7 @@ history + live bars bit for bit (outputs and orders), with an instrument's gap, 
 any order and a bar arriving after its instant was decided (dropped as late, as the backtest never
 sees it); killed with SIGKILL at random moments and restarted, no order is lost or sent twice and
 the held book is where the backtest's step ends; the same instant by instant with a 5m source on 1m
-feed bars.  A cluster run still refuses the cap (E508)."""
+feed bars; and the cluster path of ``qmtl run`` applies the cap as the backtest does."""
 
 from __future__ import annotations
 
@@ -245,13 +245,28 @@ def test_capped_kernels_with_a_5m_source_on_1m_feed_bars_equal_the_backtest(tmp_
                                               err_msg=f"{symbol} {name}.{col}")
 
 
-def test_cluster_run_refuses_the_total_cap_before_writing(tmp_path):
-    _, strategy = _compile(tmp_path)
+def test_the_cluster_cli_runs_the_total_cap_as_the_backtest(tmp_path):
+    """``qmtl run --addresses … --process-id 0`` (the cluster path, one process) of the live book:
+    the cap's step runs inside the dataflow and the outputs read back equal the backtest's."""
+    from qmtl.runtime.row_sink import read_outputs
+    compiled, strategy = _compile(tmp_path)
     history = tmp_path / "history.parquet"
-    synthetic_bars(30, symbols=("BTC", "ETH"), seed=3).to_parquet(history)
+    _book(60).to_parquet(history)
     out = tmp_path / "out"
+    port = _free_port()
     got = CliRunner().invoke(app, ["run", str(strategy), "--data", str(history), "--out", str(out),
-                                   "--addresses", "127.0.0.1:2101", "--process-id", "0"])
-    assert got.exit_code == 1, got.output
-    assert f"{strategy}:8:" in got.output and "error[E508]" in got.output, got.output
-    assert not (out / "_run.json").exists()
+                                   "--addresses", f"127.0.0.1:{port}", "--process-id", "0", "--batch-size", "7"])
+    assert got.exit_code == 0, got.output
+    expected = compiled.run(str(history)).outputs
+    assert (expected["risk"]["risk"].abs() < 5 - 1e-9).any(), "the cap binds"
+    written = read_outputs(out)
+    assert list(written) == list(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(written[name], frame, check_exact=True, obj=name)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

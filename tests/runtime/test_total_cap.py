@@ -2,8 +2,8 @@
 "Execution nodes"): the engine's two passes around the jitted step against the reference interpreter
 bit for bit at awkward batch sizes, the reference against an independent pandas computation of the
 rule written here, the bound it promises, NodeIDs (unchanged without the cap), the errors, and the
-cluster run that refuses it (E508) rather than run uncapped, and the live kernels' instant-by-instant
-cap against the backtest.
+cluster run's cap step equal to the in-memory run, and the live kernels' instant-by-instant cap
+against the backtest.
 
 The pandas computation works on a wide frame (one column per instrument, one row per close instant
 of any of them): prices carried with ``ffill``, the book held carried row to row; the reference
@@ -265,16 +265,24 @@ def test_bad_cap_is_E304_at_the_strategy_line(tmp_path, value, message):
     assert d.code == "E304" and message in d.message and d.loc.line == 7, d
 
 
-def test_cluster_run_refuses_the_cap_naming_the_node(tmp_path):
+def test_cluster_run_applies_the_cap_as_the_in_memory_run(tmp_path):
+    """Once refused (E508), now run: the cap's step inside the cluster dataflow (the cap binding,
+    three instruments, gaps) gives the in-memory run's frames bit for bit.  (More cluster cases:
+    tests/runtime/test_cluster_cap.py.)"""
+    from qmtl.runtime.cluster import run_process
+    from qmtl.runtime.row_sink import read_outputs
     data = tmp_path / "bars.parquet"
-    synthetic_bars(50, symbols=("AAA", "BBB"), seed=1).to_parquet(data)
-    compiled = compile_book(tmp_path, ", max_total_notional=1500")
-    with pytest.raises(CompileError) as err:
-        cluster_flow(compiled, str(data), tmp_path / "out")
-    (d,) = err.value.diagnostics
-    assert d.code == "E508" and "'risk'" in d.message and "max_total_notional" in d.message
-    assert d.loc is not None and d.loc.line == 10
-    assert not (tmp_path / "out").exists()  # refused before anything was written
+    bars = synthetic_bars(120, symbols=("AAA", "BBB", "CCC"), seed=1)
+    bars[np.random.default_rng(3).random(len(bars)) > 0.25].to_parquet(data)
+    compiled = compile_book(tmp_path, ", max_total_notional=700")
+    expected = compiled.run(str(data)).outputs
+    plain = compile_book(tmp_path).run(str(data)).outputs
+    assert (expected["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
+    run_process(cluster_flow(compiled, str(data), tmp_path / "out", batch_size=9).flow, workers=2)
+    written = read_outputs(tmp_path / "out")
+    assert list(written) == list(expected)
+    for name, frame in expected.items():
+        pd.testing.assert_frame_equal(written[name], frame, check_exact=True, obj=name)
 
 
 def test_live_kernels_cap_instant_by_instant_as_the_backtest_does(tmp_path):
