@@ -6,11 +6,8 @@ and after a ``kill -9`` and a restart from the recovery directory."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +23,8 @@ from qmtl.runtime.synthetic import synthetic_bars
 
 from tests.robustness.cases import CASES
 from tests.robustness.conftest import strategy_path
-
-ROOT = Path(__file__).resolve().parents[2]
-QMTL = [sys.executable, "-m", "qmtl.cli.main"]
+from tests.runtime.cluster_support import (  # noqa: F401 - two_hosts is a fixture
+    QMTL, ROOT, assert_same, chunk_times, finish, free_ports, hive, kill_after_snapshots, qmtl_run, two_hosts)
 
 
 def _bars(n: int, symbols: tuple[str, ...], seed: int) -> pd.DataFrame:
@@ -36,27 +32,12 @@ def _bars(n: int, symbols: tuple[str, ...], seed: int) -> pd.DataFrame:
     return df if "ts" in df.columns else df.reset_index()
 
 
-def _hive(df: pd.DataFrame, root: Path) -> Path:
-    """One Parquet file per symbol, partitioned by directory (``symbol=X/part.parquet``)."""
-    for symbol, rows in df.groupby("symbol"):
-        folder = root / f"symbol={symbol}"
-        folder.mkdir(parents=True)
-        rows.drop(columns="symbol").to_parquet(folder / "part.parquet", index=False)
-    return root
-
-
 @pytest.fixture(scope="module")
 def bars(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bars")
     single = root / "single.parquet"
     _bars(300, ("ONE",), 3).drop(columns="symbol").to_parquet(single, index=False)
-    return {"multi": _hive(_bars(300, ("AAA", "BBB", "CCC"), 4), root / "multi"), "single": single}
-
-
-def _assert_same(got: dict[str, pd.DataFrame], expected: dict[str, pd.DataFrame]) -> None:
-    assert list(got) == list(expected)
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name], check_exact=True, obj=name)
+    return {"multi": hive(_bars(300, ("AAA", "BBB", "CCC"), 4), root / "multi"), "single": single}
 
 
 PER_INSTRUMENT = sorted(s for s, c in CASES.items() if not c.run_skip and s != "s25_tag_query")
@@ -72,7 +53,7 @@ def test_every_strategy_runs_as_a_cluster_job_with_the_same_outputs(stem, bars, 
         expected = program.run(data).outputs
         job = cluster_flow(program, data, tmp_path / label, batch_size=7)
         run_process(job.flow, workers=2)
-        _assert_same(read_outputs(tmp_path / label), expected)
+        assert_same(read_outputs(tmp_path / label), expected)
 
 
 def test_each_partition_writes_only_its_own_instrument_per_batch(bars, tmp_path) -> None:
@@ -127,7 +108,7 @@ def test_nodes_reading_a_tag_query_run_in_the_group_step_of_the_dataflow(bars, t
     run_process(cluster_flow(program, str(bars["multi"]), tmp_path / "out", batch_size=7).flow, workers=2)
     expected = program.run(str(bars["multi"])).outputs
     assert set(expected) == {"mom", "breadth", "excess"} and all(len(f) for f in expected.values())
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    assert_same(read_outputs(tmp_path / "out"), expected)
 
 
 def test_a_strategy_with_nothing_per_instrument_is_refused_with_a_code(tmp_path) -> None:
@@ -153,7 +134,7 @@ def test_bad_data_in_one_partition_is_the_users_error_not_bytewaxs(tmp_path) -> 
     df = _bars(60, ("AAA", "BBB"), 5)
     bad = df.index[df["symbol"] == "BBB"][10]
     df.loc[bad, "close"] = float("inf")
-    data = _hive(df, tmp_path / "bars")
+    data = hive(df, tmp_path / "bars")
     job = cluster_flow(qmtl.compile(ROOT / "examples" / "momentum.py"), str(data), tmp_path / "out")
     with pytest.raises(DataError, match="E503.*infinite.*BBB"):
         run_process(job.flow)
@@ -173,48 +154,16 @@ def test_survey_reads_symbols_and_columns_not_bars(bars, tmp_path) -> None:
 # --- independent processes ------------------------------------------------------------------------
 
 
-def _qmtl_run(strategy: Path, data: Path, out: Path, *extra: str, netns: str | None = None,
-              home: Path) -> subprocess.Popen:
-    cmd = [*QMTL, "run", str(strategy), "--data", str(data), "--out", str(out), "--quiet", *extra]
-    if netns is not None:
-        cmd = ["ip", "netns", "exec", netns, *cmd]
-    env = {**os.environ, "QMTL_HOME": str(home)}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-
-
-def _finish(procs: list[subprocess.Popen], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        try:
-            _out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            raise
-        assert p.returncode == 0, err
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_two_independent_processes_on_loopback_equal_one_run(bars, tmp_path) -> None:
     """``qmtl run -a … -i N`` in two processes started separately (no fork, nothing shared but the
     output directory), with a group step fed from both: the outputs equal an in-memory run's."""
     strategy = tmp_path / "basket.py"
     strategy.write_text(BASKET)
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
-    procs = [_qmtl_run(strategy, bars["multi"], tmp_path / "out", "-a", addresses, "-i", str(i), "--batch-size", "50",
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    procs = [qmtl_run(strategy, bars["multi"], tmp_path / "out", "-a", addresses, "-i", str(i), "--batch-size", "50",
                        home=tmp_path / "home") for i in range(2)]
-    _finish(procs)
-    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
+    finish(procs)
+    assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
 
 
 def test_bytewax_run_starts_the_flow_factory(bars, tmp_path) -> None:
@@ -223,7 +172,7 @@ def test_bytewax_run_starts_the_flow_factory(bars, tmp_path) -> None:
     done = subprocess.run([sys.executable, "-m", "bytewax.run", call, "-w", "2"], capture_output=True, text=True,
                           env={**os.environ, "QMTL_HOME": str(tmp_path / "home")}, timeout=240, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
+    assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(bars["multi"])).outputs)
 
 
 # --- recovery --------------------------------------------------------------------------------------
@@ -252,99 +201,59 @@ class Slow(Strategy):
 '''
 
 
-def _chunk_times(out: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in out.rglob("part-*.parquet")}
-
-
-def _kill_after_snapshots(proc: subprocess.Popen, out: Path, rows: int, timeout: float = 120) -> None:
-    """kill -9 once ``rows`` batch files exist (snapshots are taken every 0.1 s meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while len(_chunk_times(out)) < rows:
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < deadline, "the run wrote too little to be killed midway"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
 def test_kill_9_and_resume_gives_the_uninterrupted_outputs(tmp_path) -> None:
     strategy = tmp_path / "slow.py"
     strategy.write_text(SLOW)
-    data = _hive(_bars(1500, ("AAA", "BBB", "CCC", "DDD"), 9), tmp_path / "bars")
+    data = hive(_bars(1500, ("AAA", "BBB", "CCC", "DDD"), 9), tmp_path / "bars")
     out, recovery = tmp_path / "out", tmp_path / "recovery"
     args = ("--recovery-dir", str(recovery), "--snapshot-interval", "0.1", "--batch-size", "25")
-    first = _qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
-    _kill_after_snapshots(first, out, rows=80)
+    first = qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
+    kill_after_snapshots(first, out, rows=80)
     with pytest.raises(RunFailed, match="did not finish"):  # a part of the outputs is not the outputs
         read_outputs(out)
-    before = _chunk_times(out)
-    _finish([_qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
-    after = _chunk_times(out)
+    before = chunk_times(out)
+    finish([qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
+    after = chunk_times(out)
     # resumed, not redone: batches before the last snapshot were not written again
     assert any(after[p] == t for p, t in before.items())
-    _assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
+    assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
 
 
 # --- separate hosts (network namespaces) ----------------------------------------------------------
 
 
-@pytest.fixture
-def two_hosts():
-    """Two network namespaces joined by a veth pair, 10.231.X.1 and 10.231.X.2 (root only)."""
-    tag = uuid.uuid4().hex[:6]
-    names = [f"qmtl-{tag}-{i}" for i in range(2)]
-    links = [f"vq{tag}{i}" for i in range(2)]
-    net = f"10.231.{int(tag, 16) % 250}"
-    steps = [["ip", "netns", "add", names[0]], ["ip", "netns", "add", names[1]],
-             ["ip", "link", "add", links[0], "type", "veth", "peer", "name", links[1]]]
-    for i in range(2):
-        steps += [["ip", "link", "set", links[i], "netns", names[i]],
-                  ["ip", "-n", names[i], "addr", "add", f"{net}.{i + 1}/24", "dev", links[i]],
-                  ["ip", "-n", names[i], "link", "set", links[i], "up"],
-                  ["ip", "-n", names[i], "link", "set", "lo", "up"]]
-    try:
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
-            if done.returncode != 0:
-                pytest.skip(f"cannot create network namespaces here ({' '.join(step)}: {done.stderr.strip()})")
-        yield [(names[i], f"{net}.{i + 1}") for i in range(2)]
-    finally:
-        for name in names:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
 def test_a_cluster_across_two_network_namespaces_equals_one_process(two_hosts, tmp_path) -> None:
     strategy = tmp_path / "slow.py"
     strategy.write_text(SLOW)
-    data = _hive(_bars(400, tuple(f"S{i:02d}" for i in range(8)), 11), tmp_path / "bars")
+    data = hive(_bars(400, tuple(f"S{i:02d}" for i in range(8)), 11), tmp_path / "bars")
     addresses = ";".join(f"{ip}:2101" for _, ip in two_hosts)
-    procs = [_qmtl_run(strategy, data, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
+    procs = [qmtl_run(strategy, data, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
                        netns=ns, home=tmp_path / "home") for i, (ns, _) in enumerate(two_hosts)]
-    _finish(procs)
-    _assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(data)).outputs)
+    finish(procs)
+    assert_same(read_outputs(tmp_path / "out"), qmtl.compile(strategy).run(str(data)).outputs)
 
 
 def test_one_host_killed_then_the_cluster_restarted_resumes(two_hosts, tmp_path) -> None:
     strategy = tmp_path / "slow.py"
     strategy.write_text(SLOW)
-    data = _hive(_bars(1500, tuple(f"S{i:02d}" for i in range(4)), 13), tmp_path / "bars")
+    data = hive(_bars(1500, tuple(f"S{i:02d}" for i in range(4)), 13), tmp_path / "bars")
     addresses = ";".join(f"{ip}:2102" for _, ip in two_hosts)
     out, recovery = tmp_path / "out", tmp_path / "recovery"
 
     def start() -> list[subprocess.Popen]:
-        return [_qmtl_run(strategy, data, out, "-a", addresses, "-i", str(i), "--recovery-dir", str(recovery),
+        return [qmtl_run(strategy, data, out, "-a", addresses, "-i", str(i), "--recovery-dir", str(recovery),
                           "--snapshot-interval", "0.1", "--batch-size", "25", netns=ns, home=tmp_path / "home")
                 for i, (ns, _) in enumerate(two_hosts)]
 
     first = start()
-    _kill_after_snapshots(first[1], out, rows=60)
+    kill_after_snapshots(first[1], out, rows=60)
     try:
         first[0].wait(timeout=60)  # its peer is gone: it stops too
     except subprocess.TimeoutExpired:
         first[0].kill()
         first[0].wait()
-    _finish(start())
-    _assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
+    finish(start())
+    assert_same(read_outputs(out), qmtl.compile(strategy).run(str(data)).outputs)
 
 
 def test_a_time_range_runs_the_same_in_memory_and_as_a_cluster_job(bars, tmp_path) -> None:
@@ -355,10 +264,10 @@ def test_a_time_range_runs_the_same_in_memory_and_as_a_cluster_job(bars, tmp_pat
     lo, hi = int(ts.min()) + 60 * 50, int(ts.min()) + 60 * 250
     expected = qmtl.compile(strategy).run(qmtl.Bars.between(bars["multi"], lo, hi)).outputs
     assert expected["momentum_signal"].index.min() >= lo and expected["momentum_signal"].index.max() < hi
-    proc = _qmtl_run(strategy, bars["multi"], tmp_path / "out", "--start", str(lo), "--end",
+    proc = qmtl_run(strategy, bars["multi"], tmp_path / "out", "--start", str(lo), "--end",
                      pd.Timestamp(hi, unit="s").isoformat(), "-r", str(tmp_path / "rec"), home=tmp_path / "home")
-    _finish([proc])
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    finish([proc])
+    assert_same(read_outputs(tmp_path / "out"), expected)
 
 
 # --- reading a partition a stretch at a time ---------------------------------------------------------
@@ -401,7 +310,7 @@ def test_a_partition_read_in_stretches_equals_the_whole_read(layout, tmp_path) -
     expected = program.run(str(data)).outputs
     for batch in (5, 64):
         run_process(cluster_flow(program, str(data), tmp_path / f"out{batch}", batch_size=batch).flow)
-        _assert_same(read_outputs(tmp_path / f"out{batch}"), expected)
+        assert_same(read_outputs(tmp_path / f"out{batch}"), expected)
 
 
 def test_pieces_are_ordered_by_statistics_and_overlap_means_whole(tmp_path) -> None:
@@ -441,7 +350,7 @@ def test_careless_cluster_invocations_get_clear_errors(bars, tmp_path) -> None:
                 home=home)
     assert done.returncode == 0, done.stderr
     # the same recovery directory for another run (other bars) is refused, not resumed into nothing
-    other = _hive(_bars(120, ("AAA", "BBB"), 8), tmp_path / "other")
+    other = hive(_bars(120, ("AAA", "BBB"), 8), tmp_path / "other")
     reuse = _cli("run", strategy, "--data", str(other), "--out", str(tmp_path / "d"), "-r", str(tmp_path / "rc"),
                  home=home)
     assert reuse.returncode == 1 and "snapshots of another run" in reuse.stderr, reuse.stderr
@@ -455,7 +364,7 @@ def test_careless_cluster_invocations_get_clear_errors(bars, tmp_path) -> None:
 
 
 def test_changed_data_is_not_mixed_with_outputs_of_the_old(tmp_path) -> None:
-    data = _hive(_bars(200, ("AAA", "BBB"), 8), tmp_path / "bars")
+    data = hive(_bars(200, ("AAA", "BBB"), 8), tmp_path / "bars")
     program = qmtl.compile(ROOT / "examples" / "momentum.py")
     run_process(cluster_flow(program, str(data), tmp_path / "out", batch_size=50).flow)
     part = data / "symbol=AAA" / "part.parquet"

@@ -20,8 +20,8 @@ from qmtl.runtime.cluster_cap import CapExchange, CapLogic
 from qmtl.runtime.row_sink import RunFailed, read_outputs
 from qmtl.runtime.synthetic import synthetic_bars
 
-from tests.runtime.test_cluster import (  # noqa: F401 - two_hosts is a fixture
-    _assert_same, _chunk_times, _finish, _free_ports, _hive, _kill_after_snapshots, _qmtl_run, two_hosts)
+from tests.runtime.cluster_support import (  # noqa: F401 - two_hosts is a fixture
+    assert_same, chunk_times, finish, free_ports, hive, kill_after_snapshots, qmtl_run, two_hosts)
 
 #: signal → RiskControl with the cap → TimingGate → Execution, and an opaque per-tick node (slow,
 #: so a run can be killed midway; it runs in pass 2 only)
@@ -74,7 +74,7 @@ def _binds(program, tmp_path, data) -> dict[str, pd.DataFrame]:
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
     root = tmp_path_factory.mktemp("capbook")
-    return _hive(_gappy(240, ("AAA", "BBB", "CCC", "DDD"), 5), root / "bars")
+    return hive(_gappy(240, ("AAA", "BBB", "CCC", "DDD"), 5), root / "bars")
 
 
 def test_one_file_whose_instruments_start_out_of_name_order(tmp_path):
@@ -87,7 +87,7 @@ def test_one_file_whose_instruments_start_out_of_name_order(tmp_path):
     program = qmtl.compile(str(_strategy(tmp_path)))
     expected = _binds(program, tmp_path, str(data))
     run_process(cluster_flow(program, str(data), tmp_path / "out", batch_size=13).flow, workers=3)
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    assert_same(read_outputs(tmp_path / "out"), expected)
 
 
 @pytest.mark.parametrize("workers,batch", [(1, 7), (3, 1), (2, 64), (4, 10_000)])
@@ -95,7 +95,7 @@ def test_a_capped_strategy_as_a_cluster_job_equals_the_in_memory_run(book, tmp_p
     program = qmtl.compile(str(_strategy(tmp_path)))
     expected = _binds(program, tmp_path, str(book))
     run_process(cluster_flow(program, str(book), tmp_path / "out", batch_size=batch).flow, workers=workers)
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    assert_same(read_outputs(tmp_path / "out"), expected)
 
 
 def test_a_cap_on_one_instrument_without_a_symbol_column(tmp_path):
@@ -105,44 +105,44 @@ def test_a_cap_on_one_instrument_without_a_symbol_column(tmp_path):
     program = qmtl.compile(str(_strategy(tmp_path, ", max_total_notional=150")))
     expected = _binds(program, tmp_path, str(data))
     run_process(cluster_flow(program, str(data), tmp_path / "out", batch_size=9).flow, workers=2)
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    assert_same(read_outputs(tmp_path / "out"), expected)
 
 
 def test_two_independent_processes_apply_the_cap_as_one_run(book, tmp_path):
     strategy = _strategy(tmp_path)
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
-    procs = [_qmtl_run(strategy, book, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    procs = [qmtl_run(strategy, book, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
                        "--batch-size", "11", home=tmp_path / "home") for i in range(2)]
-    _finish(procs)
-    _assert_same(read_outputs(tmp_path / "out"), _binds(qmtl.compile(str(strategy)), tmp_path, str(book)))
+    finish(procs)
+    assert_same(read_outputs(tmp_path / "out"), _binds(qmtl.compile(str(strategy)), tmp_path, str(book)))
 
 
 def test_kill_9_mid_run_and_resume_gives_the_uninterrupted_capped_outputs(tmp_path):
     """Both passes' kernel state, the held book, the operands and windows waiting for the cap are
     in the snapshots: the resumed run equals an uninterrupted one."""
     strategy = _strategy(tmp_path)
-    data = _hive(_gappy(1500, ("AAA", "BBB", "CCC", "DDD"), 9), tmp_path / "bars")
+    data = hive(_gappy(1500, ("AAA", "BBB", "CCC", "DDD"), 9), tmp_path / "bars")
     out, recovery = tmp_path / "out", tmp_path / "recovery"
     args = ("--recovery-dir", str(recovery), "--snapshot-interval", "0.1", "--batch-size", "25")
-    first = _qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
-    _kill_after_snapshots(first, out, rows=150)
+    first = qmtl_run(strategy, data, out, *args, home=tmp_path / "home")
+    kill_after_snapshots(first, out, rows=150)
     with pytest.raises(RunFailed, match="did not finish"):
         read_outputs(out)
-    before = _chunk_times(out)
-    _finish([_qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
-    after = _chunk_times(out)
+    before = chunk_times(out)
+    finish([qmtl_run(strategy, data, out, *args, home=tmp_path / "home")])
+    after = chunk_times(out)
     assert any(after[p] == t for p, t in before.items())  # resumed, not redone
-    _assert_same(read_outputs(out), _binds(qmtl.compile(str(strategy)), tmp_path, str(data)))
+    assert_same(read_outputs(out), _binds(qmtl.compile(str(strategy)), tmp_path, str(data)))
 
 
 def test_a_capped_cluster_across_two_network_namespaces_equals_one_process(two_hosts, tmp_path):
     strategy = _strategy(tmp_path)
-    data = _hive(_gappy(300, tuple(f"S{i:02d}" for i in range(6)), 11), tmp_path / "bars")
+    data = hive(_gappy(300, tuple(f"S{i:02d}" for i in range(6)), 11), tmp_path / "bars")
     addresses = ";".join(f"{ip}:2103" for _, ip in two_hosts)
-    procs = [_qmtl_run(strategy, data, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
+    procs = [qmtl_run(strategy, data, tmp_path / "out", "-a", addresses, "-i", str(i), "-w", "2",
                        "--batch-size", "17", netns=ns, home=tmp_path / "home") for i, (ns, _) in enumerate(two_hosts)]
-    _finish(procs)
-    _assert_same(read_outputs(tmp_path / "out"), _binds(qmtl.compile(str(strategy)), tmp_path, str(data)))
+    finish(procs)
+    assert_same(read_outputs(tmp_path / "out"), _binds(qmtl.compile(str(strategy)), tmp_path, str(data)))
 
 
 # --- the cap step alone ---------------------------------------------------------------------------
@@ -218,10 +218,10 @@ def test_the_cap_and_a_tag_query_group_in_one_cluster_flow(tmp_path):
         path = tmp_path / f"{label}.py"
         path.write_text(MIXED.format(cap=cap))
         programs[label] = qmtl.compile(str(path))
-    data = _hive(_gappy(150, ("AAA", "BBB", "CCC"), 3), tmp_path / "bars")
+    data = hive(_gappy(150, ("AAA", "BBB", "CCC"), 3), tmp_path / "bars")
     expected = programs["capped"].run(str(data)).outputs
     plain = programs["plain"].run(str(data)).outputs
     assert (expected["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
     assert len(expected["breadth"])
     run_process(cluster_flow(programs["capped"], str(data), tmp_path / "out", batch_size=11).flow, workers=2)
-    _assert_same(read_outputs(tmp_path / "out"), expected)
+    assert_same(read_outputs(tmp_path / "out"), expected)
