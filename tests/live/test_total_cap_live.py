@@ -24,13 +24,13 @@ from typer.testing import CliRunner
 
 import qmtl
 from qmtl.cli.main import app
-from qmtl.live.bars import Bar
 from qmtl.live.gate_state import GateState, StaticGate
 from qmtl.live.kernels import LiveKernels
 from qmtl.live.order_log import OrderLog
 from qmtl.live.runner import LiveRunner
 from qmtl.live.state_store import StateStore, book_state_key
 from qmtl.runtime.synthetic import synthetic_bars
+from tests.runtime.execution_support import live_instants
 
 from .conftest import NATS_URL
 from .support import ANY_AGE, bars, drained, expected_orders, frames_from_rows, make_bars_stream, make_log_stream, \
@@ -226,13 +226,7 @@ def test_capped_kernels_with_a_5m_source_on_1m_feed_bars_equal_the_backtest(tmp_
     data = synthetic_bars(120, symbols=SYMBOLS, seed=9)
     instants = sorted(data.ts.unique())
     kernels = LiveKernels(compiled, data[data.ts < instants[62]])
-    seen = {k: [rows] for k, rows in kernels.warm_up_all().items()}
-    for ts in instants[62:]:
-        bars = {kernels.key_for(r.symbol): Bar(symbol=r.symbol, ts=int(r.ts), open=r.open, high=r.high, low=r.low,
-                                               close=r.close, volume=r.volume)
-                for r in data[data.ts == ts].itertuples()}
-        for key, rows in kernels.step_instant(bars).items():
-            seen[key].append(rows)
+    seen = live_instants(kernels, data[data.ts >= instants[62]])
     backtest = compiled.run(data).outputs
     assert (backtest["risk"]["risk"].abs() < 5 - 1e-9).all(), "the cap binds"
     for symbol in SYMBOLS:

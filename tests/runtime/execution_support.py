@@ -51,3 +51,18 @@ def signal_bars(ts: np.ndarray, rng: np.random.Generator, level: float = 100.0, 
     return pd.DataFrame({"ts": ts, **columns, "open": close * (1 + rng.normal(0, vol / 5, n)),
                          "high": close * (1 + 2 * vol), "low": close * (1 - 2 * vol), "close": close,
                          "volume": 1.0, "signal": signal})
+
+
+def live_instants(kernels, live: pd.DataFrame) -> dict:
+    """Warm ``kernels`` (a capped ``LiveKernels``) up on their history, then feed ``live``'s bars one
+    close instant at a time, as the live runner does: each key's emitted rows, warm-up first."""
+    from qmtl.live.bars import Bar
+
+    seen = {k: [rows] for k, rows in kernels.warm_up_all().items()}
+    for ts in sorted(live.ts.unique()):
+        bars = {kernels.key_for(r.symbol): Bar(symbol=r.symbol, ts=int(r.ts), open=r.open, high=r.high, low=r.low,
+                                               close=r.close, volume=r.volume)
+                for r in live[live.ts == ts].itertuples()}
+        for key, rows in kernels.step_instant(bars).items():
+            seen[key].append(rows)
+    return seen

@@ -35,7 +35,7 @@ from qmtl.runtime.cluster import cluster_flow
 from qmtl.runtime.engine import run
 from qmtl.runtime.reference import evaluate
 from qmtl.runtime.synthetic import synthetic_bars
-from tests.runtime.execution_support import exec_module, pandas_risk, signal_bars
+from tests.runtime.execution_support import exec_module, live_instants, pandas_risk, signal_bars
 
 PROPERTY = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -290,7 +290,6 @@ def test_live_kernels_cap_instant_by_instant_as_the_backtest_does(tmp_path):
     instruments missing at some instants: gaps); every output equals the backtest over the same bars
     bit for bit, the cap binds, and the held book ends at each instrument's last capped target and
     last close.  (On the real NATS server: tests/live/test_total_cap_live.py.)"""
-    from qmtl.live.bars import Bar
     compiled = compile_book(tmp_path, ", max_total_notional=700")
     data = synthetic_bars(80, symbols=("AAA", "BBB", "CCC"), seed=5)
     rng = np.random.default_rng(2)
@@ -299,13 +298,7 @@ def test_live_kernels_cap_instant_by_instant_as_the_backtest_does(tmp_path):
     history, live = data[data.ts < instants[50]], data[data.ts >= instants[50]]
     kernels = LiveKernels(compiled, history)
     assert kernels.capped
-    seen = {k: [rows] for k, rows in kernels.warm_up_all().items()}
-    for ts in instants[50:]:
-        bars = {kernels.key_for(r.symbol): Bar(symbol=r.symbol, ts=int(r.ts), open=r.open, high=r.high, low=r.low,
-                                               close=r.close, volume=r.volume)
-                for r in live[live.ts == ts].itertuples()}
-        for key, rows in kernels.step_instant(bars).items():
-            seen[key].append(rows)
+    seen = live_instants(kernels, live)
     backtest = compiled.run(data).outputs
     plain = compile_book(tmp_path).run(data).outputs
     assert (backtest["risk"]["risk"].abs() < plain["risk"]["risk"].abs() - 1e-9).any(), "the cap binds"
