@@ -42,6 +42,7 @@ def decide(client: httpx.Client, sid: str, wid: str = "w1") -> dict:
     ({"as_of": "2999-01-01T00:00:00Z"}, "lies in the future"),
     ({"dataset_fingerprint": " "}, "dataset_fingerprint is missing"),
     ({"dataset_fingerprint": "fp-1"}, "not of the form the runtime produces"),
+    ({"dataset_fingerprint": FP + "\n"}, "not of the form the runtime produces"),  # '$' matched before it
 ])
 def test_malformed_evidence_is_compute_only(client: httpx.Client, evidence: dict, why: str) -> None:
     live_world(client)
