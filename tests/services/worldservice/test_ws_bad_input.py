@@ -169,3 +169,14 @@ def test_ids_that_could_never_be_read_back_are_refused(client: httpx.Client, met
     assert_error(client.request(method, path, json=body), 400, "E_SCHEMA", field)
     assert client.get("/worlds/w1/bindings").json()["bindings"] == []
     assert [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]] == ["world.create"]
+
+
+def test_an_unknown_hint_is_refused_not_read_as_compute_only(client: httpx.Client) -> None:
+    """A typo in ``hint`` ('Paper', 'shadow') used to turn any decision into compute-only with a reason
+    blaming the hint; it is bad input, and the answer says which field and what it may be."""
+    make_world(client)
+    for hint in ("Paper", "shadow", ""):
+        assert_error(client.get("/worlds/w1/decide", params={"strategy_id": "s", "hint": hint}),
+                     400, "E_SCHEMA", "hint", "'paper'")
+    ok = client.get("/worlds/w1/decide", params={"strategy_id": "s", "hint": "paper"})
+    assert ok.status_code == 200 and ok.json()["effective_mode"] == "compute-only"  # no decision yet
