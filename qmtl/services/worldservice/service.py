@@ -384,6 +384,7 @@ class WorldService:
                 skipped = self.denials(world, list(plan["weights"]), now)
                 for sid in plan["deactivate"]:
                     self.store.put_activation(world_id, sid, None, False, 0.0, now)
+                    self.store.deactivate_every_side(world_id, sid, now)
                 for sid, weight in plan["weights"].items():
                     if sid not in skipped:
                         self.store.put_activation(world_id, sid, None, True, weight, now)
