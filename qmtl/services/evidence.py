@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-FINGERPRINT_RE = re.compile(r"^blake3:[0-9a-f]{64}$")
+# fullmatch, never match with ``$``: ``$`` also matches before a trailing newline, which would let
+# "blake3:<hex>\n" (not a form the runtime writes) pass as evidence.
+FINGERPRINT_RE = re.compile(r"blake3:[0-9a-f]{64}")
 #: How far past the reference time an ``as_of`` may lie before it is taken for a made-up date.
 MAX_AS_OF_SKEW_S = 300.0
 #: The best mode a decision over synthetic bars can reach: validate (backtest, orders gated).
@@ -56,7 +58,7 @@ def evidence_problem(as_of: str | None, fingerprint: str | None, now: float) -> 
         return f"as_of {as_of[:64]!r} lies in the future (more than {MAX_AS_OF_SKEW_S:g}s ahead)"
     if fingerprint is None or (isinstance(fingerprint, str) and not fingerprint.strip()):
         return "dataset_fingerprint is missing"
-    if not isinstance(fingerprint, str) or not FINGERPRINT_RE.match(fingerprint):
+    if not isinstance(fingerprint, str) or not FINGERPRINT_RE.fullmatch(fingerprint):
         return (f"dataset_fingerprint {str(fingerprint)[:80]!r} is not of the form the runtime produces "
                 "('blake3:' and 64 hex digits)")
     return None

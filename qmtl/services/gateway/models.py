@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, StringConstraints
 
 from qmtl.ir.dag import SCHEMA
+from qmtl.services.worldservice.envelopes import Mode
 
 NODE_ID_PATTERN = r"^blake3:[0-9a-f]{64}$"
 WORLD_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$"
@@ -65,7 +66,9 @@ _INT64 = 2**63 - 1
 class SubmitMeta(_Model):
     """What the submitter says about the data behind the DAG (see ``qmtl.services.evidence``)."""
 
-    hint: StrictStr | None = Field(default=None, max_length=32)
+    #: a mode to lower the world's decision to (one of the modes: a typo is refused, never read as
+    #: compute-only with a reason that blames the hint)
+    hint: Mode | None = None
     as_of: StrictStr | None = Field(default=None, max_length=64)
     dataset_fingerprint: StrictStr | None = Field(default=None, max_length=256)
     synthetic_data: StrictBool = False

@@ -32,7 +32,7 @@ from qmtl.services.storage.sql import Database
 from .activation_cache import ActivationCache
 from qmtl.services.openapi import errors, finish_schema
 
-from .envelopes import ActivationEnvelope, DecisionEnvelope
+from .envelopes import ActivationEnvelope, DecisionEnvelope, Mode
 from .errors import ApiError
 from .policy import Policy, PolicyError, parse_policy
 from .rebalancing import Rebalancer
@@ -203,7 +203,9 @@ def evaluate(world_id: str, body: EvaluateRequest, ws: WS, request: Request,
 
 @router.get("/worlds/{world_id}/decide", response_model=DecisionEnvelope, responses=errors(404))
 def decide(world_id: str, ws: WS, strategy_id: str = Query(min_length=1, max_length=256),
-           hint: str | None = Query(default=None, max_length=32)) -> DecisionEnvelope:
+           hint: Mode | None = Query(default=None, description="a mode to lower the decision to; "
+                                     "an unknown one is refused rather than read as compute-only")
+           ) -> DecisionEnvelope:
     return ws.decide(world_id, strategy_id, hint)
 
 

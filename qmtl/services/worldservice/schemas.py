@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 WORLD_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-STRATEGY_ID = Field(min_length=1, max_length=256)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _addressable(value: str) -> str:
+    """Refuse a control character in an id.  Ids written here are read back through a query
+    (``?strategy_id=``) or a path (``/apply/{run_id}``), where the request guard refuses control
+    characters: such an id would be stored and then be out of reach of every reader."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain a control character")
+    return value
+
+
+def _path_segment(value: str) -> str:
+    """A run id is a path segment of ``GET /worlds/{id}/apply/{run_id}``: no '/', and not '.' or '..'
+    (the request guard refuses those in a path, so the run could never be read back)."""
+    if "/" in value or value in (".", ".."):
+        raise ValueError("must be usable as a path segment (no '/', not '.' or '..')")
+    return value
+
+
+StrategyId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_addressable)]
+RunId = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValidator(_addressable),
+                  AfterValidator(_path_segment)]
 
 
 class _Strict(BaseModel):
@@ -36,7 +59,7 @@ class WorldUpdate(_Strict):
 
 
 class StrategyMetrics(_Strict):
-    strategy_id: str = STRATEGY_ID
+    strategy_id: StrategyId
     metrics: dict[str, float] = Field(default_factory=dict)
     returns: list[float] | None = Field(default=None, max_length=100_000)
 
@@ -58,13 +81,13 @@ class EvaluateRequest(_Strict):
 
 
 class BindingCreate(_Strict):
-    strategy_id: str = STRATEGY_ID
+    strategy_id: StrategyId
 
 
 class ActivationUpdate(_Strict):
     """Either one strategy's activation (``strategy_id`` + ``active``) or world flags (freeze/drain)."""
 
-    strategy_id: str | None = Field(default=None, min_length=1, max_length=256)
+    strategy_id: StrategyId | None = None
     side: str | None = Field(default=None, pattern=r"^(long|short)$")
     active: bool | None = None
     weight: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -84,9 +107,9 @@ class ActivationUpdate(_Strict):
 
 
 class ApplyPlan(_Strict):
-    activate: list[str] = Field(default_factory=list)
-    deactivate: list[str] = Field(default_factory=list)
-    weights: dict[str, float] | None = None
+    activate: list[StrategyId] = Field(default_factory=list)
+    deactivate: list[StrategyId] = Field(default_factory=list)
+    weights: dict[StrategyId, float] | None = None
 
     @model_validator(mode="after")
     def _disjoint(self) -> "ApplyPlan":
@@ -102,13 +125,13 @@ class ApplyRequest(_Strict):
     """``etag``: the world's activation etag the plan was made against (``GET .../activation``); a new
     run is refused when the world changed since.  A retry of an unfinished run ignores it."""
 
-    run_id: str = Field(min_length=1, max_length=128)
+    run_id: RunId
     etag: str = Field(min_length=1, max_length=64)
     plan: ApplyPlan | None = None
 
 
 class AllocationsUpdate(_Strict):
-    allocations: dict[str, float]
+    allocations: dict[StrategyId, float]
 
     @model_validator(mode="after")
     def _valid(self) -> "AllocationsUpdate":
@@ -127,7 +150,7 @@ class WorldRebalance(_Strict):
 
     world_id: str = Field(min_length=1, max_length=64)
     etag: str = Field(min_length=1, max_length=64)
-    target: dict[str, float]
+    target: dict[StrategyId, float]
 
     @model_validator(mode="after")
     def _valid(self) -> "WorldRebalance":
@@ -136,7 +159,7 @@ class WorldRebalance(_Strict):
 
 
 class RebalanceApplyRequest(_Strict):
-    run_id: str = Field(min_length=1, max_length=128)
+    run_id: RunId
     plans: list[WorldRebalance] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")

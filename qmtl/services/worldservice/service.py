@@ -161,12 +161,17 @@ class WorldService:
     def _record_decision(self, world: dict[str, Any], sid: str, mode: str, reason: str,
                          entry: dict[str, Any], seq: int, now: float, actor: str) -> Event:
         # A decision is as fresh as the strategy's own metrics: re-ranking it in another strategy's
-        # evaluation must not restart its TTL (else evidence would never go stale in a busy world).
-        decision = {"mode": mode, "reason": reason, "decided_at": min(now, float(entry["updated_at"])),
-                    "ttl": world["decision_ttl"],
+        # evaluation must not restart its TTL (else evidence would never go stale in a busy world), nor
+        # lengthen it: the same metrics decided again keep the shortest TTL they were ever decided under
+        # (a raised decision_ttl never stretches a decision, so it must not revive a stale one either).
+        before = self.store.get_decision(world["id"], sid)
+        decided_at = min(now, float(entry["updated_at"]))
+        ttl = world["decision_ttl"]
+        if before is not None and float(before["decided_at"]) == decided_at:
+            ttl = min(ttl, int(before["ttl"]))
+        decision = {"mode": mode, "reason": reason, "decided_at": decided_at, "ttl": ttl,
                     "as_of": entry["as_of"], "dataset_fingerprint": entry["dataset_fingerprint"],
                     "evaluation_seq": seq}
-        before = self.store.get_decision(world["id"], sid)
         self.store.put_decision(world["id"], sid, decision)
         self.store.audit(world["id"], actor, "decision", now, _decision_view(before),
                          {"strategy_id": sid, **decision})
@@ -379,6 +384,7 @@ class WorldService:
                 skipped = self.denials(world, list(plan["weights"]), now)
                 for sid in plan["deactivate"]:
                     self.store.put_activation(world_id, sid, None, False, 0.0, now)
+                    self.store.deactivate_every_side(world_id, sid, now)
                 for sid, weight in plan["weights"].items():
                     if sid not in skipped:
                         self.store.put_activation(world_id, sid, None, True, weight, now)

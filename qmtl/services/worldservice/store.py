@@ -212,6 +212,13 @@ class WorldStore:
             " active = excluded.active, weight = excluded.weight, updated_at = excluded.updated_at",
             (world_id, strategy_id, side or "", int(active), weight, at))
 
+    def deactivate_every_side(self, world_id: str, strategy_id: str, at: float) -> None:
+        """Turn off every activation row of the strategy (plain, long, short): a plan or a deactivation
+        names a strategy, not one of its sides, and a side left active would keep it trading."""
+        self.db.execute(
+            "UPDATE ws_activations SET active = 0, weight = 0, updated_at = ?"
+            " WHERE world_id = ? AND strategy_id = ? AND active <> 0", (at, world_id, strategy_id))
+
     # apply --------------------------------------------------------------------------------------------
     def get_apply_run(self, world_id: str, run_id: str) -> dict[str, Any] | None:
         row = self.db.fetchone("SELECT * FROM ws_apply_runs WHERE world_id = ? AND run_id = ?",

@@ -146,3 +146,13 @@ def test_method_not_allowed_names_the_allowed_methods(stack: Stack, method: str,
     resp = stack.client.request(method, path)
     assert resp.status_code == 405 and resp.json()["error"]["code"] == "E_METHOD_NOT_ALLOWED", resp.text
     assert {m.strip() for m in resp.headers["allow"].split(",")} == allowed
+
+
+def test_an_unknown_hint_in_a_submission_is_refused(stack: Stack) -> None:
+    """``meta.hint`` is one of the modes; a typo is a 400 naming it, not a silent compute-only."""
+    stack.make_world("w1")
+    dag = chain_dag("hint", 4)
+    resp = stack.client.post("/strategies", json={"dag": dag, "world_ids": ["w1"], "meta": {"hint": "Live"}})
+    schema_error(resp, "meta.hint", "'live'")
+    resp = stack.client.post("/strategies", json={"dag": dag, "world_ids": ["w1"], "meta": {"hint": "paper"}})
+    assert resp.status_code in (200, 201), resp.text

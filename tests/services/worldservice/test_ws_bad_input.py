@@ -148,3 +148,35 @@ def test_audit_of_a_world_that_never_was_is_404_at_any_after_seq(client: httpx.C
     entries = client.get("/worlds/gone/audit").json()["entries"]
     assert [e["action"] for e in entries] == ["world.create", "world.delete"]
     assert client.get("/worlds/gone/audit", params={"after_seq": 5}).json()["entries"] == []
+
+
+@pytest.mark.parametrize("method, path, body, field", [
+    ("POST", "/worlds/w1/bindings", {"strategy_id": "s\n"}, "strategy_id"),
+    ("POST", "/worlds/w1/evaluate", {"strategies": [{"strategy_id": "s\t", "metrics": {}}]}, "strategy_id"),
+    ("PUT", "/worlds/w1/activation", {"strategy_id": "s\x1b", "active": False}, "strategy_id"),
+    ("PUT", "/worlds/w1/allocations", {"allocations": {"s\r": 0.0}}, "allocations"),
+    ("POST", "/worlds/w1/apply", {"run_id": "r\n1", "etag": "x"}, "run_id"),
+    ("POST", "/worlds/w1/apply", {"run_id": "a/b", "etag": "x"}, "run_id"),
+    ("POST", "/worlds/w1/apply", {"run_id": "..", "etag": "x"}, "run_id"),
+    ("POST", "/worlds/w1/apply", {"run_id": "r", "etag": "x", "plan": {"activate": ["s\x7f"]}}, "activate"),
+])
+def test_ids_that_could_never_be_read_back_are_refused(client: httpx.Client, method: str, path: str,
+                                                        body: dict, field: str) -> None:
+    """Strategy ids are read back through ``?strategy_id=`` and run ids through ``/apply/{run_id}``, where
+    control characters, '/', '.' and '..' are refused: writing such an id must be refused too, naming it,
+    and leave nothing behind (it was accepted, then out of reach of every reader)."""
+    make_world(client)
+    assert_error(client.request(method, path, json=body), 400, "E_SCHEMA", field)
+    assert client.get("/worlds/w1/bindings").json()["bindings"] == []
+    assert [e["action"] for e in client.get("/worlds/w1/audit").json()["entries"]] == ["world.create"]
+
+
+def test_an_unknown_hint_is_refused_not_read_as_compute_only(client: httpx.Client) -> None:
+    """A typo in ``hint`` ('Paper', 'shadow') used to turn any decision into compute-only with a reason
+    blaming the hint; it is bad input, and the answer says which field and what it may be."""
+    make_world(client)
+    for hint in ("Paper", "shadow", ""):
+        assert_error(client.get("/worlds/w1/decide", params={"strategy_id": "s", "hint": hint}),
+                     400, "E_SCHEMA", "hint", "'paper'")
+    ok = client.get("/worlds/w1/decide", params={"strategy_id": "s", "hint": "paper"})
+    assert ok.status_code == 200 and ok.json()["effective_mode"] == "compute-only"  # no decision yet

@@ -145,3 +145,23 @@ def test_a_following_gate_closes_at_once_when_the_ttl_is_cut(request: pytest.Fix
                 keys.delete(*found)
             keys.close()
         bus.close()
+
+
+def test_raising_ttl_does_not_let_another_evaluation_revive_a_stale_decision(client: httpx.Client) -> None:
+    """A raised ``decision_ttl`` never stretches a decision; re-ranking the strategy in another one's
+    evaluation (same metrics, same evidence) must not stretch it either, or a stale decision would come
+    back live without any new evidence."""
+    make_world(client, "w1", policy=PASS, allow_live=True, decision_ttl=1)
+    evaluate(client, "w1", [{"strategy_id": "a", "metrics": GOOD}])
+    time.sleep(1.3)
+    assert decide(client, "a")["effective_mode"] == "compute-only"  # stale
+    assert client.put("/worlds/w1", json={"decision_ttl": 3600}).status_code == 200
+    assert decide(client, "a")["effective_mode"] == "compute-only"  # not stretched by the raise
+
+    evaluate(client, "w1", [{"strategy_id": "b", "metrics": GOOD}])  # re-ranks a on its stored metrics
+    a, b = decide(client, "a"), decide(client, "b")
+    assert (a["effective_mode"], a["ttl"]) == ("compute-only", 1) and "stale" in a["reason"]
+    assert (b["effective_mode"], b["ttl"]) == ("live", 3600)  # new evidence gets the new ttl
+
+    evaluate(client, "w1", [{"strategy_id": "a", "metrics": GOOD}])  # a's own new evidence: the new ttl
+    assert (decide(client, "a")["effective_mode"], decide(client, "a")["ttl"]) == ("live", 3600)

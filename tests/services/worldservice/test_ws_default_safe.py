@@ -42,6 +42,7 @@ def decide(client: httpx.Client, sid: str, wid: str = "w1") -> dict:
     ({"as_of": "2999-01-01T00:00:00Z"}, "lies in the future"),
     ({"dataset_fingerprint": " "}, "dataset_fingerprint is missing"),
     ({"dataset_fingerprint": "fp-1"}, "not of the form the runtime produces"),
+    ({"dataset_fingerprint": FP + "\n"}, "not of the form the runtime produces"),  # '$' matched before it
 ])
 def test_malformed_evidence_is_compute_only(client: httpx.Client, evidence: dict, why: str) -> None:
     live_world(client)
@@ -117,6 +118,28 @@ def test_activation_only_for_what_decisions_allow(client: httpx.Client) -> None:
     assert client.put("/worlds/w1/activation", json={"strategy_id": "weak", "active": False}).status_code == 200
     active = [s["strategy_id"] for s in client.get("/worlds/w1/activation").json()["strategies"] if s["active"]]
     assert active == ["good"]
+
+
+@pytest.mark.parametrize("plan", [{"deactivate": ["s"]}, None])  # explicit, and the default plan
+def test_apply_deactivates_every_side_of_a_strategy(client: httpx.Client, plan: dict | None) -> None:
+    """A strategy activated on one side (long/short) is off after an apply that deactivates it: the plan
+    names strategies, and a side left on kept the strategy trading and allocated."""
+    live_world(client)
+    evaluate(client, "s")
+    for side in ("long", "short"):
+        assert client.put("/worlds/w1/activation",
+                          json={"strategy_id": "s", "side": side, "active": True, "weight": 0.5}).status_code == 200
+    if plan is None:  # s's evidence is replaced by unusable evidence: the latest evaluation drops it
+        evaluate(client, "s", dataset_fingerprint="fp-1")
+    etag = client.get("/worlds/w1/activation").json()["etag"]
+    r = client.post("/worlds/w1/apply", json={"run_id": "r1", "etag": etag, **({"plan": plan} if plan else {})})
+    assert r.status_code == 200 and r.json()["plan"]["deactivate"] == ["s"], r.text
+    world = client.get("/worlds/w1/activation").json()
+    assert world["active"] is False and world["weight"] == 0
+    for side in ("long", "short"):
+        one = client.get("/worlds/w1/activation", params={"strategy_id": "s", "side": side}).json()
+        assert (one["active"], one["weight"]) == (False, 0.0)
+    assert client.get("/worlds/w1/allocations").json()["allocations"] == {}
 
 
 def test_apply_refuses_disallowed_unknown_and_stale_etag(client: httpx.Client) -> None:
