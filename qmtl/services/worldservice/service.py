@@ -505,13 +505,26 @@ def _blocked(problem: str | None, entry: dict[str, Any]) -> str | None:
 
 
 def _resolve_plan(plan: ApplyPlan, current: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fix the weights a plan will set: explicit ones, else equal among the resulting active set."""
+    """Fix the weights a plan will set, so the resulting active set never holds more than the whole.
+
+    Without explicit weights every strategy of the resulting active set (those staying and those
+    joining) gets an equal share: staying ones are re-weighted too, otherwise activating B beside A at
+    1.0 would leave 1.5 active.  Explicit weights apply to the activated strategies while those
+    staying keep theirs, and the sum of both must not exceed 1 (409 ``E_WEIGHT_SUM``)."""
+    staying: dict[str, float] = {}
+    for a in current:  # a strategy's rows (unsided, long, short) count together
+        if a["active"] and a["strategy_id"] not in plan.deactivate and a["strategy_id"] not in plan.activate:
+            staying[a["strategy_id"]] = staying.get(a["strategy_id"], 0.0) + float(a["weight"])
     if plan.weights is not None:
         weights = {sid: float(plan.weights.get(sid, 0.0)) for sid in plan.activate}
+        total = sum(weights.values()) + sum(staying.values())
+        if total > 1.0 + 1e-9:
+            raise ApiError(409, "E_WEIGHT_SUM",
+                           f"plan.weights: with the strategies staying active ({sorted(staying)}) the active "
+                           f"weights would sum to {total:.6g}, more than 1; deactivate some or lower the weights")
     else:
-        staying = {a["strategy_id"] for a in current if a["active"]} - set(plan.deactivate)
-        n = len(staying | set(plan.activate))
-        weights = {sid: 1.0 / n for sid in plan.activate} if n else {}
+        resulting = set(staying) | set(plan.activate)
+        weights = {sid: 1.0 / len(resulting) for sid in sorted(resulting)}
     return {"activate": sorted(plan.activate), "deactivate": sorted(plan.deactivate), "weights": weights}
 
 

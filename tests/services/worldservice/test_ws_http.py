@@ -280,12 +280,34 @@ def test_two_phase_apply_is_idempotent(client: httpx.Client, ws_backend) -> None
     assert_error(client.get("/worlds/w1/apply/zzz"), 404, "E_UNKNOWN_RUN")
 
     r2 = apply(client, "w1", "r2", {"activate": ["c"], "deactivate": ["a"]}).json()
-    assert r2["plan"]["weights"] == {"c": 0.5}  # b stays, c joins: equal weights among the resulting set
+    assert r2["plan"]["weights"] == {"b": 0.5, "c": 0.5}  # b stays, c joins: equal weights among the resulting set
     active = {s["strategy_id"] for s in client.get("/worlds/w1/activation").json()["strategies"] if s["active"]}
     assert active == {"b", "c"}
     phases = ws_backend.bus.read(TOPIC_APPLY)
     assert [(e.data["run_id"], e.data["phase"]) for e in phases] == [
         ("r1", "freeze"), ("r1", "switch"), ("r1", "unfreeze"), ("r2", "freeze"), ("r2", "switch"), ("r2", "unfreeze")]
+
+
+def test_an_apply_never_leaves_more_than_the_whole_active(client: httpx.Client) -> None:
+    """Activating b beside a (alone at 1.0) re-weights a too (0.5 each, not 1.0 + 0.5); explicit
+    weights that would push the active total over 1 with those staying are refused, and nothing moves."""
+    make_world(client, preset="sandbox")
+    evaluate(client, "w1", [{"strategy_id": s, "metrics": {}} for s in ("a", "b", "c")])
+    assert apply(client, "w1", "r1", {"activate": ["a"]}).status_code == 200
+
+    def weights() -> dict[str, float]:
+        act = client.get("/worlds/w1/activation").json()
+        return {s["strategy_id"]: s["weight"] for s in act["strategies"] if s["active"]}
+
+    assert weights() == {"a": 1.0}
+    assert apply(client, "w1", "r2", {"activate": ["b"]}).status_code == 200
+    assert weights() == {"a": 0.5, "b": 0.5}
+    over = apply(client, "w1", "r3", {"activate": ["c"], "weights": {"c": 0.4}})
+    assert_error(over, 409, "E_WEIGHT_SUM")
+    assert weights() == {"a": 0.5, "b": 0.5}
+    ok = apply(client, "w1", "r4", {"activate": ["c"], "deactivate": ["b"], "weights": {"c": 0.5}})
+    assert ok.status_code == 200, ok.text
+    assert weights() == {"a": 0.5, "c": 0.5}
 
 
 def test_allocations(client: httpx.Client) -> None:
