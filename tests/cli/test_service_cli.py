@@ -19,6 +19,7 @@ from qmtl.config import QmtlConfig
 from qmtl.services.app import EmbeddedServices
 from qmtl.services.gateway.sample_dags import chain_dag
 from tests.services.conftest import PG_BASE, REDIS_URL, unavailable
+from tests.redis_support import delete_keys
 
 cli = CliRunner()
 
@@ -276,11 +277,7 @@ def prod_yml(tmp_path: Path):
     finally:
         with psycopg.connect(PG_BASE, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        rds = redis.Redis.from_url(REDIS_URL)
-        keys = list(rds.scan_iter(f"{prefix}:*"))
-        if keys:
-            rds.delete(*keys)
-        rds.close()
+        delete_keys(REDIS_URL, prefix)
 
 
 def _wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> dict:

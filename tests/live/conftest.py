@@ -23,6 +23,7 @@ from qmtl.services.gsg import SqlGraphStore
 from qmtl.services.worldservice.app import create_app as create_world
 from qmtl.services.worldservice.service import WorldService
 from tests.services.conftest import db_backend, pg_dsn, redis_url, unavailable  # noqa: F401  (fixtures used here)
+from tests.redis_support import delete_keys
 
 NATS_URL = os.environ.get("QMTL_TEST_NATS", "nats://127.0.0.1:4222")
 
@@ -109,12 +110,6 @@ def world_stack(request: pytest.FixtureRequest, db_backend) -> Iterator[WorldSta
     app = create_gateway(gateway_db, bus, SqlGraphStore(gateway_db), world_app)
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield WorldStack(url, client, world_app.state.world_service)
-    if isinstance(bus, RedisStreamBus):  # Redis has no per-test schema: drop this test's streams
-        import redis
-
-        keys = redis.Redis.from_url(bus.url)
-        found = list(keys.scan_iter(f"{prefix}:*"))
-        if found:
-            keys.delete(*found)
-        keys.close()
+    if isinstance(bus, RedisStreamBus):
+        delete_keys(bus.url, prefix)
     bus.close()

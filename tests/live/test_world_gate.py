@@ -27,6 +27,7 @@ from qmtl.live.gate_state import GateState
 from tests.live.conftest import WorldStack
 from tests.live.worlds import activate, evaluate, trading_world
 from tests.services.gateway_process import free_port, start_gateway, stop_gateway
+from tests.redis_support import delete_keys
 
 # An event reaches the gate in about 0.1 s here; the bound leaves room for a loaded 2-core machine.
 FOLLOW_S = 3.0
@@ -204,13 +205,7 @@ def gateway_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pat
         f"gateway:\n  database_dsn: '{dsn}'\n  redis_dsn: '{redis_url}'\n"
         f"worldservice:\n  database_dsn: '{dsn}'\n  redis_dsn: '{redis_url}'\n")
     yield tmp_path
-    import redis
-
-    keys = redis.Redis.from_url(redis_url)
-    found = list(keys.scan_iter(f"{prefix}:*"))
-    if found:
-        keys.delete(*found)
-    keys.close()
+    delete_keys(redis_url, prefix)
 
 
 def test_closed_while_the_gateway_is_killed_and_reopens_after(gateway_home: Path) -> None:

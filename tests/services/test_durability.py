@@ -29,6 +29,7 @@ import pytest
 from qmtl.services.gateway.sample_dags import chain_dag
 from tests.services.conftest import PG_BASE
 from tests.services.gateway_process import REPO, free_port, start_gateway, stop_gateway
+from tests.redis_support import delete_keys
 
 
 def _alive_worker(pid: int) -> bool:
@@ -81,13 +82,7 @@ def home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
         with psycopg.connect(PG_BASE, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         if "workers" in request.param:
-            import redis
-
-            client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
-            keys = list(client.scan_iter(f"{prefix}:*"))
-            if keys:
-                client.delete(*keys)
-            client.close()
+            delete_keys(request.getfixturevalue("redis_url"), prefix)
 
 
 CLIENTS = 50  # issue 8 section 5: the kill lands while 50 clients submit concurrently

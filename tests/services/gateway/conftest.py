@@ -15,6 +15,7 @@ from qmtl.services.bus import Bus, InProcessBus, RedisStreamBus
 from qmtl.services.gateway.app import create_app as create_gateway
 from qmtl.services.gsg import SqlGraphStore
 from qmtl.services.worldservice.app import create_app as create_world
+from tests.redis_support import delete_keys
 
 BODY_LIMIT = 256 * 1024
 
@@ -49,17 +50,5 @@ def stack(request: pytest.FixtureRequest, db_backend) -> Iterator[Stack]:
     with ServerThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield Stack(url, client, bus, app, kind)
     if isinstance(bus, RedisStreamBus):
-        _delete_keys(bus.url, prefix)
+        delete_keys(bus.url, prefix)
     bus.close()
-
-
-def _delete_keys(url: str, prefix: str) -> None:
-    """Redis has no per-test schema: remove this test's streams so the server does not fill up."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-

@@ -26,6 +26,7 @@ from qmtl.services.worldservice.app import create_app
 from tests.services.conftest import PG_BASE as PG
 from tests.services.conftest import REDIS_URL as REDIS
 from tests.services.conftest import unavailable
+from tests.redis_support import delete_keys
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -102,9 +103,7 @@ def ws_backend(request, tmp_path) -> Iterator[Backend]:
         yield backend
     finally:
         backend.stop()
-        keys = list(bus._redis.scan_iter(f"{prefix}:*"))
-        if keys:
-            bus._redis.delete(*keys)
+        delete_keys(REDIS, prefix)
         bus.close()
         cache.close()
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

@@ -20,6 +20,7 @@ from qmtl.services.worldservice.service import WorldService
 from qmtl.services.worldservice.store import WorldStore
 
 from tests.services.worldservice.test_ws_http import FP, GOOD, assert_error, evaluate, make_world
+from tests.redis_support import delete_keys
 
 PASS = {"thresholds": {"sharpe": {"min": 1.0}}}
 
@@ -136,14 +137,8 @@ def test_a_following_gate_closes_at_once_when_the_ttl_is_cut(request: pytest.Fix
                 assert not closed.open and closed.reason == "decision_expired", closed
                 assert time.monotonic() - started < 5.0
     finally:
-        if postgres:  # Redis has no per-test schema: drop this test's streams
-            import redis
-
-            keys = redis.Redis.from_url(bus.url)
-            found = list(keys.scan_iter(f"{prefix}:*"))
-            if found:
-                keys.delete(*found)
-            keys.close()
+        if postgres:
+            delete_keys(bus.url, prefix)
         bus.close()
 
 
