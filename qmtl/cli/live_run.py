@@ -44,9 +44,14 @@ def run_live(file: Path, cls: str | None, data: str, world: str | None, feed: st
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         compiled = compile_strategy(file, cls)
-        from qmtl.live.gate import WorldGate  # the gate following the world's decision (issue 11, part 4)
-        gate = WorldGate(resolve_gateway_url(gateway_url), world, live_strategy_id(compiled))
-        runner = LiveRunner(compiled, data, feed, world, gate, max_bar_age=max_bar_age)
+        from qmtl.live.gate import GateMetrics, WorldGate  # the gate following the world's decision
+        from qmtl.live.metrics import LiveMetrics
+        # one registry for the bars/orders counters and the gate's: --metrics-port serves one registry,
+        # and an operator must see from it whether the gate is open and why it changed
+        metrics = LiveMetrics()
+        gate = WorldGate(resolve_gateway_url(gateway_url), world, live_strategy_id(compiled),
+                         metrics=GateMetrics(metrics.registry))
+        runner = LiveRunner(compiled, data, feed, world, gate, metrics=metrics, max_bar_age=max_bar_age)
     except CompileError as exc:
         print_diagnostics(exc.diagnostics, str(file))
         raise typer.Exit(1)

@@ -81,3 +81,48 @@ def test_a_runner_failing_beside_brokers_ends_them_before_closing_their_connecti
         gc.collect()  # a task that died unseen is reported when it is collected
     assert not [r for r in caplog.records if r.name == "asyncio"], [r.getMessage() for r in caplog.records]
 
+
+
+def test_metrics_port_serves_the_order_gate_beside_the_bar_counters(scope, tmp_path):
+    """``--metrics-port`` serves the gate's series too (before: only the bar/order counters; the gate
+    kept its own registry, so an operator could not scrape whether it was open).  The gateway here
+    answers nothing, so the gate is closed (unreachable) once its grace runs out."""
+    import socket
+    import time
+
+    import httpx
+    import nats
+
+    from .support import make_bars_stream
+
+    async def make_stream() -> None:
+        nc = await nats.connect(scope.feed("BTC").rsplit("/", 1)[0])
+        await make_bars_stream(nc.jetstream(), scope)
+        await nc.close()
+
+    asyncio.run(make_stream())
+    _, strategy = compile_strategy(tmp_path)
+    history = tmp_path / "history.parquet"
+    bars(10).to_parquet(history)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "qmtl.cli.main", "run", str(strategy), "--live", "--world",
+                             scope.world, "--feed", scope.feed("BTC"), "--data", str(history),
+                             "--gateway-url", "http://127.0.0.1:9", "--metrics-port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        text, deadline = "", time.monotonic() + 60
+        while time.monotonic() < deadline and 'reason="unreachable"' not in text:
+            time.sleep(0.5)
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                continue
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    gate = [line for line in text.splitlines() if line.startswith("qmtl_order_gate_open{")]
+    assert gate and all(f'world="{scope.world}"' in line and line.endswith(" 0.0") for line in gate), text
+    assert 'qmtl_order_gate_transitions_total{' in text and 'reason="unreachable"' in text, text
+    assert 'qmtl_live_bars_dropped_total{reason="late"}' in text, text
