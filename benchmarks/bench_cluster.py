@@ -14,6 +14,12 @@
    peak RSS of ``qmtl run`` in memory vs on the cluster path (partitions read a stretch at a time).
 
 Each command runs twice; the faster is reported.  Writes benchmarks/results/cluster.md.
+
+    .venv/bin/python benchmarks/bench_cluster.py --memory-only --memory-bars 1000000
+
+runs part 3 alone (200 symbols × 1M bars: the issue's peak-RSS figure) into
+benchmarks/results/cluster_memory.md.  Above ``IN_MEMORY_LIMIT`` bars the in-memory run is not
+attempted: it holds the whole dataset and every output row, more than this machine's RAM.
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _machine import machine  # noqa: E402
 
 STRATEGY = ROOT / "examples" / "momentum.py"
+#: bars above which ``qmtl run`` in memory is not attempted (48 bytes of input per bar, its outputs and
+#: the frames it returns: ~10 GB at 50M bars already)
+IN_MEMORY_LIMIT = 50_000_000
 QMTL = [sys.executable, "-m", "qmtl.cli.main"]
 
 #: the momentum rule of examples/momentum.py, per symbol, in pandas
@@ -98,6 +107,30 @@ def ports(n: int) -> list[int]:
     return out
 
 
+def memory_section(tmp: Path, env: dict, msym: int, mbars: int) -> list[str]:
+    """Part 3: peak RSS of ``qmtl run`` in memory (up to ``IN_MEMORY_LIMIT`` bars) and on the cluster path,
+    on ``msym`` × ``mbars`` bars written in row groups of 65,536 rows."""
+    big = write_bars(tmp / "big", msym, mbars, seed=3, row_group=65_536)
+    out, rec = tmp / "out", tmp / "rec"
+    rows = []
+    if msym * mbars <= IN_MEMORY_LIMIT:
+        whole = timed([[*QMTL, "run", str(STRATEGY), "--data", str(big), "--out", str(out), "--no-store", "-q"]],
+                      env, [out])
+        rows.append(f"| qmtl run, in memory | {whole[0]:.1f} | {whole[1]:.0f} |")
+    else:
+        rows.append(f"| qmtl run, in memory | not run: over {IN_MEMORY_LIMIT:,} bars it needs more than this "
+                    "machine's RAM | |")
+    parts = timed([[*QMTL, "run", str(STRATEGY), "--data", str(big), "--out", str(out), "-r", str(rec), "-q"]],
+                  env, [out, rec])
+    rows.append(f"| qmtl run --recovery-dir (cluster path, stretches of one batch) | {parts[0]:.1f} | {parts[1]:.0f} |")
+    lines = ["", f"## Memory: {msym} symbols × {mbars:,} bars ({msym * mbars:,} bars), row groups of 65,536 rows",
+             "", "| run | wall s | peak RSS MiB |", "|---|---|---|", *rows,
+             "", "The in-memory run holds the whole dataset and every output row; a cluster partition holds "
+             "one row group of its instrument and one stretch, and writes its rows per batch."]
+    print("\n".join(lines))
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--symbols", type=int, default=200)
@@ -105,11 +138,21 @@ def main() -> int:
     ap.add_argument("--memory-symbols", type=int, default=200)
     ap.add_argument("--memory-bars", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="20 symbols × 5,000 bars (memory: 20 × 100,000)")
+    ap.add_argument("--memory-only", action="store_true", help="part 3 alone, into results/cluster_memory.md")
     args = ap.parse_args()
     symbols, bars = (20, 5_000) if args.quick else (args.symbols, args.bars)
     tmp = Path(tempfile.mkdtemp(prefix="qmtl-bench-cluster-"))
     env = {**os.environ, "QMTL_HOME": str(tmp / "home")}
+    msym, mbars = (20, 100_000) if args.quick else (args.memory_symbols, args.memory_bars)
     try:
+        if args.memory_only:
+            subprocess.run([*QMTL, "compile", str(STRATEGY)], env=env, check=True, capture_output=True)
+            lines = ["# Data plane memory benchmark", "", f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
+                     "", "Command: `.venv/bin/python benchmarks/bench_cluster.py --memory-only "
+                     f"--memory-symbols {msym} --memory-bars {mbars}`"]
+            lines += memory_section(tmp, env, msym, mbars)
+            (ROOT / "benchmarks" / "results" / "cluster_memory.md").write_text("\n".join(lines) + "\n")
+            return 0
         data = write_bars(tmp / "bars", symbols, bars)
         (tmp / "pandas_momentum.py").write_text(PANDAS)
         out, rec = tmp / "out", tmp / "rec"
@@ -147,21 +190,9 @@ def main() -> int:
                   "import per process) is in each figure; on this 2-core machine the two processes also share "
                   "the cores with each other and with Bytewax's communication threads."]
         print("\n".join(lines[-6:]))
-        msym, mbars = (20, 100_000) if args.quick else (args.memory_symbols, args.memory_bars)
-        big = write_bars(tmp / "big", msym, mbars, seed=3, row_group=65_536)
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(data16, ignore_errors=True)
-        whole = timed([[*QMTL, "run", str(STRATEGY), "--data", str(big), "--out", str(out), "--no-store", "-q"]],
-                      env, [out])
-        parts = timed([[*QMTL, "run", str(STRATEGY), "--data", str(big), "--out", str(out), "-r", str(rec), "-q"]],
-                      env, [out, rec])
-        lines += ["", f"## Memory: {msym} symbols × {mbars:,} bars ({msym * mbars:,} bars), row groups of 65,536 rows",
-                  "", "| run | wall s | peak RSS MiB |", "|---|---|---|",
-                  f"| qmtl run, in memory | {whole[0]:.1f} | {whole[1]:.0f} |",
-                  f"| qmtl run --recovery-dir (cluster path, stretches of one batch) | {parts[0]:.1f} | {parts[1]:.0f} |",
-                  "", "The in-memory run holds the whole dataset and every output row; a cluster partition holds "
-                  "one row group of its instrument and one stretch, and writes its rows per batch."]
-        print("\n".join(lines[-6:]))
+        lines += memory_section(tmp, env, msym, mbars)
         (ROOT / "benchmarks" / "results" / "cluster.md").write_text("\n".join(lines) + "\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
