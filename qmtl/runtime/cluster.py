@@ -40,7 +40,7 @@ from . import cross
 from .cluster_cap import CapExchange, OperandsLogic
 from .engine import AUTO_BATCH, emission_ticks
 from .flow import failed, note_failure, part_key, part_name, raise_failure
-from .key_runtime import KeyRuntime, KeyTimeline
+from .key_runtime import KeyRuntime, KeyTimeline, LazyRuntime
 from .partitions import PartitionPlan, empty_timeline, load_partition, plan_partitions
 from .slice_reader import ChunkPosition, OutOfOrder, timeline_chunks
 from .data import version
@@ -135,19 +135,14 @@ class _WindowLogic(StatefulLogic):
     snapshot when the run resumes)."""
 
     def __init__(self, make: Callable[[Window], KeyRuntime], resume: dict | None) -> None:
-        self.make, self.resume = make, resume
-        self.rt: KeyRuntime | None = None
+        self.runtime = LazyRuntime(make, resume)
 
     def on_item(self, window: Window) -> tuple[list, bool]:
-        if self.rt is None:
-            self.rt = self.make(window)
-            if self.resume is not None:
-                self.rt.restore(self.resume)
-        rows = self.rt.run_window(window.timeline)
+        rows = self.runtime.of(window).run_window(window.timeline)
         return [(window.key, window.start, rows, window.last)], window.last
 
     def snapshot(self) -> dict | None:
-        return self.rt.snapshot() if self.rt is not None else self.resume
+        return self.runtime.snapshot()
 
 
 @dataclass(frozen=True)

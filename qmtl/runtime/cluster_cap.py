@@ -41,7 +41,7 @@ from bytewax.operators import StatefulLogic
 
 from . import cross
 from .flow import note_failure, part_name
-from .key_runtime import KeyRuntime
+from .key_runtime import KeyRuntime, LazyRuntime
 
 #: the routing key of the cap step
 CAP = "\x00cap"
@@ -52,19 +52,15 @@ class OperandsLogic(StatefulLogic):
     module and emits ``(window, {cap value: (ts, {0: targets, 1: closes})})``."""
 
     def __init__(self, make: Callable[[Any], KeyRuntime], resume: dict | None) -> None:
-        self.make, self.resume = make, resume
-        self.rt: KeyRuntime | None = None
+        self.runtime = LazyRuntime(make, resume)
 
     def on_item(self, window: Any) -> tuple[list, bool]:
-        if self.rt is None:
-            self.rt = self.make(window)
-            if self.resume is not None:
-                self.rt.restore(self.resume)
-        self.rt.run_window(window.timeline)
-        return [(window, self.rt.recorded_rows())], window.last
+        rt = self.runtime.of(window)
+        rt.run_window(window.timeline)
+        return [(window, rt.recorded_rows())], window.last
 
     def snapshot(self) -> dict | None:
-        return self.rt.snapshot() if self.rt is not None else self.resume
+        return self.runtime.snapshot()
 
 
 class CapExchange:
@@ -209,7 +205,6 @@ class CappedLogic(StatefulLogic):
 
     def __init__(self, exchange: CapExchange, resume: dict | None) -> None:
         self.x = exchange
-        self.rt: KeyRuntime | None = None
         self.state = copy.deepcopy(resume) if resume is not None else {
             "runtime": None,   # the pass-2 runtime's snapshot (kept in the runtime between snapshots)
             "windows": [],     # windows waiting for the cap, in timeline order
@@ -217,6 +212,7 @@ class CappedLogic(StatefulLogic):
             "carried": {v: math.nan for v in exchange.order},
             "decided": -math.inf,
         }
+        self.runtime = LazyRuntime(exchange.make_second, self.state["runtime"])
 
     def on_item(self, item: tuple) -> tuple[list, bool]:
         try:
@@ -243,10 +239,6 @@ class CappedLogic(StatefulLogic):
 
     def _run(self, window: Any) -> tuple:
         s = self.state
-        if self.rt is None:
-            self.rt = self.x.make_second(window)
-            if s["runtime"] is not None:
-                self.rt.restore(s["runtime"])
         stored = {}
         close = window.timeline.close
         for value, (ts, values) in s["entries"].items():
@@ -255,13 +247,12 @@ class CappedLogic(StatefulLogic):
             if len(close):
                 keep = ts + interval > int(close[len(close) - 1])
                 s["entries"][value] = (ts[keep], values[keep])
-        rows = self.rt.run_window(window.timeline, stored)
+        rows = self.runtime.of(window).run_window(window.timeline, stored)
         return (window.key, window.start, rows, window.last)
 
     def snapshot(self) -> dict:
         snap = copy.deepcopy(self.state)
-        if self.rt is not None:
-            snap["runtime"] = self.rt.snapshot()
+        snap["runtime"] = self.runtime.snapshot()
         return snap
 
 

@@ -18,7 +18,7 @@ import copy
 import threading
 from dataclasses import dataclass
 from functools import reduce
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numba
 import numpy as np
@@ -101,6 +101,26 @@ def key_timeline(streams: Mapping[str, Stream], intervals: Mapping[str, int]) ->
             cols[c] = col
         padded[v], present[v] = Stream(cols, s.symbol, s.tags), mask
     return KeyTimeline(close, padded, present, dict(intervals))
+
+
+class LazyRuntime:
+    """A key's ``KeyRuntime`` inside a cluster step: Bytewax builds a step's logic (with the key's
+    resume snapshot) before any item arrives, but the runtime needs the key's first window, so it is
+    built then and restored from the snapshot; until then the snapshot stands for it."""
+
+    def __init__(self, make: Callable[[Any], "KeyRuntime"], resume: Mapping[str, Any] | None) -> None:
+        self.make, self.resume = make, resume
+        self.rt: KeyRuntime | None = None
+
+    def of(self, window: Any) -> "KeyRuntime":
+        if self.rt is None:
+            self.rt = self.make(window)
+            if self.resume is not None:
+                self.rt.restore(self.resume)
+        return self.rt
+
+    def snapshot(self) -> Any:
+        return self.rt.snapshot() if self.rt is not None else self.resume
 
 
 @dataclass
